@@ -117,7 +117,8 @@ def running(module: str, env: dict[str, str], log_path: Path, port: int,
         try:
             wait_serving(port, service.proc, timeout)
         except Exception as exc:
-            raise RuntimeError(f"{module} did not become healthy: {exc}\n{service.log()[-4000:]}")
+            raise RuntimeError(f"{module} did not become healthy: {exc}\n"
+                               f"{service.log()[-4000:]}") from exc
         yield service
     finally:
         service.stop()
