@@ -1,0 +1,47 @@
+# syntax=docker/dockerfile:1.7
+# Annotation gateway (HTTP UI and API), CPU-only and without torch. Build from the
+# repository root:
+#   docker build -f deploy/docker/gateway.Dockerfile -t hitl/gateway:dev .
+
+# npm packages the browser UI serves locally (uPlot).
+FROM node:22.17.0-bookworm-slim AS npm
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
+FROM python:3.11.13-slim-bookworm AS build
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+# The gateway's share of requirements.txt, at the same pinned versions.
+ARG PACKAGES="grpcio grpcio-health-checking grpcio-reflection protobuf aiohttp prometheus-client"
+WORKDIR /app
+COPY requirements.txt ./
+RUN python -m venv /opt/tools \
+ && /opt/tools/bin/pip install "$(grep '^grpcio-tools==' requirements.txt)" \
+ && for name in $PACKAGES; do grep "^${name}==" requirements.txt; done > runtime.txt \
+ && python -m venv /opt/venv \
+ && /opt/venv/bin/pip install -r runtime.txt
+COPY protos/ protos/
+COPY hitl/ hitl/
+COPY annotation_gateway/ annotation_gateway/
+# The same protoc command as `make protos`.
+RUN rm -rf hitl/v1 \
+ && /opt/tools/bin/python -m grpc_tools.protoc -Iprotos --python_out=. --grpc_python_out=. \
+      --pyi_out=. protos/hitl/v1/*.proto \
+ && touch hitl/v1/__init__.py \
+ && /opt/venv/bin/python -m pip uninstall --yes pip setuptools \
+ && /opt/venv/bin/python -m compileall -q /opt/venv /app/hitl /app/annotation_gateway
+
+FROM python:3.11.13-slim-bookworm AS runtime
+RUN rm -rf /usr/local/lib/python3.11/site-packages/pip* /usr/local/bin/pip* \
+ && groupadd --system --gid 10001 hitl \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin hitl
+ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp
+COPY --from=build /opt/venv/ /opt/venv/
+COPY --from=build /app/hitl/ /app/hitl/
+COPY --from=build /app/annotation_gateway/ /app/annotation_gateway/
+COPY --from=npm /src/node_modules/uplot/ /app/node_modules/uplot/
+WORKDIR /app
+USER 10001:10001
+EXPOSE 8080 9103
+ENTRYPOINT ["python", "-m", "annotation_gateway"]

@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1.7
+# Trainer service, CPU-only. Build from the repository root:
+#   docker build -f deploy/docker/trainer.Dockerfile -t hitl/trainer:dev .
+
+FROM python:3.11.13-slim-bookworm AS build
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# CPU-only torch wheels: the trainer's models are small and never need a GPU.
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY requirements.txt ./
+RUN python -m venv /opt/tools \
+ && /opt/tools/bin/pip install "$(grep '^grpcio-tools==' requirements.txt)" \
+ && grep -v '^grpcio-tools==' requirements.txt > runtime.txt \
+ && python -m venv /opt/venv \
+ && /opt/venv/bin/pip install ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} -r runtime.txt
+COPY protos/ protos/
+COPY hitl/ hitl/
+COPY trainer_service/ trainer_service/
+# The same protoc command as `make protos`.
+RUN rm -rf hitl/v1 \
+ && /opt/tools/bin/python -m grpc_tools.protoc -Iprotos --python_out=. --grpc_python_out=. \
+      --pyi_out=. protos/hitl/v1/*.proto \
+ && touch hitl/v1/__init__.py \
+ && /opt/venv/bin/python -m pip uninstall --yes pip setuptools \
+ && /opt/venv/bin/python -m compileall -q /opt/venv /app/hitl /app/trainer_service
+
+FROM python:3.11.13-slim-bookworm AS runtime
+RUN rm -rf /usr/local/lib/python3.11/site-packages/pip* /usr/local/bin/pip* \
+ && groupadd --system --gid 10001 hitl \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin hitl
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp MPLCONFIGDIR=/tmp/matplotlib \
+    TRAINER_DATA_DIR=/var/lib/hitl/trainer
+COPY --from=build /opt/venv/ /opt/venv/
+COPY --from=build /app/hitl/ /app/hitl/
+COPY --from=build /app/trainer_service/ /app/trainer_service/
+WORKDIR /app
+USER 10001:10001
+EXPOSE 50052 9102
+ENTRYPOINT ["python", "-m", "trainer_service"]
