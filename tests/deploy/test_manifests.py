@@ -1,0 +1,311 @@
+"""Every overlay renders, validates against the pinned Kubernetes schemas, and keeps the
+properties the deployment relies on (deploy/README.md)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib
+import json
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from hitl import channels
+from hitl.config import load
+from tests.deploy.manifests import (
+    KUBERNETES_VERSION,
+    OVERLAYS,
+    configmap,
+    container_env,
+    containers,
+    get,
+    objects,
+    pod_spec,
+    render,
+    workloads,
+)
+
+# Workload name -> the Config class whose variables its container reads.
+SERVICES = {
+    "feature": "feature_service.config",
+    "trainer": "trainer_service.config",
+    "gateway": "annotation_gateway.config",
+}
+GRPC_SERVICES = ("feature", "trainer")
+
+
+def config_class(workload: str) -> type:
+    try:
+        return importlib.import_module(SERVICES[workload]).Config  # type: ignore[no-any-return]
+    except ModuleNotFoundError as exc:
+        pytest.skip(f"{SERVICES[workload]} is not in the tree yet ({exc})")
+
+
+def env_names(cls: type) -> set[str]:
+    return {f.metadata["env"] for f in dataclasses.fields(cls) if f.metadata.get("env")}
+
+
+def loaded_config(overlay: str, workload: dict[str, Any]) -> Any:
+    """The service's Config as the pod would load it (Secret values stubbed)."""
+    env = container_env(overlay, next(containers(workload, init=False)))
+    return load(config_class(workload["metadata"]["name"]),
+                {k: ("x" * 16 if v is None else v) for k, v in env.items()})
+
+
+@pytest.fixture(params=OVERLAYS)
+def overlay(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_overlay_renders_the_three_services(overlay: str) -> None:
+    names = {(w["kind"], w["metadata"]["name"]) for w in workloads(overlay)}
+    assert names == {("StatefulSet", "feature"), ("Deployment", "trainer"),
+                     ("Deployment", "gateway")}
+    assert {o["metadata"].get("namespace") for o in render(overlay)
+            if o["kind"] != "Namespace"} == {"hitl"}
+
+
+def test_every_object_validates_against_the_pinned_schemas(overlay: str) -> None:
+    for obj in render(overlay):
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            pytest.fail(f"{overlay}: {obj['kind']}/{obj['metadata']['name']}: {path}: "
+                        f"{exc.message}")
+
+
+def test_the_schema_check_rejects_a_misspelt_field() -> None:
+    broken = copy.deepcopy(get("local", "StatefulSet", "feature"))
+    pod_spec(broken)["containers"][0]["resource"] = {"limits": {"cpu": "1"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_gpu_limit_only_on_the_feature_service_in_the_gpu_overlay(overlay: str) -> None:
+    for workload in workloads(overlay):
+        for container in containers(workload):
+            resources = container.get("resources", {})
+            gpus = {k: v for part in ("limits", "requests")
+                    for k, v in resources.get(part, {}).items() if "gpu" in k}
+            expected = (overlay == "gpu" and workload["metadata"]["name"] == "feature"
+                        and container["name"] == "feature")
+            if expected:
+                assert gpus == {"nvidia.com/gpu": 1}, container["name"]
+            else:
+                assert not gpus, f"{overlay}: {container['name']} asks for a GPU: {gpus}"
+
+
+def test_gpu_pods_land_on_the_gpu_pool_and_only_there(overlay: str) -> None:
+    for workload in workloads(overlay):
+        spec = pod_spec(workload)
+        on_gpu = overlay == "gpu" and workload["metadata"]["name"] == "feature"
+        tolerations = spec.get("tolerations", [])
+        if on_gpu:
+            assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+            assert {"key": "nvidia.com/gpu", "operator": "Exists",
+                    "effect": "NoSchedule"} in tolerations
+        else:
+            assert "nodeSelector" not in spec
+            assert not [t for t in tolerations if "gpu" in t.get("key", "")]
+
+
+def test_feature_image_matches_the_node_pool(overlay: str) -> None:
+    image = next(containers(get(overlay, "StatefulSet", "feature")))["image"]
+    assert image.endswith("-cuda" if overlay == "gpu" else "-cpu"), image
+    env = container_env(overlay, next(containers(get(overlay, "StatefulSet", "feature"))))
+    assert env["FEATURE_DEVICE"] == ("cuda" if overlay == "gpu" else "cpu")
+
+
+def test_every_container_has_probes_on_its_own_port(overlay: str) -> None:
+    for workload in workloads(overlay):
+        name = workload["metadata"]["name"]
+        config = loaded_config(overlay, workload)
+        for container in containers(workload, init=False):
+            for probe in ("readinessProbe", "livenessProbe"):
+                assert probe in container, f"{overlay}: {container['name']} lacks {probe}"
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                if probe not in container:
+                    continue
+                spec = container[probe]
+                if name in GRPC_SERVICES:
+                    # The standard gRPC health protocol, which GrpcService serves.
+                    assert spec["grpc"]["port"] == config.port, (name, probe)
+                else:
+                    assert spec["httpGet"]["path"] == "/healthz", (name, probe)
+                    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+                    assert ports[spec["httpGet"]["port"]] == config.port, (name, probe)
+
+
+def test_no_container_runs_as_root_or_keeps_privileges(overlay: str) -> None:
+    for workload in workloads(overlay):
+        spec = pod_spec(workload)
+        pod = spec.get("securityContext", {})
+        assert pod.get("runAsNonRoot") is True, workload["metadata"]["name"]
+        assert pod.get("runAsUser", 1) != 0
+        assert not spec.get("hostNetwork") and not spec.get("hostPID")
+        for container in containers(workload):
+            sc = container.get("securityContext", {})
+            assert sc.get("runAsUser", pod.get("runAsUser")) not in (0, None), container["name"]
+            assert sc.get("runAsNonRoot", True) is True
+            assert sc.get("privileged", False) is False
+            assert sc.get("allowPrivilegeEscalation") is False, container["name"]
+            assert sc.get("readOnlyRootFilesystem") is True, container["name"]
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], container["name"]
+            assert not sc.get("capabilities", {}).get("add")
+
+
+def test_writable_paths_are_volumes(overlay: str) -> None:
+    """With a read-only root, every directory a service writes must be a mounted volume."""
+    for workload in workloads(overlay):
+        config = loaded_config(overlay, workload)
+        container = next(containers(workload, init=False))
+        mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+        assert "/tmp" in mounts
+        writes = [getattr(config, f) for f in ("cache_dir", "data_dir") if hasattr(config, f)]
+        for path in writes:
+            assert any(path == m or path.startswith(m + "/") for m in mounts), (
+                f"{overlay}: {workload['metadata']['name']} writes {path}, not on a volume")
+
+
+def test_every_container_has_requests_and_limits(overlay: str) -> None:
+    for workload in workloads(overlay):
+        for container in containers(workload):
+            resources = container.get("resources", {})
+            for part in ("requests", "limits"):
+                for resource in ("cpu", "memory"):
+                    assert resource in resources.get(part, {}), (
+                        f"{overlay}: {container['name']} has no {part}.{resource}")
+
+
+def test_configmap_variables_are_the_services_settings(overlay: str) -> None:
+    """Same names as `make run` (hitl/run_local.py) and valid values: loading the
+    service's own Config from the pod's environment succeeds."""
+    for workload in workloads(overlay):
+        name = workload["metadata"]["name"]
+        cls = config_class(name)
+        for container in containers(workload, init=False):
+            assert container.get("envFrom"), f"{name}: config must come from a ConfigMap"
+            env = container_env(overlay, container)
+            unknown = set(env) - env_names(cls)
+            assert not unknown, f"{overlay}: {name} sets variables its Config lacks: {unknown}"
+            config = loaded_config(overlay, workload)
+            ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+            assert ports["metrics"] == config.metrics_port
+            assert ports.get("grpc", ports.get("http")) == config.port
+
+
+def test_prometheus_scrapes_every_pod_on_its_metrics_port(overlay: str) -> None:
+    for workload in workloads(overlay):
+        annotations = workload["spec"]["template"]["metadata"]["annotations"]
+        config = loaded_config(overlay, workload)
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(config.metrics_port)
+        assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_termination_grace_outlasts_each_services_graceful_stop(overlay: str) -> None:
+    for workload in workloads(overlay):
+        config = loaded_config(overlay, workload)
+        grace = pod_spec(workload)["terminationGracePeriodSeconds"]
+        assert grace > config.grace_s + 5, (workload["metadata"]["name"], grace, config.grace_s)
+
+
+def test_trainer_is_a_single_writer_with_a_volume(overlay: str) -> None:
+    trainer = get(overlay, "Deployment", "trainer")
+    assert trainer["spec"]["replicas"] == 1
+    assert trainer["spec"]["strategy"] == {"type": "Recreate"}
+    claims = [v["persistentVolumeClaim"]["claimName"] for v in pod_spec(trainer)["volumes"]
+              if "persistentVolumeClaim" in v]
+    assert claims == ["trainer-data"]
+    pvc = get(overlay, "PersistentVolumeClaim", "trainer-data")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert not [h for h in objects(overlay, "HorizontalPodAutoscaler")
+                if h["spec"]["scaleTargetRef"]["name"] == "trainer"]
+
+
+def test_feature_replicas_each_own_a_cache_volume(overlay: str) -> None:
+    feature = get(overlay, "StatefulSet", "feature")
+    templates = feature["spec"]["volumeClaimTemplates"]
+    assert [t["metadata"]["name"] for t in templates] == ["cache"]
+    assert templates[0]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    mounts = {m["name"]: m["mountPath"]
+              for m in next(containers(feature, init=False))["volumeMounts"]}
+    assert mounts["cache"] == loaded_config(overlay, feature).cache_dir
+
+
+def test_clients_balance_over_feature_replicas_through_a_headless_service(
+        overlay: str) -> None:
+    feature = get(overlay, "StatefulSet", "feature")
+    service = get(overlay, "Service", "feature")
+    assert service["spec"]["clusterIP"] == "None"
+    assert feature["spec"]["serviceName"] == "feature"
+    assert service["spec"]["selector"].items() <= (
+        feature["spec"]["template"]["metadata"]["labels"].items())
+    grpc_port = service["spec"]["ports"][0]["port"]
+    for workload, variable in (("trainer", "TRAINER_FEATURE_ADDR"),
+                               ("gateway", "GATEWAY_FEATURE_ADDR")):
+        env = container_env(overlay, next(containers(get(overlay, "Deployment", workload))))
+        assert env[variable] == f"dns:///feature:{grpc_port}", variable
+    config = json.loads(channels.service_config("hitl.v1.FeatureService"))
+    assert config["loadBalancingConfig"] == [{"round_robin": {}}]
+
+
+def test_services_select_their_pods_and_name_existing_ports(overlay: str) -> None:
+    for service in objects(overlay, "Service"):
+        selected = [w for w in workloads(overlay) if service["spec"]["selector"].items()
+                    <= w["spec"]["template"]["metadata"]["labels"].items()]
+        assert len(selected) == 1, service["metadata"]["name"]
+        ports = {p["name"] for p in next(containers(selected[0], init=False))["ports"]}
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in ports
+
+
+def test_autoscalers_and_disruption_budgets_point_at_real_workloads(overlay: str) -> None:
+    by_name = {(w["kind"], w["metadata"]["name"]): w for w in workloads(overlay)}
+    hpas = {h["metadata"]["name"]: h for h in objects(overlay, "HorizontalPodAutoscaler")}
+    assert set(hpas) == {"feature", "gateway"}
+    for hpa in hpas.values():
+        ref = hpa["spec"]["scaleTargetRef"]
+        assert (ref["kind"], ref["name"]) in by_name
+    gateway_metric = hpas["gateway"]["spec"]["metrics"][0]
+    assert gateway_metric["resource"]["name"] == "cpu"
+    feature_metric = hpas["feature"]["spec"]["metrics"][0]
+    assert feature_metric["type"] == "Pods"
+    pdbs = objects(overlay, "PodDisruptionBudget")
+    assert {p["metadata"]["name"] for p in pdbs} == {"feature", "gateway"}
+    for pdb in pdbs:
+        selector = pdb["spec"]["selector"]["matchLabels"]
+        assert [w for w in by_name.values()
+                if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()]
+
+
+def test_gateway_token_comes_from_a_secret(overlay: str) -> None:
+    gateway = next(containers(get(overlay, "Deployment", "gateway")))
+    token = [e for e in gateway["env"] if e["name"] == "GATEWAY_TOKEN"]
+    assert token and token[0]["valueFrom"]["secretKeyRef"]["key"] == "token"
+    assert "GATEWAY_TOKEN" not in configmap(overlay, "gateway-config")["data"]
+    secret = token[0]["valueFrom"]["secretKeyRef"]["name"]
+    rendered = [s for s in objects(overlay, "Secret") if s["metadata"]["name"] == secret]
+    # The local overlay generates a development token; the gpu overlay expects the real
+    # one to be created out of band, never committed.
+    assert bool(rendered) == (overlay == "local"), secret
+
+
+def test_ingress_routes_to_the_gateway_service(overlay: str) -> None:
+    (ingress,) = objects(overlay, "Ingress")
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    service = get(overlay, "Service", backend["name"])
+    assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+def test_every_image_is_mapped_to_a_tagged_build(overlay: str) -> None:
+    for workload in workloads(overlay):
+        for container in containers(workload):
+            image = container["image"]
+            repository, _, tag = image.rpartition(":")
+            assert repository and "/" in repository, f"{overlay}: unmapped image {image}"
+            assert tag and tag != "latest", f"{overlay}: {image} is not pinned to a tag"
+            assert container["imagePullPolicy"] == "IfNotPresent"
