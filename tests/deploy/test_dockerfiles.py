@@ -1,0 +1,190 @@
+"""The Dockerfiles are linted (hadolint, from its PyPI wheel) and checked for the
+properties deploy/README.md promises. No Docker engine runs here, so nothing is built."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.dockerfiles import DOCKER, IMAGES, Stage, arg_default, instructions, stages
+from tests.deploy.manifests import pod_spec, render, tool
+from tests.support import ROOT
+
+PINNED = re.compile(r"^[\w./-]+(:[\w.-]*\d+\.\d+[\w.-]*)?(@sha256:[0-9a-f]{64})?$")
+BUILD_TOOLS = re.compile(r"\b(apt-get|apt|apk|gcc|g\+\+|make|pip install|npm)\b")
+
+
+def dockerfile(name: str) -> Path:
+    return DOCKER / f"{name}.Dockerfile"
+
+
+@pytest.fixture(params=sorted(IMAGES))
+def image(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def hadolint(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([tool("hadolint"), "--no-color", str(path)], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_hadolint_finds_nothing(image: str) -> None:
+    done = hadolint(dockerfile(image))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_hadolint_does_flag_a_careless_dockerfile(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y gcc\n"
+                   "RUN pip install numpy\n")
+    done = hadolint(bad)
+    assert done.returncode != 0
+    for rule in ("DL3007", "DL3008", "DL3013"):
+        assert rule in done.stdout
+
+
+def test_base_images_are_pinned_and_the_build_is_multi_stage(image: str) -> None:
+    all_stages = stages(dockerfile(image))
+    names = {s.name for s in all_stages}
+    assert len(all_stages) >= 2
+    for stage in all_stages:
+        if stage.base in names:
+            continue
+        assert PINNED.match(stage.base) and (":" in stage.base or "@" in stage.base), (
+            f"{image}: base image {stage.base} is not pinned to an exact version or digest")
+        assert not stage.base.endswith(":latest")
+
+
+def final(image: str) -> Stage:
+    return stages(dockerfile(image))[-1]
+
+
+def test_final_stage_runs_as_the_pods_non_root_user(image: str) -> None:
+    users = final(image).args("USER")
+    assert users, f"{image}: the final stage sets no USER"
+    uid, _, gid = users[-1].partition(":")
+    assert uid.isdigit() and int(uid) != 0 and gid.isdigit() and int(gid) != 0
+    # Kubernetes can only prove runAsNonRoot for a numeric user; it must be the same one.
+    for overlay in ("local", "gpu"):
+        pods = [pod_spec(o) for o in render(overlay) if o["kind"] in ("Deployment",
+                                                                       "StatefulSet")]
+        assert {p["securityContext"]["runAsUser"] for p in pods} == {int(uid)}
+
+
+def test_final_stage_has_no_build_tools(image: str) -> None:
+    stage = final(image)
+    for command in stage.args("RUN"):
+        assert not BUILD_TOOLS.search(command), f"{image}: final stage runs {command!r}"
+    # The base image's own pip goes too.
+    assert any("rm -rf /usr/local/lib/python3.11/site-packages/pip" in c
+               for c in stage.args("RUN"))
+    copied = " ".join(stage.args("COPY"))
+    assert "/opt/tools" not in copied, "protoc's venv must stay in the build stage"
+    # The venv copied into the final stage had pip removed in the stage it comes from.
+    sources = {m.group(1) for m in re.finditer(r"--from=(\S+) /opt/venv/", copied)}
+    assert sources
+    for source in sources:
+        build = next(s for s in stages(dockerfile(image)) if s.name == source)
+        assert any("pip uninstall --yes pip setuptools" in r for r in build.args("RUN"))
+
+
+def test_stubs_are_generated_with_the_makefiles_protoc_command(image: str) -> None:
+    make = (ROOT / "Makefile").read_text()
+    protoc = re.search(r"-m grpc_tools\.protoc (.+?) \$\(PROTOS\)", make)
+    assert protoc, "the Makefile's protoc command moved: update this test"
+    args = protoc.group(1).replace("$(PROTO_OUT)", ".")
+    runs = " ".join(r for s in stages(dockerfile(image)) for r in s.args("RUN"))
+    assert f"-m grpc_tools.protoc {args} protos/hitl/v1/*.proto" in runs
+    assert "touch hitl/v1/__init__.py" in runs
+
+
+def test_entrypoint_and_ports_are_the_services_defaults(image: str) -> None:
+    module = IMAGES[image]
+    stage = final(image)
+    assert stage.args("ENTRYPOINT") == [f'["python", "-m", "{module}"]']
+    config_module = pytest.importorskip(f"{module}.config")
+    config = config_module.Config()
+    assert stage.args("EXPOSE") == [f"{config.port} {config.metrics_port}"]
+    copied = " ".join(stage.args("COPY"))
+    for other in set(IMAGES.values()) - {module}:
+        assert other not in copied, f"{image} image carries {other}"
+
+
+def test_only_the_feature_image_gets_cuda_torch() -> None:
+    for image in IMAGES:
+        build = next(s for s in stages(dockerfile(image)) if s.name == "build")
+        index = arg_default(build, "TORCH_INDEX")
+        if image == "feature":
+            # Empty: PyPI's torch, whose Linux wheels bundle CUDA.
+            assert index == ""
+        elif image == "trainer":
+            assert index == "https://download.pytorch.org/whl/cpu"
+        else:
+            assert index is None
+            packages = (arg_default(build, "PACKAGES") or "")
+            assert packages and "torch" not in packages
+
+
+def _distribution_closure(names: set[str]) -> set[str]:
+    seen: set[str] = set()
+    todo = [n.lower() for n in names]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for req in requires:
+            if "extra ==" in req:
+                continue
+            todo.append(re.split(r"[ ;<>=!~\[(]", req, maxsplit=1)[0].lower())
+    return {n.replace("_", "-") for n in seen}
+
+
+def _third_party_imports(folders: list[Path]) -> set[str]:
+    found: set[str] = set()
+    for folder in folders:
+        for path in folder.rglob("*.py"):
+            if "v1" in path.relative_to(ROOT).parts:
+                continue
+            for line in path.read_text().splitlines():
+                match = re.match(r"\s*(?:from|import)\s+([\w]+)", line)
+                if match:
+                    found.add(match.group(1))
+    local = {p.name for p in ROOT.iterdir() if p.is_dir()} | {"tests"}
+    return {m for m in found - local if m not in sys.stdlib_module_names and m != "__future__"}
+
+
+def test_gateway_packages_cover_what_the_gateway_imports() -> None:
+    if not (ROOT / "annotation_gateway" / "server.py").exists():
+        pytest.skip("annotation_gateway/server.py is not in the tree yet")
+    build = next(s for s in stages(dockerfile("gateway")) if s.name == "build")
+    listed = set((arg_default(build, "PACKAGES") or "").split())
+    pinned = {line.split("==")[0] for line in (ROOT / "requirements.txt").read_text().split()
+              if "==" in line}
+    assert listed <= pinned, f"not pinned in requirements.txt: {listed - pinned}"
+    installed = _distribution_closure(listed)
+    owners = importlib.metadata.packages_distributions()
+    for module in _third_party_imports([ROOT / "annotation_gateway", ROOT / "hitl"]):
+        dists = {d.lower().replace("_", "-") for d in owners.get(module, [module])}
+        assert dists & installed, (
+            f"the gateway imports {module} ({dists}) but its image installs only {listed}")
+
+
+def test_build_context_leaves_out_local_state(image: str) -> None:
+    ignore = DOCKER / f"{image}.Dockerfile.dockerignore"
+    entries = set(ignore.read_text().split())
+    assert {".venv", "node_modules", ".models", ".run", "hitl/v1", ".git"} <= entries
+
+
+def test_the_reader_joins_continuations() -> None:
+    assert instructions("FROM a:1.2 AS b\n# c\nRUN x \\\n  && y\n") == [
+        ("FROM", "a:1.2 AS b"), ("RUN", "x && y")]
