@@ -1,0 +1,32 @@
+"""`python -m feature_service`: serve until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from feature_service.config import Config
+from feature_service.extractors.base import MissingWeightsError
+from hitl.config import load_or_exit
+from hitl.logs import setup_logging
+
+
+def main() -> None:
+    config = load_or_exit(Config)
+    setup_logging("feature", config.log_level)
+    from feature_service.server import build_service, load_configured_extractor
+    try:
+        extractor = load_configured_extractor(config)
+    except MissingWeightsError as exc:
+        # One line, naming the missing file and the command that fetches it.
+        print(f"feature service cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+    async def serve() -> None:
+        await build_service(config, extractor).run_until_signal()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

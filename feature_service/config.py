@@ -1,0 +1,73 @@
+"""Settings of the feature service, read from FEATURE_* environment variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from feature_service.addresses import parse_allowlist
+from hitl.config import require, setting
+
+EXTRACTORS = ("resnext50-frcnn", "lite")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Config:
+    port: int = setting("FEATURE_PORT", 50051, "gRPC port.")
+    metrics_port: int = setting("FEATURE_METRICS_PORT", 9101,
+                                "Prometheus /metrics port (0 picks a free one).")
+    grace_s: float = setting("FEATURE_GRACE_S", 10.0,
+                             "Seconds to finish in-flight calls after SIGTERM.")
+    log_level: str = setting("LOG_LEVEL", "INFO", "Log level.", "DEBUG")
+    extractor: str = setting("FEATURE_EXTRACTOR", "resnext50-frcnn",
+                             "Feature extractor: resnext50-frcnn or lite.", "lite")
+    device: str = setting("FEATURE_DEVICE", "auto",
+                          "Inference device: auto (cuda when available), cpu or cuda.", "cpu")
+    models_dir: str = setting("FEATURE_MODELS_DIR", ".models",
+                              "Where `make models` put the lite extractor's files.")
+    cache_dir: str = setting("FEATURE_CACHE_DIR", ".run/feature-cache",
+                             "LMDB feature cache directory.")
+    cache_map_bytes: int = setting("FEATURE_CACHE_MAP_BYTES", 1 << 30,
+                                   "Initial LMDB map size; doubles when full.", "1073741824")
+    url_allowlist: tuple[str, ...] = setting(
+        "FEATURE_URL_ALLOWLIST", (),
+        "Hosts, addresses or CIDRs that may be fetched although private or loopback.",
+        "127.0.0.1,10.1.0.0/16", parse_allowlist)
+    max_image_bytes: int = setting("FEATURE_MAX_IMAGE_BYTES", 20 << 20,
+                                   "Largest encoded image accepted (bytes or fetched).")
+    max_pixels: int = setting("FEATURE_MAX_PIXELS", 50_000_000,
+                              "Largest decoded image (width x height) accepted.")
+    connect_timeout_s: float = setting("FEATURE_CONNECT_TIMEOUT_S", 3.0,
+                                       "Time limit to connect to an image server.")
+    read_timeout_s: float = setting("FEATURE_READ_TIMEOUT_S", 10.0,
+                                    "Time limit for one fetch, headers and body included.")
+    max_redirects: int = setting("FEATURE_MAX_REDIRECTS", 3, "Redirect hops followed.")
+    max_items: int = setting("FEATURE_MAX_ITEMS", 1024,
+                             "Most images in one Embed/Lookup request or stream message.")
+    max_message_bytes: int = setting("FEATURE_MAX_MESSAGE_BYTES", 64 << 20,
+                                     "Largest gRPC message, sent or received.")
+    max_batch: int = setting("FEATURE_MAX_BATCH", 32,
+                             "Most images in one model batch across callers.")
+    max_wait_ms: float = setting("FEATURE_MAX_WAIT_MS", 5.0,
+                                 "How long a partial batch waits for more images.")
+    decode_threads: int = setting("FEATURE_DECODE_THREADS", 2,
+                                  "Threads decoding and preprocessing images.")
+    stream_inflight: int = setting("FEATURE_STREAM_INFLIGHT", 4,
+                                   "EmbedStream messages processed at once per stream.")
+
+    def __post_init__(self) -> None:
+        require(self.extractor in EXTRACTORS, "FEATURE_EXTRACTOR",
+                f"must be one of {', '.join(EXTRACTORS)}", "lite")
+        require(self.device in DEVICES, "FEATURE_DEVICE",
+                f"must be one of {', '.join(DEVICES)}", "cpu")
+        for env, value in (("FEATURE_MAX_BATCH", self.max_batch),
+                           ("FEATURE_MAX_ITEMS", self.max_items),
+                           ("FEATURE_DECODE_THREADS", self.decode_threads),
+                           ("FEATURE_STREAM_INFLIGHT", self.stream_inflight),
+                           ("FEATURE_MAX_IMAGE_BYTES", self.max_image_bytes),
+                           ("FEATURE_MAX_PIXELS", self.max_pixels)):
+            require(value >= 1, env, "must be at least 1", "8")
+        require(self.max_redirects >= 0, "FEATURE_MAX_REDIRECTS", "must be >= 0", "3")
+        require(self.max_wait_ms >= 0, "FEATURE_MAX_WAIT_MS", "must be >= 0", "5")
+        require(self.connect_timeout_s > 0 and self.read_timeout_s > 0,
+                "FEATURE_READ_TIMEOUT_S", "time limits must be positive", "10")

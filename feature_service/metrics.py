@@ -1,0 +1,17 @@
+"""Prometheus metrics of the feature service (process-wide, like the registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CACHE_HITS = Counter("feature_cache_hits", "Cache lookups that found an entry.")
+CACHE_MISSES = Counter("feature_cache_misses", "Cache lookups that found nothing.")
+CACHE_ENTRIES = Gauge("feature_cache_entries", "Entries in the LMDB feature cache.")
+CACHE_USED_BYTES = Gauge("feature_cache_used_bytes", "Bytes of the LMDB map in use.")
+CACHE_MAP_BYTES = Gauge("feature_cache_map_bytes", "Current LMDB map size.")
+CACHE_RESIZES = Counter("feature_cache_resizes", "Times the LMDB map was grown.")
+BATCH_SIZE = Histogram("feature_batch_size", "Images per model batch.",
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+INFERENCE_SECONDS = Histogram("feature_inference_seconds", "Model time per batch.",
+                              buckets=(0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30))
+ITEMS = Counter("feature_items", "Images answered, by outcome.", ["outcome"])

@@ -1,0 +1,181 @@
+"""The gRPC face of the feature service: request messages in, pipeline results out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+import grpc
+
+from feature_service.addresses import Allowlist
+from feature_service.batching import MicroBatcher
+from feature_service.cache import FeatureCache
+from feature_service.config import Config
+from feature_service.extractors.base import EVIDENCE_DIM, Extractor
+from feature_service.fetch import Fetcher, FetchLimits
+from feature_service.pipeline import FeaturePipeline, ImageInput, Result
+from hitl.grpc_server import GrpcService
+from hitl.v1 import common_pb2, feature_pb2, feature_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = feature_pb2.DESCRIPTOR.services_by_name["FeatureService"].full_name
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_configured_extractor(config: Config) -> Extractor:
+    """The configured extractor; raises MissingWeightsError when its files are absent."""
+    from feature_service.extractors import load_extractor
+    return load_extractor(config.extractor, config.models_dir, resolve_device(config.device))
+
+
+def extractor_info(extractor: Extractor) -> feature_pb2.ExtractorInfo:
+    info = extractor.info
+    return feature_pb2.ExtractorInfo(
+        name=info.name, version=info.version, dimension=info.dimension,
+        embedding_dimension=info.embedding_dim, evidence_dimension=EVIDENCE_DIM,
+        backbone=info.backbone, detector=info.detector, target_class=info.target_class,
+        device=info.device)
+
+
+def result_message(result: Result) -> feature_pb2.EmbedResult:
+    if result.failure is not None:
+        failure = result.failure
+        return feature_pb2.EmbedResult(id=result.key, error=feature_pb2.ItemError(
+            kind=feature_pb2.ErrorKind.Value("ERROR_KIND_" + failure.kind.name),
+            message=failure.message, retryable=failure.retryable))
+    score, x1, y1, x2, y2, *_rest, count = result.evidence().tolist()
+    evidence = common_pb2.DetectorEvidence(score=score, count=int(count))
+    if score > 0:
+        evidence.box.CopyFrom(common_pb2.BoundingBox(x1=x1, y1=y1, x2=x2, y2=y2))
+    return feature_pb2.EmbedResult(id=result.key, features=feature_pb2.Features(
+        vector=result.vector, evidence=evidence, cached=result.cached))
+
+
+def image_inputs(images: Sequence[feature_pb2.ImageRef]) -> list[ImageInput]:
+    inputs = []
+    for image in images:
+        source = image.WhichOneof("source")
+        inputs.append(ImageInput(id=image.id,
+                                 url=image.url if source == "url" else None,
+                                 data=image.data if source == "data" else None))
+    return inputs
+
+
+class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
+    def __init__(self, pipeline: FeaturePipeline, max_items: int, stream_inflight: int) -> None:
+        self.pipeline, self.max_items, self.stream_inflight = (
+            pipeline, max_items, stream_inflight)
+        self.info = extractor_info(pipeline.extractor)
+
+    async def _check_count(self, count: int, context: grpc.aio.ServicerContext) -> None:
+        if count > self.max_items:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"{count} images in one message; at most {self.max_items} "
+                                "(FEATURE_MAX_ITEMS): split the request or use EmbedStream")
+
+    async def Describe(self, request, context):  # type: ignore[no-untyped-def]
+        return feature_pb2.DescribeResponse(extractor=self.info)
+
+    async def Embed(self, request, context):  # type: ignore[no-untyped-def]
+        await self._check_count(len(request.images), context)
+        results = await self.pipeline.embed(image_inputs(request.images), request.bypass_cache)
+        return feature_pb2.EmbedResponse(results=[result_message(r) for r in results],
+                                         extractor=self.info)
+
+    async def Lookup(self, request, context):  # type: ignore[no-untyped-def]
+        await self._check_count(len(request.ids), context)
+        results = self.pipeline.lookup(list(request.ids))
+        return feature_pb2.LookupResponse(results=[result_message(r) for r in results])
+
+    async def EmbedStream(self, request_iterator, context):  # type: ignore[no-untyped-def]
+        """At most `stream_inflight` messages are worked on at once: the reader stops
+        pulling from the stream until a result has been sent, so gRPC flow control
+        holds the client back."""
+        slots = asyncio.Semaphore(self.stream_inflight)
+        done: asyncio.Queue[feature_pb2.EmbedStreamResponse | None] = asyncio.Queue()
+        tasks: set[asyncio.Task] = set()
+
+        async def work(images: list[ImageInput]) -> None:
+            results = await self.pipeline.embed(images)
+            await done.put(feature_pb2.EmbedStreamResponse(
+                results=[result_message(r) for r in results]))
+
+        async def read() -> None:
+            async for message in request_iterator:
+                if len(message.images) > self.max_items:
+                    raise ValueError(f"{len(message.images)} images in one stream message; "
+                                     f"at most {self.max_items} (FEATURE_MAX_ITEMS)")
+                await slots.acquire()
+                task = asyncio.create_task(work(image_inputs(message.images)))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            await asyncio.gather(*list(tasks))
+            await done.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                getter = asyncio.ensure_future(done.get())
+                if not reader.done():
+                    await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if reader.done() and not reader.cancelled() and reader.exception() is not None:
+                    getter.cancel()
+                    error = reader.exception()
+                    code = (grpc.StatusCode.INVALID_ARGUMENT if isinstance(error, ValueError)
+                            else grpc.StatusCode.INTERNAL)
+                    await context.abort(code, str(error))
+                response = await getter
+                if response is None:
+                    return
+                yield response
+                slots.release()
+        finally:
+            reader.cancel()
+            for task in list(tasks):
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
+
+
+def build_service(config: Config, extractor: Extractor | None = None) -> GrpcService:
+    """The feature service, ready to start. `extractor` defaults to the configured one
+    (raising MissingWeightsError when its weights are absent)."""
+    extractor = extractor or load_configured_extractor(config)
+    info = extractor.info
+    cache = FeatureCache(config.cache_dir, f"{info.name}/{info.version}",
+                         config.cache_map_bytes)
+    fetcher = Fetcher(Allowlist.from_entries(config.url_allowlist), FetchLimits(
+        max_bytes=config.max_image_bytes, connect_timeout_s=config.connect_timeout_s,
+        total_timeout_s=config.read_timeout_s, max_redirects=config.max_redirects))
+    batcher = MicroBatcher(extractor, config.max_batch, config.max_wait_ms / 1000)
+    pipeline = FeaturePipeline(extractor, cache, fetcher, batcher,
+                               decode_threads=config.decode_threads,
+                               max_image_bytes=config.max_image_bytes,
+                               max_pixels=config.max_pixels)
+    servicer = FeatureServicer(pipeline, config.max_items, config.stream_inflight)
+
+    async def close() -> None:
+        await batcher.close()
+        await pipeline.close()
+        cache.close()
+
+    service = GrpcService(
+        name="feature", service_names=[SERVICE_NAME], port=config.port, grace_s=config.grace_s,
+        max_message_bytes=config.max_message_bytes,
+        add_servicers=lambda server: feature_pb2_grpc.add_FeatureServiceServicer_to_server(
+            servicer, server),
+        warm_up=batcher.start, close=close, metrics_port=config.metrics_port)
+    service.pipeline = pipeline  # type: ignore[attr-defined]
+    log.info("extractor", extra={"name": info.name, "version": info.version,
+                                 "dimension": info.dimension, "device": info.device})
+    return service
+
