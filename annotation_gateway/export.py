@@ -1,0 +1,52 @@
+"""Label export formats: one annotation per CSV row or JSON line, or the Open Images
+image-level label layout (one row per item, its latest annotation in force)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from typing import Any
+
+FORMATS = {
+    "csv": ("text/csv; charset=utf-8", "labels.csv"),
+    "jsonl": ("application/x-ndjson", "labels.jsonl"),
+    "openimages": ("text/csv; charset=utf-8", "labels-openimages.csv"),
+}
+CSV_COLUMNS = ("id", "item_id", "label", "annotator", "strategy", "model_version",
+               "duration_ms", "create_time", "undone", "split")
+OPENIMAGES_COLUMNS = ("ImageID", "Source", "LabelName", "Confidence")
+
+
+def _csv_line(values: Iterable[Any]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(values)
+    return out.getvalue()
+
+
+def csv_header() -> str:
+    return _csv_line(CSV_COLUMNS)
+
+
+def csv_row(annotation: dict[str, Any]) -> str:
+    return _csv_line(annotation[c] for c in CSV_COLUMNS)
+
+
+def jsonl_row(annotation: dict[str, Any]) -> str:
+    return json.dumps(annotation, separators=(",", ":")) + "\n"
+
+
+def openimages_rows(annotations: Iterable[dict[str, Any]], label_id: str) -> str:
+    """Annotations come oldest first, so the last one seen for an item wins."""
+    latest: dict[str, dict[str, Any]] = {}
+    for a in annotations:
+        if a["undone"] or a["label"] not in ("positive", "negative"):
+            continue
+        latest.pop(a["item_id"], None)
+        latest[a["item_id"]] = a
+    lines = [_csv_line(OPENIMAGES_COLUMNS)]
+    for item_id, a in latest.items():
+        lines.append(_csv_line((item_id, "verification", label_id,
+                                1 if a["label"] == "positive" else 0)))
+    return "".join(lines)

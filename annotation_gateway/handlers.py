@@ -1,0 +1,238 @@
+"""The JSON API: each handler checks its input, makes one call with a deadline, and
+converts the answer. gRPC errors are turned into HTTP errors by the error middleware."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+import grpc
+from aiohttp import web
+
+from annotation_gateway import convert, export, security, validation
+from annotation_gateway.config import Config
+from annotation_gateway.errors import ApiError
+from annotation_gateway.live import StatusHub, stream_status
+from annotation_gateway.metrics import ANNOTATIONS, UNDOS
+from hitl.v1 import feature_pb2, feature_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ITEMS = 20
+IMAGE_MAX_AGE_S = 24 * 3600
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp"})
+
+CONFIG = web.AppKey("config", Config)
+TRAINER = web.AppKey("trainer", trainer_pb2_grpc.TrainerServiceStub)
+FEATURES = web.AppKey("features", feature_pb2_grpc.FeatureServiceStub)
+HUB = web.AppKey("hub", StatusHub)
+EXTRACTOR = web.AppKey("extractor", dict)
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send application/json")
+    body = await request.read()  # client_max_size bounds this
+    try:
+        return validation.json_object(json.loads(body))
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+
+
+def annotator_of(request: web.Request) -> str:
+    name = request.cookies.get(security.ANNOTATOR_COOKIE)
+    if not name:
+        raise ApiError(409, "no_annotator", "choose an annotator name first (POST /api/session)")
+    return validation.annotator(name)
+
+
+def _deadline(request: web.Request) -> float:
+    return request.app[CONFIG].rpc_deadline_s
+
+
+# --- session -----------------------------------------------------------------------
+
+async def get_session(request: web.Request) -> web.Response:
+    name = request.cookies.get(security.ANNOTATOR_COOKIE)
+    valid = bool(name) and validation.ANNOTATOR.match(name or "") is not None
+    return json_response({"annotator": name if valid else None,
+                          "auth_required": bool(request.app[CONFIG].token)})
+
+
+async def set_session(request: web.Request) -> web.Response:
+    name = validation.annotator((await read_json(request)).get("annotator"))
+    response = json_response({"annotator": name,
+                              "auth_required": bool(request.app[CONFIG].token)})
+    security.set_cookie(response, security.ANNOTATOR_COOKIE, name,
+                        request.app[CONFIG].secure_cookies)
+    return response
+
+
+async def login(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    candidate = (await read_json(request)).get("token")
+    if not config.token:
+        return json_response({"ok": True})
+    if not isinstance(candidate, str) or not security.token_matches(config.token, candidate):
+        raise ApiError(401, "wrong_token", "that access token is not right")
+    response = json_response({"ok": True})
+    security.set_cookie(response, security.AUTH_COOKIE, security.session_value(config.token),
+                        config.secure_cookies)
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    response = json_response({"ok": True})
+    response.del_cookie(security.AUTH_COOKIE, path="/")
+    return response
+
+
+# --- status ------------------------------------------------------------------------
+
+async def _extractor(request: web.Request) -> dict[str, Any] | None:
+    """The feature extractor's description, asked once and then remembered."""
+    cached = request.app[EXTRACTOR]
+    if not cached:
+        try:
+            info = (await request.app[FEATURES].Describe(
+                feature_pb2.DescribeRequest(), timeout=_deadline(request))).extractor
+        except Exception:  # informative only: the status is useful without it
+            return None
+        cached.update(name=info.name, version=info.version, backbone=info.backbone,
+                      detector=info.detector, device=info.device)
+    return dict(cached)
+
+
+async def get_status(request: web.Request) -> web.Response:
+    response = await request.app[TRAINER].GetStatus(trainer_pb2.GetStatusRequest(),
+                                                    timeout=_deadline(request))
+    body = convert.status(response.status)
+    body["extractor"] = await _extractor(request)
+    return json_response(body)
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    return await stream_status(request, request.app[HUB])
+
+
+# --- items -------------------------------------------------------------------------
+
+async def next_items(request: web.Request) -> web.Response:
+    annotator = annotator_of(request)
+    n = validation.count(request.query.get("n"), DEFAULT_ITEMS)
+    held = validation.held_ids(request.query.get("held"))
+    response = await request.app[TRAINER].GetNextItems(
+        trainer_pb2.GetNextItemsRequest(annotator=annotator, count=n, held_item_ids=held),
+        timeout=_deadline(request))
+    return json_response({"items": [convert.item(i) for i in response.items]})
+
+
+async def _image(request: web.Request, thumbnail: bool) -> web.Response:
+    item_id = validation.item_id(request.match_info["item_id"])
+    response = await request.app[TRAINER].GetImage(
+        trainer_pb2.GetImageRequest(item_id=item_id, thumbnail=thumbnail),
+        timeout=_deadline(request))
+    etag = '"' + hashlib.sha256(response.data).hexdigest()[:32] + '"'
+    headers = {"Cache-Control": f"private, max-age={IMAGE_MAX_AGE_S}", "ETag": etag}
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    content_type = response.content_type.lower()
+    if content_type not in IMAGE_TYPES:
+        # Whatever else the bytes are, they must never be rendered as a document.
+        content_type = "application/octet-stream"
+        headers["Content-Disposition"] = "attachment"
+    return web.Response(body=response.data, content_type=content_type, headers=headers)
+
+
+async def image(request: web.Request) -> web.Response:
+    return await _image(request, thumbnail=False)
+
+
+async def thumbnail(request: web.Request) -> web.Response:
+    return await _image(request, thumbnail=True)
+
+
+# --- annotations -------------------------------------------------------------------
+
+async def add_annotation(request: web.Request) -> web.Response:
+    annotator = annotator_of(request)
+    body = await read_json(request)
+    label = convert.LABEL_BY_NAME.get(body.get("label"))  # type: ignore[arg-type]
+    if label is None:
+        raise ApiError(400, "invalid_label", "label must be \"positive\" or \"negative\"")
+    request_pb = trainer_pb2.AddAnnotationRequest(
+        annotation_id=validation.annotation_id(body.get("id")),
+        item_id=validation.item_id(str(body.get("item_id") or "")),
+        label=label, annotator=annotator,
+        duration_ms=validation.duration_ms(body.get("duration_ms")))
+    response = await request.app[TRAINER].AddAnnotation(request_pb, timeout=_deadline(request))
+    ANNOTATIONS.labels("duplicate" if response.duplicate else "new").inc()
+    return json_response({"annotation": convert.annotation(response.annotation),
+                          "duplicate": response.duplicate,
+                          "gold_check": convert.gold_check(response)},
+                         status=200 if response.duplicate else 201)
+
+
+async def undo_annotation(request: web.Request) -> web.Response:
+    annotator = annotator_of(request)
+    annotation_id = validation.annotation_id(request.match_info["annotation_id"])
+    response = await request.app[TRAINER].UndoAnnotation(
+        trainer_pb2.UndoAnnotationRequest(annotation_id=annotation_id, annotator=annotator),
+        timeout=_deadline(request))
+    UNDOS.inc()
+    return json_response({"annotation": convert.annotation(response.annotation)})
+
+
+async def export_labels(request: web.Request) -> web.StreamResponse:
+    fmt = request.query.get("format", "csv")
+    if fmt not in export.FORMATS:
+        raise ApiError(400, "invalid_format", "format must be csv, jsonl or openimages")
+    include_undone = request.query.get("include_undone", "false").lower() in ("1", "true")
+    config = request.app[CONFIG]
+    call = request.app[TRAINER].ExportLabels(
+        trainer_pb2.ExportLabelsRequest(include_undone=include_undone),
+        timeout=config.export_deadline_s)
+    batches = aiter(call)
+    # The first batch is read before answering, so that an unavailable trainer is an
+    # HTTP error rather than an empty file.
+    first = await anext(batches, None)
+    content_type, filename = export.FORMATS[fmt]
+    if fmt == "openimages":
+        status = await request.app[TRAINER].GetStatus(trainer_pb2.GetStatusRequest(),
+                                                      timeout=_deadline(request))
+        rows = [convert.annotation(a) for a in (first.annotations if first else ())]
+        async for batch in batches:
+            rows.extend(convert.annotation(a) for a in batch.annotations)
+        return web.Response(text=export.openimages_rows(rows, status.status.label_id),
+                            content_type=content_type.split(";")[0], charset="utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    response = web.StreamResponse(headers={
+        "Content-Type": content_type,
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Cache-Control": "no-store"})
+    await response.prepare(request)
+    row = export.csv_row if fmt == "csv" else export.jsonl_row
+    if fmt == "csv":
+        await response.write(export.csv_header().encode())
+    try:
+        if first is not None:
+            await response.write("".join(row(convert.annotation(a))
+                                         for a in first.annotations).encode())
+            async for batch in batches:
+                await response.write("".join(row(convert.annotation(a))
+                                             for a in batch.annotations).encode())
+    except grpc.aio.AioRpcError as exc:
+        # Too late for an error status: cut the connection so that the client sees a
+        # failed download instead of a silently truncated file.
+        log.warning("export interrupted", extra={"code": exc.code().name})
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    await response.write_eof()
+    return response

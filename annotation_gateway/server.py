@@ -1,0 +1,183 @@
+"""The gateway application: routes, middlewares and the lifecycle of its gRPC channels.
+`init_app(config)` is shared by `python -m annotation_gateway` and the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from annotation_gateway import handlers, security
+from annotation_gateway.config import Config
+from annotation_gateway.errors import ApiError, error_response, from_rpc_error
+from annotation_gateway.handlers import CONFIG, EXTRACTOR, FEATURES, HUB, TRAINER
+from annotation_gateway.live import StatusHub
+from annotation_gateway.metrics import LATENCY, REQUESTS
+from annotation_gateway.validation import MAX_BODY_BYTES
+from hitl.channels import open_channel
+from hitl.logs import new_request_id, request_id
+from hitl.v1 import feature_pb2_grpc, trainer_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+TRAINER_SERVICE = "hitl.v1.TrainerService"
+FEATURE_SERVICE = "hitl.v1.FeatureService"
+HEALTH_DEADLINE_S = 1.0
+OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+CLOSING = web.AppKey("closing", asyncio.Event)
+HEALTH = web.AppKey("health", dict)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: security.Handler) -> web.StreamResponse:
+    """Every API failure becomes a JSON error body with a fitting status."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except grpc.aio.AioRpcError as exc:
+        log.info("service call failed", extra={"code": exc.code().name, "path": request.path})
+        return from_rpc_error(exc, "trainer")
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith("/api/"):
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        message = ("the request body is too large" if exc.status == 413 else exc.reason)
+        return error_response(exc.status, code, message)
+    except Exception:
+        log.exception("unexpected error", extra={"path": request.path})
+        return error_response(500, "internal", "unexpected error in the gateway")
+
+
+@web.middleware
+async def observe_middleware(request: web.Request,
+                             handler: security.Handler) -> web.StreamResponse:
+    """Request id for the gRPC calls made on this request's behalf, and metrics."""
+    request_id.set(request.headers.get("X-Request-Id", "")[:64] or new_request_id())
+    started = time.perf_counter()
+    resource = request.match_info.route.resource
+    name = resource.canonical if resource is not None else "unmatched"
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        REQUESTS.labels(request.method, name, str(status)).inc()
+        LATENCY.labels(name).observe(time.perf_counter() - started)
+
+
+async def _channels(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    trainer = open_channel(config.trainer_addr, TRAINER_SERVICE,
+                           default_deadline_s=config.rpc_deadline_s)
+    features = open_channel(config.feature_addr, FEATURE_SERVICE,
+                            default_deadline_s=config.rpc_deadline_s)
+    app[TRAINER] = trainer_pb2_grpc.TrainerServiceStub(trainer)
+    app[FEATURES] = feature_pb2_grpc.FeatureServiceStub(features)
+    app[HEALTH] = {"trainer": health_pb2_grpc.HealthStub(trainer),
+                   "feature": health_pb2_grpc.HealthStub(features)}
+    hub = app[HUB] = StatusHub(app[TRAINER])
+    watcher = asyncio.create_task(hub.run())
+    yield
+    await hub.close()
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    await trainer.close()
+    await features.close()
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    app[CLOSING].set()
+    if HUB in app:
+        await app[HUB].close()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _serving(stub: health_pb2_grpc.HealthStub, service: str) -> str:
+    try:
+        answer = await stub.Check(health_pb2.HealthCheckRequest(service=service),
+                                  timeout=HEALTH_DEADLINE_S)
+    except grpc.aio.AioRpcError:
+        return "unavailable"
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)).lower()
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready while not shutting down. The services' health is reported but does not
+    take the gateway out of rotation: the page keeps working (and queues labels) while
+    the trainer is away, which it could not do if it could not even be loaded."""
+    health = request.app[HEALTH]
+    trainer, feature = await asyncio.gather(_serving(health["trainer"], TRAINER_SERVICE),
+                                            _serving(health["feature"], FEATURE_SERVICE))
+    closing = request.app[CLOSING].is_set()
+    return web.json_response({"status": "closing" if closing else "ready",
+                              "trainer": trainer, "feature": feature},
+                             status=503 if closing else 200)
+
+
+def _page(name: str):  # type: ignore[no-untyped-def]
+    async def page(request: web.Request) -> web.FileResponse:
+        response = web.FileResponse(Path(request.app[CONFIG].web_dir) / name)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+    return page
+
+
+async def openapi(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(OPENAPI_FILE, headers={"Content-Type": "application/json",
+                                                   "Cache-Control": "no-cache"})
+
+
+def init_app(config: Config) -> web.Application:
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[errors_middleware, observe_middleware,
+                     security.make_auth_middleware(config.token),
+                     security.make_csrf_middleware(config.allowed_origins)])
+    app[CONFIG] = config
+    app[EXTRACTOR] = {}
+    app[CLOSING] = asyncio.Event()
+    app.cleanup_ctx.append(_channels)
+    app.on_shutdown.append(_on_shutdown)
+    app.on_response_prepare.append(security.add_security_headers)
+
+    app.router.add_get("/", _page("index.html"))
+    app.router.add_get("/login", _page("login.html"))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_post("/api/login", handlers.login)
+    app.router.add_post("/api/logout", handlers.logout)
+    app.router.add_get("/api/session", handlers.get_session)
+    app.router.add_post("/api/session", handlers.set_session)
+    app.router.add_get("/api/status", handlers.get_status)
+    app.router.add_get("/api/events", handlers.events)
+    app.router.add_get("/api/items/next", handlers.next_items)
+    app.router.add_get("/api/items/{item_id}/image", handlers.image)
+    app.router.add_get("/api/items/{item_id}/thumbnail", handlers.thumbnail)
+    app.router.add_post("/api/annotations", handlers.add_annotation)
+    app.router.add_delete("/api/annotations/{annotation_id}", handlers.undo_annotation)
+    app.router.add_get("/api/export", handlers.export_labels)
+    app.router.add_static("/static/", Path(config.web_dir), append_version=False)
+    uplot = Path(config.vendor_dir) / "uplot" / "dist"
+    if uplot.is_dir():
+        app.router.add_static("/vendor/uplot/", uplot)
+    else:
+        log.warning("uPlot not found; the learning-curve chart is disabled (run make install)",
+                    extra={"path": str(uplot)})
+    return app

@@ -1,0 +1,76 @@
+"""Checks of everything the browser sends, with the limits the API documents."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from annotation_gateway.errors import ApiError
+
+# Request body limit for the JSON API (an annotation is well under 1 KiB).
+MAX_BODY_BYTES = 16 * 1024
+MAX_ITEMS_PER_REQUEST = 50
+MAX_HELD_IDS = 100
+MAX_ITEM_ID_CHARS = 256
+MAX_DURATION_MS = 24 * 3600 * 1000
+
+ANNOTATION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+ANNOTATOR = re.compile(r"^[\w .@-]{1,40}$")
+# Item ids are opaque keys chosen by the trainer; a gateway URL carries nothing else.
+# Separators and parent references are refused outright so that no id can ever be
+# mistaken for a path by anything downstream.
+_ITEM_ID_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def item_id(raw: str) -> str:
+    if (not raw or len(raw) > MAX_ITEM_ID_CHARS or _ITEM_ID_FORBIDDEN.search(raw)
+            or raw in (".", "..") or raw.startswith("..")):
+        raise ApiError(400, "invalid_item_id", "not a valid item id")
+    return raw
+
+
+def annotation_id(raw: Any) -> str:
+    if not isinstance(raw, str) or not ANNOTATION_ID.match(raw):
+        raise ApiError(400, "invalid_annotation_id",
+                       "annotation id must be 8-64 characters of letters, digits, - or _")
+    return raw
+
+
+def annotator(raw: Any) -> str:
+    if not isinstance(raw, str) or not ANNOTATOR.match(raw.strip()):
+        raise ApiError(400, "invalid_annotator",
+                       "annotator name must be 1-40 letters, digits, spaces or . @ _ -")
+    return raw.strip()
+
+
+def count(raw: str | None, default: int) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_count", "n must be an integer") from None
+    if not 1 <= value <= MAX_ITEMS_PER_REQUEST:
+        raise ApiError(400, "invalid_count", f"n must be between 1 and {MAX_ITEMS_PER_REQUEST}")
+    return value
+
+
+def held_ids(raw: str | None) -> list[str]:
+    ids = [part for part in (raw or "").split(",") if part]
+    if len(ids) > MAX_HELD_IDS:
+        raise ApiError(400, "too_many_held", f"at most {MAX_HELD_IDS} held item ids")
+    return [item_id(i) for i in ids]
+
+
+def duration_ms(raw: Any) -> int:
+    if raw is None:
+        return 0
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw <= MAX_DURATION_MS:
+        raise ApiError(400, "invalid_duration", "duration_ms must be an integer in milliseconds")
+    return raw
+
+
+def json_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    return body

@@ -1,0 +1,51 @@
+// Calls to the gateway's JSON API. Errors carry the HTTP status and whether a retry
+// may succeed, so the outbox can tell "try again later" from "give up".
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    // 0 is a network failure (gateway down); 401 keeps the label until signed in again.
+    this.retryable = status === 0 || status === 401 || status === 408 || status === 429 || status >= 500;
+  }
+}
+
+export async function request(method, path, body) {
+  const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+  if (method !== "GET") init.headers["X-Requested-With"] = "hitl";
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (err) {
+    throw new ApiError(0, "network", "the gateway cannot be reached");
+  }
+  let data = null;
+  try { data = await response.json(); } catch { data = null; }
+  if (!response.ok) {
+    const error = (data && data.error) || {};
+    if (response.status === 401) window.dispatchEvent(new Event("hitl:unauthenticated"));
+    throw new ApiError(response.status, error.code || "http_" + response.status,
+                       error.message || response.statusText || "request failed");
+  }
+  return data;
+}
+
+export const api = {
+  session: () => request("GET", "/api/session"),
+  setAnnotator: (annotator) => request("POST", "/api/session", { annotator }),
+  nextItems: (n, held) => request("GET", `/api/items/next?n=${n}&held=${held.map(encodeURIComponent).join(",")}`),
+  addAnnotation: (body) => request("POST", "/api/annotations", body),
+  undoAnnotation: (id) => request("DELETE", `/api/annotations/${encodeURIComponent(id)}`),
+  login: (token) => request("POST", "/api/login", { token }),
+};
+
+// crypto.randomUUID needs a secure context; tablets on a plain-http LAN have none.
+export function newId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}

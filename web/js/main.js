@@ -1,0 +1,306 @@
+// The annotation page: keyboard and buttons act on the first image at once; labels go
+// through the outbox; the panel follows the gateway's live status stream.
+
+import { api, newId } from "./api.js";
+import { Deck, safeImageUrl } from "./deck.js";
+import { Outbox } from "./outbox.js";
+import { renderStatus } from "./panel.js";
+import { perHour, strategyName } from "./wording.js";
+
+const $ = (id) => document.getElementById(id);
+const REFILL_RETRY_MS = 3000;
+const MAX_ERRORS = 4;
+
+const state = {
+  task: "the target",       // display name, from the status
+  history: [],              // this page's annotations, newest last, for undo
+  labelled: 0,
+  startedAt: 0,
+  shownAt: performance.now(),
+  zoomed: false,
+  notice: null,
+};
+
+// --- errors ------------------------------------------------------------------------
+
+function showError(message) {
+  const box = $("errors");
+  const line = document.createElement("p");
+  line.className = "error";
+  line.textContent = message;
+  const close = document.createElement("button");
+  close.type = "button";
+  close.textContent = "×";
+  close.title = "Dismiss";
+  close.addEventListener("click", () => line.remove());
+  line.append(close);
+  box.append(line);
+  while (box.children.length > MAX_ERRORS) box.firstElementChild.remove();
+}
+
+window.addEventListener("hitl:unauthenticated", () => { window.location.assign("/login"); });
+
+// --- items -------------------------------------------------------------------------
+
+let refillTimer = null;
+
+async function fetchItems(n, held) {
+  try {
+    const { items } = await api.nextItems(n, held);
+    if (items.length === 0 && deck.items.length === 0) scheduleRefill();
+    return items;
+  } catch (err) {
+    if (err.status !== 0 && err.status < 500) showError(`Could not load images: ${err.message}`);
+    scheduleRefill();
+    return [];
+  }
+}
+
+function scheduleRefill() {
+  if (refillTimer) return;
+  refillTimer = setTimeout(() => { refillTimer = null; deck.refill(); }, REFILL_RETRY_MS);
+}
+
+const deck = new Deck({ fetchItems, onChange: renderDeck });
+
+function thumbnail(item, index) {
+  const li = document.createElement("li");
+  li.className = "thumb";
+  li.dataset.itemId = item.id;
+  if (index === 0) li.classList.add("focused");
+  const img = document.createElement("img");
+  img.alt = "";
+  img.loading = "eager";
+  img.src = safeImageUrl(item.thumbnail_url);
+  const badge = document.createElement("span");
+  badge.className = `badge ${item.strategy}`;
+  badge.textContent = strategyName(item.strategy);
+  li.append(img, badge);
+  li.addEventListener("click", () => { if (index === 0) toggleZoom(); });
+  return li;
+}
+
+function renderDeck() {
+  const list = $("thumbs");
+  list.replaceChildren(...deck.items.map(thumbnail));
+  const item = deck.current;
+  const current = $("current");
+  current.dataset.empty = String(!item);
+  current.dataset.itemId = item ? item.id : "";
+  $("current-img").src = item ? safeImageUrl(item.thumbnail_url) : "";
+  $("current-img").hidden = !item;
+  $("current-badge").textContent = item ? strategyName(item.strategy) : "";
+  $("current-badge").className = `badge ${item ? item.strategy : ""}`;
+  $("empty").textContent = item ? "" : (deck.refilling ? "Loading images…" : "No images to show right now; asking the server again shortly.");
+  if (state.zoomed) showZoom();
+}
+
+// --- labelling ---------------------------------------------------------------------
+
+function label(value) {
+  const item = deck.current;
+  if (!item) return;
+  const now = performance.now();
+  deck.take();
+  const annotation = { id: newId(), item_id: item.id, label: value,
+                       duration_ms: Math.max(0, Math.round(now - state.shownAt)) };
+  state.shownAt = now;
+  state.history.push({ annotation, item });
+  state.labelled += 1;
+  state.startedAt ||= Date.now();
+  outbox.push({ kind: "add", body: annotation, item });
+  $("last").textContent = `Labelled ${value === "positive" ? state.task : "not " + state.task}.`;
+  renderRate();
+}
+
+function undo() {
+  const last = state.history.pop();
+  if (!last) return;
+  if (!outbox.cancelAdd(last.annotation.id)) outbox.push({ kind: "undo", id: last.annotation.id });
+  state.labelled = Math.max(0, state.labelled - 1);
+  deck.putBack(last.item);
+  state.shownAt = performance.now();
+  $("last").textContent = "Undone: the image is back.";
+  if (state.notice && state.notice.annotation.id === last.annotation.id) hideNotice();
+  renderRate();
+}
+
+function renderRate() {
+  $("rate").textContent = perHour(state.labelled, state.startedAt);
+}
+
+async function send(op) {
+  if (op.kind === "add") return api.addAnnotation(op.body);
+  try {
+    return await api.undoAnnotation(op.id);
+  } catch (err) {
+    // Already withdrawn or never recorded: the undo has nothing left to do.
+    if (err.status === 404 || err.status === 409) return null;
+    throw err;
+  }
+}
+
+function delivered(op, result) {
+  if (op.kind !== "add" || !result || !result.gold_check || result.gold_check.agrees) return;
+  showNotice(op, result.gold_check);
+}
+
+function failed(op, err) {
+  const what = op.kind === "add" ? "A label" : "An undo";
+  showError(`${what} was refused by the server and dropped: ${err.message}`);
+}
+
+function renderPending(box) {
+  const pill = $("pending");
+  pill.dataset.count = String(box.pending);
+  pill.textContent = `${box.pending} pending`;
+  pill.title = box.lastError ? `Waiting to deliver: ${box.lastError.message}` : "Labels waiting to be delivered";
+}
+
+const outbox = new Outbox({ send, onDelivered: delivered, onFailed: failed, onChange: renderPending });
+
+// --- gold check notice ---------------------------------------------------------------
+
+function answerWords(value) {
+  return value === "positive" ? `shows ${state.task}` : `does not show ${state.task}`;
+}
+
+function showNotice(op, check) {
+  state.notice = { annotation: op.body, item: op.item, check };
+  $("notice-text").textContent =
+    `Check image: this one is known to ${answerWords(check.known_label).replace(/^shows/, "show")}; ` +
+    `you answered that it ${answerWords(op.body.label)}.`;
+  $("notice").hidden = false;
+}
+
+function hideNotice() {
+  state.notice = null;
+  $("notice").hidden = true;
+}
+
+function fixNotice() {
+  const notice = state.notice;
+  if (!notice) return;
+  hideNotice();
+  const fixed = { id: newId(), item_id: notice.annotation.item_id,
+                  label: notice.annotation.label === "positive" ? "negative" : "positive",
+                  duration_ms: notice.annotation.duration_ms };
+  outbox.push({ kind: "undo", id: notice.annotation.id });
+  outbox.push({ kind: "add", body: fixed, item: notice.item });
+  const entry = state.history.find((h) => h.annotation.id === notice.annotation.id);
+  if (entry) entry.annotation = fixed;
+  $("last").textContent = "Fixed.";
+}
+
+// --- zoom --------------------------------------------------------------------------
+
+function showZoom() {
+  const item = deck.current;
+  if (!item) { hideZoom(); return; }
+  $("zoom-img").src = safeImageUrl(item.image_url);
+  $("zoom").hidden = false;
+}
+
+function hideZoom() {
+  state.zoomed = false;
+  $("zoom").hidden = true;
+}
+
+function toggleZoom() {
+  if (state.zoomed) { hideZoom(); return; }
+  state.zoomed = true;
+  showZoom();
+}
+
+// --- input -------------------------------------------------------------------------
+
+const KEYS = {
+  b: () => label("positive"),
+  n: () => label("negative"),
+  z: toggleZoom,
+  u: undo,
+  Backspace: undo,
+  Escape: () => { if (state.zoomed) hideZoom(); else hideNotice(); },
+};
+
+document.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
+  if (event.target.closest && event.target.closest("input, textarea, dialog[open]")) return;
+  const action = KEYS[event.key.length === 1 ? event.key.toLowerCase() : event.key];
+  if (!action) return;
+  event.preventDefault();
+  action();
+});
+
+$("btn-yes").addEventListener("click", () => label("positive"));
+$("btn-no").addEventListener("click", () => label("negative"));
+$("btn-zoom").addEventListener("click", toggleZoom);
+$("btn-undo").addEventListener("click", undo);
+$("zoom").addEventListener("click", hideZoom);
+$("notice-keep").addEventListener("click", hideNotice);
+$("notice-fix").addEventListener("click", fixNotice);
+window.addEventListener("online", () => outbox.retryNow());
+
+// --- status ------------------------------------------------------------------------
+
+function applyTask(status) {
+  if (!status || !status.display_name) return;
+  const name = status.display_name.toLowerCase();
+  if (name === state.task) return;
+  state.task = name;
+  $("question").textContent = `Does this image show ${name}?`;
+  $("yes-text").textContent = `Yes, ${name}`;
+  $("no-text").textContent = `No ${name}`;
+  $("pos-label").textContent = `Labelled ${name}`;
+  $("neg-label").textContent = `Labelled not ${name}`;
+  document.title = `Annotate: ${status.display_name}`;
+}
+
+function watchStatus() {
+  const source = new EventSource("/api/events");
+  source.addEventListener("status", (event) => {
+    const { trainer, status } = JSON.parse(event.data);
+    applyTask(status);
+    renderStatus(status, trainer);
+    // A trainer that is back takes the pending labels now rather than at the next retry.
+    if (trainer === "up" && outbox.pending) outbox.retryNow();
+    if (trainer === "up" && !deck.current) deck.refill();
+  });
+  source.addEventListener("error", () => renderStatus(null, "connecting"));
+}
+
+// --- start -------------------------------------------------------------------------
+
+async function chooseName(current) {
+  const dialog = $("name-dialog");
+  $("name-input").value = current || "";
+  dialog.showModal();
+  await new Promise((resolve) => $("name-form").addEventListener("submit", resolve, { once: true }));
+  const session = await api.setAnnotator($("name-input").value.trim());
+  return session.annotator;
+}
+
+async function start() {
+  renderPending(outbox);
+  let session;
+  try {
+    session = await api.session();
+  } catch (err) {
+    showError(`The gateway cannot be reached (${err.message}); labels will wait in this browser.`);
+    session = { annotator: null };
+  }
+  let annotator = session.annotator;
+  while (!annotator) {
+    try { annotator = await chooseName(""); } catch (err) { showError(err.message); }
+  }
+  $("annotator").textContent = annotator;
+  $("annotator").addEventListener("click", async () => {
+    try { $("annotator").textContent = await chooseName(annotator); } catch (err) { showError(err.message); }
+  });
+  watchStatus();
+  outbox.kick();
+  deck.refill();
+  setInterval(renderRate, 30000);
+}
+
+start();
