@@ -1,0 +1,235 @@
+"""Gateway latency under load: simulated annotators (an aiohttp load generator on
+loopback) lease items with GET /api/items/next and answer each with POST /api/annotations,
+1, 5 and 20 at a time, against real feature, trainer and gateway processes. The same
+lease-and-annotate loop straight to the trainer over gRPC, one client, is the baseline
+that the gateway's own cost is measured against."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import statistics
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from bench import stack
+from bench.dataset import read_labelled, stratified_subset, write_manifest
+
+ROOT = stack.ROOT
+TILES = ROOT.parent / "shared" / "data" / "streetview-tiles" / "labels.csv"
+CACHE = ROOT / ".run" / "sim-cache"
+ITEMS_PER_LEASE = 5
+CSRF = {"X-Requested-With": "hitl-bench"}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How big a run is: the short form runs in CI, the full form for people."""
+
+    items: int
+    seconds_per_level: float
+    max_requests_per_annotator: int
+    levels: tuple[int, ...] = (1, 5, 20)
+
+
+SHORT = Shape(items=600, seconds_per_level=2.0, max_requests_per_annotator=150)
+FULL = Shape(items=3000, seconds_per_level=15.0, max_requests_per_annotator=2000)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in [0, 100]); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+@dataclass
+class Samples:
+    next_ms: list[float] = field(default_factory=list)
+    annotate_ms: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    empty_leases: int = 0
+
+    def error(self, what: str) -> None:
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+    def summary(self, seconds: float) -> dict:
+        out: dict = {}
+        for name, values in (("next_items", self.next_ms), ("annotate", self.annotate_ms)):
+            out[name] = {"count": len(values), "p50_ms": round(percentile(values, 50), 2),
+                         "p99_ms": round(percentile(values, 99), 2),
+                         "mean_ms": round(statistics.fmean(values), 2) if values else None}
+        out["annotations_per_s"] = round(len(self.annotate_ms) / seconds, 1) if seconds else None
+        out["errors"] = dict(self.errors)
+        out["empty_leases"] = self.empty_leases
+        return out
+
+
+async def _annotator(base: str, name: str, deadline: float, max_requests: int,
+                     samples: Samples) -> None:
+    rng = random.Random(name)
+    jar = aiohttp.CookieJar(unsafe=True)  # keep cookies set by a bare IP address
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(base, cookie_jar=jar, timeout=timeout) as http:
+        async with http.post("/api/session", json={"annotator": name}, headers=CSRF) as r:
+            if r.status != 200:
+                raise RuntimeError(f"POST /api/session: {r.status} {await r.text()}")
+        requests = 0
+        while time.monotonic() < deadline and requests < max_requests:
+            started = time.perf_counter()
+            async with http.get("/api/items/next", params={"n": str(ITEMS_PER_LEASE)}) as r:
+                body = await r.json(content_type=None)
+                requests += 1
+                if r.status != 200:
+                    samples.error(f"next {r.status}")
+                    continue
+            samples.next_ms.append((time.perf_counter() - started) * 1e3)
+            items = body.get("items", [])
+            if not items:
+                samples.empty_leases += 1
+                await asyncio.sleep(0.05)
+                continue
+            for item in items:
+                if time.monotonic() >= deadline or requests >= max_requests:
+                    break
+                payload = {"id": uuid.uuid4().hex, "item_id": item["id"],
+                           "label": rng.choice(("positive", "negative"))}
+                started = time.perf_counter()
+                async with http.post("/api/annotations", json=payload, headers=CSRF) as r:
+                    await r.read()
+                    requests += 1
+                    if r.status not in (200, 201):
+                        samples.error(f"annotate {r.status}")
+                        continue
+                samples.annotate_ms.append((time.perf_counter() - started) * 1e3)
+
+
+async def load(base: str, annotators: int, seconds: float, max_requests: int,
+               tag: str) -> dict:
+    """`annotators` concurrent simulated annotators for at most `seconds`."""
+    samples = Samples()
+    started = time.monotonic()
+    deadline = started + seconds
+    await asyncio.gather(*(
+        _annotator(base, f"bench-{tag}-{i}", deadline, max_requests, samples)
+        for i in range(annotators)))
+    return samples.summary(time.monotonic() - started)
+
+
+async def grpc_baseline(address: str, seconds: float, max_requests: int) -> dict:
+    """The same loop as one annotator, straight to the trainer over gRPC."""
+    from hitl.channels import open_channel
+    from hitl.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
+
+    samples = Samples()
+    channel = open_channel(address, "hitl.v1.TrainerService")
+    stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+    rng = random.Random("grpc")
+    started = time.monotonic()
+    deadline = started + seconds
+    requests = 0
+    try:
+        while time.monotonic() < deadline and requests < max_requests:
+            t0 = time.perf_counter()
+            reply = await stub.GetNextItems(trainer_pb2.GetNextItemsRequest(
+                annotator="bench-grpc", count=ITEMS_PER_LEASE))
+            requests += 1
+            samples.next_ms.append((time.perf_counter() - t0) * 1e3)
+            if not reply.items:
+                samples.empty_leases += 1
+                await asyncio.sleep(0.05)
+            for item in reply.items:
+                label = rng.choice((common_pb2.LABEL_POSITIVE, common_pb2.LABEL_NEGATIVE))
+                t0 = time.perf_counter()
+                await stub.AddAnnotation(trainer_pb2.AddAnnotationRequest(
+                    annotation_id=uuid.uuid4().hex, item_id=item.id, label=label,
+                    annotator="bench-grpc"))
+                requests += 1
+                samples.annotate_ms.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        await channel.close()
+    return samples.summary(time.monotonic() - started)
+
+
+async def _wait_embedded(address: str, timeout_s: float = 900) -> None:
+    from hitl.channels import open_channel
+    from hitl.v1 import trainer_pb2, trainer_pb2_grpc
+
+    channel = open_channel(address, "hitl.v1.TrainerService")
+    stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            s = (await stub.GetStatus(trainer_pb2.GetStatusRequest())).status
+            if s.loading.state == trainer_pb2.LOADING_STATE_FAILED:
+                raise RuntimeError(f"trainer failed to load: {s.loading.message}")
+            if (s.loading.state == trainer_pb2.LOADING_STATE_READY and s.counts.pool
+                    and s.counts.embedded >= s.counts.pool and s.extraction.pending == 0):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError("trainer did not embed its pool in time")
+            await asyncio.sleep(0.5)
+    finally:
+        await channel.close()
+
+
+def run(short: bool = True, dataset: Path = TILES, cache: Path = CACHE) -> dict:
+    """Starts feature, trainer and gateway on a tile subset and measures them."""
+    missing = stack.missing_modules("feature_service", "trainer_service", "annotation_gateway")
+    if missing:
+        return {"status": "missing", "reason": f"{', '.join(missing)} not built"}
+    if not dataset.exists():
+        return {"status": "skipped", "reason": f"dataset {dataset} not found"}
+    shape = SHORT if short else FULL
+    work = cache / "bench-gateway"
+    shutil.rmtree(work, ignore_errors=True)
+    examples = stratified_subset(read_labelled(dataset), shape.items, seed=0)
+    manifest = write_manifest(examples, work / "manifest.csv")
+    feature = stack.feature_service(work, cache / "features-lite")
+    trainer = stack.trainer_service(work, work / "trainer", feature.address, manifest,
+                                    # Each annotation is measured, not the models it starts.
+                                    {"TRAINER_DEBOUNCE_S": "1"})
+    services = [feature, trainer]
+    try:
+        feature.start().wait_healthy()
+        trainer.start().wait_healthy()
+        asyncio.run(_wait_embedded(trainer.address))
+        gateway = stack.gateway(work, trainer.address, feature.address)
+        services.append(gateway)
+        gateway.start().wait_healthy()
+        result = asyncio.run(_measure(gateway.port, trainer.address, shape))
+    finally:
+        for service in reversed(services):
+            service.stop()
+    result["peak_rss_mib"] = {s.name: round(s.peak_mib, 1) if s.peak_mib else None
+                              for s in services}
+    result["status"] = "ok"
+    shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+async def _measure(port: int, trainer_address: str, shape: Shape) -> dict:
+    base = f"http://127.0.0.1:{port}"
+    baseline = await grpc_baseline(trainer_address, shape.seconds_per_level,
+                                   shape.max_requests_per_annotator)
+    levels = {}
+    for n in shape.levels:
+        levels[str(n)] = await load(base, n, shape.seconds_per_level,
+                                    shape.max_requests_per_annotator, tag=str(n))
+    ratios = {}
+    for n, figures in levels.items():
+        for op in ("next_items", "annotate"):
+            direct = baseline[op]["p50_ms"]
+            if direct and direct == direct:  # not NaN
+                ratios[f"{op} p50, {n} annotators / direct gRPC"] = round(
+                    figures[op]["p50_ms"] / direct, 2)
+    return {"shape": {"items": shape.items, "seconds_per_level": shape.seconds_per_level,
+                      "items_per_lease": ITEMS_PER_LEASE},
+            "grpc_direct_1": baseline, "annotators": levels, "ratios": ratios}

@@ -1,0 +1,56 @@
+"""The simulator's arithmetic: labels to reach a level, area under the curve, the
+verdict against random sampling, and the chart files."""
+
+import pytest
+
+from bench import curves
+
+
+def test_labels_to_reach_is_the_first_point_at_or_above_the_level():
+    curve = [(25, 0.4), (50, 0.72), (75, 0.65), (100, 0.86)]
+    assert curves.labels_to_reach(curve, 0.6) == 50
+    assert curves.labels_to_reach(curve, 0.72) == 50
+    assert curves.labels_to_reach(curve, 0.85) == 100
+    assert curves.labels_to_reach(curve, 0.9) is None
+
+
+def test_area_is_the_mean_f1_over_the_label_span():
+    assert curves.mean_f1_area([(0, 0.0), (100, 1.0)]) == pytest.approx(0.5)
+    assert curves.mean_f1_area([(25, 0.8), (50, 0.8)]) == pytest.approx(0.8)
+    # A run that stopped early keeps its last F1 up to the budget.
+    assert curves.mean_f1_area([(0, 0.0), (50, 1.0)], budget=100) == pytest.approx(0.75)
+    assert curves.mean_f1_area([]) == 0.0
+
+
+def rows(strategy, seed, f1s, step=25):
+    return [{"strategy": strategy, "seed": seed, "labels": step * (i + 1), "f1": f}
+            for i, f in enumerate(f1s)]
+
+
+def test_summary_averages_over_seeds_and_reports_misses():
+    data = (rows("default", 0, [0.65, 0.82, 0.86]) + rows("default", 1, [0.55, 0.75, 0.9])
+            + rows("random", 0, [0.3, 0.61, 0.7]) + rows("random", 1, [0.2, 0.5, 0.81]))
+    by_name = {s.strategy: s for s in curves.summarise(curves.curves_by_run(data), 75)}
+    default, random = by_name["default"], by_name["random"]
+    assert default.seeds == 2
+    assert default.reach[0.6].per_seed == (25, 50)
+    assert default.reach[0.6].mean == pytest.approx(37.5)
+    assert default.reach[0.6].text() == "38 (25-50)"
+    assert random.reach[0.8].text() == "not reached (1/2 seeds)"
+    assert random.reach[0.85].text() == "not reached"
+    assert default.final_f1 == pytest.approx(0.88)
+    verdict = curves.beats(default, random)
+    assert verdict == {0.6: True, 0.7: True, 0.8: True, 0.85: True}
+    assert curves.beats(random, default) == {0.6: False, 0.7: False, 0.8: False, 0.85: False}
+    table = curves.table_markdown([default, random], ceiling=0.9)
+    assert "| default | 2 | 38 (25-50) |" in table
+    assert "ceiling" in table and "0.900" in table
+
+
+def test_chart_is_written_as_png_and_svg(tmp_path):
+    data = rows("default", 0, [0.5, 0.8]) + rows("default", 1, [0.6, 0.9])
+    paths = [tmp_path / "f1.png", tmp_path / "f1.svg"]
+    curves.plot(curves.curves_by_run(data), paths, "test", ceiling=0.9)
+    assert paths[0].read_bytes().startswith(b"\x89PNG")
+    svg = paths[1].read_text()
+    assert "<svg" in svg and "target F1 0.85" in svg
