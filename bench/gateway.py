@@ -180,14 +180,15 @@ async def _wait_embedded(address: str, timeout_s: float = 900) -> None:
         await channel.close()
 
 
-def run(short: bool = True, dataset: Path = TILES, cache: Path = CACHE) -> dict:
+def run(short: bool = True, dataset: Path = TILES, cache: Path = CACHE,
+        shape: Shape | None = None) -> dict:
     """Starts feature, trainer and gateway on a tile subset and measures them."""
     missing = stack.missing_modules("feature_service", "trainer_service", "annotation_gateway")
     if missing:
         return {"status": "missing", "reason": f"{', '.join(missing)} not built"}
     if not dataset.exists():
         return {"status": "skipped", "reason": f"dataset {dataset} not found"}
-    shape = SHORT if short else FULL
+    shape = shape or (SHORT if short else FULL)
     work = cache / "bench-gateway"
     shutil.rmtree(work, ignore_errors=True)
     examples = stratified_subset(read_labelled(dataset), shape.items, seed=0)

@@ -111,9 +111,12 @@ class Trainer:
 
     async def annotate(self, item_id: str, positive: bool) -> None:
         label = self.common.LABEL_POSITIVE if positive else self.common.LABEL_NEGATIVE
-        await self.stub.AddAnnotation(self.pb.AddAnnotationRequest(
+        reply = await self.stub.AddAnnotation(self.pb.AddAnnotationRequest(
             annotation_id=uuid.uuid4().hex, item_id=item_id, label=label,
             annotator=ANNOTATOR))
+        # The evaluation split is only honest if the sampler never shows it.
+        if reply.annotation.split == self.pb.SPLIT_EVALUATION:
+            raise RuntimeError(f"the trainer served evaluation item {item_id!r}")
 
     async def retrain(self):  # type: ignore[no-untyped-def]
         return await self.stub.Retrain(self.pb.RetrainRequest())

@@ -1,0 +1,68 @@
+"""The simulator and the gateway benchmark against the real services: a tiny budget on a
+few hundred real tiles, one seed, so CI exercises the whole path in well under a minute."""
+
+import csv
+import json
+
+import pytest
+
+from bench import gateway, simulate, stack
+from tests.support import TILES, require_data, require_lite_models
+
+
+@pytest.fixture
+def stack_ready():
+    missing = stack.missing_modules("feature_service", "trainer_service")
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not in this checkout yet")
+    require_data(TILES)
+    require_lite_models()
+
+
+def test_simulator_replays_real_tiles_through_the_real_services(stack_ready, tmp_path):
+    out = tmp_path / "out"
+    code = simulate.main(["--limit", "300", "--seeds", "1", "--budget", "50",
+                          "--strategies", "default,random", "--out", str(out),
+                          "--cache", str(tmp_path / "cache"), "--docs", str(tmp_path / "docs")])
+    assert code == 0
+    with (out / "curves.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    runs = {r["strategy"] for r in rows}
+    assert runs == {"default", "random", "full-pool"}
+    for row in rows:
+        assert 0.0 <= float(row["f1"]) <= 1.0
+        assert 0.0 <= float(row["roc_auc"]) <= 1.0
+        # Every model is scored on the same held-out split: 20% of 300, both classes.
+        assert 55 <= int(row["eval_positives"]) + int(row["eval_negatives"]) <= 65
+        assert int(row["eval_positives"]) >= 1
+    learning = [r for r in rows if r["strategy"] != "full-pool"]
+    assert {int(r["labels"]) for r in learning} <= {25, 50}
+    assert any(int(r["labels"]) == 50 for r in learning)
+    (ceiling,) = [r for r in rows if r["strategy"] == "full-pool"]
+    assert 170 <= int(ceiling["labels"]) <= 190  # the whole pool: 60% of 300
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["items"] == 300 and summary["seeds"] == [0]
+    assert summary["ceiling_f1"] == pytest.approx(float(ceiling["f1"]))
+    assert set(summary["default_beats_random"]) == {"0.6", "0.7", "0.8", "0.85"}
+    assert summary["peak_rss_mib"]["feature"] > 0 and summary["peak_rss_mib"]["trainer"] > 0
+    assert "| strategy | seeds |" in (tmp_path / "docs" / "simulate-summary.md").read_text()
+    assert (tmp_path / "docs" / "simulate-f1.png").read_bytes().startswith(b"\x89PNG")
+    assert "<svg" in (out / "f1.svg").read_text()
+
+
+def test_gateway_benchmark_measures_latency_under_load(stack_ready, tmp_path):
+    if stack.missing_modules("annotation_gateway"):
+        pytest.skip("annotation_gateway not in this checkout yet")
+    tiny = gateway.Shape(items=200, seconds_per_level=1.0, max_requests_per_annotator=40,
+                         levels=(1, 3))
+    result = gateway.run(short=True, cache=tmp_path, shape=tiny)
+    assert result["status"] == "ok"
+    assert result["grpc_direct_1"]["annotate"]["count"] > 0
+    for level in ("1", "3"):
+        figures = result["annotators"][level]
+        assert figures["errors"] == {}
+        assert figures["next_items"]["count"] > 0 and figures["annotate"]["count"] > 0
+        assert 0 < figures["next_items"]["p50_ms"] <= figures["next_items"]["p99_ms"]
+    assert "annotate p50, 3 annotators / direct gRPC" in result["ratios"]
+    assert all(v and v > 0 for v in result["peak_rss_mib"].values())
