@@ -1,0 +1,2 @@
+"""The trainer service: owns the dataset and the labelled set, retrains continually,
+evaluates, and ranks unlabelled items for annotation."""

@@ -1,0 +1,220 @@
+"""The classifier: one linear layer and a log-softmax over two classes, on standardised
+features, trained with class-balanced epochs and early stopping on validation F1."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import (
+    average_precision_score,
+    f1_score,
+    precision_recall_curve,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 256
+PATIENCE = 6
+# Dimensions the model weighs most: the space in which outliers are measured.
+OUTLIER_DIMS = 64
+
+
+@dataclass
+class Metrics:
+    f1: float = 0.0
+    precision: float = 0.0
+    recall: float = 0.0
+    roc_auc: float = 0.0
+    average_precision: float = 0.0
+    threshold: float = 0.5
+    positives: int = 0
+    negatives: int = 0
+
+
+@dataclass
+class LinearModel:
+    weight: np.ndarray  # (2, d): rows score the negative and the positive class
+    bias: np.ndarray  # (2,)
+    mean: np.ndarray  # (d,) standardisation, from the training labels
+    scale: np.ndarray  # (d,)
+    threshold: float = 0.5
+
+    def logit(self, x: np.ndarray) -> np.ndarray:
+        """Positive-minus-negative logit; the standardisation is folded into the weights
+        so a large pool is never copied."""
+        w = (self.weight[1] - self.weight[0]) / self.scale
+        b = float(self.bias[1] - self.bias[0] - self.mean @ w)
+        return np.asarray(x @ w.astype(np.float32), dtype=np.float64) + b
+
+    def probability(self, x: np.ndarray) -> np.ndarray:
+        """P(positive): a two-class softmax is the sigmoid of the logit difference."""
+        return 1.0 / (1.0 + np.exp(-self.logit(x)))
+
+    def outlier_dims(self) -> np.ndarray:
+        influence = np.abs(self.weight[1] - self.weight[0])
+        k = min(OUTLIER_DIMS, influence.size)
+        return np.sort(np.argpartition(-influence, k - 1)[:k])
+
+    def activations(self, x: np.ndarray, dims: np.ndarray) -> np.ndarray:
+        """What the model sees of each item: the contribution of each of its most
+        influential standardised features to the logit."""
+        w = self.weight[1, dims] - self.weight[0, dims]
+        return ((x[:, dims] - self.mean[dims]) / self.scale[dims] * w).astype(np.float32)
+
+
+def choose_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """The probability threshold that maximises F1 of the positive class."""
+    if y.sum() == 0 or y.sum() == len(y):
+        return 0.5
+    precision, recall, thresholds = precision_recall_curve(y, p)
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+    return float(thresholds[int(np.argmax(f1))])
+
+
+def measure(y: np.ndarray, p: np.ndarray, threshold: float) -> Metrics:
+    y = np.asarray(y, dtype=int)
+    positives, negatives = int(y.sum()), int(len(y) - y.sum())
+    if len(y) == 0:
+        return Metrics(threshold=threshold)
+    predicted = (p >= threshold).astype(int)
+    both = positives > 0 and negatives > 0
+    return Metrics(
+        f1=float(f1_score(y, predicted, zero_division=0)),
+        precision=float(precision_score(y, predicted, zero_division=0)),
+        recall=float(recall_score(y, predicted, zero_division=0)),
+        roc_auc=float(roc_auc_score(y, p)) if both else 0.0,
+        average_precision=float(average_precision_score(y, p)) if positives else 0.0,
+        threshold=threshold, positives=positives, negatives=negatives)
+
+
+def balanced_epoch(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices of one epoch with as many positives as negatives: the minority class is
+    drawn with replacement up to the majority's count."""
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    n = max(len(pos), len(neg))
+    picks = [c if len(c) == n else rng.choice(c, n, replace=True) for c in (pos, neg)]
+    order = np.concatenate(picks)
+    rng.shuffle(order)
+    return order
+
+
+def train(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
+          max_epochs: int = 60, seed: int = 0, lr: float = 1e-2,
+          weight_decay: float = 1e-4) -> LinearModel:
+    """Trains on (x, y), keeping the epoch with the best validation F1 (at its own best
+    threshold). Without both classes in validation, the training labels choose instead."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    x = np.asarray(x, dtype=np.float32)
+    mean = x.mean(axis=0).astype(np.float64)
+    scale = x.std(axis=0).astype(np.float64)
+    scale[scale < 1e-6] = 1.0
+    xs = torch.from_numpy(((x - mean) / scale).astype(np.float32))
+    targets = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    has_val = len(y_val) and 0 < np.sum(y_val) < len(y_val)
+    check_x, check_y = (x_val, np.asarray(y_val)) if has_val else (x, np.asarray(y))
+
+    layer = torch.nn.Linear(x.shape[1], 2)
+    optimiser = torch.optim.Adam(layer.parameters(), lr=lr, weight_decay=weight_decay)
+    loss_fn = torch.nn.NLLLoss()
+    best: tuple[float, LinearModel] | None = None
+    stale = 0
+    for _ in range(max_epochs):
+        order = torch.from_numpy(balanced_epoch(np.asarray(y), rng))
+        for start in range(0, len(order), BATCH_SIZE):
+            idx = order[start:start + BATCH_SIZE]
+            optimiser.zero_grad()
+            loss = loss_fn(torch.log_softmax(layer(xs[idx]), dim=1), targets[idx])
+            loss.backward()
+            optimiser.step()
+        model = LinearModel(layer.weight.detach().numpy().astype(np.float64).copy(),
+                            layer.bias.detach().numpy().astype(np.float64).copy(), mean, scale)
+        p = model.probability(check_x)
+        model.threshold = choose_threshold(check_y, p)
+        score = measure(check_y, p, model.threshold).f1
+        if best is None or score > best[0]:
+            best, stale = (score, model), 0
+        else:
+            stale += 1
+            if stale >= PATIENCE:
+                break
+    assert best is not None
+    return best[1]
+
+
+@dataclass
+class ModelInfo:
+    version: str
+    extractor: dict  # name, version, dimension
+    labels: int
+    label_version: int
+    validation: Metrics
+    evaluation: Metrics
+    create_time: float = field(default_factory=time.time)
+    train_seconds: float = 0.0
+    # False when a model already in use did better on validation.
+    adopted: bool = True
+
+
+class ModelRegistry:
+    """Versioned models on disk: `<version>.npz` (weights) and `<version>.json` (metadata),
+    written to temporary names and renamed so a crash never leaves half a model."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def next_version(self) -> str:
+        existing = [int(p.stem[1:]) for p in self.folder.glob("v*.json") if p.stem[1:].isdigit()]
+        return f"v{max(existing, default=0) + 1:04d}"
+
+    def save(self, model: LinearModel, info: ModelInfo) -> None:
+        weights = self.folder / f"{info.version}.npz"
+        with open(weights.with_suffix(".npz.tmp"), "wb") as f:
+            np.savez(f, weight=model.weight, bias=model.bias, mean=model.mean,
+                     scale=model.scale, threshold=np.array(model.threshold))
+            f.flush()
+            os.fsync(f.fileno())
+        weights.with_suffix(".npz.tmp").replace(weights)
+        meta = self.folder / f"{info.version}.json"
+        tmp = meta.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(asdict(info), indent=1))
+        tmp.replace(meta)
+
+    def newest_compatible(self, extractor: dict) -> tuple[LinearModel, ModelInfo] | None:
+        """The newest model trained on features of `extractor`; others are refused with a
+        log line saying why."""
+        for meta in sorted(self.folder.glob("v*.json"), reverse=True):
+            info = load_info(meta)
+            if not info.adopted:
+                continue
+            if info.extractor != extractor:
+                log.warning("model refused: trained on other features", extra={
+                    "model_version": info.version, "model_extractor": info.extractor,
+                    "extractor": extractor})
+                continue
+            with np.load(meta.with_suffix(".npz")) as z:
+                model = LinearModel(z["weight"], z["bias"], z["mean"], z["scale"],
+                                    float(z["threshold"]))
+            return model, info
+        return None
+
+    def history(self) -> list[ModelInfo]:
+        return [load_info(p) for p in sorted(self.folder.glob("v*.json"))]
+
+
+def load_info(path: Path) -> ModelInfo:
+    raw = json.loads(path.read_text())
+    raw["validation"] = Metrics(**raw["validation"])
+    raw["evaluation"] = Metrics(**raw["evaluation"])
+    return ModelInfo(**raw)
