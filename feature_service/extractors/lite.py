@@ -1,0 +1,147 @@
+"""`lite`: EfficientNet-Lite2 embedding + Open Images SSD-MobileNetV2 bicycle evidence.
+
+Runs offline on a CPU. Both models were converted once to ONNX by `make models`
+(feature_service.fetch_models) and run here in ONNX Runtime, which on this class of CPU
+is about twice as fast as PyTorch eager for these depthwise-convolution networks, at
+every batch size (see the README's performance section).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import ssd
+from .base import Extractor, ExtractorInfo, MissingWeightsError, evidence_vector
+from .runtime import cpu_threads
+
+EMBEDDING_DIM = 1280
+EFFICIENTNET_SIZE = 260
+# The TensorFlow EfficientNet evaluation crop: the central 260/(260+32) of the image.
+EFFICIENTNET_CROP = EFFICIENTNET_SIZE / (EFFICIENTNET_SIZE + 32)
+EFFICIENTNET_ONNX = "efficientnet_lite2.onnx"
+SSD_ONNX = "ssd_mobilenetv2_oidv4.onnx"
+
+
+@dataclass(frozen=True)
+class LiteInput:
+    embedder: np.ndarray  # (3, 260, 260) float32, (pixel - 127) / 128
+    detector: np.ndarray  # (3, 300, 300) float32, pixel / 127.5 - 1
+
+
+def embedder_input(image: Image.Image) -> np.ndarray:
+    """Central crop resized to 260 px, normalised as the TensorFlow Lite models expect."""
+    width, height = image.size
+    side = min(width, height) * EFFICIENTNET_CROP
+    left, top = (width - side) / 2, (height - side) / 2
+    crop = image.resize((EFFICIENTNET_SIZE, EFFICIENTNET_SIZE), Image.Resampling.BICUBIC,
+                        box=(left, top, left + side, top + side))
+    pixels = np.asarray(crop, dtype=np.float32)
+    return ((pixels - 127.0) / 128.0).transpose(2, 0, 1).copy()
+
+
+def detector_input(image: Image.Image) -> np.ndarray:
+    """The whole image stretched to 300x300 (so boxes map straight back), in [-1, 1]."""
+    resized = image.resize((ssd.INPUT_SIZE, ssd.INPUT_SIZE), Image.Resampling.BILINEAR)
+    pixels = np.asarray(resized, dtype=np.float32)
+    return (pixels / 127.5 - 1.0).transpose(2, 0, 1).copy()
+
+
+def prepare_lite(image: Image.Image) -> LiteInput:
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return LiteInput(embedder_input(image), detector_input(image))
+
+
+def lite_vectors(embeddings: np.ndarray, raw_boxes: np.ndarray,
+                 logits: np.ndarray) -> np.ndarray:
+    """Model outputs for a batch to (N, 1290) feature vectors: embedding then evidence."""
+    evidence = [evidence_vector(*ssd.class_detections(raw_boxes[i], logits[i]))
+                for i in range(len(embeddings))]
+    return np.concatenate([embeddings.astype(np.float32), np.stack(evidence)], axis=1)
+
+
+def lite_files(lite_dir: Path) -> tuple[Path, Path]:
+    """The converted models, or MissingWeightsError saying how to make them."""
+    from ..fetch_models import lite_ready
+
+    embedder, detector = lite_dir / EFFICIENTNET_ONNX, lite_dir / SSD_ONNX
+    for path in (embedder, detector):
+        if not path.is_file():
+            raise MissingWeightsError(f"lite model file {path} is missing: run `make models` "
+                                      "(python -m feature_service.fetch_models lite)")
+    if not lite_ready(lite_dir):
+        raise MissingWeightsError(f"lite models in {lite_dir} are from another conversion "
+                                  "(manifest.json differs): run `make models` again")
+    return embedder, detector
+
+
+def lite_info(device: str = "cpu") -> ExtractorInfo:
+    from ..fetch_models import lite_version
+
+    return ExtractorInfo(
+        name="lite", version=lite_version(), embedding_dim=EMBEDDING_DIM,
+        backbone="EfficientNet-Lite2 (ImageNet), 1280-d pooled, ONNX Runtime",
+        detector="SSD-MobileNetV2 Open Images v4 (MediaPipe objectron), ONNX Runtime",
+        target_class="Bicycle", device=device)
+
+
+class LiteExtractor(Extractor):
+    # The detector's input side; the embedder's crop is smaller.
+    min_side = ssd.INPUT_SIZE
+
+    def __init__(self, lite_dir: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        embedder, detector = lite_files(lite_dir)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or cpu_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle pool threads would spin on cores that decoding needs between batches.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = ["CPUExecutionProvider"]
+        self._embedder = ort.InferenceSession(str(embedder), options, providers=providers)
+        self._detector = ort.InferenceSession(str(detector), options, providers=providers)
+        self._detector_input = self._detector.get_inputs()[0].name
+        self.info = lite_info()
+
+    def prepare(self, image: Image.Image) -> LiteInput:
+        return prepare_lite(image)
+
+    def extract(self, prepared: list[object]) -> np.ndarray:
+        if not prepared:
+            return np.zeros((0, self.info.dimension), np.float32)
+        items = [p for p in prepared if isinstance(p, LiteInput)]
+        if len(items) != len(prepared):
+            raise TypeError("extract() takes what this extractor's prepare() returned")
+        embeddings = self._embedder.run(None, {"image": np.stack([p.embedder for p in items])})[0]
+        raw_boxes, logits = self._detector.run(
+            None, {self._detector_input: np.stack([p.detector for p in items])})
+        return lite_vectors(embeddings, raw_boxes, logits)
+
+
+def efficientnet_lite2(weights: Path | None):  # type: ignore[no-untyped-def]
+    """The EfficientNet-Lite2 trunk in PyTorch, returning its 1280-d pooled embedding."""
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    class Pooled(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net.extract_features(x).mean(dim=(2, 3))
+
+    if weights is None:
+        net = EfficientNet.from_name("efficientnet-lite2")
+    else:
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained ..."
+            net = EfficientNet.from_pretrained("efficientnet-lite2", weights_path=str(weights))
+    return Pooled(net).eval()

