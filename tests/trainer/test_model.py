@@ -1,0 +1,74 @@
+"""The linear classifier, its metrics and its versioned registry."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer_service.model import (LinearModel, ModelInfo, ModelRegistry, balanced_epoch,
+                                   choose_threshold, measure, train)
+
+LITE = {"name": "lite", "version": "1", "dimension": 12, "embedding_dimension": 2}
+
+
+def blobs(n_pos: int, n_neg: int, d: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n_pos + n_neg, d)).astype(np.float32) * 3 + 10
+    y = np.array([1] * n_pos + [0] * n_neg)
+    x[y == 1, :3] += 9  # separable on a few dimensions, on an offset and a scale
+    return x, y
+
+
+def test_balanced_epochs_hold_equal_classes() -> None:
+    y = np.array([1] * 3 + [0] * 50)
+    order = balanced_epoch(y, np.random.default_rng(0))
+    assert (y[order] == 1).sum() == (y[order] == 0).sum() == 50
+
+
+def test_training_separates_an_imbalanced_set() -> None:
+    x, y = blobs(20, 400)
+    x_val, y_val = blobs(20, 200, seed=1)
+    model = train(x, y, x_val, y_val, max_epochs=40)
+    metrics = measure(y_val, model.probability(x_val), model.threshold)
+    assert metrics.f1 > 0.8 and metrics.roc_auc > 0.95
+    assert (metrics.positives, metrics.negatives) == (20, 200)
+    # Standardisation is folded into the weights: same answer as standardising first.
+    xs = (x_val - model.mean) / model.scale
+    direct = xs @ (model.weight[1] - model.weight[0]) + model.bias[1] - model.bias[0]
+    assert np.allclose(model.logit(x_val), direct, atol=1e-3)
+
+
+def test_threshold_maximises_f1() -> None:
+    y = np.array([0, 0, 0, 1, 1])
+    p = np.array([0.1, 0.2, 0.35, 0.3, 0.9])
+    t = choose_threshold(y, p)
+    assert measure(y, p, t).f1 == max(measure(y, p, c).f1 for c in p)
+
+
+def test_metrics_without_positives_report_zero_auc() -> None:
+    m = measure(np.array([0, 0]), np.array([0.1, 0.7]), 0.5)
+    assert m.roc_auc == 0.0 and m.f1 == 0.0 and m.negatives == 2
+
+
+def test_registry_loads_newest_compatible_and_refuses_others(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    registry = ModelRegistry(tmp_path)
+    x, y = blobs(10, 10)
+    model = train(x, y, x, y, max_epochs=3)
+    from trainer_service.model import Metrics
+    for extractor in (LITE, {**LITE, "version": "2"}):
+        registry.save(model, ModelInfo(registry.next_version(), extractor, 20, 7, Metrics(f1=0.5),
+                                       Metrics()))
+    registry.save(model, ModelInfo(registry.next_version(), LITE, 20, 8, Metrics(), Metrics(),
+                                   adopted=False))
+    with caplog.at_level(logging.WARNING):
+        loaded, info = registry.newest_compatible(LITE)
+    assert info.version == "v0001" and info.validation.f1 == 0.5
+    assert isinstance(loaded, LinearModel)
+    assert np.allclose(loaded.probability(x), model.probability(x))
+    assert any("model refused" in r.message for r in caplog.records)
+    assert registry.newest_compatible({**LITE, "name": "other"}) is None
+    assert [i.version for i in registry.history()] == ["v0001", "v0002", "v0003"]

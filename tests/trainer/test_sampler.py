@@ -1,0 +1,166 @@
+"""The sampler's ranking, mix and leases, including regression tests of the bugs of the
+demo it replaces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainer_service.model import LinearModel
+from trainer_service.sampler import (COLD_START, FALLBACK, GOLD, OUTLIER, RANDOM, UNCERTAIN,
+                                     Sampler, outlier_queue, outlier_scores, rank,
+                                     uncertainty_queue)
+
+MIX = (("gold", 0.1), ("random", 0.1), ("uncertain", 0.7), ("outlier", 0.1))
+
+
+def always(_item_id: str) -> bool:
+    return True
+
+
+def identity_model(d: int, threshold: float = 0.5) -> LinearModel:
+    """P(positive) = sigmoid(x[0])."""
+    weight = np.zeros((2, d))
+    weight[1, 0] = 1.0
+    return LinearModel(weight, np.zeros(2), np.zeros(d), np.ones(d), threshold)
+
+
+def test_uncertain_serves_the_most_uncertain_first() -> None:
+    # The demo sorted by uncertainty and popped from the wrong end: it served the least
+    # uncertain cached item.
+    ids = ["far", "near", "mid", "nearest"]
+    p = np.array([0.99, 0.45, 0.2, 0.5])
+    queue = uncertainty_queue(ids, p, threshold=0.5)
+    sampler = Sampler([("uncertain", 1.0)], lease_s=60)
+    sampler.install({UNCERTAIN: queue}, "v1")
+    served = [lease.item_id for lease in sampler.lease("a", 4, [], always)]
+    assert served[0] == "nearest"
+    assert served.index("near") < served.index("mid")
+    assert served[-1] in ("far", "mid")
+
+
+def test_a_new_item_is_not_served_ahead_of_better_ranked_ones() -> None:
+    # The demo appended a freshly scored uncertain item and then popped that same item,
+    # whatever its rank. Here queues change only as a whole, from one model's scores, and
+    # serving follows their order.
+    sampler = Sampler([("uncertain", 1.0)], lease_s=60)
+    sampler.install({UNCERTAIN: uncertainty_queue(["a", "b"], np.array([0.5, 0.9]), 0.5)}, "v1")
+    first = sampler.lease("x", 1, [], always)[0]
+    assert first.item_id == "a"
+    sampler.install({UNCERTAIN: uncertainty_queue(["b", "new"], np.array([0.52, 0.99]), 0.5)},
+                    "v2")
+    second = sampler.lease("x", 1, [], lambda i: i != "a")[0]
+    assert (second.item_id, second.model_version) == ("b", "v2")
+
+
+def test_outlier_ranking_compares_scores_not_ids() -> None:
+    # The demo's outlier branch compared a float score with an item id string. Ids that
+    # sort differently as strings than their scores must still come out by score.
+    ids = ["9", "10", "100", "b"]
+    scores = np.array([0.5, 3.0, 1.0, 2.0])
+    queue = outlier_queue(ids, scores)
+    assert [i for i, _ in queue] == ["10", "b", "100", "9"]
+    assert all(isinstance(s, float) for _, s in queue)
+    sampler = Sampler([("outlier", 1.0)], lease_s=60)
+    sampler.install({OUTLIER: queue}, "v1")
+    lease = sampler.lease("a", 1, [], always)[0]
+    assert (lease.item_id, lease.strategy, lease.score) == ("10", OUTLIER, 3.0)
+
+
+def test_outliers_are_the_items_unlike_any_labelled_one() -> None:
+    # Labelled data in two tight clusters; the pool has items inside each cluster, one
+    # between them (near the labelled mean, yet like no labelled item) and one far away.
+    rng = np.random.default_rng(0)
+    labelled = np.concatenate([rng.normal(-5, 0.1, (20, 4)), rng.normal(5, 0.1, (20, 4))])
+    pool = np.array([[-5, -5, -5, -5], [5, 5, 5, 5], [0, 0, 0, 0], [30, 30, -30, 0.0]])
+    scores = outlier_scores(pool, labelled)
+    assert np.argsort(-scores).tolist()[:2] == [3, 2]
+    assert scores[0] < 1 and scores[1] < 1
+
+
+def test_uncertainty_under_imbalance_keeps_serving_positives() -> None:
+    # 1,000 negatives crowd just below the threshold; a few positives sit further above
+    # it. Taking turns between the sides keeps positives in every batch.
+    rng = np.random.default_rng(1)
+    p = np.concatenate([0.5 - rng.uniform(0, 0.01, 1000), 0.5 + rng.uniform(0.1, 0.2, 10)])
+    ids = [f"n{i}" for i in range(1000)] + [f"p{i}" for i in range(10)]
+    queue = uncertainty_queue(ids, p, 0.5)
+    first_ten = [i for i, _ in queue[:10]]
+    assert sum(i.startswith("p") for i in first_ten) == 5
+    assert [i for i in first_ten if i.startswith("n")] == [
+        ids[k] for k in np.argsort(np.abs(p[:1000] - 0.5))[:5]]
+
+
+def test_rank_scores_every_pool_item_and_follows_the_mix() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(500, 8)).astype(np.float32)
+    ids = [f"i{k}" for k in range(500)]
+    model = identity_model(8)
+    queues = rank(ids, x, model, x[:20], 6, ["g1", "g2", "g3"], np.random.default_rng(0))
+    assert {len(queues[s]) for s in (UNCERTAIN, OUTLIER, RANDOM)} == {500}
+    best = min(queues[UNCERTAIN][:2], key=lambda e: abs(e[1] - 0.5))
+    expected = np.min(np.abs(1 / (1 + np.exp(-x[:, 0].astype(float))) - 0.5))
+    assert abs(best[1] - 0.5) == pytest.approx(expected)
+    sampler = Sampler(MIX, lease_s=60)
+    sampler.install(queues, "v7")
+    leases = sampler.lease("a", 30, [], always)
+    counts = {s: sum(lease.strategy == s for lease in leases) for s in (GOLD, RANDOM,
+                                                                      UNCERTAIN, OUTLIER)}
+    assert counts == {GOLD: 3, RANDOM: 3, UNCERTAIN: 21, OUTLIER: 3}
+    assert all(lease.model_version == "v7" for lease in leases if lease.strategy != GOLD)
+
+
+def test_candidate_rows_restrict_ranking_without_copying() -> None:
+    x = np.arange(40, dtype=np.float32).reshape(10, 4) / 40
+    ids = [str(k) for k in range(10)]
+    queues = rank(ids, x, identity_model(4), x[:2], 3, [], np.random.default_rng(0),
+                  candidates=np.array([2, 5, 7]))
+    assert sorted(i for i, _ in queues[UNCERTAIN]) == ["2", "5", "7"]
+    assert sorted(i for i, _ in queues[OUTLIER]) == ["2", "5", "7"]
+
+
+def test_cold_start_alternates_detector_top_and_random() -> None:
+    x = np.zeros((100, 5), dtype=np.float32)
+    x[:, 3] = np.linspace(0, 1, 100)  # detector score column
+    ids = [f"i{k}" for k in range(100)]
+    queues = rank(ids, x, None, np.zeros((0, 5)), 3, [], np.random.default_rng(0))
+    assert set(queues) == {GOLD, COLD_START}
+    top = [queues[COLD_START][k][0] for k in (0, 2, 4)]
+    assert top == ["i99", "i98", "i97"]
+    sampler = Sampler(MIX, lease_s=60)
+    sampler.install(queues, "")
+    leases = sampler.lease("a", 10, [], always)
+    assert {lease.strategy for lease in leases} == {COLD_START}
+    assert leases[0].score == 1.0
+
+
+def test_leases_never_hand_one_item_to_two_annotators() -> None:
+    sampler = Sampler([("random", 1.0)], lease_s=60)
+    sampler.install({RANDOM: [(f"i{k}", 0.0) for k in range(10)]}, "v1")
+    a = {lease.item_id for lease in sampler.lease("a", 4, [], always, now=0)}
+    b = {lease.item_id for lease in sampler.lease("b", 4, [], always, now=1)}
+    assert len(a) == len(b) == 4 and not a & b
+    c = sampler.lease("c", 10, [], always, now=2)
+    assert len(c) == 2  # only the two free items
+    # Expired leases free their items; held ones are renewed and not returned again.
+    held = set(sorted(a)[:2])
+    assert sampler.lease("a", 0, held, always, now=59) == []
+    sampler.expire(now=61)
+    again = {lease.item_id for lease in sampler.lease("d", 10, [], always, now=61)}
+    assert again == (a - held) | b  # c's leases (from t=2) and a's renewed ones still hold
+
+
+def test_labelled_items_are_never_served_again() -> None:
+    labelled = {"i0", "i1"}
+    sampler = Sampler([("random", 1.0)], lease_s=60)
+    sampler.install({RANDOM: [(f"i{k}", 0.0) for k in range(4)]}, "v1")
+    served = [lease.item_id for lease in sampler.lease("a", 10, [], lambda i: i not in labelled)]
+    assert served == ["i2", "i3"]
+
+
+def test_fallback_serves_unembedded_items_when_queues_run_dry() -> None:
+    sampler = Sampler(MIX, lease_s=60)
+    sampler.install({GOLD: [("g", 0.0)], FALLBACK: [("u1", 0.0), ("u2", 0.0)]}, "")
+    leases = sampler.lease("a", 5, [], always)
+    assert [(lease.item_id, lease.strategy) for lease in leases] == [
+        ("g", GOLD), ("u1", RANDOM), ("u2", RANDOM)]
