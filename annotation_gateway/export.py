@@ -30,7 +30,8 @@ def csv_header() -> str:
 
 
 def csv_row(annotation: dict[str, Any]) -> str:
-    return _csv_line(annotation[c] for c in CSV_COLUMNS)
+    return _csv_line(str(v).lower() if isinstance(v, bool) else v
+                     for v in (annotation[c] for c in CSV_COLUMNS))
 
 
 def jsonl_row(annotation: dict[str, Any]) -> str:

@@ -126,7 +126,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 async def next_items(request: web.Request) -> web.Response:
     annotator = annotator_of(request)
     n = validation.count(request.query.get("n"), DEFAULT_ITEMS)
-    held = validation.held_ids(request.query.get("held"))
+    held = validation.held_ids(request.query.getall("held", []))
     response = await request.app[TRAINER].GetNextItems(
         trainer_pb2.GetNextItemsRequest(annotator=annotator, count=n, held_item_ids=held),
         timeout=_deadline(request))

@@ -16,15 +16,17 @@ MAX_DURATION_MS = 24 * 3600 * 1000
 
 ANNOTATION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 ANNOTATOR = re.compile(r"^[\w .@-]{1,40}$")
-# Item ids are opaque keys chosen by the trainer; a gateway URL carries nothing else.
-# Separators and parent references are refused outright so that no id can ever be
-# mistaken for a path by anything downstream.
-_ITEM_ID_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
+# Item ids are opaque keys chosen by the trainer (a folder dataset's ids are relative
+# paths such as "street/0001.jpg"); the gateway only ever passes them to the trainer,
+# which looks them up in its catalogue. Anything shaped like a path escape is refused
+# anyway, so that no id can be mistaken for a path by anything downstream.
+_ITEM_ID_FORBIDDEN = re.compile(r"[\\\x00-\x1f\x7f]")
 
 
 def item_id(raw: str) -> str:
+    segments = raw.split("/")
     if (not raw or len(raw) > MAX_ITEM_ID_CHARS or _ITEM_ID_FORBIDDEN.search(raw)
-            or raw in (".", "..") or raw.startswith("..")):
+            or raw.startswith("/") or any(s in (".", "..") for s in segments)):
         raise ApiError(400, "invalid_item_id", "not a valid item id")
     return raw
 
@@ -55,11 +57,10 @@ def count(raw: str | None, default: int) -> int:
     return value
 
 
-def held_ids(raw: str | None) -> list[str]:
-    ids = [part for part in (raw or "").split(",") if part]
-    if len(ids) > MAX_HELD_IDS:
+def held_ids(raw: list[str]) -> list[str]:
+    if len(raw) > MAX_HELD_IDS:
         raise ApiError(400, "too_many_held", f"at most {MAX_HELD_IDS} held item ids")
-    return [item_id(i) for i in ids]
+    return [item_id(i) for i in raw]
 
 
 def duration_ms(raw: Any) -> int:

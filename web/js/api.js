@@ -38,7 +38,7 @@ export async function request(method, path, body) {
 export const api = {
   session: () => request("GET", "/api/session"),
   setAnnotator: (annotator) => request("POST", "/api/session", { annotator }),
-  nextItems: (n, held) => request("GET", `/api/items/next?n=${n}&held=${held.map(encodeURIComponent).join(",")}`),
+  nextItems: (n, held) => request("GET", `/api/items/next?n=${n}${held.map((id) => "&held=" + encodeURIComponent(id)).join("")}`),
   addAnnotation: (body) => request("POST", "/api/annotations", body),
   undoAnnotation: (id) => request("DELETE", `/api/annotations/${encodeURIComponent(id)}`),
   login: (token) => request("POST", "/api/login", { token }),

@@ -161,8 +161,13 @@ const outbox = new Outbox({ send, onDelivered: delivered, onFailed: failed, onCh
 
 // --- gold check notice ---------------------------------------------------------------
 
+function withArticle(name) {
+  return (/^[aeiou]/.test(name) ? "an " : "a ") + name;
+}
+
 function answerWords(value) {
-  return value === "positive" ? `shows ${state.task}` : `does not show ${state.task}`;
+  const thing = withArticle(state.task);
+  return value === "positive" ? `shows ${thing}` : `does not show ${thing}`;
 }
 
 function showNotice(op, check) {
@@ -248,7 +253,7 @@ function applyTask(status) {
   const name = status.display_name.toLowerCase();
   if (name === state.task) return;
   state.task = name;
-  $("question").textContent = `Does this image show ${name}?`;
+  $("question").textContent = `Does this image show ${withArticle(name)}?`;
   $("yes-text").textContent = `Yes, ${name}`;
   $("no-text").textContent = `No ${name}`;
   $("pos-label").textContent = `Labelled ${name}`;

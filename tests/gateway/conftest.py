@@ -1,0 +1,164 @@
+"""Real feature and trainer services for the gateway tests: the lite extractor and a
+manifest of shared street tiles built in a temporary folder."""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+
+from hitl.v1 import trainer_pb2, trainer_pb2_grpc
+from tests.support import (
+    ROOT,
+    TILES,
+    ServiceProcess,
+    free_port,
+    require_data,
+    require_lite_models,
+    running,
+    wait_serving,
+)
+
+POSITIVES = 90
+NEGATIVES = 210
+# An item id made of markup: it must only ever appear as text or an attribute value.
+MARKUP_ID = '<img src=x onerror="window.__xss=1">tile'
+
+
+@dataclass
+class Manifest:
+    path: Path
+    labels: dict[str, int] = field(default_factory=dict)
+
+
+def build_manifest(folder: Path) -> Manifest:
+    """A few hundred labelled tiles, about 30% bicycles so that both classes come quickly."""
+    require_data(TILES)
+    with open(TILES / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows.sort(key=lambda r: r["filename"])
+    chosen = ([r for r in rows if r["label"] == "1"][:POSITIVES]
+              + [r for r in rows if r["label"] == "0"][:NEGATIVES])
+    manifest = Manifest(folder / "tiles.csv")
+    with open(manifest.path, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["id", "location", "label"])
+        for i, row in enumerate(chosen):
+            item_id = MARKUP_ID if i == POSITIVES + 1 else Path(row["filename"]).stem
+            writer.writerow([item_id, str(TILES / row["filename"]), row["label"]])
+            manifest.labels[item_id] = int(row["label"])
+    return manifest
+
+
+@pytest.fixture(scope="session")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
+    return build_manifest(tmp_path_factory.mktemp("manifest"))
+
+
+@pytest.fixture(scope="session")
+def feature_addr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    require_lite_models()
+    state = tmp_path_factory.mktemp("feature")
+    port = free_port()
+    env = {"FEATURE_PORT": str(port), "FEATURE_METRICS_PORT": "0", "FEATURE_EXTRACTOR": "lite",
+           "FEATURE_DEVICE": "cpu", "FEATURE_CACHE_DIR": str(state / "cache"),
+           "FEATURE_MODELS_DIR": str(ROOT / ".models"), "LOG_LEVEL": "WARNING"}
+    with running("feature_service", env, state / "feature.log", port):
+        yield f"127.0.0.1:{port}"
+
+
+class Trainer:
+    """The trainer as a real process that a test may stop and start again on the same
+    port and data folder."""
+
+    def __init__(self, state: Path, feature_addr: str, manifest: Manifest,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.log_path = state / "trainer.log"
+        self.env = {"TRAINER_PORT": str(self.port), "TRAINER_METRICS_PORT": "0",
+                    "TRAINER_FEATURE_ADDR": feature_addr, "TRAINER_DATASET": str(manifest.path),
+                    "TRAINER_DATA_DIR": str(state / "data"), "TRAINER_DEBOUNCE_S": "0.3",
+                    "LOG_LEVEL": "WARNING", **(extra_env or {})}
+        self.process: ServiceProcess | None = None
+
+    def start(self) -> Trainer:
+        self.process = ServiceProcess("trainer_service", self.env, self.log_path).start()
+        try:
+            wait_serving(self.port, self.process.proc, timeout=120)
+        except Exception as exc:
+            self.process.kill()
+            raise RuntimeError(
+                f"trainer did not start: {exc}\n{self.process.log()[-3000:]}") from None
+        self.wait_embedded()
+        return self
+
+    def wait_embedded(self, timeout: float = 180.0) -> None:
+        """Until the dataset is loaded and every pool item embedded, so that what the
+        tests are served does not depend on how far extraction has got."""
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.addr) as channel:
+            stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+            while time.monotonic() < deadline:
+                status = stub.GetStatus(trainer_pb2.GetStatusRequest(), timeout=5).status
+                if (status.loading.state == trainer_pb2.LOADING_STATE_READY
+                        and status.extraction.pending == 0 and status.counts.embedded > 0):
+                    return
+                time.sleep(0.3)
+        raise TimeoutError(f"trainer at {self.addr} still extracting after {timeout}s")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def trainer(tmp_path_factory: pytest.TempPathFactory, feature_addr: str,
+            manifest: Manifest) -> Iterator[Trainer]:
+    service = Trainer(tmp_path_factory.mktemp("trainer"), feature_addr, manifest).start()
+    yield service
+    service.stop()
+
+
+class Gateway:
+    """`python -m annotation_gateway` on a real port, for the browser."""
+
+    def __init__(self, log_path: Path, trainer_addr: str, feature_addr: str,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = ServiceProcess("annotation_gateway", {
+            "GATEWAY_PORT": str(self.port), "GATEWAY_METRICS_PORT": "0",
+            "GATEWAY_HOST": "127.0.0.1", "GATEWAY_TRAINER_ADDR": trainer_addr,
+            "GATEWAY_FEATURE_ADDR": feature_addr, "LOG_LEVEL": "WARNING",
+            **(extra_env or {})}, log_path)
+
+    def start(self, timeout: float = 30.0) -> Gateway:
+        self.process.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        self.process.kill()
+        raise RuntimeError(f"gateway did not start:\n{self.process.log()[-3000:]}")
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def artifacts_dir() -> Path:
+    path = Path(os.environ.get("HITL_ARTIFACTS", ROOT / "artifacts"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
