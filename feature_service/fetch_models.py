@@ -203,8 +203,35 @@ def fetch_lite(models_dir: Path, objectron_dir: Path = OBJECTRON_DIR,
     return lite_dir
 
 
-def fetch_resnext50_frcnn(log: Callable[[str], None] = print) -> None:
-    """Downloads through torchvision into its cache (TORCH_HOME); needs internet."""
+TORCHVISION_BASE_URL = "https://download.pytorch.org/models/"
+# torchvision names its weight files <name>-<first hex digits of their sha256>.pth.
+HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,})\.pth$")
+
+
+def download_checked(url: str, dest: Path) -> None:
+    """Downloads `url` to `dest`, checking the sha256 prefix that the file's name carries;
+    a failed or mismatching download leaves nothing behind."""
+    import torch
+
+    match = HASH_IN_NAME.search(dest.name)
+    if match is None:
+        raise FetchError(f"{dest.name} does not carry a sha256 prefix to check")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, str(dest), hash_prefix=match.group(1),
+                                       progress=False)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; a bad hash RuntimeError
+        dest.unlink(missing_ok=True)
+        raise FetchError(f"could not download {url} into {dest.parent} ({exc}); this needs "
+                         "internet access, or put the file there by hand") from exc
+
+
+def fetch_resnext50_frcnn(mirror: str | None = None,
+                          log: Callable[[str], None] = print) -> None:
+    """Into torchvision's cache (TORCH_HOME), where torchvision itself looks for them.
+
+    `mirror` replaces torchvision's download site, for sites that keep their own copy.
+    """
     from .extractors.resnext_frcnn import WEIGHTS, weights_file
 
     for weights in WEIGHTS:
@@ -212,11 +239,10 @@ def fetch_resnext50_frcnn(log: Callable[[str], None] = print) -> None:
         if path.is_file():
             log(f"{path} already present")
             continue
-        try:
-            weights.get_state_dict(progress=False, check_hash=True)
-        except OSError as exc:  # URLError is an OSError
-            raise FetchError(f"could not download {weights.url} into {path.parent} ({exc}); "
-                             "this needs internet access, or copy the file there by hand") from exc
+        url = weights.url
+        if mirror:
+            url = mirror.rstrip("/") + "/" + url.removeprefix(TORCHVISION_BASE_URL)
+        download_checked(url, path)
         log(f"downloaded {path}")
 
 
@@ -225,12 +251,14 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("extractor", choices=["lite", "resnext50-frcnn"])
     parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    parser.add_argument("--mirror", help="base URL to download torchvision weights from "
+                        f"instead of {TORCHVISION_BASE_URL}")
     args = parser.parse_args(argv)
     try:
         if args.extractor == "lite":
             fetch_lite(args.models_dir)
         else:
-            fetch_resnext50_frcnn()
+            fetch_resnext50_frcnn(args.mirror)
     except FetchError as exc:
         print(f"fetch_models {args.extractor}: {exc}", file=sys.stderr)
         return 1

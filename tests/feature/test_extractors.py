@@ -1,0 +1,359 @@
+"""The extractors on real images: the `lite` models as converted by `make models`, the
+SSD decoding against the TensorFlow Lite interpreter's own output, the evidence logic on
+constructed detector outputs, the ResNeXt50 + Faster R-CNN architectures with random
+weights, the registry's refusal to run without weights, and fetch_models."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from feature_service import fetch_models
+from feature_service.extractors import (
+    EVIDENCE_DIM,
+    EXTRACTORS,
+    MissingWeightsError,
+    evidence_vector,
+    load_extractor,
+)
+from feature_service.extractors import ssd
+from feature_service.extractors.base import Extractor
+from feature_service.extractors.resnext_frcnn import (
+    COCO_BICYCLE,
+    ResNeXtFrcnnExtractor,
+    frcnn_evidence,
+)
+from tests.support import MODELS, PHOTOS, TILES, require_data, require_lite_models
+
+HERE = Path(__file__).parent
+# The bicycle in dog.jpg (768x576), x1, y1, x2, y2 in pixels, marked by hand.
+DOG_BICYCLE = (127, 137, 565, 420)
+LITE_DIM = 1280 + EVIDENCE_DIM
+
+
+def iou(a: np.ndarray | tuple, b: np.ndarray | tuple) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union
+
+
+def rgb(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def tiles(source_class: str, count: int) -> list[Path]:
+    require_data(TILES)
+    with (TILES / "labels.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["source_class"] == source_class]
+    return [TILES / r["filename"] for r in rows[:count]]
+
+
+def vectors(extractor: Extractor, paths: list[Path]) -> np.ndarray:
+    return extractor.extract([extractor.prepare(rgb(p)) for p in paths])
+
+
+@pytest.fixture(scope="module")
+def lite() -> Extractor:
+    require_lite_models()
+    return load_extractor("lite", MODELS)
+
+
+# --- SSD anchors and decoding (pure) ------------------------------------------------
+
+
+def test_ssd_anchors_follow_mediapipe_layout() -> None:
+    anchors = ssd.anchors()
+    assert anchors.shape == (1917, 4)
+    # Lowest layer: 19x19 cells x 3 boxes, the first a 0.1 square at the first cell.
+    np.testing.assert_allclose(anchors[0], [0.5 / 19, 0.5 / 19, 0.1, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(anchors[1, 2:], [0.2 / np.sqrt(2), 0.2 * np.sqrt(2)], rtol=1e-6)
+    # Last layer: one cell, 6 boxes; the interpolated one has sqrt(0.95 * 1.0) sides.
+    last = anchors[-6:]
+    np.testing.assert_allclose(last[:, :2], 0.5)
+    np.testing.assert_allclose(last[0, 2:], [0.95, 0.95], rtol=1e-6)
+    np.testing.assert_allclose(last[-1, 2:], [np.sqrt(0.95)] * 2, rtol=1e-6)
+
+
+def test_zero_encoding_decodes_to_its_anchor() -> None:
+    anchor = ssd.anchors()[[0, 1500]]
+    boxes = ssd.decode_boxes(np.zeros((2, 4), np.float32), anchor)
+    y, x, h, w = anchor.T
+    np.testing.assert_allclose(boxes, np.stack([x - w / 2, y - h / 2, x + w / 2, y + h / 2], 1),
+                               rtol=1e-6)
+    # y, x move by scale/10 of the anchor's size; h, w grow by exp(raw/5).
+    moved = ssd.decode_boxes(np.array([[10.0, 0, 5.0, 0]], np.float32), anchor[:1])[0]
+    assert moved[1] == pytest.approx(y[0] + h[0] - h[0] * np.e / 2, rel=1e-5)
+    assert moved[3] - moved[1] == pytest.approx(h[0] * np.e, rel=1e-5)
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
+    boxes = np.array([[0, 0, 1, 1], [0.05, 0, 1, 1], [2, 2, 3, 3]], np.float32)
+    keep = ssd.nms(np.array([0.6, 0.9, 0.7], np.float32), boxes)
+    assert keep.tolist() == [1, 2]
+
+
+# --- evidence logic on constructed detector outputs --------------------------------
+
+
+def test_evidence_takes_the_label_not_the_detection_index() -> None:
+    # The demo read detection number 2 as the bicycle score; here that is a dog (18) at
+    # 0.8 while the bicycles are detections 3 and 4. Boxes are in pixels of 200x100.
+    detections = {
+        "boxes": torch.tensor([[0, 0, 10, 10], [10, 10, 20, 20], [50, 20, 150, 80],
+                               [20, 10, 120, 90], [0, 0, 40, 40]], dtype=torch.float32),
+        "labels": torch.tensor([1, 3, 18, COCO_BICYCLE, COCO_BICYCLE]),
+        "scores": torch.tensor([0.99, 0.9, 0.8, 0.7, 0.3]),
+    }
+    evidence = frcnn_evidence(detections, width=200, height=100)
+    np.testing.assert_allclose(
+        evidence, [0.7, 0.1, 0.1, 0.6, 0.9, 0.5, 0.8, 0.35, 0.5, 1.0], rtol=1e-6)
+
+
+def test_evidence_without_a_bicycle_is_zero() -> None:
+    detections = {"boxes": torch.tensor([[0.0, 0, 10, 10]]), "labels": torch.tensor([1]),
+                  "scores": torch.tensor([0.99])}
+    assert not frcnn_evidence(detections, 100, 100).any()
+    assert evidence_vector(np.zeros(0), np.zeros((0, 4))).tolist() == [0.0] * EVIDENCE_DIM
+
+
+def test_evidence_counts_confident_detections_and_clips_boxes() -> None:
+    evidence = evidence_vector(np.array([0.4, 0.95, 0.6]),
+                               np.array([[0, 0, 1, 1], [-0.1, 0.2, 0.5, 1.2], [0, 0, 1, 1]]))
+    assert evidence[0] == pytest.approx(0.95)
+    np.testing.assert_allclose(evidence[1:5], [0.0, 0.2, 0.5, 1.0])
+    assert evidence[9] == 2
+
+
+# --- lite on real images ------------------------------------------------------------
+
+
+def test_converted_detector_matches_the_tflite_interpreter(lite: Extractor) -> None:
+    """Raw outputs on dog.jpg against those of the TensorFlow Lite interpreter (ai-edge-
+    litert) running the original .tflite on the same input, stored beside this test."""
+    require_data(PHOTOS)
+    from feature_service.extractors.lite import detector_input
+
+    reference = np.load(HERE / "ssd_oidv4_dog_reference.npz")
+    x = detector_input(rgb(PHOTOS / "dog.jpg"))[None]
+    session = lite._detector  # type: ignore[attr-defined]
+    boxes, logits = session.run(None, {session.get_inputs()[0].name: x})
+    np.testing.assert_allclose(boxes[0], reference["box_encodings"], atol=1e-3)
+    np.testing.assert_allclose(logits[0], reference["class_logits"], atol=1e-3)
+
+
+def test_lite_finds_the_bicycle_behind_the_dog(lite: Extractor) -> None:
+    require_data(PHOTOS)
+    vector = vectors(lite, [PHOTOS / "dog.jpg"])[0]
+    assert vector.shape == (LITE_DIM,) and vector.dtype == np.float32
+    score, x1, y1, x2, y2, width, height, cx, cy, count = vector[1280:]
+    assert score > 0.5
+    assert count >= 1
+    box = np.array([x1, y1, x2, y2]) * [768, 576, 768, 576]
+    assert iou(box, DOG_BICYCLE) > 0.6, box
+    assert (width, height) == pytest.approx((x2 - x1, y2 - y1))
+    assert (cx, cy) == pytest.approx(((x1 + x2) / 2, (y1 + y2) / 2))
+
+
+def test_lite_scores_street_tiles_without_bicycles_low(lite: Extractor) -> None:
+    negatives = [p for cls in ("Hydrant", "Palm", "Car", "Crosswalk") for p in tiles(cls, 4)]
+    scores = vectors(lite, negatives)[:, 1280]
+    assert scores.max() < 0.3, dict(zip([p.name for p in negatives], scores, strict=True))
+
+
+def test_lite_scores_bicycle_tiles_above_other_tiles(lite: Extractor) -> None:
+    bicycles = vectors(lite, tiles("Bicycle", 12))[:, 1280]
+    others = vectors(lite, tiles("Chimney", 6) + tiles("Mountain", 6))[:, 1280]
+    assert bicycles.mean() > others.mean() + 0.3
+    # Embeddings differ from image to image (not a constant or an all-zero vector).
+    embeddings = vectors(lite, tiles("Bicycle", 2))[:, :1280]
+    assert np.abs(embeddings[0] - embeddings[1]).max() > 0.1
+
+
+def test_lite_batch_equals_one_by_one(lite: Extractor) -> None:
+    paths = tiles("Bicycle", 3) + tiles("Palm", 3) + [PHOTOS / "dog.jpg"]
+    batch = vectors(lite, paths)
+    single = np.concatenate([vectors(lite, [p]) for p in paths])
+    np.testing.assert_allclose(batch, single, atol=1e-4)
+    assert lite.extract([]).shape == (0, LITE_DIM)
+
+
+def test_lite_baseline_computes_the_same_vectors(lite: Extractor) -> None:
+    """The benchmark's one-at-a-time PyTorch path and the ONNX Runtime path agree."""
+    require_data(PHOTOS)
+    from feature_service.extractors.baseline import load_baseline
+
+    baseline = load_baseline("lite", MODELS)
+    for path in (PHOTOS / "dog.jpg", tiles("Bicycle", 1)[0]):
+        np.testing.assert_allclose(baseline(path), vectors(lite, [path])[0], atol=1e-3)
+
+
+def test_lite_accepts_any_image_mode_and_tiny_images(lite: Extractor) -> None:
+    grey = Image.new("L", (1, 1), 128)
+    rgba = Image.new("RGBA", (500, 40), (10, 200, 30, 0))
+    out = lite.extract([lite.prepare(grey), lite.prepare(rgba)])
+    assert out.shape == (2, LITE_DIM) and np.isfinite(out).all()
+
+
+# --- resnext50-frcnn with random weights --------------------------------------------
+
+
+def test_untrained_resnext50_frcnn_vector_layout() -> None:
+    # A small detector input keeps this quick on a CPU; shapes are the same at 800 px.
+    extractor = ResNeXtFrcnnExtractor.untrained(detector_min_size=96)
+    assert extractor.info.dimension == 2058
+    assert extractor.info.name == "resnext50-frcnn"
+    images = [Image.new("RGB", (120, 90), (200, 30, 30)), Image.new("RGB", (64, 160), "white")]
+    prepared = [extractor.prepare(image) for image in images]
+    assert prepared[0].backbone.shape == (3, 224, 224)
+    assert max(prepared[1].detector.shape[1:]) <= 160  # never enlarged before the detector
+    batch = extractor.extract(prepared)
+    assert batch.shape == (2, 2058) and batch.dtype == np.float32
+    assert np.isfinite(batch).all()
+    assert np.abs(batch[0, :2048] - batch[1, :2048]).max() > 0  # embeddings are per image
+    evidence = batch[:, 2048:]
+    assert ((evidence[:, 0] >= 0) & (evidence[:, 0] <= 1)).all()
+    assert ((evidence[:, 1:9] >= 0) & (evidence[:, 1:9] <= 1)).all()
+    assert (evidence[:, 9] == np.round(evidence[:, 9])).all()
+    np.testing.assert_allclose(extractor.extract(prepared[:1])[0], batch[0], atol=1e-4)
+
+
+# --- registry and weights -----------------------------------------------------------
+
+
+def test_registry_names() -> None:
+    assert set(EXTRACTORS) == {"resnext50-frcnn", "lite"}
+    with pytest.raises(ValueError, match="unknown extractor 'random'"):
+        load_extractor("random", MODELS)
+
+
+def test_lite_without_models_names_the_file_and_command(tmp_path: Path) -> None:
+    with pytest.raises(MissingWeightsError) as raised:
+        load_extractor("lite", tmp_path)
+    message = str(raised.value)
+    assert str(tmp_path / "lite" / "efficientnet_lite2.onnx") in message
+    assert "make models" in message
+
+
+def test_resnext50_frcnn_without_weights_names_the_file_and_command(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(MissingWeightsError) as raised:
+        load_extractor("resnext50-frcnn", tmp_path, device="cpu")
+    message = str(raised.value)
+    assert str(tmp_path / "hub" / "checkpoints" / "resnext50_32x4d-7cdf4587.pth") in message
+    assert "make weights" in message
+
+
+def test_stale_lite_conversion_is_refused(tmp_path: Path) -> None:
+    lite_dir = tmp_path / "lite"
+    lite_dir.mkdir()
+    for name in ("efficientnet_lite2.onnx", "ssd_mobilenetv2_oidv4.onnx"):
+        (lite_dir / name).write_bytes(b"")
+    (lite_dir / "manifest.json").write_text('{"conversion": "0"}')
+    with pytest.raises(MissingWeightsError, match="make models"):
+        load_extractor("lite", tmp_path)
+
+
+# --- fetch_models -------------------------------------------------------------------
+
+
+def fake_objectron(tmp_path: Path, tflite: bytes) -> Path:
+    """A package folder laid out like @mediapipe/objectron, holding `tflite` as the SSD."""
+    folder = tmp_path / "objectron"
+    folder.mkdir()
+    labels = b"???\nBicycle\nBoot\n"
+    (folder / fetch_models.PACKED_ASSETS).write_bytes(labels + tflite)
+    (folder / fetch_models.PACKED_LOADER).write_text(
+        '{"files": [{"filename": "%s", "start": 0, "end": %d}, '
+        '{"filename": "%s", "start": %d, "end": %d}]}'
+        % (fetch_models.LABELMAP_ASSET, len(labels), fetch_models.SSD_ASSET, len(labels),
+           len(labels) + len(tflite)))
+    return folder
+
+
+def test_fetch_lite_refuses_a_detector_with_the_wrong_checksum(tmp_path: Path) -> None:
+    objectron = fake_objectron(tmp_path, b"TFL3 not the pinned model")
+    with pytest.raises(fetch_models.FetchError, match="sha256"):
+        fetch_models.fetch_lite(tmp_path / "models", objectron)
+    assert not (tmp_path / "models" / "lite" / "manifest.json").exists()
+
+
+def test_fetch_lite_without_the_npm_package_says_how_to_get_it(tmp_path: Path) -> None:
+    with pytest.raises(fetch_models.FetchError, match="npm ci"):
+        fetch_models.fetch_lite(tmp_path / "models", tmp_path / "nowhere")
+
+
+def test_fetch_lite_converts_once(tmp_path: Path) -> None:
+    if not (fetch_models.OBJECTRON_DIR / fetch_models.PACKED_ASSETS).exists():
+        pytest.skip("node_modules/@mediapipe/objectron is absent: run `npm ci`")
+    messages: list[str] = []
+    lite_dir = fetch_models.fetch_lite(tmp_path, log=messages.append)
+    assert fetch_models.lite_ready(lite_dir)
+    stamp = (lite_dir / "ssd_mobilenetv2_oidv4.onnx").stat().st_mtime_ns
+    started = time.monotonic()
+    fetch_models.fetch_lite(tmp_path, log=messages.append)
+    assert time.monotonic() - started < 2  # a no-op: nothing is read or converted again
+    assert (lite_dir / "ssd_mobilenetv2_oidv4.onnx").stat().st_mtime_ns == stamp
+    assert "already" in messages[-1]
+    load_extractor("lite", tmp_path)
+
+
+class _Files(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A local HTTP server for the weight downloads: (base URL, folder it serves)."""
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = functools.partial(_Files, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", root
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_checks_the_hash_in_the_file_name(file_server: tuple[str, Path],
+                                                   tmp_path: Path) -> None:
+    import hashlib
+
+    base, root = file_server
+    data = b"weights" * 1000
+    good = f"model-{hashlib.sha256(data).hexdigest()[:8]}.pth"
+    (root / good).write_bytes(data)
+    (root / "model-00000000.pth").write_bytes(data)
+    fetch_models.download_checked(f"{base}/{good}", tmp_path / "cache" / good)
+    assert (tmp_path / "cache" / good).read_bytes() == data
+    with pytest.raises(fetch_models.FetchError, match="model-00000000.pth"):
+        fetch_models.download_checked(f"{base}/model-00000000.pth",
+                                      tmp_path / "cache" / "model-00000000.pth")
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [good]
+
+
+def test_fetch_resnext50_frcnn_reports_a_failed_download(
+        file_server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base, _ = file_server
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(fetch_models.FetchError) as raised:
+        fetch_models.fetch_resnext50_frcnn(mirror=base, log=lambda _: None)
+    assert f"{base}/resnext50_32x4d-7cdf4587.pth" in str(raised.value)
+    assert "404" in str(raised.value)
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    assert not checkpoints.exists() or not any(checkpoints.iterdir())
