@@ -37,10 +37,12 @@ RUN rm -rf hitl/v1 \
 
 FROM build AS weights
 ARG EXTRACTOR=resnext50-frcnn
-ENV FEATURE_MODELS_DIR=/opt/hitl/models TORCH_HOME=/opt/hitl/torch
+# torchvision's cache, where the resnext50-frcnn weights are downloaded (checksummed).
+ENV TORCH_HOME=/opt/hitl/torch
 COPY --from=npm /src/node_modules/ node_modules/
 RUN mkdir -p /opt/hitl/models /opt/hitl/torch \
- && /opt/venv/bin/python -m feature_service.fetch_models "$EXTRACTOR"
+ && /opt/venv/bin/python -m feature_service.fetch_models "$EXTRACTOR" \
+      --models-dir /opt/hitl/models
 
 FROM build AS slim
 # Nothing that installs or compiles goes into the final image.

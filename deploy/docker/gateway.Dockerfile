@@ -40,6 +40,9 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/
 COPY --from=build /opt/venv/ /opt/venv/
 COPY --from=build /app/hitl/ /app/hitl/
 COPY --from=build /app/annotation_gateway/ /app/annotation_gateway/
+# The browser UI and its vendored chart library, where GATEWAY_WEB_DIR and
+# GATEWAY_VENDOR_DIR point by default (/app/web, /app/node_modules).
+COPY web/ /app/web/
 COPY --from=npm /src/node_modules/uplot/ /app/node_modules/uplot/
 WORKDIR /app
 USER 10001:10001

@@ -130,6 +130,19 @@ def test_only_the_feature_image_gets_cuda_torch() -> None:
             assert packages and "torch" not in packages
 
 
+def test_gateway_image_carries_the_ui_where_its_config_looks() -> None:
+    config = pytest.importorskip("annotation_gateway.config").Config()
+    root = Path(config.web_dir).parent
+    copied = final("gateway").args("COPY")
+    workdir = final("gateway").args("WORKDIR")[-1]
+    # The defaults are relative to the checkout, which is /app in the image.
+    assert Path(config.web_dir).relative_to(root) == Path("web")
+    assert Path(config.vendor_dir).relative_to(root) == Path("node_modules")
+    assert f"web/ {workdir}/web/" in copied
+    assert f"--from=npm /src/node_modules/uplot/ {workdir}/node_modules/uplot/" in copied
+    assert (ROOT / "web" / "index.html").exists()
+
+
 def _distribution_closure(names: set[str]) -> set[str]:
     seen: set[str] = set()
     todo = [n.lower() for n in names]

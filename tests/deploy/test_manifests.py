@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import importlib
 import json
+import re
 from typing import Any
 
 import kubernetes_validate
@@ -309,3 +310,27 @@ def test_every_image_is_mapped_to_a_tagged_build(overlay: str) -> None:
             assert repository and "/" in repository, f"{overlay}: unmapped image {image}"
             assert tag and tag != "latest", f"{overlay}: {image} is not pinned to a tag"
             assert container["imagePullPolicy"] == "IfNotPresent"
+
+
+def test_feature_autoscaler_metric_comes_from_what_the_service_exports(overlay: str) -> None:
+    """HPA metric <- prometheus-adapter rule <- a series the feature service exports."""
+    metrics = pytest.importorskip("feature_service.metrics")
+    import prometheus_client
+    import yaml
+
+    from tests.deploy.manifests import K8S
+
+    rules = yaml.safe_load((K8S / "prometheus-adapter" / "values.yaml").read_text())
+    published = {}
+    for rule in rules["rules"]["custom"]:
+        series = rule["seriesQuery"].split("{")[0]
+        assert re.fullmatch(rule["name"]["matches"].strip("^$"), series)
+        published[rule["name"]["as"]] = series
+    exported = {sample.name for family in prometheus_client.REGISTRY.collect()
+                for sample in family.samples}
+    assert metrics.INFERENCE_SECONDS is not None
+    for name, series in published.items():
+        assert series in exported, f"adapter rule {name} reads {series}, not exported"
+    hpa = get(overlay, "HorizontalPodAutoscaler", "feature")
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["pods"]["metric"]["name"] in published
