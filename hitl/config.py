@@ -92,13 +92,18 @@ def require(condition: bool, env: str, message: str, example: str) -> None:
         raise ConfigError(f"{env}: {message}; for example {env}={example}")
 
 
+def _show(value: Any) -> str:
+    return format(value, ".4g") if isinstance(value, float) else str(value)
+
+
 def rows(cls: type) -> Iterator[tuple[str, str, str]]:
     """(variable, default, meaning) for every setting of `cls`."""
     for f in dataclasses.fields(cls):
         if f.metadata.get("env"):
             default = f.default
-            if isinstance(default, tuple):
-                default = ",".join(default)
+            if isinstance(default, tuple):  # lists, and name=value pairs
+                default = ",".join(x if isinstance(x, str) else "=".join(map(_show, x))
+                                   for x in default)
             elif isinstance(default, bool):
                 default = str(default).lower()
             yield f.metadata["env"], str(default), f.metadata["help"]
