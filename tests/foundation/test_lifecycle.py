@@ -20,8 +20,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from hitl.config import load
-from tests.support import (ROOT, TILES, ServiceProcess, free_port, require_data,
-                           require_lite_models, running, wait_serving)
+from tests.support import (
+    ROOT,
+    TILES,
+    ServiceProcess,
+    free_port,
+    require_data,
+    require_lite_models,
+    running,
+    wait_serving,
+)
 
 GRACE_S = 3.0
 
