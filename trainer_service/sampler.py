@@ -103,6 +103,7 @@ def rank(ids: list[str], x: np.ndarray, model: LinearModel | None, labelled_x: n
         top = [(ids[i], float(detector[i])) for i in np.argsort(-detector, kind="stable")]
         rand = [(ids[i], float(detector[i])) for i in shuffled]
         queues[COLD_START] = _alternate(top, rand)
+        queues[RANDOM] = [(ids[i], 0.0) for i in shuffled]
         return queues
     p = model.probability(x) if len(ids) else np.zeros(0)
     queues[UNCERTAIN] = uncertainty_queue(ids, p, model.threshold)
@@ -161,11 +162,13 @@ class Sampler:
         self.model_version = model_version
 
     def _weights(self) -> dict[int, float]:
-        """Before the first model, the model-based shares go to the cold-start queue."""
+        """Before the first model, the model-based shares go to the cold-start queue; gold
+        and random keep theirs, so that a random-only mix stays a true random baseline."""
         if COLD_START not in self.queues:
             return self.weights
-        cold = sum(w for s, w in self.weights.items() if s not in (GOLD,))
-        return {GOLD: self.weights.get(GOLD, 0.0), COLD_START: cold}
+        kept = {s: w for s, w in self.weights.items() if s in (GOLD, RANDOM)}
+        cold = sum(w for s, w in self.weights.items() if s not in (GOLD, RANDOM))
+        return {**kept, COLD_START: cold} if cold > 0 else kept
 
     def _next_strategy(self, exhausted: set[int]) -> int | None:
         """Smooth weighted round robin: over any run of picks the shares follow the mix."""

@@ -124,14 +124,30 @@ def test_cold_start_alternates_detector_top_and_random() -> None:
     x[:, 3] = np.linspace(0, 1, 100)  # detector score column
     ids = [f"i{k}" for k in range(100)]
     queues = rank(ids, x, None, np.zeros((0, 5)), 3, [], np.random.default_rng(0))
-    assert set(queues) == {GOLD, COLD_START}
+    assert set(queues) == {GOLD, COLD_START, RANDOM}
     top = [queues[COLD_START][k][0] for k in (0, 2, 4)]
     assert top == ["i99", "i98", "i97"]
     sampler = Sampler(MIX, lease_s=60)
     sampler.install(queues, "")
-    leases = sampler.lease("a", 10, [], always)
-    assert {lease.strategy for lease in leases} == {COLD_START}
+    leases = sampler.lease("a", 9, [], always)
+    # Model-based shares go to the cold start; random keeps its own (1 in 9 here: no gold).
+    assert [lease.strategy for lease in leases].count(RANDOM) == 1
+    assert {lease.strategy for lease in leases} == {COLD_START, RANDOM}
     assert leases[0].score == 1.0
+
+
+def test_a_random_only_mix_is_random_before_the_first_model_too() -> None:
+    x = np.zeros((100, 5), dtype=np.float32)
+    x[:, 3] = np.linspace(0, 1, 100)
+    ids = [f"i{k}" for k in range(100)]
+    sampler = Sampler([("random", 1.0)], lease_s=60)
+    sampler.install(rank(ids, x, None, np.zeros((0, 5)), 3, [], np.random.default_rng(0)), "")
+    leases = sampler.lease("a", 20, [], always)
+    assert {lease.strategy for lease in leases} == {RANDOM}
+    # Not the detector's ranking: the baseline must not get the cold start's head start.
+    scores = [float(x[int(lease.item_id[1:]), 3]) for lease in leases]
+    assert sorted(scores, reverse=True) != scores
+    assert np.mean(scores) < 0.75
 
 
 def test_leases_never_hand_one_item_to_two_annotators() -> None:
