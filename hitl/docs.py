@@ -1,9 +1,11 @@
-"""Prints the README's configuration table from the services' Config classes, so the
-documentation cannot drift from the code: `python -m hitl.docs`."""
+"""The README's configuration table, generated from the services' Config classes so the
+documentation cannot drift from the code: `python -m hitl.docs` prints it,
+`python -m hitl.docs --write` puts it between the README's config-table markers."""
 
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 
 from hitl.config import rows
@@ -27,5 +29,17 @@ def config_table() -> str:
     return "\n".join(lines)
 
 
+def with_table(readme: str) -> str:
+    """`readme` with the text between the config-table markers replaced by the table."""
+    start, end = "<!-- config-table:start -->", "<!-- config-table:end -->"
+    head, _, rest = readme.partition(start)
+    _, _, tail = rest.partition(end)
+    return f"{head}{start}\n{config_table()}\n{end}{tail}"
+
+
 if __name__ == "__main__":
-    print(config_table())
+    if sys.argv[1:] == ["--write"]:
+        path = Path(ROOT) / "README.md"
+        path.write_text(with_table(path.read_text()))
+    else:
+        print(config_table())

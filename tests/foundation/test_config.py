@@ -41,3 +41,11 @@ def test_rows_document_every_setting():
     assert table["EX_HOSTS"] == ("a", "allowed hosts")
     assert table["EX_DEBUG"][0] == "false"
     assert len(table) == 5
+
+
+def test_readme_configuration_table_is_current():
+    from hitl.docs import with_table
+    from tests.support import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    assert with_table(readme) == readme, "run `python -m hitl.docs --write`"
