@@ -13,7 +13,11 @@ from trainer_service.server import build_service
 def main() -> None:
     config = load_or_exit(Config)
     setup_logging("trainer", config.log_level)
-    asyncio.run(build_service(config).run_until_signal())
+
+    async def serve() -> None:
+        await build_service(config).run_until_signal()
+
+    asyncio.run(serve())
 
 
 if __name__ == "__main__":

@@ -168,7 +168,7 @@ class Extraction:
             await self.store.run(Store.set_meta, "extractor", json.dumps(described))
             self.extractor = described
             await self._load_features()
-            log.info("extractor", extra={**described, "dropped_features": dropped})
+            log.info("extractor", extra={"extractor": described, "dropped_features": dropped})
             self.on_extractor(described)
         self.described = True
 

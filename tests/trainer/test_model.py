@@ -8,8 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer_service.model import (LinearModel, ModelInfo, ModelRegistry, balanced_epoch,
-                                   choose_threshold, measure, train)
+from trainer_service.model import (
+    LinearModel,
+    ModelInfo,
+    ModelRegistry,
+    balanced_epoch,
+    choose_threshold,
+    measure,
+    train,
+)
 
 LITE = {"name": "lite", "version": "1", "dimension": 12, "embedding_dimension": 2}
 
@@ -31,7 +38,7 @@ def test_balanced_epochs_hold_equal_classes() -> None:
 def test_training_separates_an_imbalanced_set() -> None:
     x, y = blobs(20, 400)
     x_val, y_val = blobs(20, 200, seed=1)
-    model = train(x, y, x_val, y_val, max_epochs=40)
+    model = train(x, y, x_val, y_val, max_epochs=20)
     metrics = measure(y_val, model.probability(x_val), model.threshold)
     assert metrics.f1 > 0.8 and metrics.roc_auc > 0.95
     assert (metrics.positives, metrics.negatives) == (20, 200)
@@ -72,3 +79,11 @@ def test_registry_loads_newest_compatible_and_refuses_others(
     assert any("model refused" in r.message for r in caplog.records)
     assert registry.newest_compatible({**LITE, "name": "other"}) is None
     assert [i.version for i in registry.history()] == ["v0001", "v0002", "v0003"]
+
+
+def test_best_f1_matches_the_threshold_search() -> None:
+    from trainer_service.model import best_f1
+    rng = np.random.default_rng(3)
+    y = (rng.random(300) < 0.1).astype(int)
+    p = np.clip(rng.random(300) * 0.6 + y * 0.3, 0, 1)
+    assert best_f1(y, p) == pytest.approx(measure(y, p, choose_threshold(y, p)).f1)

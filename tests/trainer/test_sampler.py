@@ -7,9 +7,19 @@ import numpy as np
 import pytest
 
 from trainer_service.model import LinearModel
-from trainer_service.sampler import (COLD_START, FALLBACK, GOLD, OUTLIER, RANDOM, UNCERTAIN,
-                                     Sampler, outlier_queue, outlier_scores, rank,
-                                     uncertainty_queue)
+from trainer_service.sampler import (
+    COLD_START,
+    FALLBACK,
+    GOLD,
+    OUTLIER,
+    RANDOM,
+    UNCERTAIN,
+    Sampler,
+    outlier_queue,
+    outlier_scores,
+    rank,
+    uncertainty_queue,
+)
 
 MIX = (("gold", 0.1), ("random", 0.1), ("uncertain", 0.7), ("outlier", 0.1))
 

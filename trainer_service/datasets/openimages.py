@@ -53,6 +53,7 @@ class OpenImages:
         self.mirror = mirror.rstrip("/")
         self.cache_dir = cache_dir
         key = hashlib.sha1(f"{CACHE_FORMAT}|{self.source}|{label_id}|{self.mirror}".encode())
+        self._label_files = 0
         self.manifest_cache = cache_dir / f"openimages-{key.hexdigest()[:16]}.pickle"
 
     def load(self) -> Batches:
@@ -62,14 +63,14 @@ class OpenImages:
             yield from self._load_cache()
             return
         everything: list[Item] = []
-        found_labels = False
+        self._label_files = 0
         for split_name, split in SPLITS:
             for items, progress in self._load_split(split_name, split):
-                found_labels = True
                 everything.extend(items)
                 yield items, progress
-        if not found_labels:
+        if not self._label_files:
             raise DatasetError(f"no Open Images label file found under {self.source}")
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.manifest_cache.with_suffix(".tmp")
         with open(tmp, "wb") as f:
             pickle.dump([(i.id, i.location, i.split, i.known_label, i.thumbnail_url)
@@ -109,6 +110,7 @@ class OpenImages:
         label_path = yield from self._progress(LABEL_FILES[split_name], f"{split_name} labels")
         if label_path is None:
             return
+        self._label_files += 1
         image_path = yield from self._progress(IMAGE_FILES[split_name], f"{split_name} images")
         if split == POOL:
             yield from self._pool(split_name, label_path, image_path)

@@ -1,0 +1,191 @@
+"""Dataset loaders: CSV manifests, folders and Open Images (small files in the official
+formats, and the real validation label file, served by a local HTTP server)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.support import OPENIMAGES, TILES, require_data
+from tests.trainer.httpserver import FileServer
+from trainer_service.datasets import Catalog, Item
+from trainer_service.datasets.base import EVALUATION, NEGATIVE, POOL, POSITIVE, VALIDATION
+from trainer_service.datasets.download import download
+from trainer_service.datasets.local import DatasetError, load_folder, load_manifest
+from trainer_service.datasets.openimages import OpenImages
+
+MIRROR = "https://mirror.example"
+
+
+def collect(batches) -> list[Item]:  # type: ignore[no-untyped-def]
+    return [item for items, _ in batches for item in items]
+
+
+def tiles_manifest(path: Path, n: int = 300) -> dict[str, int]:
+    """A manifest of the first `n` tiles (relative locations) and their labels."""
+    with open(TILES / "labels.csv") as f:
+        rows = list(csv.DictReader(f))[:n]
+    with open(path, "w") as f:
+        f.write("id,location,label\n")
+        for r in rows:
+            f.write(f"{Path(r['filename']).stem},{r['filename']},{r['label']}\n")
+    return {Path(r["filename"]).stem: int(r["label"]) for r in rows}
+
+
+def test_manifest_split_is_stratified_deterministic_and_hides_pool_labels(tmp_path: Path) -> None:
+    require_data(TILES)
+    manifest = tmp_path / "tiles.csv"
+    truth = tiles_manifest(manifest)
+    # Relative locations resolve against the manifest's folder: point them at the tiles.
+    (tmp_path / "images").symlink_to(TILES / "images")
+    items = collect(load_manifest(manifest, 0.2, 0.3, seed=0))
+    assert len(items) == len(truth)
+    by_split = {s: [i for i in items if i.split == s] for s in (POOL, VALIDATION, EVALUATION)}
+    positives = sum(truth.values())
+    val_pos = sum(i.known_label == POSITIVE for i in by_split[VALIDATION])
+    eval_pos = sum(i.known_label == POSITIVE for i in by_split[EVALUATION])
+    assert val_pos == round(positives * 0.2) and eval_pos == round(positives * 0.3)
+    assert len(by_split[VALIDATION]) == round(positives * 0.2) + round(
+        (len(truth) - positives) * 0.2)
+    assert all(i.known_label == 0 for i in by_split[POOL])
+    assert all(i.known_label == (POSITIVE if truth[i.id] else NEGATIVE)
+               for i in by_split[VALIDATION] + by_split[EVALUATION])
+    assert all(Path(i.location).is_file() for i in items)
+    again = collect(load_manifest(manifest, 0.2, 0.3, seed=0))
+    assert sorted((i.id, i.split) for i in again) == sorted((i.id, i.split) for i in items)
+
+
+def test_manifest_paths_urls_and_errors(tmp_path: Path) -> None:
+    (tmp_path / "imgs").mkdir()
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("a,imgs/a.jpg\nb,https://example.org/b.jpg,\n")
+    items = {i.id: i for i in collect(load_manifest(manifest, 0.2, 0.2, 0))}
+    assert items["a"].location == str(tmp_path / "imgs" / "a.jpg")
+    assert items["b"].location == "https://example.org/b.jpg" and items["b"].is_remote
+    assert {i.split for i in items.values()} == {POOL}
+    manifest.write_text("id,location,label\nx,x.jpg,maybe\n")
+    with pytest.raises(DatasetError, match=r"m\.csv:2: label 'maybe'"):
+        collect(load_manifest(manifest, 0.2, 0.2, 0))
+    manifest.write_text("only-an-id\n")
+    with pytest.raises(DatasetError, match="expected id,location"):
+        collect(load_manifest(manifest, 0.2, 0.2, 0))
+    with pytest.raises(DatasetError, match="not found"):
+        collect(load_manifest(tmp_path / "missing.csv", 0.2, 0.2, 0))
+
+
+def test_folder_loads_images_recursively(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    for name in ("one.jpg", "sub/two.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not an image")
+    items = collect(load_folder(tmp_path))
+    assert sorted(i.id for i in items) == ["one.jpg", "sub/two.png"]
+    assert all(i.split == POOL and Path(i.location).is_file() for i in items)
+
+
+def test_catalog_ignores_repeated_ids() -> None:
+    catalog = Catalog()
+    assert catalog.add([Item("a", "/a", POOL), Item("b", "/b", VALIDATION, POSITIVE)]) == 2
+    assert catalog.add([Item("a", "/other", POOL)]) == 0
+    assert catalog.pool == ["a"] and catalog.validation == ["b"]
+
+
+# -- Open Images ------------------------------------------------------------------------
+
+LABEL_HEADER = "ImageID,Source,LabelName,Confidence\n"
+IMAGE_HEADER = ("ImageID,Subset,OriginalURL,OriginalLandingURL,License,AuthorProfileURL,"
+                "Author,Title,OriginalSize,OriginalMD5,Thumbnail300KURL,Rotation\n")
+
+
+def write_open_images(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    validation = (LABEL_HEADER
+                  + "v1,verification,/m/0199g,1\nv1,verification,/m/01g317,1\n"
+                  + "v2,verification,/m/0199g,0\nv3,crowdsource-verification,/m/0199g,1\n"
+                  + "v4,verification,/m/01g317,1\n")
+    with gzip.open(folder / "validation-annotations-human-imagelabels.csv.gz", "wt") as f:
+        f.write(validation)
+    (folder / "validation-images-with-rotation.csv").write_text(
+        IMAGE_HEADER
+        + "v1,validation,https://farm.example/v1_o.jpg,https://landing,cc,a,b,t,100,md5,"
+          "https://thumb.example/v1_z.jpg,0.0\n"
+        + "v4,validation,https://farm.example/v4_o.jpg,,,,,,,,,\n")
+    (folder / "test-annotations-human-imagelabels.csv").write_text(
+        LABEL_HEADER + "t1,verification,/m/0199g,0\nt2,verification,/m/0199g,1\n")
+    # Train rows are grouped by image, as in the official files.
+    (folder / "oidv6-train-annotations-human-imagelabels.csv").write_text(
+        LABEL_HEADER + "".join(f"p{k},verification,/m/0199g,{k % 2}\np{k},verification,"
+                               f"/m/01g317,1\n" for k in range(50)))
+
+
+def check_open_images(items: list[Item]) -> None:
+    by_id = {i.id: i for i in items}
+    assert {i.id for i in items if i.split == VALIDATION} == {"v1", "v2", "v3"}
+    assert by_id["v1"].known_label == POSITIVE and by_id["v2"].known_label == NEGATIVE
+    assert by_id["v1"].location == "https://farm.example/v1_o.jpg"
+    assert by_id["v1"].thumbnail_url == "https://thumb.example/v1_z.jpg"
+    assert by_id["v2"].location == f"{MIRROR}/validation/v2.jpg"
+    assert {(i.id, i.known_label) for i in items if i.split == EVALUATION} == {
+        ("t1", NEGATIVE), ("t2", POSITIVE)}
+    pool = [i for i in items if i.split == POOL]
+    assert len(pool) == 50 and all(i.known_label == 0 for i in pool)
+    assert by_id["p7"].location == f"{MIRROR}/train/p7.jpg"
+
+
+def test_open_images_from_a_folder_and_from_its_cache(tmp_path: Path) -> None:
+    write_open_images(tmp_path / "oi")
+    dataset = OpenImages(str(tmp_path / "oi"), "/m/0199g", MIRROR, tmp_path / "cache")
+    check_open_images(collect(dataset.load()))
+    for path in (tmp_path / "oi").iterdir():
+        path.unlink()  # the cache alone must now suffice
+    check_open_images(collect(OpenImages(str(tmp_path / "oi"), "/m/0199g", MIRROR,
+                                         tmp_path / "cache").load()))
+
+
+def test_open_images_downloaded_over_http(tmp_path: Path) -> None:
+    write_open_images(tmp_path / "oi")
+    files = FileServer(tmp_path / "oi")
+    with files.serve() as base:
+        dataset = OpenImages(base, "/m/0199g", MIRROR, tmp_path / "cache")
+        batches = list(dataset.load())
+        check_open_images([i for items, _ in batches for i in items])
+        assert any("downloading" in p.message for _, p in batches)
+        fetched = {path for path, _ in files.requests}
+        assert "/validation-annotations-human-imagelabels.csv.gz" in fetched
+        files.requests.clear()
+        check_open_images(collect(OpenImages(base, "/m/0199g", MIRROR,
+                                             tmp_path / "cache").load()))
+        assert files.requests == []  # the parsed manifest was cached
+
+
+def test_download_resumes_after_a_cut(tmp_path: Path) -> None:
+    payload = bytes(range(256)) * 4000
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv" / "big.bin").write_bytes(payload)
+    files = FileServer(tmp_path / "srv")
+    dest = tmp_path / "dl" / "big.bin"
+    with files.serve() as base:
+        files.cut_after = 300_000
+        with pytest.raises(OSError, match="connection closed"):
+            list(download(f"{base}/big.bin", dest))
+        assert not dest.exists()
+        files.cut_after = None
+        progress = list(download(f"{base}/big.bin", dest))
+    assert dest.read_bytes() == payload
+    assert files.requests[-1] == ("/big.bin", "bytes=300000-")
+    assert progress[-1] == (len(payload), len(payload))
+
+
+def test_the_real_validation_label_file_over_http(tmp_path: Path) -> None:
+    require_data(OPENIMAGES)
+    files = FileServer(OPENIMAGES)
+    with files.serve() as base:
+        items = collect(OpenImages(base, "/m/0199g", MIRROR, tmp_path / "cache").load())
+    validation = [i for i in items if i.split == VALIDATION]
+    assert sum(i.known_label == POSITIVE for i in validation) == 252
+    assert sum(i.known_label == NEGATIVE for i in validation) == 129
+    assert all(i.location.startswith(f"{MIRROR}/validation/") for i in validation)
