@@ -30,6 +30,10 @@ def parse_entry(entry: str) -> IPNetwork | str:
     return entry.rstrip(".")
 
 
+def is_host_name(host: str) -> bool:
+    return bool(_HOSTNAME.match(host.lower()))
+
+
 def parse_allowlist(raw: str) -> tuple[str, ...]:
     """FEATURE_URL_ALLOWLIST: comma-separated; each entry validated here, at start."""
     entries = tuple(e.strip() for e in raw.split(",") if e.strip())

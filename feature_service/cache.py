@@ -113,6 +113,7 @@ class FeatureCache:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="feature-cache-writer")
         self._pending: list[tuple[str, Entry]] = []
         self._pending_lock = threading.Lock()
+        self._closed = False
         self._update_gauges()
 
     @property
@@ -177,6 +178,9 @@ class FeatureCache:
         metrics.CACHE_MAP_BYTES.set(info["map_size"])
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self._writer.shutdown(wait=True)
         with _REGISTRY_LOCK:
             self._shared.users -= 1

@@ -41,8 +41,8 @@ def decode(data: bytes, *, max_pixels: int, min_side: int = 0) -> Image.Image:
             image.load()
             image = ImageOps.exif_transpose(image)
             return to_rgb(image)
-    except Image.DecompressionBombError as exc:
-        raise ItemFailure(Kind.TOO_LARGE, str(exc)) from None
+    except Image.DecompressionBombError:
+        raise ItemFailure(Kind.TOO_LARGE, f"image exceeds {max_pixels} pixels") from None
     except UnidentifiedImageError:
         raise ItemFailure(Kind.BAD_IMAGE, "not a supported image format") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:

@@ -19,7 +19,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 from yarl import URL
 
-from feature_service.addresses import Allowlist, IPAddress
+from feature_service.addresses import Allowlist, IPAddress, is_host_name
 from feature_service.outcomes import ItemFailure, Kind
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -139,8 +139,14 @@ def _checked_scheme(target: URL) -> URL:
     if target.scheme not in ("http", "https"):
         raise ItemFailure(Kind.FORBIDDEN_URL,
                           f"scheme {target.scheme or '(none)'!r} is not http or https")
-    if not target.raw_host:
+    host = target.raw_host
+    if not host:
         raise ItemFailure(Kind.INVALID, "URL has no host")
+    if not is_host_name(host):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ItemFailure(Kind.INVALID, f"malformed host {host!r}") from None
     return target
 
 

@@ -52,15 +52,16 @@ class Result:
 
 def image_key(item: ImageInput) -> str:
     """The caller's id, else a hash of the URL or of the bytes."""
+    if item.url is None and item.data is None:
+        raise ItemFailure(Kind.INVALID, "image has neither url nor data")
     if item.id:
         if len(item.id) > MAX_ID_CHARS:
             raise ItemFailure(Kind.INVALID, f"id longer than {MAX_ID_CHARS} characters")
         return item.id
     if item.url is not None:
         return "url-sha256:" + hashlib.sha256(item.url.encode()).hexdigest()
-    if item.data is not None:
-        return "sha256:" + hashlib.sha256(item.data).hexdigest()
-    raise ItemFailure(Kind.INVALID, "image has neither url nor data")
+    assert item.data is not None
+    return "sha256:" + hashlib.sha256(item.data).hexdigest()
 
 
 def _from_entry(key: str, entry: Entry) -> Result:

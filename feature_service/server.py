@@ -175,7 +175,7 @@ def build_service(config: Config, extractor: Extractor | None = None) -> GrpcSer
             servicer, server),
         warm_up=batcher.start, close=close, metrics_port=config.metrics_port)
     service.pipeline = pipeline  # type: ignore[attr-defined]
-    log.info("extractor", extra={"name": info.name, "version": info.version,
+    log.info("extractor", extra={"extractor": info.name, "version": info.version,
                                  "dimension": info.dimension, "device": info.device})
     return service
 

@@ -1,0 +1,93 @@
+"""The LMDB feature cache, on real files on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from feature_service import metrics
+from feature_service.cache import Entry, FeatureCache
+from feature_service.outcomes import Kind
+
+
+def vector(seed: int, dim: int = 29) -> bytes:
+    return np.random.default_rng(seed).standard_normal(dim).astype("<f4").tobytes()
+
+
+def test_features_and_failures_round_trip_across_reopen(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path, "tiny/1")
+    cache.put_many([("a", Entry(vector=vector(1))),
+                    ("gone", Entry(kind=Kind.NOT_FOUND, message="HTTP 404"))])
+    cache.close()
+    cache = FeatureCache(tmp_path, "tiny/1")
+    a, gone, missing = cache.get_many(["a", "gone", "missing"])
+    assert a == Entry(vector=vector(1))
+    assert gone == Entry(kind=Kind.NOT_FOUND, message="HTTP 404")
+    assert missing is None
+    cache.close()
+
+
+def test_extractor_name_and_version_separate_entries(tmp_path: Path) -> None:
+    v1, v2 = FeatureCache(tmp_path, "tiny/1"), FeatureCache(tmp_path, "tiny/2")
+    other = FeatureCache(tmp_path, "lite/1")
+    v1.put_many([("a", Entry(vector=vector(1)))])
+    assert v2.get_many(["a"]) == [None] and other.get_many(["a"]) == [None]
+    assert v1.get_many(["a"]) == [Entry(vector=vector(1))]
+    assert v1.env is v2.env  # one environment per file per process
+    for c in (v1, v2, other):
+        c.close()
+
+
+def test_the_map_grows_when_full(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path, "tiny/1", map_size=64 << 10)
+    resizes = metrics.CACHE_RESIZES._value.get()
+    big = [(f"k{i}", Entry(vector=vector(i, dim=2048))) for i in range(200)]  # ~1.6 MB
+    for start in range(0, 200, 50):
+        cache.put_many(big[start:start + 50])
+    assert cache.env.info()["map_size"] > 64 << 10
+    assert metrics.CACHE_RESIZES._value.get() > resizes
+    assert cache.get_many(["k0", "k199"]) == [big[0][1], big[199][1]]
+    assert metrics.CACHE_ENTRIES._value.get() == 200
+    cache.close()
+
+
+async def test_concurrent_puts_are_all_committed_and_reads_continue(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path, "tiny/1", map_size=64 << 10)
+    items = [(f"k{i}", Entry(vector=vector(i, dim=512))) for i in range(300)]
+    await asyncio.gather(*(cache.put([item]) for item in items))
+    assert cache.get_many([k for k, _ in items]) == [e for _, e in items]
+    cache.close()
+
+
+def test_hits_and_misses_are_counted(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path, "tiny/1")
+    hits, misses = metrics.CACHE_HITS._value.get(), metrics.CACHE_MISSES._value.get()
+    cache.put_many([("a", Entry(vector=vector(1)))])
+    cache.get_many(["a", "b", "c"])
+    assert metrics.CACHE_HITS._value.get() - hits == 1
+    assert metrics.CACHE_MISSES._value.get() - misses == 2
+    cache.close()
+
+
+def test_an_environment_is_not_used_after_fork(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path, "tiny/1")
+    pid = os.fork()
+    if pid == 0:  # the child must refuse the parent's environment
+        try:
+            cache.get_many(["a"])
+        except RuntimeError:
+            os._exit(0)
+        os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    cache.close()
+
+
+@pytest.mark.parametrize("kind", [Kind.NOT_FOUND, Kind.BAD_IMAGE])
+def test_failure_entries_keep_kind_and_message(tmp_path: Path, kind: Kind) -> None:
+    entry = Entry(kind=kind, message="détail\0with nul")
+    assert Entry.decode(entry.encode()) == entry
