@@ -77,7 +77,7 @@ function renderCurve(curve, target, counts) {
       width, height: 180,
       scales: { x: { time: false }, y: { range: [0, 1] } },
       axes: [{ label: "labels" }, { label: "F-score" }],
-      legend: { show: true },
+      legend: { show: false },
       series: [
         { label: "labels" },
         { label: "F", stroke: "#2563eb", width: 2, points: { show: true, size: 5 } },

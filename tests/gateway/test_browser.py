@@ -1,0 +1,221 @@
+"""The page in Debian's chromium, driven by Playwright: keyboard annotation, undo, zoom,
+the live panel, and labels queued while the trainer is away then delivered once."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from hitl.v1 import trainer_pb2, trainer_pb2_grpc
+from tests.gateway.conftest import MARKUP_ID, Gateway, Manifest, Trainer, artifacts_dir
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking",
+                 "--disable-component-update", "--headless"]
+ANNOTATOR = "browser-tester"
+FIRST_ROUND = 30
+WHILE_DOWN = 5
+
+
+@pytest.fixture(scope="module")
+def browser_trainer(tmp_path_factory, feature_addr: str, manifest: Manifest) -> Iterator[Trainer]:
+    service = Trainer(tmp_path_factory.mktemp("browser-trainer"), feature_addr, manifest).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, browser_trainer: Trainer, feature_addr: str) -> Iterator[Gateway]:
+    service = Gateway(tmp_path_factory.mktemp("gateway") / "gateway.log", browser_trainer.addr,
+                      feature_addr).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+def exported(trainer: Trainer) -> list[trainer_pb2.Annotation]:
+    with grpc.insecure_channel(trainer.addr) as channel:
+        stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+        return [a for batch in stub.ExportLabels(
+                    trainer_pb2.ExportLabelsRequest(include_undone=True), timeout=10)
+                for a in batch.annotations if a.annotator == ANNOTATOR]
+
+
+class Annotator:
+    """Presses the right key for the image on screen, as a careful person would."""
+
+    def __init__(self, page, labels: dict[str, int]) -> None:
+        self.page, self.labels = page, labels
+        self.done: list[tuple[str, str]] = []  # (item id, key), in order
+
+    def current(self) -> str:
+        self.page.wait_for_function(
+            "() => document.getElementById('current').dataset.empty === 'false'", timeout=20000)
+        return str(self.page.get_attribute("#current", "data-item-id"))
+
+    def label(self) -> str:
+        item_id = self.current()
+        key = "b" if self.labels[item_id] else "n"
+        self.page.keyboard.press(key)
+        self.page.wait_for_function(
+            "id => document.getElementById('current').dataset.itemId !== id", arg=item_id)
+        self.done.append((item_id, key))
+        return item_id
+
+    def count(self, key: str) -> int:
+        return sum(1 for _, k in self.done if k == key)
+
+
+def pending(page) -> int:
+    return int(page.get_attribute("#pending", "data-count") or 0)
+
+
+def test_keyboard_annotation_with_undo_zoom_live_panel_and_outage(
+        browser, gateway: Gateway, browser_trainer: Trainer, manifest: Manifest):
+    context = browser.new_context(viewport={"width": 1366, "height": 850})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda msg: problems.append(msg.text)
+            if msg.type == "error" and "Content Security Policy" in msg.text else None)
+
+    page.goto(gateway.url + "/")
+    page.fill("#name-input", ANNOTATOR)
+    page.click("#name-form button[type=submit]")
+    page.wait_for_selector("#thumbs li.focused")
+    assert page.locator("#thumbs li").count() <= 20
+    assert page.inner_text("#question") == "Does this image show a bicycle?"
+    assert page.locator("#thumbs li.focused .badge").inner_text() in (
+        "cold start", "random", "gold", "uncertain", "outlier")
+    page.wait_for_selector("#connection[data-state=up]")
+
+    annotator = Annotator(page, manifest.labels)
+    for _ in range(FIRST_ROUND):
+        annotator.label()
+
+    # Undo brings the last image back to the front; answer it again.
+    last_id = annotator.done[-1][0]
+    page.keyboard.press("u")
+    assert annotator.current() == last_id
+    annotator.done.pop()
+    annotator.label()
+
+    # Zoom shows the full image and goes back.
+    page.keyboard.press("z")
+    page.wait_for_selector("#zoom:not([hidden])")
+    page.wait_for_function("() => document.getElementById('zoom-img').naturalWidth > 0")
+    page.keyboard.press("z")
+    page.wait_for_selector("#zoom", state="hidden")
+
+    # Enough of both answers for a model: the F-score and the learning curve appear.
+    while annotator.count("b") < 5 or annotator.count("n") < 5:
+        annotator.label()
+    page.wait_for_function("() => document.getElementById('f1').textContent !== '–'", timeout=60000)
+    page.wait_for_selector("#chart canvas", timeout=30000)
+    assert float(page.inner_text("#f1")) >= 0
+    assert page.inner_text("#model-version") != "none yet"
+    page.wait_for_function("() => document.getElementById('pending').dataset.count === '0'")
+    delivered_before_outage = len(annotator.done)
+
+    # The trainer goes away; annotating goes on from the preloaded column.
+    browser_trainer.stop()
+    page.wait_for_selector("#connection[data-state=down]", timeout=20000)
+    for _ in range(WHILE_DOWN):
+        annotator.label()
+    page.wait_for_function(f"() => Number(document.getElementById('pending').dataset.count) >= "
+                           f"{WHILE_DOWN}")
+    assert pending(page) == WHILE_DOWN
+
+    page.screenshot(path=str(artifacts_dir() / "gateway-outage.png"))
+
+    # Back again: every queued label arrives, once.
+    browser_trainer.start()
+    page.wait_for_function("() => document.getElementById('pending').dataset.count === '0'",
+                           timeout=60000)
+    page.wait_for_selector("#connection[data-state=up]", timeout=20000)
+    page.screenshot(path=str(artifacts_dir() / "gateway-annotate.png"))
+
+    records = exported(browser_trainer)
+    in_force = [a for a in records if not a.undone]
+    labelled = [item_id for item_id, _ in annotator.done]
+    assert len(labelled) == delivered_before_outage + WHILE_DOWN
+    assert sorted(a.item_id for a in in_force) == sorted(labelled)
+    assert len({a.annotation_id for a in records}) == len(records)
+    expected = {item_id: (1 if key == "b" else 2) for item_id, key in annotator.done}
+    assert {a.item_id: a.label for a in in_force} == expected
+    undone = [a for a in records if a.undone]
+    assert [a.item_id for a in undone] == [last_id]
+
+    # Tablet-sized screen: the same page, stacked.
+    page.set_viewport_size({"width": 820, "height": 1180})
+    page.screenshot(path=str(artifacts_dir() / "gateway-tablet.png"))
+
+    assert not page.evaluate("() => window.__xss"), "markup in data was run as HTML"
+    assert page.locator("img[src='x']").count() == 0
+    assert problems == []
+    context.close()
+
+
+MARKUP_NAME = 'Bicycle <b id="injected">bold</b>'
+
+
+@pytest.fixture(scope="module")
+def markup_stack(tmp_path_factory, feature_addr: str, manifest: Manifest):
+    """A small unlabelled dataset with a markup item id, under a markup display name."""
+    folder = tmp_path_factory.mktemp("markup")
+    small = Manifest(folder / "small.csv")
+    with open(manifest.path, newline="") as f:
+        rows = [r for r in csv.reader(f)][1:]
+    chosen = [r for r in rows if r[0] == MARKUP_ID] + [r for r in rows if r[0] != MARKUP_ID][:7]
+    with open(small.path, "w", newline="") as out:
+        writer = csv.writer(out)
+        for item_id, location, label in chosen:
+            writer.writerow([item_id, location])
+            small.labels[item_id] = int(label)
+    trainer = Trainer(folder, feature_addr, small,
+                      {"TRAINER_DISPLAY_NAME": MARKUP_NAME}).start()
+    gateway = Gateway(folder / "gateway.log", trainer.addr, feature_addr).start()
+    yield gateway, trainer, small
+    gateway.stop()
+    trainer.stop()
+
+
+def test_markup_in_data_is_shown_as_text(browser, markup_stack):
+    gateway, trainer, small = markup_stack
+    page = browser.new_page()
+    page.goto(gateway.url + "/")
+    page.fill("#name-input", ANNOTATOR)
+    page.click("#name-form button[type=submit]")
+    page.wait_for_selector(f"#thumbs li[data-item-id='{MARKUP_ID}']" if "'" not in MARKUP_ID
+                           else "#thumbs li")
+    ids = page.eval_on_selector_all("#thumbs li", "els => els.map(e => e.dataset.itemId)")
+    assert MARKUP_ID in ids
+    page.wait_for_function("() => document.getElementById('question').textContent.includes('<b')")
+    assert page.inner_text("#question") == f"Does this image show a {MARKUP_NAME.lower()}?"
+    assert page.locator("#injected").count() == 0
+
+    annotator = Annotator(page, small.labels)
+    while annotator.current() != MARKUP_ID:
+        annotator.label()
+    annotator.label()
+    page.wait_for_function("() => document.getElementById('pending').dataset.count === '0'")
+    assert MARKUP_ID in {a.item_id for a in exported(trainer)}
+    assert not page.evaluate("() => window.__xss")
+    assert page.locator("img[src='x']").count() == 0
+    page.close()
