@@ -1,0 +1,157 @@
+"""Real service processes for the reliability and hostile-input tests, built on the
+benchmark's process helpers (bench/stack.py): feature, trainer and gateway on free
+loopback ports, a manifest of shared street tiles, and the probes the tests need
+(trainer export, status, memory, Prometheus counters)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import grpc
+import pytest
+
+from bench import stack
+from bench.dataset import read_labelled, stratified_subset, write_manifest
+from hitl.channels import open_channel
+from hitl.v1 import trainer_pb2, trainer_pb2_grpc
+from tests.support import TILES, free_port, require_data, require_lite_models
+
+TRAINER = "hitl.v1.TrainerService"
+FEATURE = "hitl.v1.FeatureService"
+CSRF = {"X-Requested-With": "hitl-reliability"}
+
+
+def require_stack() -> None:
+    missing = stack.missing_modules("feature_service", "trainer_service", "annotation_gateway")
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not in this checkout yet")
+    require_data(TILES)
+    require_lite_models()
+
+
+def tiles_manifest(path: Path, size: int, seed: int = 0) -> Path:
+    """`size` labelled street tiles (stratified), written as a trainer manifest."""
+    return write_manifest(stratified_subset(read_labelled(TILES), size, seed), path)
+
+
+def pool_manifest(path: Path, size: int) -> Path:
+    """`size` street tiles without labels: all of them join the pool, and with
+    TRAINER_PREFETCH=0 only the ones annotated are embedded, which keeps a test that
+    needs many items to annotate cheap."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        f.write("id,location\n")
+        for example in read_labelled(TILES)[:size]:
+            f.write(f"{example.id},{example.location}\n")
+    return path
+
+
+def feature_service(state: Path, cache: Path, **env: str) -> stack.Service:
+    service = stack.feature_service(state, cache)
+    service.env["FEATURE_METRICS_PORT"] = str(free_port())
+    service.env.update(env)
+    return service
+
+
+def trainer_service(state: Path, feature_addr: str, manifest: Path, name: str = "trainer",
+                    **env: str) -> stack.Service:
+    return stack.trainer_service(state, state / name, feature_addr, manifest,
+                                 {"TRAINER_DEBOUNCE_S": "1", **env}, name=name)
+
+
+def gateway_service(state: Path, trainer_addr: str, feature_addr: str,
+                    **env: str) -> stack.Service:
+    service = stack.gateway(state, trainer_addr, feature_addr)
+    service.env.update(env)
+    return service
+
+
+def start(service: stack.Service, timeout: float = 180.0) -> stack.Service:
+    service.start().wait_healthy(timeout)
+    return service
+
+
+def kill(service: stack.Service) -> None:
+    """SIGKILL: no drain, no cleanup, as when a node dies."""
+    assert service.popen is not None
+    service.popen.kill()
+    service.popen.wait()
+
+
+def trainer_status(address: str) -> trainer_pb2.Status:
+    with grpc.insecure_channel(address) as channel:
+        stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+        return stub.GetStatus(trainer_pb2.GetStatusRequest(), timeout=5).status
+
+
+def wait_status(address: str, done, timeout: float = 180.0,  # type: ignore[no-untyped-def]
+                what: str = "condition") -> trainer_pb2.Status:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = trainer_status(address)
+        if done(status):
+            return status
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"trainer at {address}: {what} not reached in {timeout}s; "
+                               f"last status: {status}")
+        time.sleep(0.2)
+
+
+def embedded(status: trainer_pb2.Status) -> bool:
+    return (status.loading.state == trainer_pb2.LOADING_STATE_READY
+            and status.extraction.pending == 0 and status.counts.embedded > 0)
+
+
+def export_counts(address: str, include_undone: bool = True) -> Counter[str]:
+    """How many times each annotation id is in the trainer's labelled set."""
+
+    async def read() -> Counter[str]:
+        channel = open_channel(address, TRAINER)
+        try:
+            stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+            counts: Counter[str] = Counter()
+            async for batch in stub.ExportLabels(
+                    trainer_pb2.ExportLabelsRequest(include_undone=include_undone), timeout=30):
+                counts.update(a.annotation_id for a in batch.annotations)
+            return counts
+        finally:
+            await channel.close()
+
+    return asyncio.run(read()) if not _in_loop() else _run_in_thread(read)
+
+
+def _in_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _run_in_thread(factory):  # type: ignore[no-untyped-def]
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def prometheus(port: int) -> dict[str, float]:
+    """The samples of a /metrics page, by name with labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples

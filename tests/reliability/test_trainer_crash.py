@@ -1,0 +1,82 @@
+"""20 annotators label through a real gateway while the trainer behind it is killed with
+SIGKILL three times and restarted on its data folder: every acknowledged label is in
+the labelled set exactly once, and the labels that failed are delivered by retry."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from tests.reliability import report
+from tests.reliability import stack as rs
+from tests.reliability.annotators import Annotator, Tally
+
+ANNOTATORS = 20
+KILLS = 3
+
+
+def _killer(trainer, gap_s: float, log: list[float]) -> None:  # type: ignore[no-untyped-def]
+    """Kill, restart, let the annotators work a while; three times, then a last while."""
+    for _ in range(KILLS):
+        time.sleep(gap_s)
+        rs.kill(trainer)
+        started = time.monotonic()
+        time.sleep(0.3)  # long enough for the calls in flight to fail
+        rs.start(trainer, timeout=120)
+        log.append(time.monotonic() - started)
+    time.sleep(gap_s)
+
+
+async def _annotate_while_killing(base: str, trainer, gap_s: float, tally: Tally) -> list[float]:  # type: ignore[no-untyped-def]
+    log: list[float] = []
+    done = threading.Event()
+
+    def kill_loop() -> None:
+        try:
+            _killer(trainer, gap_s, log)
+        finally:
+            done.set()
+
+    killer = asyncio.create_task(asyncio.to_thread(kill_loop))
+    await asyncio.gather(*(Annotator(base, f"crash-{i}", tally).run(lambda: not done.is_set())
+                           for i in range(ANNOTATORS)))
+    await killer
+    return log
+
+
+def test_acknowledged_annotations_survive_trainer_kills_exactly_once(
+        tmp_path, shared_feature, shape):
+    pool = rs.pool_manifest(tmp_path / "pool.csv", 3000)
+    trainer = rs.trainer_service(tmp_path, shared_feature.address, pool, TRAINER_PREFETCH="0")
+    rs.start(trainer)
+    gateway = rs.gateway_service(tmp_path, trainer.address, shared_feature.address,
+                                 GATEWAY_RPC_DEADLINE_S="3")
+    rs.start(gateway)
+    tally = Tally()
+    try:
+        downtimes = asyncio.run(_annotate_while_killing(
+            f"http://127.0.0.1:{gateway.port}", trainer, shape.pick(2.0, 15.0), tally))
+        counts = rs.export_counts(trainer.address)
+    finally:
+        gateway.stop()
+        trainer.stop()
+
+    exactly_once = {i for i in tally.sent if counts[i] == 1}
+    lost = {i for i in tally.acknowledged if counts[i] == 0}
+    duplicated = {i for i, n in counts.items() if n > 1}
+    report.fault(report.FaultRun("trainer SIGKILL x3 under 20 annotators", len(downtimes),
+                                 len(tally.sent), len(tally.acknowledged), len(exactly_once),
+                                 len(lost), len(duplicated)))
+    report.figure("trainer restart after SIGKILL, s (max)", f"{max(downtimes):.1f}")
+    report.figure("trainer kills: failed deliveries retried", str(tally.retries))
+    assert len(downtimes) == KILLS
+    assert tally.refused == []
+    assert tally.retries > 0, "the kills should have made some deliveries fail first"
+    assert lost == set() and duplicated == set()
+    # Everything sent was delivered in the end (retries with the same id), and nothing
+    # else is in the labelled set.
+    assert tally.acknowledged == tally.sent
+    assert exactly_once == tally.sent
+    assert set(counts) == tally.sent
+    assert len(tally.sent) >= ANNOTATORS * 5
