@@ -210,6 +210,8 @@ async def _with_trainer(plan: Plan, feature: stack.Service, manifest: Path, work
                         name: str, env: dict[str, str], job):  # type: ignore[no-untyped-def]
     data_dir = work / name
     shutil.rmtree(data_dir, ignore_errors=True)
+    # The whole pool stays embedded and ranked, whatever its size.
+    env = {"TRAINER_PREFETCH": str(max(len(plan.examples), 1)), **env}
     service = stack.trainer_service(work, data_dir, feature.address, manifest, env, name=name)
     service.start()
     try:

@@ -9,6 +9,14 @@ import pytest
 from bench import gateway, simulate, stack
 from tests.support import TILES, require_data, require_lite_models
 
+ITEMS = 300
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One feature cache for the module: both tests use the same tiles, embedded once."""
+    return tmp_path_factory.mktemp("feature-cache")
+
 
 @pytest.fixture
 def stack_ready():
@@ -19,11 +27,11 @@ def stack_ready():
     require_lite_models()
 
 
-def test_simulator_replays_real_tiles_through_the_real_services(stack_ready, tmp_path):
+def test_simulator_replays_real_tiles_through_the_real_services(stack_ready, cache, tmp_path):
     out = tmp_path / "out"
-    code = simulate.main(["--limit", "300", "--seeds", "1", "--budget", "50",
+    code = simulate.main(["--limit", str(ITEMS), "--seeds", "1", "--budget", "50",
                           "--strategies", "default,random", "--out", str(out),
-                          "--cache", str(tmp_path / "cache"), "--docs", str(tmp_path / "docs")])
+                          "--cache", str(cache), "--docs", str(tmp_path / "docs")])
     assert code == 0
     with (out / "curves.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -51,12 +59,12 @@ def test_simulator_replays_real_tiles_through_the_real_services(stack_ready, tmp
     assert "<svg" in (out / "f1.svg").read_text()
 
 
-def test_gateway_benchmark_measures_latency_under_load(stack_ready, tmp_path):
+def test_gateway_benchmark_measures_latency_under_load(stack_ready, cache):
     if stack.missing_modules("annotation_gateway"):
         pytest.skip("annotation_gateway not in this checkout yet")
-    tiny = gateway.Shape(items=200, seconds_per_level=1.0, max_requests_per_annotator=40,
+    tiny = gateway.Shape(items=ITEMS, seconds_per_level=1.0, max_requests_per_annotator=40,
                          levels=(1, 3))
-    result = gateway.run(short=True, cache=tmp_path, shape=tiny)
+    result = gateway.run(short=True, cache=cache, shape=tiny)
     assert result["status"] == "ok"
     assert result["grpc_direct_1"]["annotate"]["count"] > 0
     for level in ("1", "3"):
