@@ -1,0 +1,227 @@
+"""Feature service throughput and memory, measured in one run on the same images:
+`python -m bench.features [--short]` (also a part of `make bench`).
+
+For each extractor whose models are present:
+- baseline: what the old demo did, one image at a time, full-size decode, both models
+  in sequence, no batching, in this process (feature_service/extractors/baseline.py);
+- the service as a real process over gRPC, cold cache (every image through the models)
+  and warm cache (the same requests again), with concurrent callers;
+- cache-only `Lookup` and warm `Embed` of 1,000 items per request over gRPC;
+- the service's peak resident memory (VmHWM);
+- float32 vs float16 features: cross-validated F1 of a logistic regression on the
+  cold-pass features, to show what storing float16 would cost.
+Ratios are against the baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import csv
+import gc
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from bench.stack import ROOT, feature_service
+
+TILES = Path(os.environ.get("HITL_TEST_DATA", ROOT.parent / "shared" / "data")) / \
+    "streetview-tiles"
+MODELS = ROOT / ".models"
+LOOKUP_ITEMS = 1000
+# (images through the service, images through the baseline), short and full, on a CPU.
+# Faster R-CNN at 800 px takes seconds per image on a CPU, hence the small counts.
+COUNTS = {"lite": {True: (48, 12), False: (256, 96)},
+          "resnext50-frcnn": {True: (6, 2), False: (32, 6)}}
+CALLERS, IMAGES_PER_CALL = 4, 8
+
+
+def tile_set(count: int) -> tuple[list[Path], list[int]]:
+    """`count` tiles, a quarter of them bicycles, in a fixed order."""
+    with (TILES / "labels.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    positives = [r for r in rows if r["label"] == "1"][: count // 4]
+    negatives = [r for r in rows if r["label"] == "0"][: count - len(positives)]
+    chosen = sorted(positives + negatives, key=lambda r: r["filename"])
+    return [TILES / r["filename"] for r in chosen], [int(r["label"]) for r in chosen]
+
+
+def rate(count: int, seconds: float) -> float:
+    return round(count / seconds, 2)
+
+
+def measure_baseline(name: str, paths: list[Path]) -> float:
+    from feature_service.extractors.baseline import load_baseline
+
+    extract = load_baseline(name, MODELS, "cpu")
+    extract(paths[0])  # first-call costs are not the demo's steady state
+    started = time.perf_counter()
+    for path in paths:
+        extract(path)
+    return rate(len(paths), time.perf_counter() - started)
+
+
+def embed_all(stub, refs: list, feature_pb2) -> tuple[float, list]:  # type: ignore[no-untyped-def]
+    """Sends `refs` in calls of IMAGES_PER_CALL from CALLERS concurrent callers."""
+    calls = [refs[i:i + IMAGES_PER_CALL] for i in range(0, len(refs), IMAGES_PER_CALL)]
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(CALLERS) as pool:
+        replies = list(pool.map(
+            lambda images: stub.Embed(feature_pb2.EmbedRequest(images=images), timeout=3600),
+            calls))
+    seconds = time.perf_counter() - started
+    results = [r for reply in replies for r in reply.results]
+    failed = [r.id for r in results if r.WhichOneof("outcome") != "features"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} images failed, e.g. {failed[:3]}")
+    return seconds, results
+
+
+def float16_effect(vectors: np.ndarray, labels: list[int]) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = np.array(labels)
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    scores = {}
+    for dtype in ("float32", "float16"):
+        x = vectors.astype(dtype).astype(np.float32)
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
+        scores[f"f1_{dtype}"] = round(float(f1_score(y, cross_val_predict(model, x, y,
+                                                                           cv=folds))), 4)
+    rounding = np.abs(vectors - vectors.astype(np.float16).astype(np.float32))
+    return {**scores, "max_abs_rounding": float(rounding.max()), "images": len(y)}
+
+
+def measure_service(name: str, paths: list[Path], labels: list[int], short: bool) -> dict:
+    from feature_service.cache import Entry, FeatureCache
+    from hitl.v1 import feature_pb2, feature_pb2_grpc
+
+    with tempfile.TemporaryDirectory(prefix="bench-features-") as tmp:
+        service = feature_service(Path(tmp), Path(tmp) / "cache", name)
+        service.env["FEATURE_DEVICE"] = "auto"
+        service.start()
+        try:
+            service.wait_healthy()
+            channel = grpc.insecure_channel(service.address, options=[
+                ("grpc.max_receive_message_length", 256 << 20),
+                ("grpc.max_send_message_length", 256 << 20)])
+            stub = feature_pb2_grpc.FeatureServiceStub(channel)
+            info = stub.Describe(feature_pb2.DescribeRequest(), timeout=30).extractor
+            refs = [feature_pb2.ImageRef(id=p.name, data=p.read_bytes()) for p in paths]
+            cold_s, results = embed_all(stub, refs, feature_pb2)
+            warm_s, warm = embed_all(stub, refs, feature_pb2)
+            assert all(r.features.cached for r in warm)
+            vectors = np.stack([np.frombuffer(r.features.vector, "<f4") for r in results])
+
+            # 1,000 distinct cached keys, written as the service writes them.
+            cache = FeatureCache(Path(tmp) / "cache", f"{info.name}/{info.version}")
+            keys = [f"lookup-{i}" for i in range(LOOKUP_ITEMS)]
+            cache.put_many([(k, Entry(vector=results[i % len(results)].features.vector))
+                            for i, k in enumerate(keys)])
+            cache.close()
+            repeats = 5 if short else 20
+            lookup = feature_pb2.LookupRequest(ids=keys)
+            stub.Lookup(lookup, timeout=60)
+            started = time.perf_counter()
+            for _ in range(repeats):
+                reply = stub.Lookup(lookup, timeout=60)
+            lookup_s = time.perf_counter() - started
+            assert all(r.WhichOneof("outcome") == "features" for r in reply.results)
+            embed_warm = feature_pb2.EmbedRequest(images=[
+                feature_pb2.ImageRef(id=k, data=refs[i % len(refs)].data)
+                for i, k in enumerate(keys)])
+            started = time.perf_counter()
+            for _ in range(repeats):
+                reply = stub.Embed(embed_warm, timeout=60)
+            embed_s = time.perf_counter() - started
+            assert all(r.features.cached for r in reply.results)
+            channel.close()
+        finally:
+            service.stop()
+    figures = {
+        "device": info.device,
+        "service_images": len(paths),
+        "cold_images_per_s": rate(len(paths), cold_s),
+        "warm_images_per_s": rate(len(paths), warm_s),
+        "lookup_1000_items_per_s": rate(LOOKUP_ITEMS * repeats, lookup_s),
+        "warm_embed_1000_items_per_s": rate(LOOKUP_ITEMS * repeats, embed_s),
+        "peak_rss_mib": round(service.peak_mib, 1) if service.peak_mib else None,
+    }
+    if sum(labels) >= 5 and len(labels) - sum(labels) >= 5:
+        figures["float16_vs_float32"] = float16_effect(vectors, labels)
+    return figures
+
+
+def measure(name: str, short: bool) -> dict:
+    from feature_service.extractors import MissingWeightsError
+
+    service_count, baseline_count = COUNTS[name][short]
+    paths, labels = tile_set(service_count)
+    try:
+        baseline = measure_baseline(name, paths[:baseline_count])
+    except MissingWeightsError as exc:
+        return {"status": "skipped", "reason": str(exc)}
+    gc.collect()  # the baseline's models leave before the service starts
+    figures = {"baseline_images": baseline_count, "baseline_images_per_s": baseline,
+               **measure_service(name, paths, labels, short)}
+    figures["cold_vs_baseline"] = round(figures["cold_images_per_s"] / baseline, 2)
+    figures["warm_vs_baseline"] = round(figures["warm_images_per_s"] / baseline, 2)
+    return figures
+
+
+def run(short: bool) -> dict:
+    if not (TILES / "labels.csv").exists():
+        return {"status": "skipped", "reason": f"street tiles not found at {TILES}"}
+    return {"image_set": "streetview tiles, 120x120 JPEG", "cpus": os.cpu_count(),
+            "callers": CALLERS, "images_per_call": IMAGES_PER_CALL,
+            "extractors": {name: measure(name, short) for name in COUNTS}}
+
+
+def markdown(result: dict) -> str:
+    if "extractors" not in result:
+        return f"features: {result.get('status')}: {result.get('reason')}"
+    lines = ["| extractor | baseline img/s | cold img/s (x baseline) | warm img/s "
+             "(x baseline) | Lookup 1,000 items/s | warm Embed 1,000 items/s | "
+             "peak RSS MiB | F1 float32 / float16 |", "|---|---|---|---|---|---|---|---|"]
+    for name, f in result["extractors"].items():
+        if f.get("status") == "skipped":
+            lines.append(f"| {name} | skipped: {f['reason']} | | | | | | |")
+            continue
+        f16 = f.get("float16_vs_float32", {})
+        lines.append(
+            f"| {name} ({f['device']}) | {f['baseline_images_per_s']} | "
+            f"{f['cold_images_per_s']} ({f['cold_vs_baseline']}x) | "
+            f"{f['warm_images_per_s']} ({f['warm_vs_baseline']}x) | "
+            f"{f['lookup_1000_items_per_s']} | {f['warm_embed_1000_items_per_s']} | "
+            f"{f['peak_rss_mib']} | {f16.get('f1_float32')} / {f16.get('f1_float16')} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.features",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--short", action="store_true", help="the quick CI form (~1 min)")
+    parser.add_argument("--only", choices=sorted(COUNTS), help="one extractor")
+    args = parser.parse_args(argv)
+    if args.only:
+        for name in list(COUNTS):
+            if name != args.only:
+                COUNTS.pop(name)
+    result = run(args.short)
+    print(json.dumps(result, indent=2))
+    print()
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
