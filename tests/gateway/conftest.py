@@ -69,7 +69,8 @@ def feature_addr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     env = {"FEATURE_PORT": str(port), "FEATURE_METRICS_PORT": "0", "FEATURE_EXTRACTOR": "lite",
            "FEATURE_DEVICE": "cpu", "FEATURE_CACHE_DIR": str(state / "cache"),
-           "FEATURE_MODELS_DIR": str(ROOT / ".models"), "LOG_LEVEL": "WARNING"}
+           "FEATURE_MODELS_DIR": str(ROOT / ".models"), "FEATURE_GRACE_S": "1",
+           "LOG_LEVEL": "WARNING"}
     with running("feature_service", env, state / "feature.log", port):
         yield f"127.0.0.1:{port}"
 
@@ -86,6 +87,7 @@ class Trainer:
         self.env = {"TRAINER_PORT": str(self.port), "TRAINER_METRICS_PORT": "0",
                     "TRAINER_FEATURE_ADDR": feature_addr, "TRAINER_DATASET": str(manifest.path),
                     "TRAINER_DATA_DIR": str(state / "data"), "TRAINER_DEBOUNCE_S": "0.3",
+                    "TRAINER_GRACE_S": "1",
                     "LOG_LEVEL": "WARNING", **(extra_env or {})}
         self.process: ServiceProcess | None = None
 
@@ -138,7 +140,8 @@ class Gateway:
         self.process = ServiceProcess("annotation_gateway", {
             "GATEWAY_PORT": str(self.port), "GATEWAY_METRICS_PORT": "0",
             "GATEWAY_HOST": "127.0.0.1", "GATEWAY_TRAINER_ADDR": trainer_addr,
-            "GATEWAY_FEATURE_ADDR": feature_addr, "LOG_LEVEL": "WARNING",
+            "GATEWAY_FEATURE_ADDR": feature_addr, "GATEWAY_GRACE_S": "1",
+            "LOG_LEVEL": "WARNING",
             **(extra_env or {})}, log_path)
 
     def start(self, timeout: float = 30.0) -> Gateway:
