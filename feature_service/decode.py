@@ -28,19 +28,18 @@ def decode(data: bytes, *, max_pixels: int, min_side: int = 0) -> Image.Image:
         with warnings.catch_warnings():
             # Pillow's own bomb check is global; ours is per call and exact.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=FORMATS)
-            width, height = image.size
+            opened = Image.open(io.BytesIO(data), formats=FORMATS)
+            width, height = opened.size
             if width * height > max_pixels:
                 raise ItemFailure(Kind.TOO_LARGE,
                                   f"{width}x{height} exceeds {max_pixels} pixels")
             if width < 1 or height < 1:
                 raise ItemFailure(Kind.BAD_IMAGE, f"image has no pixels ({width}x{height})")
-            if image.format == "JPEG" and min_side > 0:
-                image.draft("RGB", (min_side, min_side))
-            image.seek(0)  # the first frame of an animation
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            return to_rgb(image)
+            if opened.format == "JPEG" and min_side > 0:
+                opened.draft("RGB", (min_side, min_side))
+            opened.seek(0)  # the first frame of an animation
+            opened.load()
+            return to_rgb(ImageOps.exif_transpose(opened))
     except Image.DecompressionBombError:
         raise ItemFailure(Kind.TOO_LARGE, f"image exceeds {max_pixels} pixels") from None
     except UnidentifiedImageError:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 
@@ -34,7 +35,8 @@ def resolve_device(device: str) -> str:
 def load_configured_extractor(config: Config) -> Extractor:
     """The configured extractor; raises MissingWeightsError when its files are absent."""
     from feature_service.extractors import load_extractor
-    return load_extractor(config.extractor, config.models_dir, resolve_device(config.device))
+    return load_extractor(config.extractor, Path(config.models_dir),
+                          resolve_device(config.device))
 
 
 def extractor_info(extractor: Extractor) -> feature_pb2.ExtractorInfo:
@@ -50,7 +52,7 @@ def result_message(result: Result) -> feature_pb2.EmbedResult:
     if result.failure is not None:
         failure = result.failure
         return feature_pb2.EmbedResult(id=result.key, error=feature_pb2.ItemError(
-            kind=feature_pb2.ErrorKind.Value("ERROR_KIND_" + failure.kind.name),
+            kind="ERROR_KIND_" + failure.kind.name,
             message=failure.message, retryable=failure.retryable))
     score, x1, y1, x2, y2, *_rest, count = result.evidence().tolist()
     evidence = common_pb2.DetectorEvidence(score=score, count=int(count))
