@@ -287,6 +287,8 @@ async function chooseName(current) {
 
 async function start() {
   renderPending(outbox);
+  // Labels still queued from an earlier visit must not be shown (and answered) again.
+  for (const op of outbox.ops) if (op.kind === "add") deck.seen.add(op.body.item_id);
   let session;
   try {
     session = await api.session();
