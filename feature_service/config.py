@@ -52,6 +52,8 @@ class Config:
                                  "How long a partial batch waits for more images.")
     decode_threads: int = setting("FEATURE_DECODE_THREADS", 2,
                                   "Threads decoding and preprocessing images.")
+    fetch_concurrency: int = setting("FEATURE_FETCH_CONCURRENCY", 32,
+                                     "Most URL fetches in progress at once.")
     stream_inflight: int = setting("FEATURE_STREAM_INFLIGHT", 4,
                                    "EmbedStream messages processed at once per stream.")
 
@@ -64,6 +66,7 @@ class Config:
                            ("FEATURE_MAX_ITEMS", self.max_items),
                            ("FEATURE_DECODE_THREADS", self.decode_threads),
                            ("FEATURE_STREAM_INFLIGHT", self.stream_inflight),
+                           ("FEATURE_FETCH_CONCURRENCY", self.fetch_concurrency),
                            ("FEATURE_MAX_IMAGE_BYTES", self.max_image_bytes),
                            ("FEATURE_MAX_PIXELS", self.max_pixels)):
             require(value >= 1, env, "must be at least 1", "8")

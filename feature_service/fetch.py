@@ -35,6 +35,7 @@ class FetchLimits:
     # drips a byte at a time cannot hold a worker forever.
     total_timeout_s: float = 10.0
     max_redirects: int = 3
+    max_concurrent: int = 32
 
 
 class _PinnedResolver(AbstractResolver):
@@ -59,9 +60,14 @@ class _PinnedResolver(AbstractResolver):
 class Fetcher:
     def __init__(self, allowlist: Allowlist, limits: FetchLimits) -> None:
         self.allowlist, self.limits = allowlist, limits
+        self._slots = asyncio.Semaphore(limits.max_concurrent)
 
     async def fetch(self, url: str) -> bytes:
         """The body of `url`, or ItemFailure saying why not."""
+        async with self._slots:
+            return await self._fetch_with_limits(url)
+
+    async def _fetch_with_limits(self, url: str) -> bytes:
         try:
             async with asyncio.timeout(self.limits.total_timeout_s):
                 return await self._fetch(url)

@@ -79,6 +79,9 @@ class FeaturePipeline:
             extractor, cache, fetcher, batcher)
         self.max_image_bytes, self.max_pixels = max_image_bytes, max_pixels
         self._decoders = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
+        # Decoded, preprocessed images are large (megabytes each): only this many wait for
+        # the model at once; the rest of a big request waits as encoded bytes.
+        self._decoded_slots = asyncio.Semaphore(3 * batcher.max_batch + decode_threads)
         self._inflight: dict[str, asyncio.Future[Result]] = {}
 
     async def embed(self, items: Sequence[ImageInput], bypass_cache: bool = False
@@ -144,8 +147,9 @@ class FeaturePipeline:
                 raise ItemFailure(Kind.TOO_LARGE,
                                   f"{len(data)} bytes exceeds {self.max_image_bytes}")
             loop = asyncio.get_running_loop()
-            prepared = await loop.run_in_executor(self._decoders, self._prepare, data)
-            vector = await self.batcher.submit(prepared)
+            async with self._decoded_slots:
+                prepared = await loop.run_in_executor(self._decoders, self._prepare, data)
+                vector = await self.batcher.submit(prepared)
             return Result(key, vector=vector.astype("<f4", copy=False).tobytes())
         except ItemFailure as failure:
             return Result(key, failure=failure)

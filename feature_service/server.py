@@ -157,7 +157,8 @@ def build_service(config: Config, extractor: Extractor | None = None) -> GrpcSer
                          config.cache_map_bytes)
     fetcher = Fetcher(Allowlist.from_entries(config.url_allowlist), FetchLimits(
         max_bytes=config.max_image_bytes, connect_timeout_s=config.connect_timeout_s,
-        total_timeout_s=config.read_timeout_s, max_redirects=config.max_redirects))
+        total_timeout_s=config.read_timeout_s, max_redirects=config.max_redirects,
+        max_concurrent=config.fetch_concurrency))
     batcher = MicroBatcher(extractor, config.max_batch, config.max_wait_ms / 1000)
     pipeline = FeaturePipeline(extractor, cache, fetcher, batcher,
                                decode_threads=config.decode_threads,
