@@ -24,6 +24,8 @@ class FaultRun:
     exactly_once: int
     lost: int
     duplicated: int = 0
+    # What was sent: "annotations", or "calls" for scenarios measured in RPCs.
+    unit: str = "annotations"
 
 
 FAULTS: list[FaultRun] = []
@@ -54,14 +56,16 @@ def _rows(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
 def table() -> str:
     out: list[str] = []
     if FAULTS:
-        out += _rows(("scenario", "faults", "sent", "acknowledged", "exactly once", "lost",
-                      "duplicated"),
-                     [(f.scenario, f.faults, f.sent, f.acknowledged, f.exactly_once, f.lost,
-                       f.duplicated) for f in FAULTS])
-        total = FaultRun("total", *(sum(getattr(f, k) for f in FAULTS)
-                                   for k in ("faults", "sent", "acknowledged", "exactly_once",
-                                             "lost", "duplicated")))
-        out.append(f"total: {total.faults} faults, {total.sent} annotations sent, "
+        out += _rows(("scenario", "faults", "sent", "unit", "acknowledged", "exactly once",
+                      "lost", "duplicated"),
+                     [(f.scenario, f.faults, f.sent, f.unit, f.acknowledged, f.exactly_once,
+                       f.lost, f.duplicated) for f in FAULTS])
+        labels = [f for f in FAULTS if f.unit == "annotations"]
+        total = FaultRun("total", sum(f.faults for f in FAULTS),
+                         *(sum(getattr(f, k) for f in labels)
+                           for k in ("sent", "acknowledged", "exactly_once", "lost",
+                                     "duplicated")))
+        out.append(f"total: {total.faults} faults injected; {total.sent} annotations sent, "
                    f"{total.acknowledged} acknowledged, {total.exactly_once} present exactly "
                    f"once, {total.lost} lost, {total.duplicated} duplicated")
         out.append("")

@@ -1,0 +1,202 @@
+"""The feature service fails under the trainer and the gateway: killed during bulk
+extraction, one of two replicas killed behind client-side round robin, and stopped with
+SIGTERM while calls are in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from bench import stack
+from hitl.channels import open_channel
+from hitl.v1 import common_pb2, feature_pb2, feature_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+from tests.reliability import report
+from tests.reliability import stack as rs
+from tests.reliability.fixtures import Shape
+
+BULK_ITEMS = 400
+
+
+def _labels_db(data_dir: Path, query: str) -> int:
+    """A count from the trainer's own database (read-only, beside the running trainer)."""
+    with sqlite3.connect(f"file:{data_dir / 'labels.sqlite3'}?mode=ro", uri=True) as db:
+        return int(db.execute(query).fetchone()[0])
+
+
+def test_feature_service_killed_during_bulk_extraction(tmp_path, shape: Shape):
+    items = shape.pick(BULK_ITEMS, 1500)
+    manifest = rs.pool_manifest(tmp_path / "pool.csv", items)
+    feature = rs.feature_service(tmp_path, tmp_path / "cache")
+    rs.start(feature)
+    trainer = rs.trainer_service(tmp_path, feature.address, manifest, TRAINER_EMBED_BATCH="8")
+    data_dir = Path(trainer.env["TRAINER_DATA_DIR"])
+    rs.start(trainer)
+    annotations: list[str] = []
+    try:
+        status = rs.wait_status(trainer.address, lambda s: s.counts.embedded >= 16,
+                                what="extraction under way")
+        assert status.extraction.pending > 0, "extraction ended before the kill"
+        rs.kill(feature)
+        at_kill = rs.trainer_status(trainer.address)
+        # The trainer keeps serving annotations while features are away.
+        with grpc.insecure_channel(trainer.address) as channel:
+            stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+            leased = stub.GetNextItems(trainer_pb2.GetNextItemsRequest(
+                annotator="outage", count=20), timeout=5).items
+            assert len(leased) == 20
+            for n, item in enumerate(leased):
+                annotation_id = uuid.uuid4().hex
+                reply = stub.AddAnnotation(trainer_pb2.AddAnnotationRequest(
+                    annotation_id=annotation_id, item_id=item.id, annotator="outage",
+                    label=common_pb2.LABEL_POSITIVE if n % 2 else common_pb2.LABEL_NEGATIVE),
+                    timeout=5)
+                assert not reply.duplicate
+                annotations.append(annotation_id)
+        time.sleep(1.0)
+        down = rs.trainer_status(trainer.address)
+        # Nothing was dropped while the service was away: what was pending still is.
+        assert down.counts.embedded + down.extraction.pending >= items
+        assert down.counts.embedded <= at_kill.counts.embedded + 8
+        rs.start(feature)  # same port, same LMDB cache, killed mid-write
+        done = rs.wait_status(trainer.address,
+                              lambda s: s.extraction.pending == 0 and s.counts.embedded >= items,
+                              timeout=shape.pick(300, 900), what="extraction resumed and done")
+        features = _labels_db(data_dir, "SELECT count(*) FROM features")
+        distinct = _labels_db(data_dir, "SELECT count(DISTINCT item_id) FROM features")
+        failed = _labels_db(data_dir, "SELECT count(*) FROM failed")
+        pending = _labels_db(data_dir, "SELECT count(*) FROM pending")
+        counts = rs.export_counts(trainer.address)
+    finally:
+        trainer.stop()
+        feature.stop()
+    report.fault(report.FaultRun("feature SIGKILL during bulk extraction", 1, len(annotations),
+                                 sum(counts[a] >= 1 for a in annotations),
+                                 sum(counts[a] == 1 for a in annotations),
+                                 sum(counts[a] == 0 for a in annotations),
+                                 sum(counts[a] > 1 for a in annotations)))
+    report.figure("bulk extraction: items embedded after the feature kill",
+                  f"{done.counts.embedded}/{items} (pending 0, failed {failed})")
+    assert done.counts.embedded == items
+    assert features == distinct == items and failed == 0 and pending == 0
+    assert all(counts[a] == 1 for a in annotations)
+    assert done.counts.labelled_positive + done.counts.labelled_negative == len(annotations)
+
+
+# --- two replicas, round robin -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def replica(tmp_path_factory) -> Iterator[stack.Service]:
+    """A second feature replica beside the shared one, with a long grace period."""
+    state = tmp_path_factory.mktemp("replica")
+    service = rs.feature_service(state, state / "cache", FEATURE_GRACE_S="30")
+    rs.start(service)
+    yield service
+    service.stop()
+
+
+def _tile_refs(tiles: Path, count: int, prefix: str) -> list[feature_pb2.ImageRef]:
+    from bench.dataset import read_labelled
+    return [feature_pb2.ImageRef(id=f"{prefix}{e.id}", data=Path(e.location).read_bytes())
+            for e in read_labelled(tiles)[:count]]
+
+
+async def _embed_until(stub, refs, stop: asyncio.Event, outcomes: list[str]) -> None:  # type: ignore[no-untyped-def]
+    while not stop.is_set():
+        try:
+            reply = await stub.Embed(feature_pb2.EmbedRequest(images=refs), timeout=20)
+            ok = all(r.WhichOneof("outcome") == "features" for r in reply.results)
+            outcomes.append("ok" if ok and len(reply.results) == len(refs) else "bad result")
+        except grpc.aio.AioRpcError as exc:
+            outcomes.append(exc.code().name)
+
+
+def test_round_robin_calls_continue_when_a_replica_is_killed(replica, shared_feature, tiles):
+    refs = _tile_refs(tiles, 4, "rr-")
+    target = f"ipv4:127.0.0.1:{replica.port},127.0.0.1:{shared_feature.port}"
+    before = rs.prometheus(int(replica.env["FEATURE_METRICS_PORT"]))
+
+    async def scenario() -> list[str]:
+        channel = open_channel(target, rs.FEATURE)
+        stub = feature_pb2_grpc.FeatureServiceStub(channel)
+        outcomes: list[str] = []
+        stop = asyncio.Event()
+        try:
+            workers = [asyncio.create_task(_embed_until(stub, refs, stop, outcomes))
+                       for _ in range(6)]
+            await asyncio.sleep(3.0)
+            served = rs.prometheus(int(replica.env["FEATURE_METRICS_PORT"]))
+            assert served.get('feature_items_total{outcome="features"}', 0) > before.get(
+                'feature_items_total{outcome="features"}', 0), "round robin never used replica"
+            await asyncio.to_thread(rs.kill, replica)
+            killed_at = len(outcomes)
+            await asyncio.sleep(3.0)
+            stop.set()
+            await asyncio.gather(*workers)
+            assert len(outcomes) > killed_at + 6, "calls stopped after the kill"
+            return outcomes
+        finally:
+            await channel.close()
+
+    try:
+        outcomes = asyncio.run(scenario())
+    finally:
+        rs.start(replica)  # back for the drain test
+    report.fault(report.FaultRun("one of two feature replicas SIGKILLed (Embed calls)", 1,
+                                 len(outcomes), outcomes.count("ok"), outcomes.count("ok"),
+                                 len(outcomes) - outcomes.count("ok"), unit="calls"))
+    assert set(outcomes) == {"ok"}, {o: outcomes.count(o) for o in set(outcomes)}
+
+
+def test_sigterm_drains_calls_in_flight_within_the_grace_period(replica, tiles, shape: Shape):
+    grace = float(replica.env["FEATURE_GRACE_S"])
+    calls = shape.pick(6, 12)
+    refs = _tile_refs(tiles, 8, "drain-")
+
+    async def scenario() -> tuple[list[str], str, float]:
+        channel = open_channel(f"127.0.0.1:{replica.port}", rs.FEATURE)
+        stub = feature_pb2_grpc.FeatureServiceStub(channel)
+        try:
+            async def one(n: int) -> str:
+                batch = [feature_pb2.ImageRef(id=f"{r.id}-{n}", data=r.data) for r in refs]
+                try:
+                    reply = await stub.Embed(feature_pb2.EmbedRequest(
+                        images=batch, bypass_cache=True), timeout=grace + 30)
+                except grpc.aio.AioRpcError as exc:
+                    return exc.code().name
+                ok = all(r.WhichOneof("outcome") == "features" for r in reply.results)
+                return "ok" if ok and len(reply.results) == len(batch) else "bad result"
+
+            in_flight = [asyncio.create_task(one(n)) for n in range(calls)]
+            await asyncio.sleep(0.5)  # the calls are on the server now
+            assert not any(t.done() for t in in_flight), "calls ended before SIGTERM"
+            started = time.monotonic()
+            replica.popen.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+            await asyncio.sleep(0.5)
+            try:  # a new call after SIGTERM is turned away (not lost on a dying server)
+                late = (await one(999))
+            except Exception as exc:
+                late = type(exc).__name__
+            outcomes = await asyncio.gather(*in_flight)
+            code = await asyncio.to_thread(replica.popen.wait, grace + 15)  # type: ignore[union-attr]
+            return outcomes, f"{late}/{code}", time.monotonic() - started
+        finally:
+            await channel.close()
+
+    outcomes, late_and_code, seconds = asyncio.run(scenario())
+    late, code = late_and_code.split("/")
+    report.fault(report.FaultRun("feature SIGTERM with Embed calls in flight", 1, calls,
+                                 outcomes.count("ok"), outcomes.count("ok"),
+                                 calls - outcomes.count("ok"), unit="calls"))
+    report.figure("feature drain after SIGTERM, s", f"{seconds:.1f} (grace {grace:.0f})")
+    assert outcomes == ["ok"] * calls
+    assert late == "UNAVAILABLE"
+    assert code == "0" and seconds < grace + 5
