@@ -36,15 +36,22 @@ class TinyExtractor(Extractor):
         self.delay_s = delay_s
         self.batches: list[int] = []
         self.lock = threading.Lock()
+        # Prepared images not yet through the model, now and at most.
+        self.waiting = self.most_waiting = 0
 
     def prepare(self, image: Image.Image) -> object:
         assert image.mode == "RGB"
+        with self.lock:
+            self.waiting += 1
+            self.most_waiting = max(self.most_waiting, self.waiting)
         return np.asarray(image.resize((4, 4)), dtype=np.float32) / 255.0
 
     def extract(self, prepared: list[object]) -> np.ndarray:
         with self.lock:
             self.batches.append(len(prepared))
         time.sleep(self.delay_s)
+        with self.lock:
+            self.waiting -= len(prepared)
         out = []
         for pixels in prepared:
             assert isinstance(pixels, np.ndarray)

@@ -230,6 +230,15 @@ async def test_concurrent_callers_are_batched_together(service_factory) -> None:
     assert max(running.extractor.batches) > 1
 
 
+async def test_a_large_request_keeps_few_decoded_images_in_memory(service_factory) -> None:  # type: ignore[no-untyped-def]
+    extractor = TinyExtractor(delay_s=0.02)
+    running = await service_factory(extractor, max_batch=4, decode_threads=2)
+    refs = [by_data(encode(gradient(seed=500 + i), "PNG")) for i in range(128)]
+    results = (await running.stub.Embed(E.EmbedRequest(images=refs))).results
+    assert [outcome(r) for r in results] == [OK] * 128
+    assert extractor.most_waiting <= 3 * 4 + 2, extractor.most_waiting
+
+
 async def test_concurrent_requests_for_one_key_compute_once(feature: Running) -> None:
     request = E.EmbedRequest(images=[by_data(encode(gradient(seed=7), "PNG"), id="same")])
     before = sum(feature.extractor.batches)
