@@ -99,7 +99,9 @@ class FeaturePipeline:
         if not bypass_cache and todo:
             entries = self.cache.get_many([keys[i] for i in todo])
             for i, entry in zip(todo, entries, strict=True):
-                if entry is not None:
+                # A URL that was not found says nothing about bytes sent under the same id.
+                if entry is not None and not (entry.kind == Kind.NOT_FOUND
+                                              and items[i].data is not None):
                     results[i] = _from_entry(keys[i], entry)
         misses = [i for i, r in enumerate(results) if r is None]
         computed = await asyncio.gather(*(self._shared(keys[i], items[i]) for i in misses))

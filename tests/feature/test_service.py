@@ -184,6 +184,11 @@ async def test_remembered_and_retryable_url_failures(feature: Running,
         await feature.stub.Embed(E.EmbedRequest(images=[by_url(missing), by_url(failing)]))
     assert image_server.hits["/status/404"] == 1  # NOT_FOUND remembered
     assert image_server.hits["/status/500"] == 3  # UPSTREAM retried every time
+    # The same key later sent as bytes is embedded, not answered from the URL's failure.
+    key = (await feature.stub.Embed(E.EmbedRequest(images=[by_url(missing)]))).results[0].id
+    image = encode(gradient(seed=9), "PNG")
+    result = (await feature.stub.Embed(E.EmbedRequest(images=[by_data(image, id=key)]))).results
+    assert outcome(result[0]) == OK
 
 
 async def test_one_bad_item_in_64_leaves_the_other_63_correct(feature: Running) -> None:
