@@ -11,15 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from sklearn.metrics import (
-    average_precision_score,
-    f1_score,
-    precision_recall_curve,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
+
+# torch and scikit-learn are imported where used: they take seconds to import, and the
+# service must report healthy without waiting for them.
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +68,7 @@ class LinearModel:
 
 def choose_threshold(y: np.ndarray, p: np.ndarray) -> float:
     """The probability threshold that maximises F1 of the positive class."""
+    from sklearn.metrics import precision_recall_curve
     if y.sum() == 0 or y.sum() == len(y):
         return 0.5
     precision, recall, thresholds = precision_recall_curve(y, p)
@@ -93,6 +88,13 @@ def best_f1(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def measure(y: np.ndarray, p: np.ndarray, threshold: float) -> Metrics:
+    from sklearn.metrics import (
+        average_precision_score,
+        f1_score,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
     y = np.asarray(y, dtype=int)
     positives, negatives = int(y.sum()), int(len(y) - y.sum())
     if len(y) == 0:
@@ -124,6 +126,8 @@ def train(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
           weight_decay: float = 1e-4) -> LinearModel:
     """Trains on (x, y), keeping the epoch with the best validation F1 (at its own best
     threshold). Without both classes in validation, the training labels choose instead."""
+    import torch
+
     # One thread: a linear layer gains little from more, and the service keeps a core.
     torch.set_num_threads(1)
     rng = np.random.default_rng(seed)

@@ -193,17 +193,22 @@ class Sampler:
                 lease.expires = now + self.lease_s
         out: list[Lease] = []
         exhausted: set[int] = set()
+        fallback = COLD_START if COLD_START in self.queues else RANDOM
         while len(out) < count:
             strategy = self._next_strategy(exhausted)
-            queue = strategy
             if strategy is None:
-                if FALLBACK in exhausted:
-                    break
-                queue = FALLBACK
-                strategy = COLD_START if COLD_START in self.queues else RANDOM
-            picked = self._take(queue, annotator, held, available, now)
+                break
+            picked = self._take(strategy, annotator, held, available, now)
+            if picked is None and strategy != GOLD and FALLBACK not in exhausted:
+                # Ranked queues empty (nothing embedded yet): the slot goes to an unranked
+                # pool item, so gold keeps its share instead of absorbing every slot.
+                picked = self._take(FALLBACK, annotator, held, available, now)
+                if picked is None:
+                    exhausted.add(FALLBACK)
+                else:
+                    strategy = fallback
             if picked is None:
-                exhausted.add(queue)
+                exhausted.add(strategy)
                 continue
             item_id, score = picked
             lease = Lease(item_id, annotator, now + self.lease_s, strategy, score,

@@ -103,7 +103,7 @@ class Trainer:
         self._tasks.append(asyncio.create_task(self._training_loop(), name="training"))
         await self._first_part.wait()
         await self._enqueue_labelled()
-        self._schedule_rerank()
+        await self.rerank()
 
     async def close(self) -> None:
         for task in [*self._tasks, *self._background]:

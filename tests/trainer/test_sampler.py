@@ -185,8 +185,12 @@ def test_labelled_items_are_never_served_again() -> None:
 
 
 def test_fallback_serves_unembedded_items_when_queues_run_dry() -> None:
+    # Nothing embedded yet: the non-gold slots go to unranked pool items, and gold keeps
+    # its share of the mix instead of absorbing every slot.
     sampler = Sampler(MIX, lease_s=60)
-    sampler.install({GOLD: [("g", 0.0)], FALLBACK: [("u1", 0.0), ("u2", 0.0)]}, "")
-    leases = sampler.lease("a", 5, [], always)
-    assert [(lease.item_id, lease.strategy) for lease in leases] == [
-        ("g", GOLD), ("u1", RANDOM), ("u2", RANDOM)]
+    sampler.install({GOLD: [(f"g{k}", 0.0) for k in range(5)],
+                     FALLBACK: [(f"u{k}", 0.0) for k in range(20)]}, "")
+    leases = sampler.lease("a", 10, [], always)
+    strategies = [lease.strategy for lease in leases]
+    assert (strategies.count(GOLD), strategies.count(RANDOM)) == (1, 9)
+    assert len({lease.item_id for lease in leases}) == 10
