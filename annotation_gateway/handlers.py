@@ -77,9 +77,11 @@ async def set_session(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     candidate = (await read_json(request)).get("token")
+    if not isinstance(candidate, str):
+        raise ApiError(400, "invalid_token", "send the access token as {\"token\": \"...\"}")
     if not config.token:
         return json_response({"ok": True})
-    if not isinstance(candidate, str) or not security.token_matches(config.token, candidate):
+    if not security.token_matches(config.token, candidate):
         raise ApiError(401, "wrong_token", "that access token is not right")
     response = json_response({"ok": True})
     security.set_cookie(response, security.AUTH_COOKIE, security.session_value(config.token),
@@ -163,7 +165,8 @@ async def thumbnail(request: web.Request) -> web.Response:
 async def add_annotation(request: web.Request) -> web.Response:
     annotator = annotator_of(request)
     body = await read_json(request)
-    label = convert.LABEL_BY_NAME.get(body.get("label"))  # type: ignore[arg-type]
+    raw_label = body.get("label")
+    label = convert.LABEL_BY_NAME.get(raw_label) if isinstance(raw_label, str) else None
     if label is None:
         raise ApiError(400, "invalid_label", "label must be \"positive\" or \"negative\"")
     request_pb = trainer_pb2.AddAnnotationRequest(
@@ -193,7 +196,7 @@ async def export_labels(request: web.Request) -> web.StreamResponse:
     fmt = request.query.get("format", "csv")
     if fmt not in export.FORMATS:
         raise ApiError(400, "invalid_format", "format must be csv, jsonl or openimages")
-    include_undone = request.query.get("include_undone", "false").lower() in ("1", "true")
+    include_undone = validation.flag(request.query.get("include_undone"), "include_undone")
     config = request.app[CONFIG]
     call = request.app[TRAINER].ExportLabels(
         trainer_pb2.ExportLabelsRequest(include_undone=include_undone),

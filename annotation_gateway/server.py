@@ -50,7 +50,9 @@ async def errors_middleware(request: web.Request, handler: security.Handler) -> 
             raise
         code = exc.reason.lower().replace(" ", "_")
         message = ("the request body is too large" if exc.status == 413 else exc.reason)
-        return error_response(exc.status, code, message)
+        allow = exc.headers.get("Allow")
+        return error_response(exc.status, code, message,
+                              headers={"Allow": allow} if allow is not None else None)
     except Exception:
         log.exception("unexpected error", extra={"path": request.path})
         return error_response(500, "internal", "unexpected error in the gateway")

@@ -10,12 +10,12 @@ from annotation_gateway.errors import ApiError
 # Request body limit for the JSON API (an annotation is well under 1 KiB).
 MAX_BODY_BYTES = 16 * 1024
 MAX_ITEMS_PER_REQUEST = 50
-MAX_HELD_IDS = 100
+MAX_HELD_IDS = 50
 MAX_ITEM_ID_CHARS = 256
 MAX_DURATION_MS = 24 * 3600 * 1000
 
 ANNOTATION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-ANNOTATOR = re.compile(r"^[\w .@-]{1,40}$")
+ANNOTATOR = re.compile(r"^[A-Za-z0-9_ .@-]{1,40}$")
 # Item ids are opaque keys chosen by the trainer (a folder dataset's ids are relative
 # paths such as "street/0001.jpg"); the gateway only ever passes them to the trainer,
 # which looks them up in its catalogue. Anything shaped like a path escape is refused
@@ -41,7 +41,7 @@ def annotation_id(raw: Any) -> str:
 def annotator(raw: Any) -> str:
     if not isinstance(raw, str) or not ANNOTATOR.match(raw.strip()):
         raise ApiError(400, "invalid_annotator",
-                       "annotator name must be 1-40 letters, digits, spaces or . @ _ -")
+                       "annotator name must be 1-40 letters (a-z), digits, spaces or . @ _ -")
     return raw.strip()
 
 
@@ -69,6 +69,13 @@ def duration_ms(raw: Any) -> int:
     if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw <= MAX_DURATION_MS:
         raise ApiError(400, "invalid_duration", "duration_ms must be an integer in milliseconds")
     return raw
+
+
+def flag(raw: str | None, name: str) -> bool:
+    value = "false" if raw is None else raw
+    if value not in ("true", "false", "1", "0"):
+        raise ApiError(400, f"invalid_{name}", f"{name} must be true or false")
+    return value in ("true", "1")
 
 
 def json_object(body: Any) -> dict[str, Any]:
