@@ -103,14 +103,17 @@ class ResNeXtFrcnnExtractor(Extractor):
     @classmethod
     def untrained(cls, device: str = "cpu",
                   detector_min_size: int = DETECTOR_MIN_SIZE) -> ResNeXtFrcnnExtractor:
-        """Same architectures, random weights: for tests only (a small detector_min_size
-        keeps them quick on a CPU)."""
+        """Same architectures, random weights: for tests only. A small detector_min_size
+        and fewer region proposals (the box head's cost) keep them quick on a CPU."""
         torch.manual_seed(0)
         backbone = resnext50_32x4d(weights=None)
+        small = detector_min_size < DETECTOR_MIN_SIZE
         detector = fasterrcnn_resnet50_fpn(
             weights=None, weights_backbone=None, min_size=detector_min_size,
             max_size=max(detector_min_size, DETECTOR_MAX_SIZE * detector_min_size
-                         // DETECTOR_MIN_SIZE))
+                         // DETECTOR_MIN_SIZE),
+            rpn_pre_nms_top_n_test=200 if small else 1000,
+            rpn_post_nms_top_n_test=50 if small else 1000)
         return cls(backbone, detector, device, "untrained")
 
     def prepare(self, image: Image.Image) -> ResNeXtFrcnnInput:
@@ -140,7 +143,21 @@ class ResNeXtFrcnnExtractor(Extractor):
             if self.cuda:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             embeddings = self.backbone(batch).float().cpu().numpy()
-            detections = self.detector([p.detector.to(self.device) for p in items])
-        evidence = [frcnn_evidence(d, p.detector.shape[2], p.detector.shape[1])
-                    for d, p in zip(detections, items, strict=True)]
+            evidence = self._detect(items)
         return np.concatenate([embeddings, np.stack(evidence)], axis=1).astype(np.float32)
+
+    def _detect(self, items: list[ResNeXtFrcnnInput]) -> list[np.ndarray]:
+        """Evidence per item. The detector pads a batch to its largest image, which shifts
+        its output, so only images of one size share a batch: a batch then gives the
+        same evidence as one image at a time."""
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for index, item in enumerate(items):
+            by_size.setdefault(tuple(item.detector.shape), []).append(index)
+        evidence: list[np.ndarray] = [np.empty(0)] * len(items)
+        for indices in by_size.values():
+            detections = self.detector([items[i].detector.to(self.device) for i in indices])
+            for i, found in zip(indices, detections, strict=True):
+                _, height, width = items[i].detector.shape
+                evidence[i] = frcnn_evidence(found, width, height)
+        return evidence
+

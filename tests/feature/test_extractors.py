@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import functools
 import http.server
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -25,8 +26,8 @@ from feature_service.extractors import (
     MissingWeightsError,
     evidence_vector,
     load_extractor,
+    ssd,
 )
-from feature_service.extractors import ssd
 from feature_service.extractors.base import Extractor
 from feature_service.extractors.resnext_frcnn import (
     COCO_BICYCLE,
@@ -215,19 +216,34 @@ def test_untrained_resnext50_frcnn_vector_layout() -> None:
     extractor = ResNeXtFrcnnExtractor.untrained(detector_min_size=96)
     assert extractor.info.dimension == 2058
     assert extractor.info.name == "resnext50-frcnn"
-    images = [Image.new("RGB", (120, 90), (200, 30, 30)), Image.new("RGB", (64, 160), "white")]
+    images = [Image.new("RGB", (120, 90), (200, 30, 30)), Image.new("RGB", (64, 160), "white"),
+              Image.new("RGB", (120, 90), (20, 90, 200))]
     prepared = [extractor.prepare(image) for image in images]
     assert prepared[0].backbone.shape == (3, 224, 224)
     assert max(prepared[1].detector.shape[1:]) <= 160  # never enlarged before the detector
     batch = extractor.extract(prepared)
-    assert batch.shape == (2, 2058) and batch.dtype == np.float32
+    assert batch.shape == (3, 2058) and batch.dtype == np.float32
     assert np.isfinite(batch).all()
     assert np.abs(batch[0, :2048] - batch[1, :2048]).max() > 0  # embeddings are per image
     evidence = batch[:, 2048:]
     assert ((evidence[:, 0] >= 0) & (evidence[:, 0] <= 1)).all()
     assert ((evidence[:, 1:9] >= 0) & (evidence[:, 1:9] <= 1)).all()
     assert (evidence[:, 9] == np.round(evidence[:, 9])).all()
-    np.testing.assert_allclose(extractor.extract(prepared[:1])[0], batch[0], atol=1e-4)
+    single = np.concatenate([extractor.extract([p]) for p in prepared])
+    np.testing.assert_allclose(single, batch, atol=1e-4)
+
+    # Random weights detect nothing; biasing the class head makes every region a bicycle,
+    # then a dog, to follow real detector output through the label filter.
+    bias = extractor.detector.roi_heads.box_predictor.cls_score.bias  # type: ignore[union-attr]
+    with torch.no_grad():
+        bias[COCO_BICYCLE] = 20.0
+    evidence = extractor.extract(prepared)[:, 2048:]
+    assert (evidence[:, 0] > 0.9).all() and (evidence[:, 9] >= 1).all()
+    assert ((evidence[:, 1:9] >= 0) & (evidence[:, 1:9] <= 1)).all()
+    assert (evidence[:, 5] > 0).all() and (evidence[:, 6] > 0).all()
+    with torch.no_grad():
+        bias[COCO_BICYCLE], bias[18] = 0.0, 20.0
+    assert not extractor.extract(prepared)[:, 2048:].any()
 
 
 # --- registry and weights -----------------------------------------------------------
@@ -276,11 +292,11 @@ def fake_objectron(tmp_path: Path, tflite: bytes) -> Path:
     folder.mkdir()
     labels = b"???\nBicycle\nBoot\n"
     (folder / fetch_models.PACKED_ASSETS).write_bytes(labels + tflite)
+    files = [{"filename": fetch_models.LABELMAP_ASSET, "start": 0, "end": len(labels)},
+             {"filename": fetch_models.SSD_ASSET, "start": len(labels),
+              "end": len(labels) + len(tflite)}]
     (folder / fetch_models.PACKED_LOADER).write_text(
-        '{"files": [{"filename": "%s", "start": 0, "end": %d}, '
-        '{"filename": "%s", "start": %d, "end": %d}]}'
-        % (fetch_models.LABELMAP_ASSET, len(labels), fetch_models.SSD_ASSET, len(labels),
-           len(labels) + len(tflite)))
+        f"loadPackage({json.dumps({'files': files})});")
     return folder
 
 
@@ -341,7 +357,7 @@ def test_download_checks_the_hash_in_the_file_name(file_server: tuple[str, Path]
     (root / "model-00000000.pth").write_bytes(data)
     fetch_models.download_checked(f"{base}/{good}", tmp_path / "cache" / good)
     assert (tmp_path / "cache" / good).read_bytes() == data
-    with pytest.raises(fetch_models.FetchError, match="model-00000000.pth"):
+    with pytest.raises(fetch_models.FetchError, match=r"model-00000000\.pth"):
         fetch_models.download_checked(f"{base}/model-00000000.pth",
                                       tmp_path / "cache" / "model-00000000.pth")
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [good]
