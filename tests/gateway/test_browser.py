@@ -223,8 +223,7 @@ def test_markup_in_data_is_shown_as_text(browser, markup_stack):
     page.goto(gateway.url + "/")
     page.fill("#name-input", ANNOTATOR)
     page.click("#name-form button[type=submit]")
-    page.wait_for_selector(f"#thumbs li[data-item-id='{MARKUP_ID}']" if "'" not in MARKUP_ID
-                           else "#thumbs li")
+    page.wait_for_selector("#thumbs li.focused")
     ids = page.eval_on_selector_all("#thumbs li", "els => els.map(e => e.dataset.itemId)")
     assert MARKUP_ID in ids
     page.wait_for_function("() => document.getElementById('question').textContent.includes('<b')")
@@ -240,3 +239,28 @@ def test_markup_in_data_is_shown_as_text(browser, markup_stack):
     assert not page.evaluate("() => window.__xss")
     assert page.locator("img[src='x']").count() == 0
     page.close()
+
+
+def test_with_a_token_the_page_asks_for_it_once(browser, tmp_path, feature_addr):
+    token = "a-long-enough-token"
+    gateway = Gateway(tmp_path / "gateway.log", "127.0.0.1:1", feature_addr,
+                      {"GATEWAY_TOKEN": token}).start()
+    try:
+        page = browser.new_page()
+        page.goto(gateway.url + "/")
+        assert page.url.endswith("/login")
+        page.fill("#token", "wrong-token-here")
+        page.click("#login-form button[type=submit]")
+        page.wait_for_function("() => document.getElementById('login-error').textContent !== ''")
+        assert "not right" in page.inner_text("#login-error")
+        page.fill("#token", token)
+        page.click("#login-form button[type=submit]")
+        page.wait_for_url(gateway.url + "/")
+        page.wait_for_selector("#name-dialog[open]")
+        page.goto(gateway.url + "/")  # the session cookie keeps it signed in
+        assert not page.url.endswith("/login")
+        cookies = {c["name"]: c for c in page.context.cookies()}
+        assert cookies["hitl_auth"]["httpOnly"] and cookies["hitl_auth"]["value"] != token
+        page.close()
+    finally:
+        gateway.stop()

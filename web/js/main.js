@@ -13,6 +13,7 @@ const MAX_ERRORS = 4;
 
 const state = {
   task: "the target",       // display name, from the status
+  annotator: "",
   history: [],              // this page's annotations, newest last, for undo
   labelled: 0,
   startedAt: 0,
@@ -129,14 +130,26 @@ function renderRate() {
   $("rate").textContent = perHour(state.labelled, state.startedAt);
 }
 
-async function send(op) {
+async function sendOnce(op) {
   if (op.kind === "add") return api.addAnnotation(op.body);
   try {
     return await api.undoAnnotation(op.id);
   } catch (err) {
     // Already withdrawn or never recorded: the undo has nothing left to do.
-    if (err.status === 404 || err.status === 409) return null;
+    if (err.status === 404 || (err.status === 409 && err.code !== "no_annotator")) return null;
     throw err;
+  }
+}
+
+async function send(op) {
+  try {
+    return await sendOnce(op);
+  } catch (err) {
+    // The session cookie expired or was cleared: name the session again rather than
+    // dropping the queued label.
+    if (err.code !== "no_annotator" || !state.annotator) throw err;
+    await api.setAnnotator(state.annotator);
+    return sendOnce(op);
   }
 }
 
@@ -300,9 +313,13 @@ async function start() {
   while (!annotator) {
     try { annotator = await chooseName(""); } catch (err) { showError(err.message); }
   }
+  state.annotator = annotator;
   $("annotator").textContent = annotator;
   $("annotator").addEventListener("click", async () => {
-    try { $("annotator").textContent = await chooseName(annotator); } catch (err) { showError(err.message); }
+    try {
+      state.annotator = await chooseName(state.annotator);
+      $("annotator").textContent = state.annotator;
+    } catch (err) { showError(err.message); }
   });
   watchStatus();
   outbox.kick();
