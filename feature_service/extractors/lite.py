@@ -137,7 +137,8 @@ def efficientnet_lite2(weights: Path | None):  # type: ignore[no-untyped-def]
             self.net = net
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.net.extract_features(x).mean(dim=(2, 3))
+            features: torch.Tensor = self.net.extract_features(x)  # type: ignore[operator]
+            return features.mean(dim=(2, 3))
 
     if weights is None:
         net = EfficientNet.from_name("efficientnet-lite2")

@@ -17,7 +17,11 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision.models import ResNeXt50_32X4D_Weights, resnext50_32x4d
-from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights, fasterrcnn_resnet50_fpn
+from torchvision.models.detection import (
+    FasterRCNN,
+    FasterRCNN_ResNet50_FPN_Weights,
+    fasterrcnn_resnet50_fpn,
+)
 from torchvision.transforms import functional as F
 
 from .base import Extractor, ExtractorInfo, MissingWeightsError, evidence_vector
@@ -65,7 +69,7 @@ def detector_scale(width: int, height: int, min_size: int, max_size: int) -> flo
 class ResNeXtFrcnnExtractor(Extractor):
     min_side = DETECTOR_MIN_SIZE
 
-    def __init__(self, backbone: torch.nn.Module, detector: torch.nn.Module, device: str,
+    def __init__(self, backbone: torch.nn.Module, detector: FasterRCNN, device: str,
                  version: str) -> None:
         backbone.fc = torch.nn.Identity()  # the pooled 2048-d embedding, not the 1000 logits
         self.device = device
@@ -77,7 +81,7 @@ class ResNeXtFrcnnExtractor(Extractor):
             use_cpu_threads()
         self.backbone = backbone.eval().to(device)
         self.detector = detector.eval().to(device)
-        transform = self.detector.transform  # type: ignore[union-attr]
+        transform = detector.transform
         self._min_size, self._max_size = int(transform.min_size[0]), int(transform.max_size)
         self.min_side = min(self._min_size, DETECTOR_MIN_SIZE)
         self.info = ExtractorInfo(
