@@ -150,6 +150,12 @@ class Extraction:
             self.pending[item_id] = p
         self._wake.set()
 
+    def note_pending(self, item_id: str, priority: int) -> None:
+        """An extraction the store has already persisted (with an annotation)."""
+        if item_id not in self.bank and self.pending.get(item_id, 99) > priority:
+            self.pending[item_id] = priority
+            self._wake.set()
+
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 256
 PATIENCE = 6
 # Dimensions the model weighs most: the space in which outliers are measured.
-OUTLIER_DIMS = 64
+OUTLIER_DIMS = 32
 
 
 @dataclass

@@ -32,12 +32,31 @@ OUTLIER = trainer_pb2.STRATEGY_OUTLIER
 COLD_START = trainer_pb2.STRATEGY_COLD_START
 BY_NAME = {"gold": GOLD, "random": RANDOM, "uncertain": UNCERTAIN, "outlier": OUTLIER}
 # Labelled items the outlier distance is measured against (a sample when there are more).
-OUTLIER_REFERENCE = 512
+OUTLIER_REFERENCE = 256
 OUTLIER_CHUNK = 16384
 # Pool items not yet embedded (served only when every ranked queue is exhausted).
 FALLBACK = -1
 
-Queue = list[tuple[str, float]]
+class Ranked:
+    """A ranked queue kept as arrays (no per-item Python objects for a 100k pool): entry
+    k is (ids[order[k]], scores[k])."""
+
+    def __init__(self, ids: list[str], order: np.ndarray, scores: np.ndarray) -> None:
+        self.ids, self.order, self.scores = ids, order, scores
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, k: int | slice):  # type: ignore[no-untyped-def]
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        return self.ids[self.order[k]], float(self.scores[k])
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return (self[k] for k in range(len(self)))
+
+
+Queue = Ranked | list[tuple[str, float]]
 
 
 @dataclass
@@ -50,7 +69,15 @@ class Lease:
     model_version: str
 
 
-def uncertainty_queue(ids: list[str], p: np.ndarray, threshold: float) -> Queue:
+def interleave(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """first[0], second[0], first[1], second[1], ... then the rest of the longer one."""
+    m = min(len(first), len(second))
+    head = np.empty(2 * m, dtype=np.int64)
+    head[0::2], head[1::2] = first[:m], second[:m]
+    return np.concatenate([head, first[m:], second[m:]]).astype(np.int64)
+
+
+def uncertainty_queue(ids: list[str], p: np.ndarray, threshold: float) -> Ranked:
     """Nearest to the threshold first, taking turns between the positive and negative
     side of it."""
     margin = np.abs(p - threshold)
@@ -58,12 +85,8 @@ def uncertainty_queue(ids: list[str], p: np.ndarray, threshold: float) -> Queue:
     below = np.flatnonzero(p < threshold)
     above = above[np.argsort(margin[above], kind="stable")]
     below = below[np.argsort(margin[below], kind="stable")]
-    queue: Queue = []
-    for i in range(max(len(above), len(below))):
-        for side in (above, below):
-            if i < len(side):
-                queue.append((ids[side[i]], float(p[side[i]])))
-    return queue
+    order = interleave(above, below)
+    return Ranked(ids, order, p[order])
 
 
 def outlier_scores(pool: np.ndarray, labelled: np.ndarray) -> np.ndarray:
@@ -72,17 +95,21 @@ def outlier_scores(pool: np.ndarray, labelled: np.ndarray) -> np.ndarray:
         return np.zeros(len(pool))
     ref = labelled.astype(np.float32)
     ref_sq = np.einsum("ij,ij->i", ref, ref)
+    minus_two_ref_t = np.ascontiguousarray(-2 * ref.T)
     out = np.empty(len(pool))
     for start in range(0, len(pool), OUTLIER_CHUNK):
-        a = pool[start:start + OUTLIER_CHUNK].astype(np.float32)
-        d2 = np.einsum("ij,ij->i", a, a)[:, None] - 2 * a @ ref.T + ref_sq[None, :]
-        out[start:start + len(a)] = np.sqrt(np.maximum(d2.min(axis=1), 0))
+        a = np.asarray(pool[start:start + OUTLIER_CHUNK], dtype=np.float32)
+        # |a - r|^2 = |a|^2 + (|r|^2 - 2 a.r): the minimum over r needs only the bracket.
+        partial = a @ minus_two_ref_t
+        partial += ref_sq
+        nearest = partial.min(axis=1) + np.einsum("ij,ij->i", a, a)
+        out[start:start + len(a)] = np.sqrt(np.maximum(nearest, 0))
     return out
 
 
-def outlier_queue(ids: list[str], scores: np.ndarray) -> Queue:
+def outlier_queue(ids: list[str], scores: np.ndarray) -> Ranked:
     order = np.argsort(-scores, kind="stable")
-    return [(ids[i], float(scores[i])) for i in order]
+    return Ranked(ids, order, scores[order])
 
 
 def rank(ids: list[str], x: np.ndarray, model: LinearModel | None, labelled_x: np.ndarray,
@@ -98,12 +125,12 @@ def rank(ids: list[str], x: np.ndarray, model: LinearModel | None, labelled_x: n
     shuffled = rng.permutation(len(ids))
     gold_order = [gold[i] for i in rng.permutation(len(gold))]
     queues: dict[int, Queue] = {GOLD: [(g, 0.0) for g in gold_order]}
+    random_queue = Ranked(ids, shuffled, np.zeros(len(ids)))
     if model is None:
         detector = x[:, detector_column].astype(float) if len(ids) else np.zeros(0)
-        top = [(ids[i], float(detector[i])) for i in np.argsort(-detector, kind="stable")]
-        rand = [(ids[i], float(detector[i])) for i in shuffled]
-        queues[COLD_START] = _alternate(top, rand)
-        queues[RANDOM] = [(ids[i], 0.0) for i in shuffled]
+        order = interleave(np.argsort(-detector, kind="stable"), shuffled)
+        queues[COLD_START] = Ranked(ids, order, detector[order])
+        queues[RANDOM] = random_queue
         return queues
     p = model.probability(x) if len(ids) else np.zeros(0)
     queues[UNCERTAIN] = uncertainty_queue(ids, p, model.threshold)
@@ -113,7 +140,7 @@ def rank(ids: list[str], x: np.ndarray, model: LinearModel | None, labelled_x: n
         reference = reference[rng.choice(len(reference), OUTLIER_REFERENCE, replace=False)]
     scores = outlier_scores(model.activations(x, dims), model.activations(reference, dims))
     queues[OUTLIER] = outlier_queue(ids, scores)
-    queues[RANDOM] = [(ids[i], 0.0) for i in shuffled]
+    queues[RANDOM] = random_queue
     return queues
 
 
@@ -134,15 +161,6 @@ class _Rows:
     def __getitem__(self, key: tuple) -> np.ndarray:
         rows, cols = key
         return self.x[:, cols][self.rows][rows]
-
-
-def _alternate(first: Queue, second: Queue) -> Queue:
-    out: Queue = []
-    for a, b in zip(first, second, strict=False):
-        out.extend((a, b))
-    longer = first if len(first) > len(second) else second
-    out.extend(longer[min(len(first), len(second)):])
-    return out
 
 
 class Sampler:
@@ -221,12 +239,15 @@ class Sampler:
               available: Callable[[str], bool], now: float) -> tuple[str, float] | None:
         """The first free item of a queue, in rank order. The cursor moves past items
         that are labelled for good; leased ones are skipped but stay for later."""
-        queue = self.queues.get(strategy, [])
-        i = self._cursor.get(strategy, 0)
-        while i < len(queue) and not available(queue[i][0]):
+        queue = self.queues.get(strategy)
+        if not queue:
+            return None
+        i, n = self._cursor.get(strategy, 0), len(queue)
+        while i < n and not available(queue[i][0]):
             i += 1
         self._cursor[strategy] = i
-        for item_id, score in queue[i:]:
+        for k in range(i, n):
+            item_id, score = queue[k]
             if item_id in held or not available(item_id):
                 continue
             lease = self.leases.get(item_id)

@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS pending (
 CREATE TABLE IF NOT EXISTS failed (item_id TEXT PRIMARY KEY, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_PENDING_UPSERT = ("INSERT INTO pending VALUES (?, ?, ?) ON CONFLICT(item_id) DO UPDATE SET "
+                   "priority = min(priority, excluded.priority)")
 
 
 class UnknownAnnotation(KeyError):
@@ -80,7 +82,7 @@ class Store:
         self.active: dict[str, list[str]] = {}
         # Grows with every add or undo: a model remembers the version it was trained on.
         self.version = 0
-        self._queue: list[tuple[str, Annotation, str, asyncio.Future]] = []
+        self._queue: list[tuple[str, Annotation, int | None, asyncio.Future]] = []
         self._flushing = False
         self._replay()
 
@@ -124,10 +126,12 @@ class Store:
         ids = self.active.get(item_id)
         return self.annotations[ids[-1]] if ids else None
 
-    async def add(self, record: Annotation) -> tuple[Annotation, bool]:
+    async def add(self, record: Annotation,
+                  extract_priority: int | None = None) -> tuple[Annotation, bool]:
         """Appends `record`; returns (the recorded annotation, whether it was a duplicate).
-        Returns only once the annotation is durable."""
-        return await self._submit("add", record, "")
+        Returns only once the annotation is durable. With `extract_priority`, the item's
+        feature extraction is queued in the same transaction."""
+        return await self._submit("add", record, extract_priority)
 
     async def undo(self, annotation_id: str, annotator: str) -> Annotation:
         original = self.annotations.get(annotation_id)
@@ -135,12 +139,12 @@ class Store:
             raise UnknownAnnotation(annotation_id)
         if annotator and original.annotator != annotator:
             raise NotYours(annotation_id)
-        record, _ = await self._submit("undo", replace(original, time=time.time()), annotator)
+        record, _ = await self._submit("undo", replace(original, time=time.time()), None)
         return record
 
-    async def _submit(self, kind: str, record: Annotation, annotator: str) -> Any:
+    async def _submit(self, kind: str, record: Annotation, extract: int | None) -> Any:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._queue.append((kind, record, annotator, future))
+        self._queue.append((kind, record, extract, future))
         if not self._flushing:
             self._flushing = True
             asyncio.get_running_loop().create_task(self._flush())
@@ -151,7 +155,7 @@ class Store:
             while self._queue:
                 batch, self._queue = self._queue, []
                 try:
-                    results = await self.run(self._write, [(k, r) for k, r, _, _ in batch])
+                    results = await self.run(self._write, [(k, r, e) for k, r, e, _ in batch])
                 except Exception as exc:
                     for *_, future in batch:
                         if not future.done():
@@ -170,12 +174,13 @@ class Store:
 
     @staticmethod
     def _write(db: sqlite3.Connection,
-               batch: list[tuple[str, Annotation]]) -> list[tuple[int | None, Annotation]]:
+               batch: list[tuple[str, Annotation, int | None]]
+               ) -> list[tuple[int | None, Annotation]]:
         """One transaction for the batch; (seq, record) per entry, seq None for repeats."""
         out: list[tuple[int | None, Annotation]] = []
         db.execute("BEGIN IMMEDIATE")
         try:
-            for kind, r in batch:
+            for kind, r, extract in batch:
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO events (kind, annotation_id, item_id, label, "
                     "annotator, strategy, model_version, duration_ms, split, time) "
@@ -183,6 +188,8 @@ class Store:
                     (kind, r.annotation_id, r.item_id, r.label, r.annotator, r.strategy,
                      r.model_version, r.duration_ms, r.split, r.time))
                 out.append((cursor.lastrowid if cursor.rowcount else None, r))
+                if extract is not None and cursor.rowcount:
+                    db.execute(_PENDING_UPSERT, (r.item_id, extract, r.time))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -217,10 +224,8 @@ class Store:
         """Queues extractions; an item already queued keeps the more urgent priority."""
         now = time.time()
         with db:
-            db.executemany(
-                "INSERT INTO pending VALUES (?, ?, ?) ON CONFLICT(item_id) DO UPDATE SET "
-                "priority = min(priority, excluded.priority)",
-                [(item_id, priority, now) for item_id, priority in entries])
+            db.executemany(_PENDING_UPSERT,
+                           [(item_id, priority, now) for item_id, priority in entries])
 
     @staticmethod
     def load_pending(db: sqlite3.Connection) -> list[tuple[str, int]]:

@@ -187,14 +187,15 @@ class Trainer:
             strategy, version = lease.strategy, lease.model_version
         record = Annotation(request.annotation_id, item.id, request.label, request.annotator,
                             strategy, version, request.duration_ms, item.split, time.time())
-        stored, duplicate = await self.store.add(record)
+        needs_features = item.id not in self.bank and item.id not in self.extraction.failed
+        stored, duplicate = await self.store.add(
+            record, LABELLED if needs_features else None)
         if not duplicate:
             self.sampler.release(stored.item_id)
-            if stored.split == POOL:
-                if stored.item_id in self.bank:
-                    self._labels_changed.set()
-                else:
-                    self._spawn(self.extraction.enqueue([stored.item_id], LABELLED))
+            if needs_features:
+                self.extraction.note_pending(stored.item_id, LABELLED)
+            elif stored.split == POOL:
+                self._labels_changed.set()
             self._notify()
         return stored, duplicate, self.catalog.items.get(stored.item_id, item)
 

@@ -94,3 +94,13 @@ async def test_pending_extractions_and_features_persist(tmp_path: Path) -> None:
     assert await reopened.run(Store.load_failed) == {"a": "BAD_IMAGE"}
     assert (await reopened.run(Store.load_features, "other:1:2"))[0] == []
     await reopened.close()
+
+
+async def test_an_annotation_queues_its_extraction_in_the_same_transaction(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path / "labels.sqlite3")
+    await store.add(annotation("a1", "x"), extract_priority=0)
+    await store.add(annotation("a1", "x"), extract_priority=0)  # duplicate: nothing new
+    await store.add(annotation("a2", "y"))
+    assert await store.run(Store.load_pending) == [("x", 0)]
+    await store.close()
