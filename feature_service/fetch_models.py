@@ -42,6 +42,7 @@ EFFICIENTNET_SHA256 = "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192e
 
 # Written last into <models>/lite/, so its presence means the conversion finished.
 MANIFEST = "manifest.json"
+ONNX_SHA256 = "onnx_sha256"
 # Bumped whenever the conversion changes its output: it is part of the extractor version.
 CONVERSION = "1"
 
@@ -69,8 +70,33 @@ def lite_ready(lite_dir: Path) -> bool:
         recorded = json.loads((lite_dir / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
+    recorded.pop(ONNX_SHA256, None)
     return (recorded == lite_manifest() and (lite_dir / EFFICIENTNET_ONNX).is_file()
-            and (lite_dir / SSD_ONNX).is_file())
+            and (lite_dir / SSD_ONNX).is_file() and not corrupt_files(lite_dir))
+
+
+def corrupt_files(lite_dir: Path) -> list[Path]:
+    """Converted files whose bytes differ from the checksums recorded at conversion: a
+    damaged file would otherwise load and silently compute wrong features."""
+    try:
+        recorded = json.loads((lite_dir / MANIFEST).read_text()).get(ONNX_SHA256, {})
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [lite_dir / name for name, digest in recorded.items()
+            if (lite_dir / name).is_file() and sha256((lite_dir / name).read_bytes()) != digest]
+
+
+def record_checksums(lite_dir: Path) -> None:
+    """Adds the converted files' checksums to the manifest (conversions made before they
+    were recorded get them on the next `make models`)."""
+    manifest = json.loads((lite_dir / MANIFEST).read_text())
+    if ONNX_SHA256 in manifest:
+        return
+    manifest[ONNX_SHA256] = {name: sha256((lite_dir / name).read_bytes())
+                             for name in (SSD_ONNX, EFFICIENTNET_ONNX)}
+    partial = lite_dir / (MANIFEST + ".partial")
+    partial.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(partial, lite_dir / MANIFEST)
 
 
 def packed_asset(objectron_dir: Path, name: str) -> bytes:
@@ -187,6 +213,7 @@ def fetch_lite(models_dir: Path, objectron_dir: Path = OBJECTRON_DIR,
                log: Callable[[str], None] = print) -> Path:
     lite_dir = models_dir / "lite"
     if lite_ready(lite_dir):
+        record_checksums(lite_dir)
         log(f"lite models already in {lite_dir}")
         return lite_dir
     tflite = ssd_tflite(objectron_dir)
@@ -200,6 +227,7 @@ def fetch_lite(models_dir: Path, objectron_dir: Path = OBJECTRON_DIR,
         os.replace(partial, lite_dir / name)
         log(f"wrote {lite_dir / name}")
     (lite_dir / MANIFEST).write_text(json.dumps(lite_manifest(), indent=2) + "\n")
+    record_checksums(lite_dir)
     return lite_dir
 
 

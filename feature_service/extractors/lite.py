@@ -68,13 +68,17 @@ def lite_vectors(embeddings: np.ndarray, raw_boxes: np.ndarray,
 
 def lite_files(lite_dir: Path) -> tuple[Path, Path]:
     """The converted models, or MissingWeightsError saying how to make them."""
-    from ..fetch_models import lite_ready
+    from ..fetch_models import corrupt_files, lite_ready
 
     embedder, detector = lite_dir / EFFICIENTNET_ONNX, lite_dir / SSD_ONNX
     for path in (embedder, detector):
         if not path.is_file():
             raise MissingWeightsError(f"lite model file {path} is missing: run `make models` "
                                       "(python -m feature_service.fetch_models lite)")
+    for path in corrupt_files(lite_dir):
+        raise MissingWeightsError(f"lite model file {path} is corrupt (its sha256 differs from "
+                                  "the one recorded when it was converted): delete it and run "
+                                  "`make models`")
     if not lite_ready(lite_dir):
         raise MissingWeightsError(f"lite models in {lite_dir} are from another conversion "
                                   "(manifest.json differs): run `make models` again")
