@@ -185,9 +185,9 @@ function answerWords(value) {
 
 function showNotice(op, check) {
   state.notice = { annotation: op.body, item: op.item, check };
+  const known = `known ${check.known_label === "positive" ? "" : "not "}to show ${withArticle(state.task)}`;
   $("notice-text").textContent =
-    `Check image: this one is known to ${answerWords(check.known_label).replace(/^shows/, "show")}; ` +
-    `you answered that it ${answerWords(op.body.label)}.`;
+    `Check image: this one is ${known}; you answered that it ${answerWords(op.body.label)}.`;
   $("notice").hidden = false;
 }
 

@@ -67,8 +67,9 @@ function renderCurve(curve, target, counts) {
   const key = JSON.stringify(points.map((p) => [p.labels, p.validation.f1])) + target;
   if (key === chartKey) return;
   chartKey = key;
-  const xs = points.map((p) => p.labels);
-  const data = [xs, points.map((p) => p.validation.f1), xs.map(() => target)];
+  // The curve starts at 0 labels so that the target line is drawn even with one model.
+  const xs = [0, ...points.map((p) => p.labels)];
+  const data = [xs, [null, ...points.map((p) => p.validation.f1)], xs.map(() => target)];
   loadChartLibrary().then((uPlot) => {
     const box = $("chart");
     const width = Math.max(200, box.clientWidth || 280);
