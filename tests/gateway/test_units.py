@@ -1,0 +1,63 @@
+"""The gateway's plain modules: id checks, conversions and export formats."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from annotation_gateway import convert, export, validation
+from annotation_gateway.errors import ApiError
+from hitl.v1 import common_pb2, trainer_pb2
+
+
+@pytest.mark.parametrize("item_id", ["a1b2", "street/0001.jpg", "<b>x</b>", "ok..name", ".hidden"])
+def test_item_ids_that_are_accepted(item_id):
+    assert validation.item_id(item_id) == item_id
+
+
+@pytest.mark.parametrize("item_id", ["", "..", "../etc/passwd", "a/../../b", "/etc/passwd",
+                                     "a\\b", "a/./b", "nul\x00", "x" * 257])
+def test_item_ids_that_look_like_paths_are_refused(item_id):
+    with pytest.raises(ApiError) as err:
+        validation.item_id(item_id)
+    assert err.value.status == 400
+
+
+def test_gold_items_do_not_reveal_their_known_label():
+    item = trainer_pb2.Item(id="g1", strategy=trainer_pb2.STRATEGY_GOLD,
+                            known_label=common_pb2.LABEL_POSITIVE)
+    body = convert.item(item)
+    assert body["strategy"] == "gold"
+    assert "known_label" not in body and "positive" not in str(body)
+    assert body["image_url"] == "/api/items/g1/image"
+    assert body["thumbnail_url"] == "/api/items/g1/thumbnail"
+
+
+def test_remote_items_keep_their_urls_and_local_ids_are_url_encoded():
+    remote = convert.item(trainer_pb2.Item(id="r", image_url="https://img.example/r.jpg"))
+    assert remote["remote"] and remote["thumbnail_url"] == "https://img.example/r.jpg"
+    local = convert.item(trainer_pb2.Item(id="dir/a b?.jpg"))
+    assert local["image_url"] == "/api/items/dir%2Fa%20b%3F.jpg/image"
+
+
+def _annotation(aid, item, label, undone=False):
+    return {"id": aid, "item_id": item, "label": label, "annotator": "a", "strategy": "random",
+            "model_version": "", "duration_ms": 5, "create_time": None, "undone": undone,
+            "split": "pool"}
+
+
+def test_openimages_export_keeps_the_latest_annotation_in_force_per_item():
+    rows = [_annotation("1", "img1", "positive"), _annotation("2", "img2", "negative"),
+            _annotation("3", "img1", "negative"), _annotation("4", "img3", "positive", True)]
+    table = list(csv.reader(io.StringIO(export.openimages_rows(rows, "/m/0199g"))))
+    assert table == [["ImageID", "Source", "LabelName", "Confidence"],
+                     ["img2", "verification", "/m/0199g", "0"],
+                     ["img1", "verification", "/m/0199g", "0"]]
+
+
+def test_csv_export_quotes_awkward_values():
+    line = export.csv_row(_annotation("1", 'has,comma "and quotes"', "positive"))
+    parsed = next(csv.reader(io.StringIO(line)))
+    assert parsed[1] == 'has,comma "and quotes"' and parsed[8] == "false"
