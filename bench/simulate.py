@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import hashlib
 import json
 import random
 import shutil
@@ -207,9 +208,14 @@ class Plan:
 
 
 async def _with_trainer(plan: Plan, feature: stack.Service, manifest: Path, work: Path,
-                        name: str, env: dict[str, str], job):  # type: ignore[no-untyped-def]
+                        name: str, env: dict[str, str], job,  # type: ignore[no-untyped-def]
+                        template: Path | None = None, keep: Path | None = None):
+    """Runs `job` against a fresh trainer process. Its data folder starts as a copy of
+    `template` (features already extracted) when given; `keep` saves it afterwards."""
     data_dir = work / name
     shutil.rmtree(data_dir, ignore_errors=True)
+    if template is not None:
+        shutil.copytree(template, data_dir)
     # The whole pool stays embedded and ranked, whatever its size.
     env = {"TRAINER_PREFETCH": str(max(len(plan.examples), 1)), **env}
     service = stack.trainer_service(work, data_dir, feature.address, manifest, env, name=name)
@@ -224,7 +230,21 @@ async def _with_trainer(plan: Plan, feature: stack.Service, manifest: Path, work
             await trainer.close()
     finally:
         service.stop()
+        if keep is not None and service.popen is not None and service.popen.returncode == 0:
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.copytree(data_dir, keep)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def template_dir(plan: Plan, manifest: Path) -> Path:
+    """Where the trainer state with every feature extracted and no label is kept, by
+    manifest and extractor: made once, copied for every run."""
+    digest = hashlib.sha256(manifest.read_bytes() + plan.extractor.encode()).hexdigest()[:12]
+    return plan.cache / f"trainer-template-{digest}"
+
+
+async def _nothing(trainer: Trainer) -> None:
+    return None
 
 
 async def simulate(plan: Plan) -> dict:
@@ -237,15 +257,21 @@ async def simulate(plan: Plan) -> dict:
     ceilings: list[dict] = []
     served: dict[str, dict[str, int]] = {}
     peaks: dict[str, float] = {}
+    template = template_dir(plan, manifest)
     try:
         feature.wait_healthy()
+        if not template.exists():
+            # The one slow step: every image through the feature service, once.
+            await _with_trainer(plan, feature, manifest, work, "trainer-warm-up", {},
+                                _nothing, keep=template)
         for seed in plan.seeds:
             for strategy in plan.strategies:
                 result, service = await _with_trainer(
                     plan, feature, manifest, work, f"trainer-{strategy}-{seed}",
                     trainer_env(strategy, seed),
                     lambda t, s=strategy, sd=seed: replay(t, truth, s, sd, plan.budget,
-                                                          plan.step, plan.error_rate))
+                                                          plan.step, plan.error_rate),
+                    template=template)
                 rows.extend(result.rows)
                 for k, v in result.served.items():
                     served.setdefault(strategy, Counter())[k] += v  # type: ignore[index]
@@ -253,7 +279,8 @@ async def simulate(plan: Plan) -> dict:
             if plan.ceiling:
                 row, service = await _with_trainer(
                     plan, feature, manifest, work, f"trainer-ceiling-{seed}",
-                    trainer_env("random", seed), lambda t, sd=seed: full_pool(t, truth, sd))
+                    trainer_env("random", seed), lambda t, sd=seed: full_pool(t, truth, sd),
+                    template=template)
                 ceilings.append(row)
     finally:
         feature.stop()
