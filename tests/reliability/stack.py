@@ -6,6 +6,7 @@ loopback ports, a manifest of shared street tiles, and the probes the tests need
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import urllib.request
 from collections import Counter
@@ -155,3 +156,36 @@ def prometheus(port: int) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             samples[name] = float(value)
     return samples
+
+
+class MemorySampler:
+    """Samples the resident memory of processes every `every_s` in a thread."""
+
+    def __init__(self, pids: dict[str, int], every_s: float = 0.25) -> None:
+        import threading
+        self.pids, self.every_s = pids, every_s
+        self.samples: dict[str, list[float]] = {name: [] for name in pids}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, pid in self.pids.items():
+                with contextlib.suppress(OSError, RuntimeError):
+                    self.samples[name].append(rss_mib(pid))
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def growth(self, name: str) -> tuple[float, float]:
+        """(mean RSS of the first quarter, of the last quarter), MiB."""
+        values = self.samples[name]
+        quarter = max(1, len(values) // 4)
+        first, last = values[:quarter], values[-quarter:]
+        return sum(first) / len(first), sum(last) / len(last)
