@@ -64,11 +64,16 @@ function scheduleRefill() {
 
 const deck = new Deck({ fetchItems, onChange: renderDeck });
 
-function thumbnail(item, index) {
-  const li = document.createElement("li");
+// Thumbnail elements are kept per item and reused, so that moving down the column never
+// reloads or re-decodes an image.
+const thumbnails = new Map();
+
+function thumbnail(item) {
+  let li = thumbnails.get(item.id);
+  if (li) return li;
+  li = document.createElement("li");
   li.className = "thumb";
   li.dataset.itemId = item.id;
-  if (index === 0) li.classList.add("focused");
   const img = document.createElement("img");
   img.alt = "";
   img.loading = "eager";
@@ -77,13 +82,18 @@ function thumbnail(item, index) {
   badge.className = `badge ${item.strategy}`;
   badge.textContent = strategyName(item.strategy);
   li.append(img, badge);
-  li.addEventListener("click", () => { if (index === 0) toggleZoom(); });
+  li.addEventListener("click", () => { if (deck.current && deck.current.id === item.id) toggleZoom(); });
+  thumbnails.set(item.id, li);
   return li;
 }
 
 function renderDeck() {
   const list = $("thumbs");
-  list.replaceChildren(...deck.items.map(thumbnail));
+  const shown = deck.items.map(thumbnail);
+  list.replaceChildren(...shown);
+  shown.forEach((li, index) => li.classList.toggle("focused", index === 0));
+  const keep = new Set(deck.items.map((item) => item.id));
+  for (const id of thumbnails.keys()) if (!keep.has(id)) thumbnails.delete(id);
   const item = deck.current;
   const current = $("current");
   current.dataset.empty = String(!item);
