@@ -9,6 +9,7 @@ computation.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -108,9 +109,10 @@ class FeaturePipeline:
         for i, result in zip(misses, computed, strict=True):
             results[i] = result
         final = [r for r in results if r is not None]
-        for r in final:
-            outcome = "features" if r.failure is None else r.failure.kind.name.lower()
-            metrics.ITEMS.labels(outcome).inc()
+        outcomes = collections.Counter(
+            "features" if r.failure is None else r.failure.kind.name.lower() for r in final)
+        for outcome, count in outcomes.items():
+            metrics.ITEMS.labels(outcome).inc(count)
         return final
 
     def lookup(self, keys: Sequence[str]) -> list[Result]:

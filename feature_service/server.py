@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,10 +19,11 @@ from feature_service.extractors.base import EVIDENCE_DIM, Extractor
 from feature_service.fetch import Fetcher, FetchLimits
 from feature_service.pipeline import FeaturePipeline, ImageInput, Result
 from hitl.grpc_server import GrpcService
-from hitl.v1 import common_pb2, feature_pb2, feature_pb2_grpc
+from hitl.v1 import feature_pb2, feature_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+_EVIDENCE = struct.Struct(f"<{EVIDENCE_DIM}f")
 SERVICE_NAME = feature_pb2.DESCRIPTOR.services_by_name["FeatureService"].full_name
 
 
@@ -48,18 +50,34 @@ def extractor_info(extractor: Extractor) -> feature_pb2.ExtractorInfo:
         device=info.device)
 
 
-def result_message(result: Result) -> feature_pb2.EmbedResult:
+def fill_result(message: feature_pb2.EmbedResult, result: Result) -> None:
+    """Writes `result` into `message` in place (`results.add()`): building submessages
+    separately and copying them in costs several times more on large responses."""
+    message.id = result.key
     if result.failure is not None:
         failure = result.failure
-        return feature_pb2.EmbedResult(id=result.key, error=feature_pb2.ItemError(
-            kind="ERROR_KIND_" + failure.kind.name,
-            message=failure.message, retryable=failure.retryable))
-    score, x1, y1, x2, y2, *_rest, count = result.evidence().tolist()
-    evidence = common_pb2.DetectorEvidence(score=score, count=int(count))
+        error = message.error
+        error.kind = feature_pb2.ErrorKind.Value("ERROR_KIND_" + failure.kind.name)
+        error.message = failure.message
+        error.retryable = failure.retryable
+        return
+    assert result.vector is not None
+    features = message.features
+    features.vector = result.vector
+    features.cached = result.cached
+    score, x1, y1, x2, y2, *_rest, count = _EVIDENCE.unpack_from(
+        result.vector, len(result.vector) - _EVIDENCE.size)
+    evidence = features.evidence
+    evidence.score, evidence.count = score, int(count)
     if score > 0:
-        evidence.box.CopyFrom(common_pb2.BoundingBox(x1=x1, y1=y1, x2=x2, y2=y2))
-    return feature_pb2.EmbedResult(id=result.key, features=feature_pb2.Features(
-        vector=result.vector, evidence=evidence, cached=result.cached))
+        box = evidence.box
+        box.x1, box.y1, box.x2, box.y2 = x1, y1, x2, y2
+
+
+def result_message(result: Result) -> feature_pb2.EmbedResult:
+    message = feature_pb2.EmbedResult()
+    fill_result(message, result)
+    return message
 
 
 def image_inputs(images: Sequence[feature_pb2.ImageRef]) -> list[ImageInput]:
@@ -90,13 +108,17 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
     async def Embed(self, request, context):  # type: ignore[no-untyped-def]
         await self._check_count(len(request.images), context)
         results = await self.pipeline.embed(image_inputs(request.images), request.bypass_cache)
-        return feature_pb2.EmbedResponse(results=[result_message(r) for r in results],
-                                         extractor=self.info)
+        response = feature_pb2.EmbedResponse(extractor=self.info)
+        for result in results:
+            fill_result(response.results.add(), result)
+        return response
 
     async def Lookup(self, request, context):  # type: ignore[no-untyped-def]
         await self._check_count(len(request.ids), context)
-        results = self.pipeline.lookup(list(request.ids))
-        return feature_pb2.LookupResponse(results=[result_message(r) for r in results])
+        response = feature_pb2.LookupResponse()
+        for result in self.pipeline.lookup(list(request.ids)):
+            fill_result(response.results.add(), result)
+        return response
 
     async def EmbedStream(self, request_iterator, context):  # type: ignore[no-untyped-def]
         """At most `stream_inflight` messages are worked on at once: the reader stops
@@ -107,9 +129,10 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         tasks: set[asyncio.Task] = set()
 
         async def work(images: list[ImageInput]) -> None:
-            results = await self.pipeline.embed(images)
-            await done.put(feature_pb2.EmbedStreamResponse(
-                results=[result_message(r) for r in results]))
+            response = feature_pb2.EmbedStreamResponse()
+            for result in await self.pipeline.embed(images):
+                fill_result(response.results.add(), result)
+            await done.put(response)
 
         async def read() -> None:
             async for message in request_iterator:
