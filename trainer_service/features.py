@@ -79,7 +79,15 @@ class FeatureBank:
             self._matrix[row] = vector
 
     def rows(self, ids: list[str]) -> np.ndarray:
-        return self._matrix[[self.index[i] for i in ids]]
+        return self._matrix[self.row_indices(ids)]
+
+    def row_indices(self, ids: list[str]) -> np.ndarray:
+        return np.asarray([self.index[i] for i in ids], dtype=np.int64)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The filled rows (a view: growing the bank later replaces, not mutates, it)."""
+        return self._matrix[:len(self.ids)]
 
     def clear(self) -> None:
         self.ids, self.index = [], {}

@@ -25,11 +25,11 @@ import numpy as np
 from hitl.v1 import trainer_pb2
 from trainer_service.model import LinearModel
 
-GOLD = trainer_pb2.STRATEGY_GOLD
-RANDOM = trainer_pb2.STRATEGY_RANDOM
-UNCERTAIN = trainer_pb2.STRATEGY_UNCERTAIN
-OUTLIER = trainer_pb2.STRATEGY_OUTLIER
-COLD_START = trainer_pb2.STRATEGY_COLD_START
+GOLD: int = trainer_pb2.STRATEGY_GOLD
+RANDOM: int = trainer_pb2.STRATEGY_RANDOM
+UNCERTAIN: int = trainer_pb2.STRATEGY_UNCERTAIN
+OUTLIER: int = trainer_pb2.STRATEGY_OUTLIER
+COLD_START: int = trainer_pb2.STRATEGY_COLD_START
 BY_NAME = {"gold": GOLD, "random": RANDOM, "uncertain": UNCERTAIN, "outlier": OUTLIER}
 # Labelled items the outlier distance is measured against (a sample when there are more).
 OUTLIER_REFERENCE = 256
@@ -119,9 +119,8 @@ def rank(ids: list[str], x: np.ndarray, model: LinearModel | None, labelled_x: n
     `candidates` (row indices) restricts the queues to those rows without copying `x`."""
     if candidates is not None:
         rows = np.asarray(candidates, dtype=np.int64)
-        queues = rank([ids[i] for i in rows], _Rows(x, rows), model, labelled_x,
-                      detector_column, gold, rng)
-        return queues
+        return rank([ids[i] for i in rows], _Rows(x, rows), model,  # type: ignore[arg-type]
+                    labelled_x, detector_column, gold, rng)
     shuffled = rng.permutation(len(ids))
     gold_order = [gold[i] for i in rng.permutation(len(gold))]
     queues: dict[int, Queue] = {GOLD: [(g, 0.0) for g in gold_order]}

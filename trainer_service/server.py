@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, cast
+
 import grpc
 
 from hitl.grpc_server import GrpcService
 from hitl.v1 import trainer_pb2, trainer_pb2_grpc
 from trainer_service.config import Config
+from trainer_service.datasets import is_url
 from trainer_service.store import Annotation
 from trainer_service.trainer import Trainer, TrainerError, model_summary
 
@@ -16,9 +20,9 @@ EXPORT_BATCH = 500
 
 def annotation_proto(a: Annotation) -> trainer_pb2.Annotation:
     message = trainer_pb2.Annotation(
-        annotation_id=a.annotation_id, item_id=a.item_id, label=a.label, annotator=a.annotator,
-        strategy=a.strategy, model_version=a.model_version, duration_ms=a.duration_ms,
-        undone=a.undone, split=a.split)
+        annotation_id=a.annotation_id, item_id=a.item_id, label=cast(Any, a.label),
+        annotator=a.annotator, strategy=cast(Any, a.strategy), model_version=a.model_version,
+        duration_ms=a.duration_ms, undone=a.undone, split=cast(Any, a.split))
     message.create_time.FromNanoseconds(int(a.time * 1e9))
     return message
 
@@ -34,6 +38,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     async def ImportDataset(self, request, context):  # type: ignore[no-untyped-def]
         if request.kind == trainer_pb2.DATASET_KIND_UNSPECIFIED or not request.location:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "kind and location are required")
+        local = request.kind != trainer_pb2.DATASET_KIND_OPEN_IMAGES or not is_url(
+            request.location)
+        if local and not Path(request.location).exists():
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"{request.location} does not exist")
         async for progress in self.trainer.load(request.kind, request.location):
             yield trainer_pb2.ImportDatasetResponse(progress=progress)
 
@@ -45,7 +53,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         response = trainer_pb2.AddAnnotationResponse(annotation=annotation_proto(record),
                                                      duplicate=duplicate)
         if item.known_label and record.split == trainer_pb2.SPLIT_VALIDATION:
-            response.gold_check.known_label = item.known_label
+            response.gold_check.known_label = cast(Any, item.known_label)
             response.gold_check.agrees = record.label == item.known_label
         return response
 

@@ -11,18 +11,20 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image
 
 from hitl.v1 import common_pb2, trainer_pb2
+from trainer_service import metrics
 from trainer_service.config import Config
 from trainer_service.datasets import Catalog, Item, Progress
 from trainer_service.datasets.base import EVALUATION, NEGATIVE, POOL, POSITIVE, VALIDATION
 from trainer_service.datasets.local import Batches, DatasetError, load_folder, load_manifest
 from trainer_service.datasets.openimages import OpenImages
 from trainer_service.features import KNOWN, LABELLED, Extraction, FeatureBank
-from trainer_service.model import LinearModel, ModelInfo, ModelRegistry, measure, train
+from trainer_service.model import LinearModel, Metrics, ModelInfo, ModelRegistry, measure, train
 from trainer_service.sampler import COLD_START, FALLBACK, GOLD, RANDOM, Sampler, rank
 from trainer_service.store import Annotation, Store
 
@@ -133,8 +135,8 @@ class Trainer:
         try:
             batches = dataset_loader(kind, location, self.config, cache_dir)
             while (step := await asyncio.to_thread(next, batches, sentinel)) is not sentinel:
-                items, progress = step  # type: ignore[misc]
-                await self._add_items(items, progress)
+                items: list[Item] = step[0]  # type: ignore[index]
+                await self._add_items(items, step[1])  # type: ignore[index]
                 yield self.catalog.loading_proto()
             self.catalog.state = trainer_pb2.LOADING_STATE_READY
             self.catalog.progress = Progress(f"loaded {len(self.catalog)} items", 1.0)
@@ -182,14 +184,19 @@ class Trainer:
         if item is None:
             raise TrainerError("NOT_FOUND", f"no item {request.item_id!r}")
         lease = self.sampler.leases.get(item.id)
-        strategy, version = trainer_pb2.STRATEGY_UNSPECIFIED, ""
+        strategy: int = trainer_pb2.STRATEGY_UNSPECIFIED
+        version = ""
         if lease is not None and lease.annotator == request.annotator:
             strategy, version = lease.strategy, lease.model_version
         record = Annotation(request.annotation_id, item.id, request.label, request.annotator,
                             strategy, version, request.duration_ms, item.split, time.time())
         needs_features = item.id not in self.bank and item.id not in self.extraction.failed
+        started = time.perf_counter()
         stored, duplicate = await self.store.add(
             record, LABELLED if needs_features else None)
+        metrics.ACK_SECONDS.observe(time.perf_counter() - started)
+        metrics.ANNOTATIONS.labels(trainer_pb2.Split.Name(stored.split),
+                                   "duplicate" if duplicate else "recorded").inc()
         if not duplicate:
             self.sampler.release(stored.item_id)
             if needs_features:
@@ -226,11 +233,12 @@ class Trainer:
         return ids, np.asarray(labels, dtype=int)
 
     def known_set(self, split_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(row indices into the feature bank, labels) of embedded validation or
+        evaluation items."""
         ids = [i for i in split_ids if i in self.bank]
         y = np.asarray([1 if self.catalog.items[i].known_label == POSITIVE else 0 for i in ids],
                        dtype=int)
-        x = self.bank.rows(ids) if ids else np.zeros((0, 1), np.float32)
-        return x, y
+        return self.bank.row_indices(ids), y
 
     # -- training ------------------------------------------------------------------------
 
@@ -282,26 +290,29 @@ class Trainer:
             trained_on = (self.store.version, len(ids))
             if not force and trained_on == self._trained_on:
                 return self.model_info, False
-            x = self.bank.rows(ids)
-            x_val, y_val = self.known_set(self.catalog.validation)
-            x_eval, y_eval = self.known_set(self.catalog.evaluation)
+            rows = self.bank.row_indices(ids)
+            val_rows, y_val = self.known_set(self.catalog.validation)
+            eval_rows, y_eval = self.known_set(self.catalog.evaluation)
+            matrix = self.bank.matrix
             started = time.perf_counter()
-            model = await asyncio.to_thread(train, x, y, x_val, y_val,
-                                            max_epochs=self.config.max_epochs,
-                                            seed=self.config.seed)
+            model, validation, evaluation = await asyncio.to_thread(
+                fit_and_measure, matrix, rows, y, val_rows, y_val, eval_rows, y_eval,
+                self.config.max_epochs, self.config.seed)
             seconds = time.perf_counter() - started
-            validation = measure(y_val, model.probability(x_val) if len(y_val) else
-                                 np.zeros(0), model.threshold)
-            evaluation = measure(y_eval, model.probability(x_eval) if len(y_eval) else
-                                 np.zeros(0), model.threshold)
+            metrics.TRAIN_SECONDS.observe(seconds)
             current = self.model_info
-            adopted = (current is None or validation.f1 > current.validation.f1
-                       or current.label_version != self.store.version)
+            # A different label set: labels added or withdrawn, or labels whose features
+            # arrived since (same log version, more training rows).
+            other_labels = current is not None and (
+                current.label_version != self.store.version or current.labels != len(ids))
+            adopted = (current is None or other_labels
+                       or validation.f1 > current.validation.f1)
             info = ModelInfo(self.registry.next_version(), dict(extractor), len(ids),
                              self.store.version, validation, evaluation,
                              train_seconds=round(seconds, 3), adopted=adopted)
             await asyncio.to_thread(self.registry.save, model, info)
             self.curve.append(info)
+            metrics.MODELS.labels(str(adopted).lower()).inc()
             self._trained_on = trained_on
             log.info("model trained", extra={"model_version": info.version, "labels": len(ids),
                                              "adopted": adopted, "seconds": info.train_seconds,
@@ -341,19 +352,21 @@ class Trainer:
                                  if i in items and items[i].split == POOL and self._available(i)],
                                 dtype=np.int64)
         train_ids, _ = self.training_set()
-        labelled_x = self.bank.rows(train_ids) if train_ids else np.zeros((0, 1), np.float32)
-        matrix = self.bank._matrix[:n] if n else np.zeros((0, 1), np.float32)
+        matrix = self.bank.matrix
+        labelled_x = matrix[self.bank.row_indices(train_ids)]
         model = self.model
         version = self.model_info.version if self.model_info else ""
         gold = list(self.catalog.validation)
+        started = time.perf_counter()
         queues = await asyncio.to_thread(
             rank, ids, matrix, model, labelled_x, self.extraction.embedding_dimension, gold,
             self._rng, candidates)
         # Before features exist, items not yet embedded keep annotators busy.
-        fallback = self._rng.choice(len(self.catalog.pool), min(len(self.catalog.pool), 2000),
+        fallback: Any = self._rng.choice(len(self.catalog.pool), min(len(self.catalog.pool), 2000),
                                     replace=False) if self.catalog.pool else []
         queues[FALLBACK] = [(self.catalog.pool[int(i)], 0.0) for i in fallback]
         self.sampler.install(queues, version)
+        metrics.RANK_SECONDS.observe(time.perf_counter() - started)
 
     def next_items(self, request: trainer_pb2.GetNextItemsRequest) -> list[trainer_pb2.Item]:
         if not request.annotator:
@@ -370,9 +383,10 @@ class Trainer:
             message = trainer_pb2.Item(
                 id=item.id, image_url=item.location if item.is_remote else "",
                 thumbnail_url=item.thumbnail_url if item.is_remote else "",
-                strategy=lease.strategy, score=lease.score, model_version=lease.model_version)
+                strategy=cast(Any, lease.strategy), score=lease.score,
+                model_version=lease.model_version)
             if lease.strategy == GOLD:
-                message.known_label = item.known_label
+                message.known_label = cast(Any, item.known_label)
             message.lease_expire_time.FromNanoseconds(int(lease.expires * 1e9))
             out.append(message)
         return out
@@ -422,6 +436,8 @@ class Trainer:
                                       validation=metrics_proto(info.validation),
                                       evaluation=metrics_proto(info.evaluation))
         eta = self.extraction.eta_seconds()
+        metrics.PENDING.set(len(self.extraction.pending))
+        metrics.EMBEDDED.set(len(self.bank))
         status.extraction.CopyFrom(trainer_pb2.Extraction(
             pending=len(self.extraction.pending),
             seconds_per_item=self.extraction.seconds_per_item, eta_seconds=eta))
@@ -452,14 +468,26 @@ class Trainer:
         return [a for a in self.store.annotations.values() if include_undone or not a.undone]
 
 
+def fit_and_measure(matrix: np.ndarray, rows: np.ndarray, y: np.ndarray, val_rows: np.ndarray,
+                    y_val: np.ndarray, eval_rows: np.ndarray, y_eval: np.ndarray,
+                    max_epochs: int, seed: int) -> tuple[LinearModel, Metrics, Metrics]:
+    """Training and its metrics, on a worker thread: the rows are gathered there too, so
+    the event loop never copies a large feature matrix."""
+    x_val, x_eval = matrix[val_rows], matrix[eval_rows]
+    model = train(matrix[rows], y, x_val, y_val, max_epochs=max_epochs, seed=seed)
+    validation = measure(y_val, model.probability(x_val), model.threshold)
+    evaluation = measure(y_eval, model.probability(x_eval), model.threshold)
+    return model, validation, evaluation
+
+
 def read_image(path: Path, thumbnail: bool) -> tuple[bytes, str]:
     data = path.read_bytes()
     if not thumbnail:
         image_format = Image.open(io.BytesIO(data)).format or "JPEG"
         return data, Image.MIME.get(image_format, "application/octet-stream")
-    with Image.open(io.BytesIO(data)) as image:
-        image.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-        image = image.convert("RGB")
+    with Image.open(io.BytesIO(data)) as original:
+        original.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        image = original.convert("RGB")
         image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
         out = io.BytesIO()
         image.save(out, "JPEG", quality=85)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from PIL import Image
 
 from hitl.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from tests.support import (
@@ -298,4 +299,33 @@ async def test_annotations_succeed_while_the_feature_service_is_down(tmp_path: P
         status = await client.status()
         assert status.extraction.pending > 0 and status.extraction.eta_seconds == -1
         assert len(await client.export()) == 5
+        await client.close()
+
+
+async def test_status_is_pushed_and_datasets_can_be_imported(
+        shared_trainer: tuple[int, dict[str, int]], tmp_path: Path) -> None:
+    port, _ = shared_trainer
+    client = Client(port)
+    try:
+        watch = client.stub.WatchStatus(trainer_pb2.WatchStatusRequest(), timeout=60)
+        first = (await watch.read()).status
+        assert first.label_id == "/m/0199g" and first.target_f1 == 0.85
+        folder = tmp_path / "more"
+        folder.mkdir()
+        for k in range(3):
+            Image.new("RGB", (40, 40), (k * 80, 10, 10)).save(folder / f"extra{k}.jpg")
+        progress = [r.progress async for r in client.stub.ImportDataset(
+            trainer_pb2.ImportDatasetRequest(kind=trainer_pb2.DATASET_KIND_FOLDER,
+                                             location=str(folder)), timeout=60)]
+        assert progress[-1].state == trainer_pb2.LOADING_STATE_READY
+        pushed = (await watch.read()).status
+        while pushed.counts.items != first.counts.items + 3:
+            pushed = (await watch.read()).status
+        watch.cancel()
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            async for _ in client.stub.ImportDataset(trainer_pb2.ImportDatasetRequest(
+                    kind=trainer_pb2.DATASET_KIND_MANIFEST, location=str(tmp_path / "no.csv"))):
+                pass
+        assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
         await client.close()

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from hitl.v1 import common_pb2, trainer_pb2
 
-POOL = trainer_pb2.SPLIT_POOL
-VALIDATION = trainer_pb2.SPLIT_VALIDATION
-EVALUATION = trainer_pb2.SPLIT_EVALUATION
-POSITIVE = common_pb2.LABEL_POSITIVE
-NEGATIVE = common_pb2.LABEL_NEGATIVE
+# Plain ints: the enum values travel through numpy arrays, SQLite and pickles.
+POOL: int = trainer_pb2.SPLIT_POOL
+VALIDATION: int = trainer_pb2.SPLIT_VALIDATION
+EVALUATION: int = trainer_pb2.SPLIT_EVALUATION
+POSITIVE: int = common_pb2.LABEL_POSITIVE
+NEGATIVE: int = common_pb2.LABEL_NEGATIVE
 
 
 def is_url(location: str) -> bool:

@@ -8,6 +8,7 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 
 class CsvStream:
@@ -15,9 +16,7 @@ class CsvStream:
         self.path = path
         self._size = max(path.stat().st_size, 1)
         self._raw = open(path, "rb")  # noqa: SIM115 - closed by __exit__
-        binary: io.BufferedIOBase = self._raw
-        if path.suffix == ".gz":
-            binary = gzip.GzipFile(fileobj=self._raw)  # type: ignore[assignment]
+        binary: Any = gzip.GzipFile(fileobj=self._raw) if path.suffix == ".gz" else self._raw
         self._text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
 
     def rows(self) -> Iterator[list[str]]:
