@@ -9,6 +9,7 @@ import csv
 import functools
 import http.server
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -373,3 +374,16 @@ def test_fetch_resnext50_frcnn_reports_a_failed_download(
     assert "404" in str(raised.value)
     checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
     assert not checkpoints.exists() or not any(checkpoints.iterdir())
+
+
+def test_device_choice() -> None:
+    from feature_service.extractors.runtime import cpu_threads, resolve_device
+
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+    assert cpu_threads() == len(os.sched_getaffinity(0))  # this process's cores, not the host's
