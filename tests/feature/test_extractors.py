@@ -175,6 +175,15 @@ def test_lite_scores_street_tiles_without_bicycles_low(lite: Extractor) -> None:
     assert scores.max() < 0.3, dict(zip([p.name for p in negatives], scores, strict=True))
 
 
+def test_lite_scores_photos_without_bicycles_low(lite: Extractor) -> None:
+    require_data(PHOTOS)
+    with (PHOTOS / "labels.csv").open() as f:
+        negatives = [PHOTOS / r["filename"] for r in csv.DictReader(f) if r["label"] == "0"]
+    assert len(negatives) >= 5
+    scores = vectors(lite, negatives)[:, 1280]
+    assert scores.max() < 0.3, dict(zip([p.name for p in negatives], scores, strict=True))
+
+
 def test_lite_scores_bicycle_tiles_above_other_tiles(lite: Extractor) -> None:
     bicycles = vectors(lite, tiles("Bicycle", 12))[:, 1280]
     others = vectors(lite, tiles("Chimney", 6) + tiles("Mountain", 6))[:, 1280]
