@@ -22,7 +22,6 @@ from tests.support import (
     free_port,
     require_data,
     require_lite_models,
-    running,
     wait_serving,
 )
 
@@ -63,16 +62,11 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
 
 
 @pytest.fixture(scope="session")
-def feature_addr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def feature_addr(shared_feature) -> str:  # type: ignore[no-untyped-def]
+    """The session's one lite feature service (tests/reliability/fixtures.py), shared with
+    the other tiers so that a full run starts a single one."""
     require_lite_models()
-    state = tmp_path_factory.mktemp("feature")
-    port = free_port()
-    env = {"FEATURE_PORT": str(port), "FEATURE_METRICS_PORT": "0", "FEATURE_EXTRACTOR": "lite",
-           "FEATURE_DEVICE": "cpu", "FEATURE_CACHE_DIR": str(state / "cache"),
-           "FEATURE_MODELS_DIR": str(ROOT / ".models"), "FEATURE_GRACE_S": "1",
-           "LOG_LEVEL": "WARNING"}
-    with running("feature_service", env, state / "feature.log", port):
-        yield f"127.0.0.1:{port}"
+    return str(shared_feature.address)
 
 
 class Trainer:

@@ -193,8 +193,10 @@ def test_keyboard_annotation_with_undo_zoom_live_panel_and_outage(
     assert len({a.annotation_id for a in records}) == len(records)
     expected = {item_id: (1 if key == "b" else 2) for item_id, key in annotator.done}
     assert {a.item_id: a.label for a in in_force} == expected
-    undone = [a for a in records if a.undone]
-    assert sorted(a.item_id for a in undone) == sorted([last_id, gold_id])
+    # The fixed gold answer was recorded, then withdrawn. The undone one was withdrawn
+    # too, unless the undo came before it left the browser: then it never left at all.
+    undone = sorted(a.item_id for a in records if a.undone)
+    assert undone in (sorted([last_id, gold_id]), [gold_id]), (undone, last_id, gold_id)
 
     # Tablet-sized screen: the same page, stacked.
     page.set_viewport_size({"width": 820, "height": 1180})
