@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from hitl.channels import open_channel
@@ -81,7 +82,8 @@ async def embed_tiles(stub: feature_pb2_grpc.FeatureServiceStub,
 async def test_calls_spread_over_replicas_and_survive_a_killed_one(tmp_path: Path) -> None:
     require_data(TILES)
     require_lite_models()
-    tiles = sorted(TILES.glob("*.jpg"))[: 2 * CALLS]
+    tiles = sorted((TILES / "images").glob("*.jpg"))[: 2 * CALLS]
+    assert len(tiles) == 2 * CALLS, f"too few tiles under {TILES / 'images'}"
     with replicas(tmp_path, 2) as started:
         (first, _, first_metrics), (second, _, second_metrics) = started
         target = "ipv4:" + ",".join(f"127.0.0.1:{port}" for _, port, _ in started)
@@ -94,6 +96,18 @@ async def test_calls_spread_over_replicas_and_survive_a_killed_one(tmp_path: Pat
             assert min(spread) >= CALLS // 4, f"calls did not spread: {spread}"
             assert [embed_calls_logged(first), embed_calls_logged(second)] == spread
 
+        # The contrast: gRPC's default policy (pick_first) sends every call of a channel
+        # to one replica, which is what a ClusterIP Service amounts to.
+        async with grpc.aio.insecure_channel(target) as plain:
+            await embed_tiles(feature_pb2_grpc.FeatureServiceStub(plain),
+                              tiles[CALLS:CALLS + 4])
+        after = [items_answered(first_metrics), items_answered(second_metrics)]
+        assert sorted(a - b for a, b in zip(after, spread, strict=True)) == [0, 4], after
+
+        async with open_channel(target, SERVICE) as channel:
+            stub = feature_pb2_grpc.FeatureServiceStub(channel)
+            await embed_tiles(stub, tiles[CALLS + 4:CALLS + 6])
             first.kill()  # no graceful stop: the process is simply gone
-            await embed_tiles(stub, tiles[CALLS:])
-            assert items_answered(second_metrics) == spread[1] + CALLS
+            before = items_answered(second_metrics)
+            await embed_tiles(stub, tiles[CALLS + 6:])
+            assert items_answered(second_metrics) == before + CALLS - 6
