@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -32,6 +33,32 @@ def message_size_options(max_message_bytes: int) -> list[tuple[str, int]]:
             ("grpc.max_receive_message_length", max_message_bytes)]
 
 
+class _Undecodable:
+    """Stands in for request bytes that do not parse, so that the call is answered
+    INVALID_ARGUMENT (the library would answer UNKNOWN and log a stack trace)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _lenient(deserializer: Callable | None) -> Callable | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> object:
+        try:
+            return deserializer(data)
+        except DecodeError as exc:
+            return _Undecodable(exc)
+    return parse
+
+
+async def _refuse_undecodable(request: object, context: grpc.aio.ServicerContext) -> None:
+    if isinstance(request, _Undecodable):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                            f"the request is not a valid message: {request.error}")
+
+
 class _RequestIdInterceptor(grpc.aio.ServerInterceptor):
     """Adopts the caller's request id (or makes one) and logs one line per call."""
 
@@ -44,7 +71,9 @@ class _RequestIdInterceptor(grpc.aio.ServerInterceptor):
         behavior = getattr(handler, kind)
         wrapped = _wrap(behavior, details.method)
         make = getattr(grpc, f"{kind}_rpc_method_handler")
-        return make(wrapped, request_deserializer=handler.request_deserializer,
+        deserializer = (handler.request_deserializer if handler.request_streaming
+                        else _lenient(handler.request_deserializer))
+        return make(wrapped, request_deserializer=deserializer,
                     response_serializer=handler.response_serializer)
 
 
@@ -70,6 +99,7 @@ def _wrap(behavior: Callable, method: str) -> Callable:
             _adopt_request_id(context)
             started, error = time.perf_counter(), None
             try:
+                await _refuse_undecodable(request, context)
                 async for response in behavior(request, context):
                     yield response
             except BaseException as exc:
@@ -83,6 +113,7 @@ def _wrap(behavior: Callable, method: str) -> Callable:
         _adopt_request_id(context)
         started, error = time.perf_counter(), None
         try:
+            await _refuse_undecodable(request, context)
             return await behavior(request, context)
         except BaseException as exc:
             error = exc
