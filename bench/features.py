@@ -208,8 +208,9 @@ def run(short: bool) -> dict:
 def markdown(result: dict) -> str:
     if "extractors" not in result:
         return f"features: {result.get('status')}: {result.get('reason')}"
-    lines = ["| extractor | baseline img/s (default threads / 1 thread) | cold img/s (x baseline) | warm img/s "
-             "(x baseline) | Lookup 1,000 items/s | warm Embed 1,000 items/s | "
+    lines = ["| extractor | baseline img/s (default threads / 1 thread) | "
+             "cold img/s (x baseline) | warm img/s (x baseline) | "
+             "Lookup 1,000 items/s | warm Embed 1,000 items/s | "
              "peak RSS MiB | F1 float32 / float16 |", "|---|---|---|---|---|---|---|---|"]
     for name, f in result["extractors"].items():
         if f.get("status") == "skipped":

@@ -17,6 +17,7 @@ from feature_service.cache import FeatureCache
 from feature_service.config import Config
 from feature_service.extractors.base import EVIDENCE_DIM, Extractor
 from feature_service.fetch import Fetcher, FetchLimits
+from feature_service.outcomes import Kind
 from feature_service.pipeline import FeaturePipeline, ImageInput, Result
 from hitl.grpc_server import GrpcService
 from hitl.v1 import feature_pb2, feature_pb2_grpc
@@ -24,6 +25,7 @@ from hitl.v1 import feature_pb2, feature_pb2_grpc
 log = logging.getLogger(__name__)
 
 _EVIDENCE = struct.Struct(f"<{EVIDENCE_DIM}f")
+_ERROR_KINDS = {kind: getattr(feature_pb2, "ERROR_KIND_" + kind.name) for kind in Kind}
 SERVICE_NAME = feature_pb2.DESCRIPTOR.services_by_name["FeatureService"].full_name
 
 
@@ -57,7 +59,7 @@ def fill_result(message: feature_pb2.EmbedResult, result: Result) -> None:
     if result.failure is not None:
         failure = result.failure
         error = message.error
-        error.kind = feature_pb2.ErrorKind.Value("ERROR_KIND_" + failure.kind.name)
+        error.kind = _ERROR_KINDS[failure.kind]
         error.message = failure.message
         error.retryable = failure.retryable
         return

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 
 from feature_service.decode import decode
 from feature_service.server import SERVICE_NAME
-from hitl.v1 import feature_pb2
+from hitl.v1 import feature_pb2, feature_pb2_grpc
 from tests.feature.conftest import ImageServer, Running
 from tests.feature.helpers import (
     HTML,
@@ -313,13 +313,17 @@ async def test_embed_stream_applies_backpressure(service_factory) -> None:  # ty
                 by_data(encode(gradient((20, 20), seed=1000 + 4 * i + j), "PNG"))
                 for j in range(4)])
 
-    call = running.stub.EmbedStream(requests())
+    # A fixed 64 KiB receive window (no BDP growth), so "unread" means "not sent".
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.service.port}", options=[
+        ("grpc.http2.bdp_probe", 0), ("grpc.max_receive_message_length", 64 << 20)])
+    call = feature_pb2_grpc.FeatureServiceStub(channel).EmbedStream(requests())
     first = await call.read()
     assert len(first.results) == 4
     await asyncio.sleep(1.0)  # the client reads nothing more meanwhile
     processed = sum(extractor.batches) - warm_up
-    assert processed <= 4 * 6, f"{processed} images computed for 1 message read"
+    assert processed <= 4 * 4, f"{processed} images computed for 1 message read"
     call.cancel()
+    await channel.close()
     await test_describe_names_the_extractor(running)
 
 
