@@ -79,6 +79,23 @@ def model_cost(quick: bool) -> dict[str, Any]:
     return out
 
 
+def lite_cost() -> dict[str, Any]:
+    """The lite extractor (ONNX Runtime on CPU), as the local overlay runs it."""
+    from PIL import Image
+
+    from feature_service.extractors.lite import LiteExtractor
+
+    lite_dir = ROOT / ".models" / "lite"
+    photos = sorted(PHOTOS.glob("*.jpg"))
+    if not lite_dir.exists() or not photos:
+        return {"skipped": "needs `make models` and the shared photos"}
+    extractor = LiteExtractor(lite_dir)
+    prepared = [extractor.prepare(Image.open(p).convert("RGB")) for p in photos]
+    extractor.extract(prepared)
+    seconds = timed(lambda: extractor.extract(prepared), 3)
+    return {"images_per_s": len(prepared) / seconds, "dimension": extractor.info.dimension}
+
+
 def decode_cost() -> dict[str, Any]:
     from PIL import Image
 
@@ -175,6 +192,7 @@ def main() -> None:
     report["lmdb"] = lmdb_cost(args.quick)
     report["trainer"] = trainer_cost(args.quick)
     report["decode"] = decode_cost()
+    report["lite"] = lite_cost()
     if not args.skip_models:
         report["models"] = model_cost(args.quick)
     json.dump(report, sys.stdout, indent=2)

@@ -334,3 +334,13 @@ def test_feature_autoscaler_metric_comes_from_what_the_service_exports(overlay: 
     hpa = get(overlay, "HorizontalPodAutoscaler", "feature")
     (metric,) = hpa["spec"]["metrics"]
     assert metric["pods"]["metric"]["name"] in published
+
+
+def test_deploy_readme_table_covers_every_variable_the_manifests_set(overlay: str) -> None:
+    from tests.deploy.manifests import K8S
+
+    table = "\n".join(line for line in (K8S.parent / "README.md").read_text().splitlines()
+                      if line.startswith("| "))
+    for workload in workloads(overlay):
+        for name in container_env(overlay, next(containers(workload, init=False))):
+            assert name in table, f"deploy/README.md's table lacks {name}"
