@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import io
 import json
 import os
 import sys
@@ -90,7 +91,7 @@ def lite_cost() -> dict[str, Any]:
     if not lite_dir.exists() or not photos:
         return {"skipped": "needs `make models` and the shared photos"}
     extractor = LiteExtractor(lite_dir)
-    prepared = [extractor.prepare(Image.open(p).convert("RGB")) for p in photos]
+    prepared: list[object] = [extractor.prepare(Image.open(p).convert("RGB")) for p in photos]
     extractor.extract(prepared)
     seconds = timed(lambda: extractor.extract(prepared), 3)
     return {"images_per_s": len(prepared) / seconds, "dimension": extractor.info.dimension}
@@ -106,11 +107,10 @@ def decode_cost() -> dict[str, Any]:
 
     def decode_all() -> None:
         for blob in blobs:
-            import io
-            with Image.open(io.BytesIO(blob)) as image:
-                image = image.convert("RGB")
-                image.resize((1067, 800))
-                image.resize((224, 224))
+            with Image.open(io.BytesIO(blob)) as encoded:
+                rgb = encoded.convert("RGB")
+                rgb.resize((1067, 800))
+                rgb.resize((224, 224))
 
     seconds = timed(decode_all, 3)
     sizes = [Image.open(p).size for p in photos]
