@@ -135,7 +135,8 @@ def test_every_container_has_probes_on_its_own_port(overlay: str) -> None:
                     # The standard gRPC health protocol, which GrpcService serves.
                     assert spec["grpc"]["port"] == config.port, (name, probe)
                 else:
-                    assert spec["httpGet"]["path"] == "/healthz", (name, probe)
+                    path = "/readyz" if probe == "readinessProbe" else "/healthz"
+                    assert spec["httpGet"]["path"] == path, (name, probe)
                     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
                     assert ports[spec["httpGet"]["port"]] == config.port, (name, probe)
 
@@ -344,3 +345,13 @@ def test_deploy_readme_table_covers_every_variable_the_manifests_set(overlay: st
     for workload in workloads(overlay):
         for name in container_env(overlay, next(containers(workload, init=False))):
             assert name in table, f"deploy/README.md's table lacks {name}"
+
+
+async def test_gateway_probe_paths_are_routes_of_the_gateway() -> None:
+    server = pytest.importorskip("annotation_gateway.server")
+    app = server.init_app(config_class("gateway")())
+    routes = {r.resource.canonical for r in app.router.routes()
+              if r.method == "GET" and r.resource is not None}
+    gateway = next(containers(get("local", "Deployment", "gateway")))
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert gateway[probe]["httpGet"]["path"] in routes, probe
