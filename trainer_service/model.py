@@ -211,8 +211,7 @@ class ModelRegistry:
     def newest_compatible(self, extractor: dict) -> tuple[LinearModel, ModelInfo] | None:
         """The newest model trained on features of `extractor`; others are refused with a
         log line saying why."""
-        for meta in sorted(self.folder.glob("v*.json"), reverse=True):
-            info = load_info(meta)
+        for info in reversed(self.history()):
             if not info.adopted:
                 continue
             if info.extractor != extractor:
@@ -220,14 +219,29 @@ class ModelRegistry:
                     "model_version": info.version, "model_extractor": info.extractor,
                     "extractor": extractor})
                 continue
-            with np.load(meta.with_suffix(".npz")) as z:
-                model = LinearModel(z["weight"], z["bias"], z["mean"], z["scale"],
-                                    float(z["threshold"]))
+            weights = self.folder / f"{info.version}.npz"
+            try:
+                with np.load(weights) as z:
+                    model = LinearModel(z["weight"], z["bias"], z["mean"], z["scale"],
+                                        float(z["threshold"]))
+            except Exception as exc:  # numpy raises many kinds for a damaged file
+                log.warning("model refused: its weights cannot be read", extra={
+                    "model_version": info.version, "path": str(weights), "error": str(exc)})
+                continue
             return model, info
         return None
 
     def history(self) -> list[ModelInfo]:
-        return [load_info(p) for p in sorted(self.folder.glob("v*.json"))]
+        """Every readable model's metadata, oldest first; unreadable files are skipped
+        with a warning (a crash mid-write or a damaged disk must not stop the service)."""
+        out = []
+        for path in sorted(self.folder.glob("v*.json")):
+            try:
+                out.append(load_info(path))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("model metadata unreadable: skipped", extra={
+                    "model_version": path.stem, "path": str(path), "error": str(exc)})
+        return out
 
 
 def load_info(path: Path) -> ModelInfo:

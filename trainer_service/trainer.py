@@ -144,10 +144,12 @@ class Trainer:
                                               "pool": len(self.catalog.pool),
                                               "validation": len(self.catalog.validation),
                                               "evaluation": len(self.catalog.evaluation)})
-        except (DatasetError, OSError, ValueError, KeyError) as exc:
+        except Exception as exc:  # any failure ends loading; what was loaded stays usable
+            name = Path(location).name or location
+            detail = str(exc) if isinstance(exc, DatasetError) else f"{type(exc).__name__}: {exc}"
             self.catalog.state = trainer_pb2.LOADING_STATE_FAILED
-            self.catalog.progress = Progress(f"loading failed: {exc}")
-            log.error("dataset loading failed", extra={"error": str(exc)})
+            self.catalog.progress = Progress(f"loading {name} failed: {detail}")
+            log.error("dataset loading failed", extra={"dataset": location, "error": detail})
         finally:
             self._first_part.set()
             self._notify()

@@ -189,3 +189,12 @@ def test_the_real_validation_label_file_over_http(tmp_path: Path) -> None:
     assert sum(i.known_label == POSITIVE for i in validation) == 252
     assert sum(i.known_label == NEGATIVE for i in validation) == 129
     assert all(i.location.startswith(f"{MIRROR}/validation/") for i in validation)
+
+
+def test_a_gzip_manifest_cut_off_mid_way_raises(tmp_path: Path) -> None:
+    whole = gzip.compress(("id,location\n" + "".join(
+        f"i{k},/x/{k}.jpg\n" for k in range(20000))).encode())
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(EOFError):
+        collect(load_manifest(path, 0.2, 0.2, 0))

@@ -87,3 +87,22 @@ def test_best_f1_matches_the_threshold_search() -> None:
     y = (rng.random(300) < 0.1).astype(int)
     p = np.clip(rng.random(300) * 0.6 + y * 0.3, 0, 1)
     assert best_f1(y, p) == pytest.approx(measure(y, p, choose_threshold(y, p)).f1)
+
+
+def test_unreadable_model_files_are_skipped(tmp_path: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    from trainer_service.model import Metrics
+    registry = ModelRegistry(tmp_path)
+    x, y = blobs(10, 10)
+    model = train(x, y, x, y, max_epochs=2)
+    for _ in range(2):
+        registry.save(model, ModelInfo(registry.next_version(), LITE, 20, 1, Metrics(),
+                                       Metrics()))
+    (tmp_path / "v0002.npz").write_bytes(b"PK\x03\x04 cut off")
+    (tmp_path / "v0003.json").write_text('{"version": "v0003", "adop')
+    with caplog.at_level(logging.WARNING):
+        _, info = registry.newest_compatible(LITE)
+    assert info.version == "v0001"
+    assert [i.version for i in registry.history()] == ["v0001", "v0002"]
+    messages = " ".join(f"{r.message} {getattr(r, 'model_version', '')}" for r in caplog.records)
+    assert "v0002" in messages and "v0003" in messages
