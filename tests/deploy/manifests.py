@@ -17,9 +17,10 @@ from tests.support import ROOT
 
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("local", "gpu")
-# The Kubernetes version whose schemas every rendered object must satisfy: the oldest
-# minor the manifests support (native gRPC probes are GA since 1.27).
-KUBERNETES_VERSION = "1.33.0"
+# Every rendered object must satisfy the schemas of the oldest Kubernetes the manifests
+# support (1.29: gRPC probes and StatefulSet claim retention are on by default) and of
+# the newest that kubernetes-validate (pinned) carries.
+KUBERNETES_VERSIONS = ("1.29.0", "1.37.0")
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 
 

@@ -16,7 +16,7 @@ import pytest
 from hitl import channels
 from hitl.config import load
 from tests.deploy.manifests import (
-    KUBERNETES_VERSION,
+    KUBERNETES_VERSIONS,
     OVERLAYS,
     configmap,
     container_env,
@@ -68,21 +68,23 @@ def test_overlay_renders_the_three_services(overlay: str) -> None:
             if o["kind"] != "Namespace"} == {"hitl"}
 
 
-def test_every_object_validates_against_the_pinned_schemas(overlay: str) -> None:
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_object_validates_against_the_pinned_schemas(overlay: str, version: str) -> None:
     for obj in render(overlay):
         try:
-            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+            validated = kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
             path = ".".join(str(p) for p in exc.path)
             pytest.fail(f"{overlay}: {obj['kind']}/{obj['metadata']['name']}: {path}: "
-                        f"{exc.message}")
+                        f"{exc.message} (Kubernetes {version})")
+        assert validated == version.rsplit(".", 1)[0]
 
 
 def test_the_schema_check_rejects_a_misspelt_field() -> None:
     broken = copy.deepcopy(get("local", "StatefulSet", "feature"))
     pod_spec(broken)["containers"][0]["resource"] = {"limits": {"cpu": "1"}}
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(broken, KUBERNETES_VERSIONS[0], strict=True)
 
 
 def test_gpu_limit_only_on_the_feature_service_in_the_gpu_overlay(overlay: str) -> None:
