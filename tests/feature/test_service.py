@@ -337,3 +337,22 @@ async def test_reflection_lists_the_service(feature: Running) -> None:
         names = {s.name for s in response.list_services_response.service}
         assert SERVICE_NAME in names
         break
+
+
+async def test_stop_drains_calls_in_flight_within_the_grace_period(service_factory) -> None:  # type: ignore[no-untyped-def]
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    running = await service_factory(TinyExtractor(delay_s=0.5), grace_s=3.0)
+    health = health_pb2_grpc.HealthStub(running.channel)
+    check = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
+    assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.SERVING
+    request = E.EmbedRequest(images=[by_data(encode(gradient(seed=600 + i), "PNG"))
+                                     for i in range(4)])
+    in_flight = asyncio.ensure_future(running.stub.Embed(request))
+    await asyncio.sleep(0.1)  # the call is now waiting for the model
+    started = asyncio.get_running_loop().time()
+    await running.service.stop()
+    assert asyncio.get_running_loop().time() - started < 3.0
+    assert [outcome(r) for r in (await in_flight).results] == [OK] * 4
+    with pytest.raises(grpc.aio.AioRpcError):
+        await running.stub.Describe(E.DescribeRequest(), timeout=1)
