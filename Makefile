@@ -66,8 +66,11 @@ bench-full: install
 simulate: install
 	$(PY) -m bench.simulate
 
+# Long forms of the fault, load and hostile-input tests; ends with the report table
+# (faults injected, annotations sent/acknowledged/present once/lost, bad inputs by kind),
+# also saved as artifacts/reliability.json. Their short forms run in `make test`.
 reliability: install
-	$(PY) -m pytest tests/reliability --long
+	$(PY) -m pytest tests/reliability tests/hostile --long
 
 clean:
 	rm -rf hitl/v1 .run artifacts .pytest_cache .mypy_cache .ruff_cache
