@@ -334,6 +334,25 @@ def write_outputs(plan: Plan, rows: list[dict], ceilings: list[dict],
     return summary
 
 
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def replot(plan: Plan) -> dict:
+    """The outputs again from an earlier run's CSV and summary (new levels, a new chart)."""
+    with (plan.out / "curves.csv").open(newline="") as f:
+        rows = [{k: (v if k in ("strategy", "model_version", "adopted") else _number(v))
+                 for k, v in r.items()} for r in csv.DictReader(f)]
+    earlier = json.loads((plan.out / "summary.json").read_text())
+    ceilings = [r for r in rows if r["strategy"] == "full-pool"]
+    learning = [r for r in rows if r["strategy"] != "full-pool"]
+    plan.seeds = sorted({int(r["seed"]) for r in learning})
+    return write_outputs(plan, learning, ceilings, earlier["served"], earlier["peak_rss_mib"])
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.simulate",
                                 description=__doc__.split("\n\n")[0])
@@ -355,6 +374,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                    help="persistent feature cache and scratch folder")
+    p.add_argument("--replot", action="store_true",
+                   help="only rewrite the table and chart from the CSV of an earlier run")
     p.add_argument("--docs", type=Path, default=None,
                    help="also copy the chart and the table into this folder")
     return p.parse_args(argv)
@@ -390,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     plan = plan_from(args)
     started = time.monotonic()
-    summary = asyncio.run(simulate(plan))
+    summary = replot(plan) if args.replot else asyncio.run(simulate(plan))
     print((plan.out / "summary.md").read_text())
     if args.docs is not None:
         args.docs.mkdir(parents=True, exist_ok=True)

@@ -40,8 +40,9 @@ def test_summary_averages_over_seeds_and_reports_misses():
     assert random.reach[0.85].text() == "not reached"
     assert default.final_f1 == pytest.approx(0.88)
     verdict = curves.beats(default, random)
-    assert verdict == {0.6: True, 0.7: True, 0.8: True, 0.85: True}
-    assert curves.beats(random, default) == {0.6: False, 0.7: False, 0.8: False, 0.85: False}
+    # Neither reaches 0.89 on every seed: not beaten.
+    assert verdict == {0.6: True, 0.7: True, 0.8: True, 0.85: True, 0.89: False}
+    assert not any(curves.beats(random, default).values())
     table = curves.table_markdown([default, random], ceiling=0.9)
     assert "| default | 2 | 38 (25-50) |" in table
     assert "ceiling" in table and "0.900" in table
