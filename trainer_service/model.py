@@ -18,6 +18,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 256
+# Large label sets use larger batches, so an epoch is a bounded number of steps.
+STEPS_PER_EPOCH = 32
 PATIENCE = 6
 # Dimensions the model weighs most: the space in which outliers are measured.
 OUTLIER_DIMS = 32
@@ -136,7 +138,7 @@ def train(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
     mean = x.mean(axis=0).astype(np.float64)
     scale = x.std(axis=0).astype(np.float64)
     scale[scale < 1e-6] = 1.0
-    xs = torch.from_numpy(((x - mean) / scale).astype(np.float32))
+    xs = torch.from_numpy((x - mean.astype(np.float32)) / scale.astype(np.float32))
     targets = torch.from_numpy(np.asarray(y, dtype=np.int64))
     has_val = len(y_val) and 0 < np.sum(y_val) < len(y_val)
     check_x, check_y = (x_val, np.asarray(y_val)) if has_val else (x, np.asarray(y))
@@ -148,8 +150,9 @@ def train(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
     stale = 0
     for _ in range(max_epochs):
         order = torch.from_numpy(balanced_epoch(np.asarray(y), rng))
-        for start in range(0, len(order), BATCH_SIZE):
-            idx = order[start:start + BATCH_SIZE]
+        batch = max(BATCH_SIZE, -(-len(order) // STEPS_PER_EPOCH))
+        for start in range(0, len(order), batch):
+            idx = order[start:start + batch]
             optimiser.zero_grad()
             loss = loss_fn(torch.log_softmax(layer(xs[idx]), dim=1), targets[idx])
             loss.backward()
