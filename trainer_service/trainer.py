@@ -82,6 +82,7 @@ class Trainer:
         self._trained_on: tuple[int, int] | None = None
         self._status_changed = asyncio.Condition()
         self._status_serial = 0
+        self._wake_pending = False
         self._rerank_task: asyncio.Task | None = None
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
@@ -183,6 +184,11 @@ class Trainer:
         if request.duration_ms < 0:
             raise TrainerError("INVALID_ARGUMENT", "duration_ms must be >= 0")
         item = self.catalog.get(request.item_id)
+        if item is None and self.catalog.state == trainer_pb2.LOADING_STATE_LOADING:
+            # After a restart the item may be in the part of the dataset not read yet: a
+            # retry will find it, whereas NOT_FOUND would make the client drop the label.
+            raise TrainerError("UNAVAILABLE", f"no item {request.item_id!r} yet: the dataset "
+                               "is still loading; retry shortly")
         if item is None:
             raise TrainerError("NOT_FOUND", f"no item {request.item_id!r}")
         lease = self.sampler.leases.get(item.id)
@@ -406,7 +412,8 @@ class Trainer:
             return await asyncio.to_thread(read_image, Path(item.location), thumbnail)
         except FileNotFoundError:
             raise TrainerError("NOT_FOUND", f"the image of {item_id!r} is missing") from None
-        except OSError as exc:
+        except (OSError, Image.DecompressionBombError) as exc:
+            # A decompression bomb is not an OSError, but it is just as unreadable.
             raise TrainerError("FAILED_PRECONDITION",
                                f"the image of {item_id!r} cannot be read: {exc}") from None
 
@@ -447,9 +454,12 @@ class Trainer:
 
     def _notify(self) -> None:
         self._status_serial += 1
-        self._spawn(self._wake_watchers())
+        if not self._wake_pending:  # one wake-up serves any number of changes
+            self._wake_pending = True
+            self._spawn(self._wake_watchers())
 
     async def _wake_watchers(self) -> None:
+        self._wake_pending = False
         async with self._status_changed:
             self._status_changed.notify_all()
 
