@@ -29,16 +29,27 @@ CSRF = {"X-Requested-With": "hitl-bench"}
 
 @dataclass(frozen=True)
 class Shape:
-    """How big a run is: the short form runs in CI, the full form for people."""
+    """How big a run is: the short form runs in CI, the full form for people. Each phase
+    (the gRPC baseline, then each level) stops after `seconds_per_level` or
+    `annotations_per_level` annotations, so that no phase runs out of pool items."""
 
     items: int
     seconds_per_level: float
-    max_requests_per_annotator: int
+    annotations_per_level: int
     levels: tuple[int, ...] = (1, 5, 20)
 
+    def __post_init__(self) -> None:
+        pool = self.items * (1 - 2 * HELD_OUT_FRACTION)
+        leased = ITEMS_PER_LEASE * max(self.levels)  # held when a phase ends
+        if (len(self.levels) + 1) * self.annotations_per_level + leased > pool:
+            raise ValueError(f"{self.items} items cannot feed {len(self.levels) + 1} phases "
+                             f"of {self.annotations_per_level} annotations")
 
-SHORT = Shape(items=600, seconds_per_level=2.0, max_requests_per_annotator=150)
-FULL = Shape(items=3000, seconds_per_level=15.0, max_requests_per_annotator=2000)
+
+# The trainer's validation and evaluation shares: small, the pool is what is leased.
+HELD_OUT_FRACTION = 0.05
+SHORT = Shape(items=800, seconds_per_level=2.0, annotations_per_level=150)
+FULL = Shape(items=7326, seconds_per_level=15.0, annotations_per_level=1500)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -56,6 +67,7 @@ class Samples:
     annotate_ms: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     empty_leases: int = 0
+    annotations_left: int = 0
 
     def error(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
@@ -72,8 +84,7 @@ class Samples:
         return out
 
 
-async def _annotator(base: str, name: str, deadline: float, max_requests: int,
-                     samples: Samples) -> None:
+async def _annotator(base: str, name: str, deadline: float, samples: Samples) -> None:
     rng = random.Random(name)
     jar = aiohttp.CookieJar(unsafe=True)  # keep cookies set by a bare IP address
     timeout = aiohttp.ClientTimeout(total=30)
@@ -81,12 +92,10 @@ async def _annotator(base: str, name: str, deadline: float, max_requests: int,
         async with http.post("/api/session", json={"annotator": name}, headers=CSRF) as r:
             if r.status != 200:
                 raise RuntimeError(f"POST /api/session: {r.status} {await r.text()}")
-        requests = 0
-        while time.monotonic() < deadline and requests < max_requests:
+        while time.monotonic() < deadline and samples.annotations_left > 0:
             started = time.perf_counter()
             async with http.get("/api/items/next", params={"n": str(ITEMS_PER_LEASE)}) as r:
                 body = await r.json(content_type=None)
-                requests += 1
                 if r.status != 200:
                     samples.error(f"next {r.status}")
                     continue
@@ -97,33 +106,33 @@ async def _annotator(base: str, name: str, deadline: float, max_requests: int,
                 await asyncio.sleep(0.05)
                 continue
             for item in items:
-                if time.monotonic() >= deadline or requests >= max_requests:
+                if time.monotonic() >= deadline or samples.annotations_left <= 0:
                     break
+                samples.annotations_left -= 1
                 payload = {"id": uuid.uuid4().hex, "item_id": item["id"],
                            "label": rng.choice(("positive", "negative"))}
                 started = time.perf_counter()
                 async with http.post("/api/annotations", json=payload, headers=CSRF) as r:
                     await r.read()
-                    requests += 1
                     if r.status not in (200, 201):
                         samples.error(f"annotate {r.status}")
                         continue
                 samples.annotate_ms.append((time.perf_counter() - started) * 1e3)
 
 
-async def load(base: str, annotators: int, seconds: float, max_requests: int,
+async def load(base: str, annotators: int, seconds: float, annotations: int,
                tag: str) -> dict:
-    """`annotators` concurrent simulated annotators for at most `seconds`."""
-    samples = Samples()
+    """`annotators` concurrent simulated annotators for at most `seconds` and
+    `annotations` annotations between them."""
+    samples = Samples(annotations_left=annotations)
     started = time.monotonic()
     deadline = started + seconds
     await asyncio.gather(*(
-        _annotator(base, f"bench-{tag}-{i}", deadline, max_requests, samples)
-        for i in range(annotators)))
+        _annotator(base, f"bench-{tag}-{i}", deadline, samples) for i in range(annotators)))
     return samples.summary(time.monotonic() - started)
 
 
-async def grpc_baseline(address: str, seconds: float, max_requests: int) -> dict:
+async def grpc_baseline(address: str, seconds: float, annotations: int) -> dict:
     """The same loop as one annotator, straight to the trainer over gRPC."""
     from hitl.channels import open_channel
     from hitl.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
@@ -134,13 +143,12 @@ async def grpc_baseline(address: str, seconds: float, max_requests: int) -> dict
     rng = random.Random("grpc")
     started = time.monotonic()
     deadline = started + seconds
-    requests = 0
+    left = annotations
     try:
-        while time.monotonic() < deadline and requests < max_requests:
+        while time.monotonic() < deadline and left > 0:
             t0 = time.perf_counter()
             reply = await stub.GetNextItems(trainer_pb2.GetNextItemsRequest(
-                annotator="bench-grpc", count=ITEMS_PER_LEASE))
-            requests += 1
+                annotator="bench-grpc", count=min(ITEMS_PER_LEASE, left)))
             samples.next_ms.append((time.perf_counter() - t0) * 1e3)
             if not reply.items:
                 samples.empty_leases += 1
@@ -151,7 +159,7 @@ async def grpc_baseline(address: str, seconds: float, max_requests: int) -> dict
                 await stub.AddAnnotation(trainer_pb2.AddAnnotationRequest(
                     annotation_id=uuid.uuid4().hex, item_id=item.id, label=label,
                     annotator="bench-grpc"))
-                requests += 1
+                left -= 1
                 samples.annotate_ms.append((time.perf_counter() - t0) * 1e3)
     finally:
         await channel.close()
@@ -195,8 +203,9 @@ def run(short: bool = True, dataset: Path = TILES, cache: Path = CACHE,
     manifest = write_manifest(examples, work / "manifest.csv")
     feature = stack.feature_service(work, cache / "features-lite")
     trainer = stack.trainer_service(work, work / "trainer", feature.address, manifest,
-                                    # Each annotation is measured, not the models it starts.
-                                    {"TRAINER_DEBOUNCE_S": "1"})
+                                    {"TRAINER_VALIDATION_FRACTION": str(HELD_OUT_FRACTION),
+                                     "TRAINER_EVALUATION_FRACTION": str(HELD_OUT_FRACTION),
+                                     "TRAINER_PREFETCH": str(shape.items)})
     services = [feature, trainer]
     try:
         feature.start().wait_healthy()
@@ -219,11 +228,11 @@ def run(short: bool = True, dataset: Path = TILES, cache: Path = CACHE,
 async def _measure(port: int, trainer_address: str, shape: Shape) -> dict:
     base = f"http://127.0.0.1:{port}"
     baseline = await grpc_baseline(trainer_address, shape.seconds_per_level,
-                                   shape.max_requests_per_annotator)
+                                   shape.annotations_per_level)
     levels = {}
     for n in shape.levels:
         levels[str(n)] = await load(base, n, shape.seconds_per_level,
-                                    shape.max_requests_per_annotator, tag=str(n))
+                                    shape.annotations_per_level, tag=str(n))
     ratios = {}
     for n, figures in levels.items():
         for op in ("next_items", "annotate"):
@@ -232,5 +241,6 @@ async def _measure(port: int, trainer_address: str, shape: Shape) -> dict:
                 ratios[f"{op} p50, {n} annotators / direct gRPC"] = round(
                     figures[op]["p50_ms"] / direct, 2)
     return {"shape": {"items": shape.items, "seconds_per_level": shape.seconds_per_level,
+                      "annotations_per_level": shape.annotations_per_level,
                       "items_per_lease": ITEMS_PER_LEASE},
             "grpc_direct_1": baseline, "annotators": levels, "ratios": ratios}

@@ -70,14 +70,14 @@ def test_simulator_replays_real_tiles_through_the_real_services(stack_ready, cac
 def test_gateway_benchmark_measures_latency_under_load(stack_ready, cache):
     if stack.missing_modules("annotation_gateway"):
         pytest.skip("annotation_gateway not in this checkout yet")
-    tiny = gateway.Shape(items=ITEMS, seconds_per_level=1.0, max_requests_per_annotator=40,
+    tiny = gateway.Shape(items=ITEMS, seconds_per_level=1.0, annotations_per_level=40,
                          levels=(1, 3))
     result = gateway.run(short=True, cache=cache, shape=tiny)
     assert result["status"] == "ok"
     assert result["grpc_direct_1"]["annotate"]["count"] > 0
     for level in ("1", "3"):
         figures = result["annotators"][level]
-        assert figures["errors"] == {}
+        assert figures["errors"] == {} and figures["empty_leases"] == 0
         assert figures["next_items"]["count"] > 0 and figures["annotate"]["count"] > 0
         assert 0 < figures["next_items"]["p50_ms"] <= figures["next_items"]["p99_ms"]
     assert "annotate p50, 3 annotators / direct gRPC" in result["ratios"]
