@@ -118,8 +118,6 @@ def test_a_corrupt_model_file_stops_the_feature_service_with_a_clear_error(tmp_p
     assert "Traceback" not in log, "a clear one-line error, not a stack trace:\n" + log
 
 
-@pytest.mark.xfail(strict=True, reason="known defect: the trainer does not start when a saved "
-                   "model file is unreadable (ModelRegistry.history raises)")
 def test_a_corrupt_trainer_model_is_skipped_and_the_trainer_serves(tmp_path, shared_feature,
                                                                    tiles):
     trainer = rs.trainer_service(tmp_path, shared_feature.address, tiles,
@@ -159,12 +157,7 @@ def test_a_corrupt_trainer_model_is_skipped_and_the_trainer_serves(tmp_path, sha
     assert "model" in trainer.log_tail(20000) and trained.model.version in trainer.log_tail(20000)
 
 
-@pytest.mark.parametrize("compressed", [
-    False,
-    pytest.param(True, marks=pytest.mark.xfail(
-        strict=True, reason="known defect: a gzip manifest cut off mid-way raises EOFError, "
-        "which the loader does not catch, so loading never ends")),
-], ids=["csv", "csv.gz"])
+@pytest.mark.parametrize("compressed", [False, True], ids=["csv", "csv.gz"])
 def test_a_dataset_file_cut_off_mid_way_gives_a_clear_error(tmp_path, shared_feature, tiles,
                                                             compressed):
     text = tiles.read_text()

@@ -8,9 +8,14 @@ import asyncio
 import threading
 import time
 
+import pytest
+
+from hitl.v1 import common_pb2, trainer_pb2
 from tests.reliability import report
 from tests.reliability import stack as rs
 from tests.reliability.annotators import Annotator, Tally
+from trainer_service.config import Config
+from trainer_service.trainer import Trainer, TrainerError
 
 ANNOTATORS = 20
 KILLS = 3
@@ -80,3 +85,19 @@ def test_acknowledged_annotations_survive_trainer_kills_exactly_once(
     assert exactly_once == tally.sent
     assert set(counts) == tally.sent
     assert len(tally.sent) >= ANNOTATORS * 5
+
+
+async def test_a_label_for_an_item_not_loaded_yet_is_retried_not_refused(tmp_path):
+    """Right after a restart the trainer serves while the rest of the dataset loads; a
+    label for an item of that rest must be retryable (UNAVAILABLE), never NOT_FOUND."""
+    trainer = Trainer(Config(data_dir=str(tmp_path)))
+    request = trainer_pb2.AddAnnotationRequest(annotation_id="a" * 32, item_id="later",
+                                               label=common_pb2.LABEL_POSITIVE, annotator="x")
+    trainer.catalog.state = trainer_pb2.LOADING_STATE_LOADING
+    with pytest.raises(TrainerError) as loading:
+        await trainer.add_annotation(request)
+    assert loading.value.code == "UNAVAILABLE" and "loading" in str(loading.value)
+    trainer.catalog.state = trainer_pb2.LOADING_STATE_READY
+    with pytest.raises(TrainerError) as loaded:
+        await trainer.add_annotation(request)
+    assert loaded.value.code == "NOT_FOUND"
