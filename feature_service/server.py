@@ -184,7 +184,8 @@ def build_service(config: Config, extractor: Extractor | None = None) -> GrpcSer
         max_bytes=config.max_image_bytes, connect_timeout_s=config.connect_timeout_s,
         total_timeout_s=config.read_timeout_s, max_redirects=config.max_redirects,
         max_concurrent=config.fetch_concurrency))
-    batcher = MicroBatcher(extractor, config.max_batch, config.max_wait_ms / 1000)
+    batcher = MicroBatcher(extractor, config.batch_limit(info.name, info.device),
+                           config.max_wait_ms / 1000)
     pipeline = FeaturePipeline(extractor, cache, fetcher, batcher,
                                decode_threads=config.decode_threads,
                                max_image_bytes=config.max_image_bytes,
@@ -204,6 +205,7 @@ def build_service(config: Config, extractor: Extractor | None = None) -> GrpcSer
         warm_up=batcher.start, close=close, metrics_port=config.metrics_port)
     service.pipeline = pipeline  # type: ignore[attr-defined]
     log.info("extractor", extra={"extractor": info.name, "version": info.version,
-                                 "dimension": info.dimension, "device": info.device})
+                                 "dimension": info.dimension, "device": info.device,
+                                 "max_batch": batcher.max_batch})
     return service
 
