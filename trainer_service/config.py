@@ -45,9 +45,12 @@ class Config:
                            "a folder of images, a CSV manifest (id,location[,label]) or "
                            "'openimages'", "/data/tiles.csv")
     openimages_source: str = setting(
-        "TRAINER_OPENIMAGES_SOURCE", "https://storage.googleapis.com/openimages/v6/",
-        "folder or http(s) base URL holding the official Open Images CSV files",
-        "/data/openimages")
+        "TRAINER_OPENIMAGES_SOURCE",
+        "https://storage.googleapis.com/openimages/v6,https://storage.googleapis.com/"
+        "openimages/v5,https://storage.googleapis.com/openimages/2018_04/validation,"
+        "https://storage.googleapis.com/openimages/2018_04/test",
+        "folders or http(s) base URLs (comma-separated, searched in order) holding the "
+        "official Open Images CSV files", "/data/openimages")
     image_mirror: str = setting(
         "TRAINER_IMAGE_MIRROR", "https://open-images-dataset.s3.amazonaws.com",
         "public Open Images mirror used when an image CSV gives no URL",

@@ -198,3 +198,12 @@ def test_a_gzip_manifest_cut_off_mid_way_raises(tmp_path: Path) -> None:
     path.write_bytes(whole[:len(whole) // 2])
     with pytest.raises(EOFError):
         collect(load_manifest(path, 0.2, 0.2, 0))
+
+
+def test_open_images_files_spread_over_several_sources(tmp_path: Path) -> None:
+    write_open_images(tmp_path / "all")
+    (tmp_path / "v5").mkdir()
+    for path in (tmp_path / "all").glob("validation-*"):
+        path.rename(tmp_path / "v5" / path.name)
+    sources = f"{tmp_path / 'all'},{tmp_path / 'v5'}"
+    check_open_images(collect(OpenImages(sources, "/m/0199g", MIRROR, tmp_path / "c").load()))

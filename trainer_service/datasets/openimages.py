@@ -49,7 +49,10 @@ CACHE_FORMAT = 1
 
 class OpenImages:
     def __init__(self, source: str, label_id: str, mirror: str, cache_dir: Path) -> None:
-        self.source, self.label_id = source.rstrip("/"), label_id
+        # Several sources may be given, comma-separated: the official files are spread over
+        # release folders (e.g. v6 for train, v5 for validation and test labels).
+        self.sources = [part.strip().rstrip("/") for part in source.split(",") if part.strip()]
+        self.source, self.label_id = ",".join(self.sources), label_id
         self.mirror = mirror.rstrip("/")
         self.cache_dir = cache_dir
         key = hashlib.sha1(f"{CACHE_FORMAT}|{self.source}|{label_id}|{self.mirror}".encode())
@@ -90,15 +93,15 @@ class OpenImages:
         """Finds one of `names` (or its .gz) locally or by download, yielding progress;
         returns the path, or None when the source has none of them."""
         for name in names:
-            for candidate in (name, name + ".gz"):
-                if not is_url(self.source):
-                    path = Path(self.source) / candidate
+            for candidate, source in ((c, s) for c in (name, name + ".gz") for s in self.sources):
+                if not is_url(source):
+                    path = Path(source) / candidate
                     if path.is_file():
                         return path
                     continue
                 dest = self.cache_dir / "downloads" / candidate
                 try:
-                    for done, total in download(f"{self.source}/{candidate}", dest):
+                    for done, total in download(f"{source}/{candidate}", dest):
                         fraction = done / total if total > 0 else -1.0
                         yield Progress(f"downloading {what} ({done >> 20} MiB)", fraction)
                 except NotFound:
