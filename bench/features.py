@@ -38,7 +38,7 @@ LOOKUP_ITEMS = 1000
 # Faster R-CNN at 800 px takes seconds per image on a CPU, hence the small counts.
 COUNTS = {"lite": {True: (48, 12), False: (256, 96)},
           "resnext50-frcnn": {True: (6, 2), False: (32, 6)}}
-CALLERS, IMAGES_PER_CALL = 4, 8
+CALLERS, IMAGES_PER_CALL = 8, 8
 
 
 def tile_set(count: int) -> tuple[list[Path], list[int]]:
