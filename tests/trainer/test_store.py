@@ -104,3 +104,13 @@ async def test_an_annotation_queues_its_extraction_in_the_same_transaction(
     await store.add(annotation("a2", "y"))
     assert await store.run(Store.load_pending) == [("x", 0)]
     await store.close()
+
+
+async def test_closing_checkpoints_the_wal_into_the_database(tmp_path: Path) -> None:
+    store = Store(tmp_path / "labels.sqlite3")
+    await asyncio.gather(*(store.add(annotation(f"a{k}", f"i{k}")) for k in range(300)))
+    await store.close()
+    wal = tmp_path / "labels.sqlite3-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+    rows = sqlite3.connect(store.path).execute("SELECT count(*) FROM events").fetchone()
+    assert rows == (300,)
