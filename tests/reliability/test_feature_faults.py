@@ -22,7 +22,18 @@ from tests.reliability import report
 from tests.reliability import stack as rs
 from tests.reliability.fixtures import Shape
 
-BULK_ITEMS = 400
+BULK_ITEMS = 200
+
+
+@pytest.fixture(scope="module")
+def replica(tmp_path_factory) -> Iterator[stack.Service]:
+    """A feature service of this module's own, killed and restarted by its tests (in file
+    order: bulk extraction, drain, round robin), with a long grace period."""
+    state = tmp_path_factory.mktemp("replica")
+    service = rs.feature_service(state, state / "cache", FEATURE_GRACE_S="30")
+    rs.start(service)
+    yield service
+    service.stop()
 
 
 def _labels_db(data_dir: Path, query: str) -> int:
@@ -31,11 +42,10 @@ def _labels_db(data_dir: Path, query: str) -> int:
         return int(db.execute(query).fetchone()[0])
 
 
-def test_feature_service_killed_during_bulk_extraction(tmp_path, shape: Shape):
+def test_feature_service_killed_during_bulk_extraction(tmp_path, replica, shape: Shape):
     items = shape.pick(BULK_ITEMS, 1500)
     manifest = rs.pool_manifest(tmp_path / "pool.csv", items)
-    feature = rs.feature_service(tmp_path, tmp_path / "cache")
-    rs.start(feature)
+    feature = replica
     trainer = rs.trainer_service(tmp_path, feature.address, manifest, TRAINER_EMBED_BATCH="8")
     data_dir = Path(trainer.env["TRAINER_DATA_DIR"])
     rs.start(trainer)
@@ -76,7 +86,6 @@ def test_feature_service_killed_during_bulk_extraction(tmp_path, shape: Shape):
         counts = rs.export_counts(trainer.address)
     finally:
         trainer.stop()
-        feature.stop()
     report.fault(report.FaultRun("feature SIGKILL during bulk extraction", 1, len(annotations),
                                  sum(counts[a] >= 1 for a in annotations),
                                  sum(counts[a] == 1 for a in annotations),
@@ -88,19 +97,6 @@ def test_feature_service_killed_during_bulk_extraction(tmp_path, shape: Shape):
     assert features == distinct == items and failed == 0 and pending == 0
     assert all(counts[a] == 1 for a in annotations)
     assert done.counts.labelled_positive + done.counts.labelled_negative == len(annotations)
-
-
-# --- two replicas, round robin -----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def replica(tmp_path_factory) -> Iterator[stack.Service]:
-    """A second feature replica beside the shared one, with a long grace period."""
-    state = tmp_path_factory.mktemp("replica")
-    service = rs.feature_service(state, state / "cache", FEATURE_GRACE_S="30")
-    rs.start(service)
-    yield service
-    service.stop()
 
 
 def _tile_refs(tiles: Path, count: int, prefix: str) -> list[feature_pb2.ImageRef]:
@@ -117,43 +113,6 @@ async def _embed_until(stub, refs, stop: asyncio.Event, outcomes: list[str]) -> 
             outcomes.append("ok" if ok and len(reply.results) == len(refs) else "bad result")
         except grpc.aio.AioRpcError as exc:
             outcomes.append(exc.code().name)
-
-
-def test_round_robin_calls_continue_when_a_replica_is_killed(replica, shared_feature, tiles):
-    refs = _tile_refs(tiles, 4, "rr-")
-    target = f"ipv4:127.0.0.1:{replica.port},127.0.0.1:{shared_feature.port}"
-    before = rs.prometheus(int(replica.env["FEATURE_METRICS_PORT"]))
-
-    async def scenario() -> list[str]:
-        channel = open_channel(target, rs.FEATURE)
-        stub = feature_pb2_grpc.FeatureServiceStub(channel)
-        outcomes: list[str] = []
-        stop = asyncio.Event()
-        try:
-            workers = [asyncio.create_task(_embed_until(stub, refs, stop, outcomes))
-                       for _ in range(6)]
-            await asyncio.sleep(3.0)
-            served = rs.prometheus(int(replica.env["FEATURE_METRICS_PORT"]))
-            assert served.get('feature_items_total{outcome="features"}', 0) > before.get(
-                'feature_items_total{outcome="features"}', 0), "round robin never used replica"
-            await asyncio.to_thread(rs.kill, replica)
-            killed_at = len(outcomes)
-            await asyncio.sleep(3.0)
-            stop.set()
-            await asyncio.gather(*workers)
-            assert len(outcomes) > killed_at + 6, "calls stopped after the kill"
-            return outcomes
-        finally:
-            await channel.close()
-
-    try:
-        outcomes = asyncio.run(scenario())
-    finally:
-        rs.start(replica)  # back for the drain test
-    report.fault(report.FaultRun("one of two feature replicas SIGKILLed (Embed calls)", 1,
-                                 len(outcomes), outcomes.count("ok"), outcomes.count("ok"),
-                                 len(outcomes) - outcomes.count("ok"), unit="calls"))
-    assert set(outcomes) == {"ok"}, {o: outcomes.count(o) for o in set(outcomes)}
 
 
 def test_sigterm_drains_calls_in_flight_within_the_grace_period(replica, tiles, shape: Shape):
@@ -192,6 +151,7 @@ def test_sigterm_drains_calls_in_flight_within_the_grace_period(replica, tiles, 
             await channel.close()
 
     outcomes, late_and_code, seconds = asyncio.run(scenario())
+    rs.start(replica)  # back for the round-robin test
     late, code = late_and_code.split("/")
     report.fault(report.FaultRun("feature SIGTERM with Embed calls in flight", 1, calls,
                                  outcomes.count("ok"), outcomes.count("ok"),
@@ -200,3 +160,37 @@ def test_sigterm_drains_calls_in_flight_within_the_grace_period(replica, tiles, 
     assert outcomes == ["ok"] * calls
     assert late == "UNAVAILABLE"
     assert code == "0" and seconds < grace + 5
+
+
+def test_round_robin_calls_continue_when_a_replica_is_killed(replica, shared_feature, tiles):
+    refs = _tile_refs(tiles, 4, "rr-")
+    target = f"ipv4:127.0.0.1:{replica.port},127.0.0.1:{shared_feature.port}"
+    before = rs.prometheus(int(replica.env["FEATURE_METRICS_PORT"]))
+
+    async def scenario() -> list[str]:
+        channel = open_channel(target, rs.FEATURE)
+        stub = feature_pb2_grpc.FeatureServiceStub(channel)
+        outcomes: list[str] = []
+        stop = asyncio.Event()
+        try:
+            workers = [asyncio.create_task(_embed_until(stub, refs, stop, outcomes))
+                       for _ in range(6)]
+            await asyncio.sleep(3.0)
+            served = rs.prometheus(int(replica.env["FEATURE_METRICS_PORT"]))
+            assert served.get('feature_items_total{outcome="features"}', 0) > before.get(
+                'feature_items_total{outcome="features"}', 0), "round robin never used replica"
+            await asyncio.to_thread(rs.kill, replica)
+            killed_at = len(outcomes)
+            await asyncio.sleep(3.0)
+            stop.set()
+            await asyncio.gather(*workers)
+            assert len(outcomes) > killed_at + 6, "calls stopped after the kill"
+            return outcomes
+        finally:
+            await channel.close()
+
+    outcomes = asyncio.run(scenario())
+    report.fault(report.FaultRun("one of two feature replicas SIGKILLed (Embed calls)", 1,
+                                 len(outcomes), outcomes.count("ok"), outcomes.count("ok"),
+                                 len(outcomes) - outcomes.count("ok"), unit="calls"))
+    assert set(outcomes) == {"ok"}, {o: outcomes.count(o) for o in set(outcomes)}

@@ -27,7 +27,7 @@ RSS_GROWTH_SLACK_MIB = 25.0
 
 
 def test_50_annotators_on_gateway_and_trainer(tmp_path, shared_feature, shape: Shape):
-    seconds = shape.pick(10.0, 60.0)
+    seconds = shape.pick(6.0, 60.0)
     pool = rs.pool_manifest(tmp_path / "pool.csv", 5000)
     trainer = rs.trainer_service(tmp_path, shared_feature.address, pool, TRAINER_PREFETCH="0")
     rs.start(trainer)
@@ -36,13 +36,13 @@ def test_50_annotators_on_gateway_and_trainer(tmp_path, shared_feature, shape: S
     tally, warm_up = Tally(), Tally()
     base = f"http://127.0.0.1:{gateway.port}"
 
-    def annotate(tally: Tally, seconds: float) -> None:
+    def annotate(tally: Tally, seconds: float, annotators: int = ANNOTATORS) -> None:
         until = time.monotonic() + seconds
 
         async def run() -> None:
             await asyncio.gather(*(
                 Annotator(base, f"load-{i}", tally, think_s=0.05).run(
-                    lambda: time.monotonic() < until) for i in range(ANNOTATORS)))
+                    lambda: time.monotonic() < until) for i in range(annotators)))
 
         asyncio.run(run())
 
@@ -50,7 +50,7 @@ def test_50_annotators_on_gateway_and_trainer(tmp_path, shared_feature, shape: S
         assert trainer.popen is not None and gateway.popen is not None
         # Warm-up: the first labels and the first model load what stays loaded (training
         # libraries, the feature bank); memory is measured from then on.
-        annotate(warm_up, 3.0)
+        annotate(warm_up, 1.5, annotators=5)
         with grpc.insecure_channel(trainer.address) as channel:
             trainer_pb2_grpc.TrainerServiceStub(channel).Retrain(
                 trainer_pb2.RetrainRequest(), timeout=60)

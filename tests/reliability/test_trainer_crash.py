@@ -61,7 +61,7 @@ def test_acknowledged_annotations_survive_trainer_kills_exactly_once(
     tally = Tally()
     try:
         downtimes = asyncio.run(_annotate_while_killing(
-            f"http://127.0.0.1:{gateway.port}", trainer, shape.pick(2.0, 15.0), tally))
+            f"http://127.0.0.1:{gateway.port}", trainer, shape.pick(1.5, 15.0), tally))
         counts = rs.export_counts(trainer.address)
     finally:
         gateway.stop()
