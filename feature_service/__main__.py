@@ -17,8 +17,8 @@ def main() -> None:
     from feature_service.server import build_service, load_configured_extractor
     try:
         extractor = load_configured_extractor(config)
-    except MissingWeightsError as exc:
-        # One line, naming the missing file and the command that fetches it.
+    except (MissingWeightsError, ValueError) as exc:
+        # One line: the missing file and the command that fetches it, or the bad device.
         print(f"feature service cannot start: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
 

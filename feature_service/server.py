@@ -29,18 +29,11 @@ _ERROR_KINDS = {kind: getattr(feature_pb2, "ERROR_KIND_" + kind.name) for kind i
 SERVICE_NAME = feature_pb2.DESCRIPTOR.services_by_name["FeatureService"].full_name
 
 
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def load_configured_extractor(config: Config) -> Extractor:
-    """The configured extractor; raises MissingWeightsError when its files are absent."""
+    """The configured extractor; raises MissingWeightsError when its files are absent and
+    ValueError when the device is unusable (cuda without a GPU)."""
     from feature_service.extractors import load_extractor
-    return load_extractor(config.extractor, Path(config.models_dir),
-                          resolve_device(config.device))
+    return load_extractor(config.extractor, Path(config.models_dir), config.device)
 
 
 def extractor_info(extractor: Extractor) -> feature_pb2.ExtractorInfo:

@@ -45,6 +45,10 @@ async def test_forbidden_urls_are_refused_without_connecting(url: str) -> None:
 
 async def test_loopback_needs_the_allowlist(image_server: ImageServer) -> None:
     assert await kind_of(STRICT, image_server.url("/img/a.png")) == Kind.FORBIDDEN_URL
+    # Other spellings of 127.0.0.1 resolve to it and are judged by that address.
+    for host in ("2130706433", "0x7f000001", "127.1", "017700000001"):
+        url = f"http://{host}:{image_server.port}/img/a.png"
+        assert await kind_of(STRICT, url) == Kind.FORBIDDEN_URL, host
     assert image_server.hits == {}
 
 
