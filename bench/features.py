@@ -23,12 +23,13 @@ import json
 import os
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
 import numpy as np
 
-from bench.stack import ROOT, feature_service
+from bench.stack import ROOT, feature_service, free_port
 
 TILES = Path(os.environ.get("HITL_TEST_DATA", ROOT.parent / "shared" / "data")) / \
     "streetview-tiles"
@@ -49,6 +50,14 @@ def tile_set(count: int) -> tuple[list[Path], list[int]]:
     negatives = [r for r in rows if r["label"] == "0"][: count - len(positives)]
     chosen = sorted(positives + negatives, key=lambda r: r["filename"])
     return [TILES / r["filename"] for r in chosen], [int(r["label"]) for r in chosen]
+
+
+def scrape(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        for line in reply.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
 
 
 def rate(count: int, seconds: float) -> float:
@@ -126,6 +135,8 @@ def measure_service(name: str, paths: list[Path], labels: list[int], short: bool
     with tempfile.TemporaryDirectory(prefix="bench-features-") as tmp:
         service = feature_service(Path(tmp), Path(tmp) / "cache", name)
         service.env["FEATURE_DEVICE"] = "auto"
+        metrics_port = free_port()
+        service.env["FEATURE_METRICS_PORT"] = str(metrics_port)
         service.start()
         try:
             service.wait_healthy()
@@ -136,6 +147,8 @@ def measure_service(name: str, paths: list[Path], labels: list[int], short: bool
             info = stub.Describe(feature_pb2.DescribeRequest(), timeout=30).extractor
             refs = [feature_pb2.ImageRef(id=p.name, data=p.read_bytes()) for p in paths]
             cold_s, results = embed_all(stub, refs, feature_pb2)
+            batches = scrape(metrics_port, "feature_batch_size_count") - 1  # minus warm-up
+            batched = scrape(metrics_port, "feature_batch_size_sum") - 1
             warm_s, warm = embed_all(stub, refs, feature_pb2)
             assert all(r.features.cached for r in warm)
             vectors = np.stack([np.frombuffer(r.features.vector, "<f4") for r in results])
@@ -169,6 +182,7 @@ def measure_service(name: str, paths: list[Path], labels: list[int], short: bool
         "device": info.device,
         "service_images": len(paths),
         "cold_images_per_s": rate(len(paths), cold_s),
+        "cold_mean_batch": round(batched / max(batches, 1), 1),
         "warm_images_per_s": rate(len(paths), warm_s),
         "lookup_1000_items_per_s": rate(LOOKUP_ITEMS * repeats, lookup_s),
         "warm_embed_1000_items_per_s": rate(LOOKUP_ITEMS * repeats, embed_s),
