@@ -260,11 +260,13 @@ class Trainer:
         if self.model_info is not None and self.model_info.extractor == extractor:
             return
         self.model, self.model_info = None, None
+        self._trained_on = None
         found = self.registry.newest_compatible(extractor)
         if found is not None:
             self.model, self.model_info = found
+            # Nothing to train again unless the labels changed while it was stopped.
+            self._trained_on = (self.model_info.label_version, self.model_info.labels)
             log.info("model loaded", extra={"model_version": self.model_info.version})
-        self._trained_on = None
         self._labels_changed.set()
         self._schedule_rerank()
 

@@ -279,6 +279,16 @@ async def test_sigkill_during_annotations_loses_nothing_acknowledged(
         retrained = await client.stub.Retrain(trainer_pb2.RetrainRequest(), timeout=120)
         assert retrained.model.labels == labelled
         await client.close()
+        assert trainer.stop() == 0
+        # The newest model is loaded at start, and not trained again for nothing.
+        trainer = ServiceProcess("trainer_service", env, tmp_path / "trainer.log").start()
+        wait_serving(port, trainer.proc, timeout=120)
+        client = Client(port)
+        await asyncio.sleep(1.5)  # past the debounce
+        status = await client.status()
+        assert status.model.version == retrained.model.version
+        assert [p.model_version for p in status.learning_curve][-1] == retrained.model.version
+        await client.close()
     finally:
         trainer.kill()
 
