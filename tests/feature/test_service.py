@@ -356,3 +356,17 @@ async def test_stop_drains_calls_in_flight_within_the_grace_period(service_facto
     assert [outcome(r) for r in (await in_flight).results] == [OK] * 4
     with pytest.raises(grpc.aio.AioRpcError):
         await running.stub.Describe(E.DescribeRequest(), timeout=1)
+
+
+async def test_an_oversized_stream_message_ends_the_stream_with_a_clear_error(
+        feature: Running) -> None:
+    async def requests():  # type: ignore[no-untyped-def]
+        yield E.EmbedStreamRequest(images=[by_data(encode(solid((5, 5, 5)), "PNG"))])
+        yield E.EmbedStreamRequest(images=[by_data(b"x")] * 129)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in feature.stub.EmbedStream(requests()):
+            pass
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "FEATURE_MAX_ITEMS" in (caught.value.details() or "")
+    await test_describe_names_the_extractor(feature)
