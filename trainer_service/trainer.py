@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 THUMBNAIL_SIDE = 256
 RERANK_DELAY_S = 1.0
 LABELLED_WAIT_S = 30.0
+MAX_ID_CHARS = 256
 
 
 class TrainerError(Exception):
@@ -183,6 +184,10 @@ class Trainer:
                                "label must be LABEL_POSITIVE or LABEL_NEGATIVE")
         if request.duration_ms < 0:
             raise TrainerError("INVALID_ARGUMENT", "duration_ms must be >= 0")
+        for name in ("annotation_id", "annotator"):
+            if len(getattr(request, name)) > MAX_ID_CHARS:
+                raise TrainerError("INVALID_ARGUMENT",
+                                   f"{name} is longer than {MAX_ID_CHARS} characters")
         item = self.catalog.get(request.item_id)
         if item is None and self.catalog.state == trainer_pb2.LOADING_STATE_LOADING:
             # After a restart the item may be in the part of the dataset not read yet: a

@@ -182,6 +182,10 @@ async def test_bad_requests_get_clear_errors_and_retries_are_idempotent(
             with pytest.raises(grpc.aio.AioRpcError) as error:
                 await client.annotate(item_id, bad)
             assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await client.annotate(item_id, POS, annotation_id="x" * 10_000)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "annotation_id" in (error.value.details() or "")
         [item] = await client.lease("idem", 1)
         before = len(await client.export())
         first = await client.annotate(item.id, POS, annotator="idem", annotation_id="same-id")
