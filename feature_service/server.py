@@ -154,7 +154,7 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
                             else grpc.StatusCode.INTERNAL)
                     await context.abort(code, str(error))
                 response = await getter
-                if response is None:
+                if response is None or context.cancelled():  # done, or the client left
                     return
                 yield response
                 slots.release()
