@@ -84,6 +84,7 @@ class Trainer:
         self._status_changed = asyncio.Condition()
         self._status_serial = 0
         self._wake_pending = False
+        self._status_cache: tuple[int, trainer_pb2.Status] | None = None
         self._rerank_task: asyncio.Task | None = None
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
@@ -424,6 +425,12 @@ class Trainer:
             raise TrainerError("FAILED_PRECONDITION",
                                f"the image of {item_id!r} cannot be read: {exc}") from None
 
+    def shared_status(self) -> trainer_pb2.Status:
+        """The status for watchers: built once per change, however many are watching."""
+        if self._status_cache is None or self._status_cache[0] != self._status_serial:
+            self._status_cache = (self._status_serial, self.status())
+        return self._status_cache[1]
+
     def status(self) -> trainer_pb2.Status:
         counts = trainer_pb2.Counts(
             items=len(self.catalog), pool=len(self.catalog.pool),
@@ -475,7 +482,7 @@ class Trainer:
         while True:
             if seen != self._status_serial:
                 seen = self._status_serial
-                yield self.status()
+                yield self.shared_status()
                 await asyncio.sleep(min_interval_s)
                 continue
             async with self._status_changed:
