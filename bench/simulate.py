@@ -173,7 +173,7 @@ async def replay(trainer: Trainer, truth: dict[str, bool], strategy: str, seed: 
 async def full_pool(trainer: Trainer, truth: dict[str, bool], seed: int) -> dict:
     """The supervised ceiling: every pool item annotated with its true label, one model."""
     pool = int((await trainer.status()).counts.pool)
-    labels = gold = 0
+    labels = gold = positives = 0
     started = time.monotonic()
     bar = Progress(f"ceiling seed {seed}", pool)
     empty = 0
@@ -184,12 +184,13 @@ async def full_pool(trainer: Trainer, truth: dict[str, bool], seed: int) -> dict
         for item in items:
             await trainer.annotate(item.id, truth[item.id])
         labels += len(training)
+        positives += sum(truth[i.id] for i in training)
         gold += len(items) - len(training)
         bar.update(labels)
     bar.close(labels)
     reply = await trainer.retrain()
-    return _metrics_row(reply, "full-pool", seed, labels, gold,
-                        sum(1 for v in truth.values() if v), time.monotonic() - started)
+    return _metrics_row(reply, "full-pool", seed, labels, gold, positives,
+                        time.monotonic() - started)
 
 
 @dataclass

@@ -52,6 +52,8 @@ def test_simulator_replays_real_tiles_through_the_real_services(stack_ready, cac
     summary = json.loads((out / "summary.json").read_text())
     assert summary["items"] == 300 and summary["seeds"] == [0]
     assert summary["ceiling_f1"] == pytest.approx(float(ceiling["f1"]))
+    # The pool's positives only: the held-out splits keep theirs.
+    assert 0 < int(ceiling["positives_labelled"]) < summary["positives"]
     assert set(summary["default_beats_random"]) == {"0.6", "0.7", "0.8", "0.85", "0.89"}
     assert summary["peak_rss_mib"]["feature"] > 0 and summary["peak_rss_mib"]["trainer"] > 0
     assert "| strategy | seeds |" in (tmp_path / "docs" / "simulate-summary.md").read_text()
