@@ -10,9 +10,7 @@ from the log.
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,8 +21,6 @@ from typing import Any, TypeVar
 import numpy as np
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
-CHECKPOINT_EVERY_S = 2.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -89,33 +85,14 @@ class Store:
         self._queue: list[tuple[str, Annotation, int | None, asyncio.Future]] = []
         self._flushing = False
         self._replay()
-        self._closing = threading.Event()
-        self._checkpointer = threading.Thread(target=self._checkpoints, daemon=True,
-                                              name="store-checkpoint")
-        self._checkpointer.start()
+
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        # Checkpoints run on their own thread (see _checkpoints), not inside a commit
-        # that annotators are waiting for.
-        db.execute("PRAGMA wal_autocheckpoint=0")
         db.executescript(_SCHEMA)
         return db
-
-    def _checkpoints(self) -> None:
-        """Copies the WAL into the database now and then, beside the writer (PASSIVE
-        never blocks it), so the WAL stays small without stalling acknowledgements."""
-        db = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            while not self._closing.wait(CHECKPOINT_EVERY_S):
-                try:
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.Error as exc:
-                    log.warning("WAL checkpoint failed; will retry", extra={"error": str(exc)})
-        finally:
-            db.close()
 
     def _replay(self) -> None:
         rows = self._executor.submit(
@@ -277,7 +254,5 @@ class Store:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     async def close(self) -> None:
-        self._closing.set()
-        await asyncio.to_thread(self._checkpointer.join)
-        await self.run(lambda db: (db.execute("PRAGMA wal_checkpoint(TRUNCATE)"), db.close()))
+        await self.run(lambda db: db.close())
         self._executor.shutdown(wait=True)
