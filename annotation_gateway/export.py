@@ -17,11 +17,20 @@ FORMATS = {
 CSV_COLUMNS = ("id", "item_id", "label", "annotator", "strategy", "model_version",
                "duration_ms", "create_time", "undone", "split")
 OPENIMAGES_COLUMNS = ("ImageID", "Source", "LabelName", "Confidence")
+# A cell starting with one of these runs as a formula when the file is opened in a
+# spreadsheet; ids and annotator names come from users, so such cells get a quote first.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
 
 
 def _csv_line(values: Iterable[Any]) -> str:
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow(values)
+    csv.writer(out, lineterminator="\n").writerow(_cell(v) for v in values)
     return out.getvalue()
 
 

@@ -57,6 +57,15 @@ def test_openimages_export_keeps_the_latest_annotation_in_force_per_item():
                      ["img1", "verification", "/m/0199g", "0"]]
 
 
+def test_csv_export_defuses_spreadsheet_formulas():
+    row = _annotation("1", "=HYPERLINK(\"http://evil\")", "positive")
+    row["annotator"] = "@SUM(A1)"
+    parsed = next(csv.reader(io.StringIO(export.csv_row(row))))
+    assert parsed[1] == "'=HYPERLINK(\"http://evil\")" and parsed[3] == "'@SUM(A1)"
+    table = list(csv.reader(io.StringIO(export.openimages_rows([row], "/m/0199g"))))
+    assert table[1][0].startswith("'=")
+
+
 def test_csv_export_quotes_awkward_values():
     line = export.csv_row(_annotation("1", 'has,comma "and quotes"', "positive"))
     parsed = next(csv.reader(io.StringIO(line)))
