@@ -207,3 +207,25 @@ def test_open_images_files_spread_over_several_sources(tmp_path: Path) -> None:
         path.rename(tmp_path / "v5" / path.name)
     sources = f"{tmp_path / 'all'},{tmp_path / 'v5'}"
     check_open_images(collect(OpenImages(sources, "/m/0199g", MIRROR, tmp_path / "c").load()))
+
+
+def test_manifest_columns_named_by_header_any_order(tmp_path: Path) -> None:
+    """A labels file such as the street tiles' `filename,label,source_class` is a manifest."""
+    (tmp_path / "images").mkdir()
+    manifest = tmp_path / "labels.csv"
+    rows = [f"images/p{i}.jpg,1,Bicycle" for i in range(10)]
+    rows += [f"images/n{i}.jpg,0,Car" for i in range(30)]
+    manifest.write_text("filename,label,source_class\n" + "\n".join(rows) + "\n")
+    items = collect(load_manifest(manifest, 0.2, 0.2, seed=0))
+    assert len(items) == 40
+    by_id = {i.id: i for i in items}
+    assert by_id["p0"].location == str((tmp_path / "images" / "p0.jpg").resolve())
+    labelled = [i for i in items if i.known_label]
+    assert {i.known_label for i in labelled} == {POSITIVE, NEGATIVE}
+    assert len(labelled) == 16  # 20% + 20% of each class
+
+    reordered = tmp_path / "reordered.csv"
+    reordered.write_text("label,url,id\n1,https://img.example/a.jpg,a\n,https://img.example/b.jpg,b\n")
+    items = {i.id: i for i in collect(load_manifest(reordered, 1.0, 0.0, seed=0))}
+    assert items["a"].location == "https://img.example/a.jpg" and items["a"].known_label
+    assert items["b"].location == "https://img.example/b.jpg" and not items["b"].known_label

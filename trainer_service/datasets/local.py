@@ -1,4 +1,9 @@
-"""The offline datasets: a folder of images, or a CSV manifest `id,location[,label]`."""
+"""The offline datasets: a folder of images, or a CSV manifest `id,location[,label]`.
+
+A manifest with a header row may name its columns instead (any order, extra columns
+ignored): `id`, a location column (`location`, `filename`, `path`, `url` or `image`) and
+`label`; without an `id` column an item's id is its file name without the suffix.
+"""
 
 from __future__ import annotations
 
@@ -80,6 +85,20 @@ def stratified_split(labelled: list[tuple[str, str, int]], validation_fraction: 
                 yield Item(item_id, location, POOL)
 
 
+LOCATION_COLUMNS = ("location", "filename", "path", "url", "image")
+
+
+def _columns(header: list[str]) -> tuple[int | None, int, int | None] | None:
+    """(id, location, label) column indices named by a header row, or None when the row is
+    data (the layout is then positional: id,location[,label])."""
+    names = [h.strip().lower() for h in header]
+    location = next((names.index(c) for c in LOCATION_COLUMNS if c in names), None)
+    if location is None:
+        return (0, 1, 2) if names[:1] == ["id"] else None  # an "id,..." header: positional
+    return (names.index("id") if "id" in names else None, location,
+            names.index("label") if "label" in names else None)
+
+
 def load_manifest(path: Path, validation_fraction: float, evaluation_fraction: float,
                   seed: int) -> Batches:
     """Streams the manifest: unlabelled rows join the pool as they are read; labelled rows
@@ -88,17 +107,28 @@ def load_manifest(path: Path, validation_fraction: float, evaluation_fraction: f
         raise DatasetError(f"manifest {path} not found")
     labelled: list[tuple[str, str, int]] = []
     batch: list[Item] = []
+    id_col: int | None = 0
+    loc_col: int = 1
+    label_col: int | None = 2
     with CsvStream(path) as stream:
         for line_no, row in enumerate(stream.rows(), 1):
-            if not row or (line_no == 1 and row[0].strip().lower() == "id"):
+            if not row:
                 continue
-            if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            if line_no == 1:
+                named = _columns(row)
+                if named is not None:
+                    id_col, loc_col, label_col = named
+                    continue
+            location = row[loc_col].strip() if len(row) > loc_col else ""
+            item_id = (row[id_col].strip() if id_col is not None and len(row) > id_col
+                       else Path(location).stem)
+            if not item_id or not location:
                 raise DatasetError(f"{path}:{line_no}: expected id,location[,label]")
-            item_id, location = row[0].strip(), row[1].strip()
             if not is_url(location):
                 location = str((path.parent / location).resolve())
             try:
-                label = parse_label(row[2]) if len(row) > 2 else 0
+                raw = row[label_col] if label_col is not None and len(row) > label_col else ""
+                label = parse_label(raw)
             except ValueError as exc:
                 raise DatasetError(f"{path}:{line_no}: {exc}") from None
             if label:
