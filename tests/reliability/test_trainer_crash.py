@@ -52,7 +52,8 @@ async def _annotate_while_killing(base: str, trainer, gap_s: float, tally: Tally
 
 def test_acknowledged_annotations_survive_trainer_kills_exactly_once(
         tmp_path, shared_feature, shape):
-    pool = rs.pool_manifest(tmp_path / "pool.csv", 3000)
+    # Enough items that the annotators never run out (annotated items are not served again).
+    pool = rs.pool_manifest(tmp_path / "pool.csv", shape.pick(3000, 7326))
     trainer = rs.trainer_service(tmp_path, shared_feature.address, pool, TRAINER_PREFETCH="0")
     rs.start(trainer)
     gateway = rs.gateway_service(tmp_path, trainer.address, shared_feature.address,
@@ -61,7 +62,7 @@ def test_acknowledged_annotations_survive_trainer_kills_exactly_once(
     tally = Tally()
     try:
         downtimes = asyncio.run(_annotate_while_killing(
-            f"http://127.0.0.1:{gateway.port}", trainer, shape.pick(1.5, 15.0), tally))
+            f"http://127.0.0.1:{gateway.port}", trainer, shape.pick(1.5, 10.0), tally))
         counts = rs.export_counts(trainer.address)
     finally:
         gateway.stop()
