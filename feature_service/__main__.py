@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+
+# OpenMP threads that spin while waiting collapse PyTorch's CPU speed when other processes
+# share the cores (measured: 5-7x slower under load). Must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from feature_service.config import Config
 from feature_service.extractors.base import MissingWeightsError

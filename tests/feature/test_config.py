@@ -34,5 +34,5 @@ def test_the_batch_limit_is_small_for_faster_rcnn_on_a_cpu_unless_set() -> None:
     auto = load(Config, {})
     assert auto.batch_limit("resnext50-frcnn", "cpu") == 2
     assert auto.batch_limit("resnext50-frcnn", "cuda") == 32
-    assert auto.batch_limit("lite", "cpu") == 32
+    assert auto.batch_limit("lite", "cpu") == 8
     assert load(Config, {"FEATURE_MAX_BATCH": "8"}).batch_limit("resnext50-frcnn", "cpu") == 8
