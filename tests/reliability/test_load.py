@@ -37,12 +37,16 @@ def test_50_annotators_on_gateway_and_trainer(tmp_path, shared_feature, shape: S
     tally, warm_up = Tally(), Tally()
     base = f"http://127.0.0.1:{gateway.port}"
 
+    # The long form paces annotators like fast people, so that a minute of them does
+    # not exhaust the dataset; the short form has them as fast as the services allow.
+    think_s = shape.pick(0.05, 0.6)
+
     def annotate(tally: Tally, seconds: float, annotators: int = ANNOTATORS) -> None:
         until = time.monotonic() + seconds
 
         async def run() -> None:
             await asyncio.gather(*(
-                Annotator(base, f"load-{i}", tally, think_s=0.05).run(
+                Annotator(base, f"load-{i}", tally, think_s=think_s).run(
                     lambda: time.monotonic() < until) for i in range(annotators)))
 
         asyncio.run(run())

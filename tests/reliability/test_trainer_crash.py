@@ -33,7 +33,8 @@ def _killer(trainer, gap_s: float, log: list[float]) -> None:  # type: ignore[no
     time.sleep(gap_s)
 
 
-async def _annotate_while_killing(base: str, trainer, gap_s: float, tally: Tally) -> list[float]:  # type: ignore[no-untyped-def]
+async def _annotate_while_killing(base: str, trainer, gap_s: float, tally: Tally,  # type: ignore[no-untyped-def]
+                                  think_s: float) -> list[float]:
     log: list[float] = []
     done = threading.Event()
 
@@ -44,8 +45,8 @@ async def _annotate_while_killing(base: str, trainer, gap_s: float, tally: Tally
             done.set()
 
     killer = asyncio.create_task(asyncio.to_thread(kill_loop))
-    await asyncio.gather(*(Annotator(base, f"crash-{i}", tally).run(lambda: not done.is_set())
-                           for i in range(ANNOTATORS)))
+    await asyncio.gather(*(Annotator(base, f"crash-{i}", tally, think_s).run(
+        lambda: not done.is_set()) for i in range(ANNOTATORS)))
     await killer
     return log
 
@@ -62,7 +63,8 @@ def test_acknowledged_annotations_survive_trainer_kills_exactly_once(
     tally = Tally()
     try:
         downtimes = asyncio.run(_annotate_while_killing(
-            f"http://127.0.0.1:{gateway.port}", trainer, shape.pick(1.5, 10.0), tally))
+            f"http://127.0.0.1:{gateway.port}", trainer, shape.pick(1.5, 10.0), tally,
+            shape.pick(0.02, 0.2)))
         counts = rs.export_counts(trainer.address)
     finally:
         gateway.stop()
@@ -86,6 +88,7 @@ def test_acknowledged_annotations_survive_trainer_kills_exactly_once(
     assert exactly_once == tally.sent
     assert set(counts) == tally.sent
     assert len(tally.sent) >= ANNOTATORS * 5
+    assert len(tally.sent) < shape.pick(3000, 7326) * 0.9, "the pool ran dry"
 
 
 async def test_a_label_for_an_item_not_loaded_yet_is_retried_not_refused(tmp_path):
