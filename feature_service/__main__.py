@@ -10,6 +10,7 @@ import sys
 # share the cores (measured: 5-7x slower under load). Must be set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from feature_service.cache import CacheUnavailable
 from feature_service.config import Config
 from feature_service.extractors.base import MissingWeightsError
 from hitl.config import load_or_exit
@@ -28,7 +29,12 @@ def main() -> None:
         raise SystemExit(1) from None
 
     async def serve() -> None:
-        await build_service(config, extractor).run_until_signal()
+        try:
+            service = build_service(config, extractor)
+        except CacheUnavailable as exc:
+            print(f"feature service cannot start: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        await service.run_until_signal()
 
     asyncio.run(serve())
 

@@ -95,18 +95,32 @@ _REGISTRY: dict[tuple[int, str], _Shared] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
+class CacheUnavailable(OSError):
+    """The cache folder cannot be opened (read-only, missing permissions, not LMDB)."""
+
+    def __init__(self, path: Path, error: BaseException) -> None:
+        super().__init__(f"the feature cache folder {path} cannot be used: {error} "
+                         "(set FEATURE_CACHE_DIR to a writable folder)")
+
+
 class FeatureCache:
     def __init__(self, path: str | Path, namespace: str, map_size: int = 1 << 30) -> None:
         """`namespace` is "name/version" of the extractor; it prefixes every key."""
         self.path = Path(path).resolve()
         self.prefix = namespace.encode() + b"\0"
         self._pid = os.getpid()
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheUnavailable(self.path, exc) from None
         with _REGISTRY_LOCK:
             shared = _REGISTRY.get((self._pid, str(self.path)))
             if shared is None:
-                env = lmdb.open(str(self.path), map_size=map_size, max_dbs=0,
-                                readahead=False, max_readers=256)
+                try:
+                    env = lmdb.open(str(self.path), map_size=map_size, max_dbs=0,
+                                    readahead=False, max_readers=256)
+                except lmdb.Error as exc:
+                    raise CacheUnavailable(self.path, exc) from None
                 shared = _REGISTRY[(self._pid, str(self.path))] = _Shared(env)
             shared.users += 1
         self._shared = shared

@@ -90,6 +90,7 @@ def test_read_only_directories_stop_the_services_with_a_clear_error(tmp_path, sh
     report.inputs("read-only cache directory", f"feature exit {code}")
     assert code != 0
     assert str(cache) in log and "read-only" in log.lower(), log
+    assert "FEATURE_CACHE_DIR" in log and "Traceback" not in log, log
 
     with read_only(tmp_path / "ro-data") as data:
         trainer = rs.trainer_service(tmp_path, shared_feature.address, tiles)
