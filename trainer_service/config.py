@@ -73,6 +73,9 @@ class Config:
                                       "most items one GetNextItems call leases", "50")
     debounce_s: float = setting("TRAINER_DEBOUNCE_S", 2.0,
                                 "quiet seconds after new labels before training", "2")
+    train_max_delay_s: float = setting(
+        "TRAINER_TRAIN_MAX_DELAY_S", 10.0,
+        "longest wait for a quiet moment: while labels keep arriving, train this often", "10")
     min_per_class: int = setting("TRAINER_MIN_PER_CLASS", 5,
                                  "labels of each class needed before the first model", "5")
     prefetch: int = setting("TRAINER_PREFETCH", 5000,
@@ -90,6 +93,8 @@ class Config:
         require(fractions_ok, "TRAINER_VALIDATION_FRACTION",
                 "validation and evaluation fractions must be >= 0 and sum below 1", "0.2")
         require(self.lease_s > 0, "TRAINER_LEASE_S", "must be positive", "600")
+        require(self.train_max_delay_s >= self.debounce_s, "TRAINER_TRAIN_MAX_DELAY_S",
+                "must be at least TRAINER_DEBOUNCE_S", "10")
         require(self.min_per_class >= 1, "TRAINER_MIN_PER_CLASS", "must be >= 1", "5")
         require(self.embed_batch >= 1, "TRAINER_EMBED_BATCH", "must be >= 1", "32")
         require(self.max_items_per_call >= 1, "TRAINER_MAX_ITEMS", "must be >= 1", "50")

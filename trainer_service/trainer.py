@@ -279,12 +279,8 @@ class Trainer:
     async def _training_loop(self) -> None:
         while True:
             await self._labels_changed.wait()
-            while True:  # debounce: train once the labels stop arriving for a moment
-                self._labels_changed.clear()
-                try:
-                    await asyncio.wait_for(self._labels_changed.wait(), self.config.debounce_s)
-                except TimeoutError:
-                    break
+            await settle(self._labels_changed, self.config.debounce_s,
+                         self.config.train_max_delay_s)
             try:
                 await self.retrain(force=False)
             except Exception:
@@ -492,6 +488,22 @@ class Trainer:
 
     def export(self, include_undone: bool) -> list[Annotation]:
         return [a for a in self.store.annotations.values() if include_undone or not a.undone]
+
+
+async def settle(changed: asyncio.Event, quiet_s: float, max_s: float) -> None:
+    """Debounce: returns once `changed` has not been set for `quiet_s`, or after `max_s`
+    at the latest, so that a steady stream of annotations cannot postpone training forever."""
+    loop = asyncio.get_running_loop()
+    latest = loop.time() + max_s
+    while True:
+        changed.clear()
+        wait = min(quiet_s, latest - loop.time())
+        if wait <= 0:
+            return
+        try:
+            await asyncio.wait_for(changed.wait(), wait)
+        except TimeoutError:
+            return
 
 
 def fit_and_measure(matrix: np.ndarray, rows: np.ndarray, y: np.ndarray, val_rows: np.ndarray,
