@@ -118,7 +118,9 @@ async def _embed_until(stub, refs, stop: asyncio.Event, outcomes: list[str]) -> 
 def test_sigterm_drains_calls_in_flight_within_the_grace_period(replica, tiles, shape: Shape):
     grace = float(replica.env["FEATURE_GRACE_S"])
     calls = shape.pick(6, 12)
-    refs = _tile_refs(tiles, 8, "drain-")
+    # Enough work per call (bypassing the cache) that most calls are still running when
+    # SIGTERM arrives, however fast the machine.
+    refs = _tile_refs(tiles, 32, "drain-")
 
     async def scenario() -> tuple[list[str], str, float]:
         channel = open_channel(f"127.0.0.1:{replica.port}", rs.FEATURE)
@@ -135,10 +137,11 @@ def test_sigterm_drains_calls_in_flight_within_the_grace_period(replica, tiles, 
                 return "ok" if ok and len(reply.results) == len(batch) else "bad result"
 
             in_flight = [asyncio.create_task(one(n)) for n in range(calls)]
-            await asyncio.sleep(0.5)  # the calls are on the server now
-            assert not any(t.done() for t in in_flight), "calls ended before SIGTERM"
+            await asyncio.sleep(0.3)  # the calls are on the server now
             started = time.monotonic()
             replica.popen.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+            running = sum(not t.done() for t in in_flight)
+            assert running >= calls // 2, f"only {running} calls still running at SIGTERM"
             await asyncio.sleep(0.5)
             try:  # a new call after SIGTERM is turned away (not lost on a dying server)
                 late = (await one(999))
