@@ -14,7 +14,7 @@ def test_reads_the_street_view_tiles():
     examples = read_labelled(TILES)  # a folder means its labels.csv
     assert len(examples) == 7326
     assert sum(e.label for e in examples) == 528
-    assert all(e.location.startswith(str(TILES)) for e in examples[:10])
+    assert all(e.location.startswith(str(TILES.resolve())) for e in examples[:10])
 
 
 def test_reads_a_manifest_with_relative_and_url_locations(tmp_path):

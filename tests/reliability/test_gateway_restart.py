@@ -34,6 +34,17 @@ def browser() -> Iterator:
         instance.close()
 
 
+@pytest.fixture
+def own_trainer(tmp_path, shared_feature, tiles) -> Iterator:  # type: ignore[no-untyped-def]
+    """A trainer of its own: the shared one's small pool may be leased out by the tests
+    that ran before (fuzzers lease items under many annotator names)."""
+    service = rs.trainer_service(tmp_path, shared_feature.address, tiles)
+    rs.start(service)
+    rs.wait_status(service.address, rs.embedded, what="pool embedded")
+    yield service
+    service.stop()
+
+
 def _label(page) -> str:  # type: ignore[no-untyped-def]
     page.wait_for_function(
         "() => document.getElementById('current').dataset.empty === 'false'", timeout=20000)
@@ -49,8 +60,8 @@ def _pending(page) -> int:  # type: ignore[no-untyped-def]
 
 
 def test_the_page_reconnects_by_itself_after_a_gateway_restart(
-        browser, tmp_path, shared_trainer, shared_feature):
-    gateway = rs.gateway_service(tmp_path, shared_trainer.address, shared_feature.address)
+        browser, tmp_path, own_trainer, shared_feature):
+    gateway = rs.gateway_service(tmp_path, own_trainer.address, shared_feature.address)
     rs.start(gateway)
     base = f"http://127.0.0.1:{gateway.port}"
     context = browser.new_context()
@@ -86,7 +97,7 @@ def test_the_page_reconnects_by_itself_after_a_gateway_restart(
         context.close()
         gateway.stop()
 
-    with grpc.insecure_channel(shared_trainer.address) as channel:
+    with grpc.insecure_channel(own_trainer.address) as channel:
         stub = trainer_pb2_grpc.TrainerServiceStub(channel)
         mine = [a for batch in stub.ExportLabels(trainer_pb2.ExportLabelsRequest(
                     include_undone=True), timeout=10)
