@@ -143,7 +143,8 @@ def ack_latency(short: bool) -> dict:
         manifest.write_text("id,location\n" + "".join(
             f"{i},https://images.example/{i}.jpg\n" for i in item_ids))
         service = stack.trainer_service(state, state / "data", f"127.0.0.1:{stack.free_port()}",
-                                        manifest, {"TRAINER_DEBOUNCE_S": "3600"})
+                                        manifest, {"TRAINER_DEBOUNCE_S": "3600",
+                                                   "TRAINER_TRAIN_MAX_DELAY_S": "3600"})
         service.start().wait_healthy()
         try:
             asyncio.run(_annotators(service.address, item_ids, 1, 20))  # warm the channel
