@@ -12,13 +12,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hitl.probes import grpc_serving, http_ok
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE_EXAMPLE = "make run DATASET=../shared/data/streetview-tiles/labels.csv EXTRACTOR=lite"
@@ -45,19 +42,7 @@ def _reachable(host: str, port: int, timeout: float = 3.0) -> bool:
 
 def _healthy(check: str) -> bool:
     kind, _, target = check.partition(":")
-    if kind == "grpc":
-        with grpc.insecure_channel(f"127.0.0.1:{target}") as channel:
-            try:
-                reply = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=1.0)
-            except grpc.RpcError:
-                return False
-            return reply.status == health_pb2.HealthCheckResponse.SERVING
-    try:
-        with urllib.request.urlopen(target, timeout=1.0) as reply:
-            return bool(reply.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
+    return grpc_serving(int(target)) if kind == "grpc" else http_ok(target)
 
 
 def _tail(path: Path, lines: int = 3) -> str:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
+
+from hitl.probes import (
+    free_port,  # noqa: F401 - tests take every helper from here
+    grpc_status,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("HITL_TEST_DATA", ROOT.parent / "shared" / "data"))
@@ -38,21 +41,9 @@ def require_lite_models() -> Path:
     return MODELS / "lite"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def health_status(port: int, service: str = "", timeout: float = 2.0) -> int | None:
     """The standard health protocol's answer, or None when nothing answers."""
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            return stub.Check(health_pb2.HealthCheckRequest(service=service),
-                              timeout=timeout).status
-        except grpc.RpcError:
-            return None
+    return grpc_status(port, service, timeout)
 
 
 def wait_serving(port: int, proc: subprocess.Popen | None = None, timeout: float = 180.0,
