@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -15,9 +14,6 @@ from tests.gateway.conftest import MARKUP_ID, Gateway, Manifest, Trainer, artifa
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking",
-                 "--disable-component-update", "--headless"]
 ANNOTATOR = "browser-tester"
 FIRST_ROUND = 30
 WHILE_DOWN = 5
@@ -36,17 +32,6 @@ def gateway(tmp_path_factory, browser_trainer: Trainer, feature_addr: str) -> It
                       feature_addr).start()
     yield service
     service.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 def exported(trainer: Trainer) -> list[trainer_pb2.Annotation]:
