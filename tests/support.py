@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import signal
 import subprocess
@@ -33,6 +34,25 @@ def require_data(path: Path = DATA) -> Path:
         pytest.skip(f"test data not found at {path} (the shared data folder beside the "
                     "checkout; set HITL_TEST_DATA to point elsewhere)")
     return path
+
+
+def tiles_manifest(path: Path, positives: int, negatives: int,
+                   prefix: str = "") -> dict[str, int]:
+    """A trainer manifest of real street tiles (the first `positives` bicycles and
+    `negatives` others, absolute paths, labelled); returns item id -> 0/1."""
+    require_data(TILES)
+    with open(TILES / "labels.csv") as f:
+        rows = sorted(csv.DictReader(f), key=lambda r: r["filename"])
+    chosen = ([r for r in rows if r["label"] == "1"][:positives]
+              + [r for r in rows if r["label"] == "0"][:negatives])
+    truth = {}
+    with open(path, "w") as f:
+        f.write("id,location,label\n")
+        for r in chosen:
+            item_id = prefix + Path(r["filename"]).stem
+            f.write(f"{item_id},{TILES / r['filename']},{r['label']}\n")
+            truth[item_id] = int(r["label"])
+    return truth
 
 
 def require_lite_models() -> Path:

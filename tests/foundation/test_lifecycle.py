@@ -5,7 +5,6 @@ gracefully on SIGTERM within its grace period, and refuses a bad configuration v
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 import signal
 import subprocess
@@ -22,12 +21,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from hitl.config import load
 from tests.support import (
     ROOT,
-    TILES,
     ServiceProcess,
     free_port,
-    require_data,
     require_lite_models,
     running,
+    tiles_manifest,
     wait_serving,
 )
 
@@ -35,18 +33,9 @@ GRACE_S = 3.0
 
 
 def _manifest(tmp: Path, rows: int = 40) -> Path:
-    require_data(TILES)
-    with open(TILES / "labels.csv") as f:
-        tiles = list(csv.DictReader(f))
     # Both classes, so the stratified split has validation and evaluation items.
-    chosen = [t for t in tiles if t["label"] == "1"][:10] + [
-        t for t in tiles if t["label"] == "0"][: rows - 10]
     path = tmp / "manifest.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "location", "label"])
-        for t in chosen:
-            writer.writerow([Path(t["filename"]).stem, TILES / t["filename"], t["label"]])
+    tiles_manifest(path, 10, rows - 10)
     return path
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import random
 import signal
 import time
@@ -23,27 +22,12 @@ from tests.support import (
     require_data,
     require_lite_models,
     running,
+    tiles_manifest,
     wait_serving,
 )
 
 POS, NEG = common_pb2.LABEL_POSITIVE, common_pb2.LABEL_NEGATIVE
 EMBED_TIMEOUT_S = 300
-
-
-def write_manifest(path: Path, positives: int, negatives: int, prefix: str) -> dict[str, int]:
-    """A manifest of real tiles (absolute paths) with labels; returns id -> 0/1."""
-    with open(TILES / "labels.csv") as f:
-        rows = sorted(csv.DictReader(f), key=lambda r: r["filename"])
-    chosen = ([r for r in rows if r["label"] == "1"][:positives]
-              + [r for r in rows if r["label"] == "0"][:negatives])
-    truth = {}
-    with open(path, "w") as f:
-        f.write("id,location,label\n")
-        for r in chosen:
-            item_id = prefix + Path(r["filename"]).stem
-            f.write(f"{item_id},{TILES / r['filename']},{r['label']}\n")
-            truth[item_id] = int(r["label"])
-    return truth
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +95,7 @@ class Client:
 def shared_trainer(feature: str, tmp_path_factory: pytest.TempPathFactory
                    ) -> Iterator[tuple[int, dict[str, int]]]:
     tmp = tmp_path_factory.mktemp("trainer")
-    truth = write_manifest(tmp / "tiles.csv", 30, 70, "t-")
+    truth = tiles_manifest(tmp / "tiles.csv", 30, 70, "t-")
     port = free_port()
     with running("trainer_service", trainer_env(port, tmp / "data", tmp / "tiles.csv", feature),
                  tmp / "trainer.log", port):
@@ -232,7 +216,7 @@ async def test_sigkill_during_annotations_loses_nothing_acknowledged(
         feature: str, tmp_path: Path) -> None:
     # Fresh ids: the feature cache has none of them, so extractions are still pending
     # when the trainer dies.
-    truth = write_manifest(tmp_path / "tiles.csv", 20, 40, "k-")
+    truth = tiles_manifest(tmp_path / "tiles.csv", 20, 40, "k-")
     port = free_port()
     env = trainer_env(port, tmp_path / "data", tmp_path / "tiles.csv", feature,
                       TRAINER_VALIDATION_FRACTION="0", TRAINER_EVALUATION_FRACTION="0")
@@ -302,7 +286,7 @@ async def test_sigkill_during_annotations_loses_nothing_acknowledged(
 
 async def test_annotations_succeed_while_the_feature_service_is_down(tmp_path: Path) -> None:
     require_data(TILES)
-    truth = write_manifest(tmp_path / "tiles.csv", 5, 15, "d-")
+    truth = tiles_manifest(tmp_path / "tiles.csv", 5, 15, "d-")
     port = free_port()
     env = trainer_env(port, tmp_path / "data", tmp_path / "tiles.csv",
                       f"127.0.0.1:{free_port()}")
