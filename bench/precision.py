@@ -1,0 +1,221 @@
+"""What bfloat16 inference on the CPU costs trained models' features:
+`python -m bench.precision [--short]`.
+
+The resnext50-frcnn extractor runs its convolution trunks and box-head MLP under
+`torch.autocast` (bfloat16 on a CPU), keeping box decoding, NMS and scores in float32.
+Its pretrained weights cannot be fetched offline, so the effect is measured here on the
+trained models we do have, the same way: the `lite` extractor's EfficientNet-Lite2
+embedder and Open Images SSD-MobileNetV2 detector in PyTorch eager mode (not ONNX
+Runtime), each street tile once in float32 and once under autocast, the outputs cast to
+float32 before decoding. Reported: embedding cosine similarity, the change in bicycle
+score evidence and in how many images pass the count threshold, the cross-validated F1
+of the logistic-regression probe of bench/features.py on each set of vectors, and
+seconds per image (informative only: the machine is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from bench.features import MODELS, TILES, tile_set
+
+COUNTS = {True: 128, False: 512}
+BATCH = 16
+MODES = ("float32", "bfloat16")
+SCORE = 1280  # the bicycle score in the 1280 + 10 vector (base.EVIDENCE_FIELDS[0])
+
+
+def load_models() -> tuple[Callable, Callable]:
+    """The lite extractor's two trained models in PyTorch eager, as the baseline loads them."""
+    import onnx
+    from onnx2torch import convert
+
+    from feature_service.extractors.lite import efficientnet_lite2, lite_files
+    from feature_service.fetch_models import efficientnet_weights_path
+
+    _, detector_onnx = lite_files(MODELS / "lite")
+    embedder = efficientnet_lite2(efficientnet_weights_path())
+    detector = convert(onnx.load(str(detector_onnx))).eval()
+    return embedder, detector
+
+
+def batch_inputs(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    from feature_service.extractors.baseline import full_size_rgb
+    from feature_service.extractors.lite import detector_input, embedder_input
+
+    images = [full_size_rgb(p) for p in paths]
+    return (np.stack([embedder_input(i) for i in images]),
+            np.stack([detector_input(i) for i in images]))
+
+
+def infer(embedder: Callable, detector: Callable, inputs: tuple[np.ndarray, np.ndarray],
+          bfloat16: bool) -> tuple[np.ndarray, dict[str, float]]:
+    """One batch to (N, 1290) float32 vectors, and the seconds each model took.
+
+    Outputs are cast to float32 before decoding, as the product decodes in float32.
+    """
+    import torch
+
+    from feature_service.extractors.lite import lite_vectors
+
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                                enabled=bfloat16):
+        started = time.perf_counter()
+        embedding = embedder(torch.from_numpy(inputs[0])).float()
+        middle = time.perf_counter()
+        raw_boxes, logits = detector(torch.from_numpy(inputs[1]))
+        raw_boxes, logits = raw_boxes.float(), logits.float()
+        ended = time.perf_counter()
+    vectors = lite_vectors(embedding.numpy(), raw_boxes.numpy(), logits.numpy())
+    return vectors, {"embedder": middle - started, "detector": ended - middle}
+
+
+def probe_f1(vectors: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Cross-validated F1 of bench/features.py's probe, and its predictions."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
+    predicted = cross_val_predict(model, vectors, labels, cv=folds)
+    return round(float(f1_score(labels, predicted)), 4), predicted
+
+
+def compare(full: np.ndarray, reduced: np.ndarray, labels: np.ndarray) -> dict:
+    """Figures of how far the bfloat16 vectors are from the float32 ones."""
+    from feature_service.extractors.base import COUNT_THRESHOLD, EVIDENCE_FIELDS
+
+    a, b = full[:, :SCORE].astype(np.float64), reduced[:, :SCORE].astype(np.float64)
+    cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1),
+                                         1e-12)
+    score_diff = np.abs(full[:, SCORE] - reduced[:, SCORE])
+    count = SCORE + EVIDENCE_FIELDS.index("count")  # detections over COUNT_THRESHOLD
+    f1_full, predicted_full = probe_f1(full, labels)
+    f1_reduced, predicted_reduced = probe_f1(reduced, labels)
+    return {
+        "embedding_cosine": {"min": round(float(cosine.min()), 6),
+                             "mean": round(float(cosine.mean()), 6)},
+        "embedding_max_abs_diff": float(np.abs(a - b).max()),
+        "bicycle_score_abs_diff": {"max": round(float(score_diff.max()), 5),
+                                   "mean": round(float(score_diff.mean()), 6)},
+        "images_crossing_threshold_differently": int(np.sum(
+            (full[:, SCORE] > COUNT_THRESHOLD) != (reduced[:, SCORE] > COUNT_THRESHOLD))),
+        "images_with_a_different_count": int(np.sum(full[:, count] != reduced[:, count])),
+        "images_over_threshold": {"float32": int(np.sum(full[:, SCORE] > COUNT_THRESHOLD)),
+                                  "bfloat16": int(np.sum(reduced[:, SCORE] > COUNT_THRESHOLD))},
+        "probe_f1": {"float32": f1_full, "bfloat16": f1_reduced},
+        "probe_predictions_that_differ": int(np.sum(predicted_full != predicted_reduced)),
+        "vectors_identical": bool(np.array_equal(full, reduced)),
+    }
+
+
+def measure(paths: list[Path]) -> tuple[dict[str, np.ndarray], dict[str, dict[str, float]]]:
+    """Every image through both models in both modes, batch by batch, the two modes
+    alternating so that a change in the machine's load hits both alike."""
+    embedder, detector = load_models()
+    batches = [paths[i:i + BATCH] for i in range(0, len(paths), BATCH)]
+    warm_up = batch_inputs(paths[:2])
+    for mode in MODES:  # first calls pay one-off set-up costs: not the steady state
+        infer(embedder, detector, warm_up, mode == "bfloat16")
+    vectors: dict[str, list[np.ndarray]] = {mode: [] for mode in MODES}
+    seconds = {mode: {"embedder": 0.0, "detector": 0.0} for mode in MODES}
+    for batch in batches:
+        inputs = batch_inputs(batch)
+        for mode in MODES:
+            out, took = infer(embedder, detector, inputs, mode == "bfloat16")
+            vectors[mode].append(out)
+            for model, spent in took.items():
+                seconds[mode][model] += spent
+    return {mode: np.concatenate(v) for mode, v in vectors.items()}, seconds
+
+
+def run(short: bool, count: int | None = None) -> dict:
+    import torch
+
+    from feature_service.extractors import MissingWeightsError
+    from feature_service.fetch_models import FetchError
+
+    if not (TILES / "labels.csv").exists():
+        return {"status": "skipped", "reason": f"street tiles not found at {TILES}"}
+    paths, labels = tile_set(count or COUNTS[short])
+    if min(sum(labels), len(labels) - sum(labels)) < 5:
+        raise ValueError(f"{len(labels)} tiles hold too few of one class for 5-fold "
+                         "cross-validation: use at least 20")
+    try:
+        vectors, seconds = measure(paths)
+    except (MissingWeightsError, FetchError) as exc:
+        return {"status": "skipped", "reason": str(exc)}
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    per_image = {mode: {model: round(spent / len(paths), 5) for model, spent in s.items()}
+                 for mode, s in seconds.items()}
+    for figures in per_image.values():
+        figures["both"] = round(figures["embedder"] + figures["detector"], 5)
+    result = {
+        "image_set": "streetview tiles, 120x120 JPEG",
+        "models": "lite: EfficientNet-Lite2 + SSD-MobileNetV2 (Open Images), PyTorch eager",
+        "images": len(paths), "bicycles": sum(labels), "batch": BATCH,
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "bf16_native": native,
+        **compare(vectors["float32"], vectors["bfloat16"], np.array(labels)),
+        "seconds_per_image": per_image,
+        "bfloat16_speedup": round(per_image["float32"]["both"]
+                                  / per_image["bfloat16"]["both"], 2),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+    if not native:
+        result["bf16_note"] = ("this CPU has no native bfloat16 (oneDNN reports none): "
+                               "bfloat16 was emulated, so its speed says nothing of the product")
+    return result
+
+
+def markdown(result: dict) -> str:
+    if result.get("status") == "skipped":
+        return f"precision: skipped: {result['reason']}"
+    cosine, score = result["embedding_cosine"], result["bicycle_score_abs_diff"]
+    over, f1 = result["images_over_threshold"], result["probe_f1"]
+    times = result["seconds_per_image"]
+    rows = [
+        ("embedding cosine fp32 vs bf16 (min / mean)", f"{cosine['min']} / {cosine['mean']}"),
+        ("bicycle score abs diff (max / mean)", f"{score['max']} / {score['mean']}"),
+        ("images over the 0.5 threshold (fp32 / bf16)", f"{over['float32']} / {over['bfloat16']}"),
+        ("images crossing the threshold differently",
+         str(result["images_crossing_threshold_differently"])),
+        ("images whose detection count differs", str(result["images_with_a_different_count"])),
+        ("probe F1 (fp32 / bf16)", f"{f1['float32']} / {f1['bfloat16']}"),
+        ("probe predictions that differ", str(result["probe_predictions_that_differ"])),
+        ("s/image, both models (fp32 / bf16)",
+         f"{times['float32']['both']} / {times['bfloat16']['both']} "
+         f"({result['bfloat16_speedup']}x)"),
+        ("native bf16", str(result["bf16_native"])),
+    ]
+    lines = [f"{result['images']} tiles ({result['bicycles']} bicycles), {result['models']}, "
+             f"{result['threads']} threads, load {result['load_average_1m']}", "",
+             "| figure | value |", "|---|---|"]
+    return "\n".join(lines + [f"| {name} | {value} |" for name, value in rows])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.precision",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--short", action="store_true",
+                        help=f"{COUNTS[True]} tiles instead of {COUNTS[False]}")
+    args = parser.parse_args(argv)
+    result = run(args.short)
+    print(json.dumps(result, indent=2))
+    print()
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

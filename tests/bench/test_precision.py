@@ -1,0 +1,56 @@
+"""`python -m bench.precision` runs the trained lite models on real tiles in float32 and
+under bfloat16 autocast and reports figures computed from both sets of vectors."""
+
+import pytest
+
+import bench.precision as precision
+from tests.support import TILES, require_data, require_lite_models
+
+TILE_COUNT = 24  # 6 bicycles: enough for the 5-fold probe, two batches, a few seconds
+
+
+def test_reports_what_bfloat16_changes_on_real_tiles():
+    require_data(TILES)
+    require_lite_models()
+    result = precision.run(short=True, count=TILE_COUNT)
+    if result.get("status") == "skipped":
+        pytest.skip(result["reason"])
+
+    assert result["images"] == TILE_COUNT and result["bicycles"] == TILE_COUNT // 4
+    assert isinstance(result["bf16_native"], bool)
+    assert ("bf16_note" in result) is not result["bf16_native"]
+    # bfloat16 really ran: the vectors differ, by a little.
+    assert result["vectors_identical"] is False
+    assert result["embedding_max_abs_diff"] > 0
+    cosine = result["embedding_cosine"]
+    assert 0.9 < cosine["min"] <= cosine["mean"] <= 1.0
+    score = result["bicycle_score_abs_diff"]
+    assert 0.0 <= score["mean"] <= score["max"] <= 1.0
+    for key in ("images_crossing_threshold_differently", "images_with_a_different_count",
+                "probe_predictions_that_differ"):
+        assert 0 <= result[key] <= TILE_COUNT, key
+    over = result["images_over_threshold"]
+    assert abs(over["float32"] - over["bfloat16"]) <= result[
+        "images_crossing_threshold_differently"]
+    assert all(0.0 <= f1 <= 1.0 for f1 in result["probe_f1"].values())
+    for mode in ("float32", "bfloat16"):
+        times = result["seconds_per_image"][mode]
+        assert times["embedder"] > 0 and times["detector"] > 0
+        assert times["both"] == pytest.approx(times["embedder"] + times["detector"], abs=1e-4)
+    assert result["bfloat16_speedup"] > 0
+
+    table = precision.markdown(result)
+    assert f"| probe F1 (fp32 / bf16) | {result['probe_f1']['float32']} /" in table
+
+
+def test_skips_with_a_reason_without_the_tiles(tmp_path, monkeypatch):
+    monkeypatch.setattr(precision, "TILES", tmp_path / "absent")
+    result = precision.run(short=True, count=TILE_COUNT)
+    assert result["status"] == "skipped" and str(tmp_path / "absent") in result["reason"]
+    assert "skipped" in precision.markdown(result)
+
+
+def test_refuses_a_count_too_small_for_the_probe():
+    require_data(TILES)
+    with pytest.raises(ValueError, match="too few"):
+        precision.run(short=True, count=8)
