@@ -11,6 +11,11 @@ For each extractor whose models are present:
 - float32 vs float16 features: cross-validated F1 of a logistic regression on the
   cold-pass features, to show what storing float16 would cost.
 Ratios are against the baseline measured in the same run.
+
+Where the `resnext50-frcnn` weights are absent (they need the internet), both sides use
+the same architectures with random weights instead (bench/untrained_feature_service.py):
+the speed and memory figures hold, the features and their F1 mean nothing and are not
+reported. `--device cuda` measures on a GPU, the baseline included.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ LOOKUP_ITEMS = 1000
 # Faster R-CNN at 800 px takes seconds per image on a CPU, hence the small counts.
 COUNTS = {"lite": {True: (48, 12), False: (256, 96)},
           "resnext50-frcnn": {True: (6, 2), False: (32, 6)}}
+GPU_COUNTS = {True: (128, 16), False: (1024, 64)}  # resnext50-frcnn on a GPU
 CALLERS, IMAGES_PER_CALL = 8, 8
 
 
@@ -64,22 +70,27 @@ def rate(count: int, seconds: float) -> float:
     return round(count / seconds, 2)
 
 
-def measure_baseline(name: str, paths: list[Path], budget_s: float) -> dict:
+def measure_baseline(name: str, paths: list[Path], budget_s: float, device: str = "cpu",
+                     untrained: bool = False) -> dict:
     """The demo's way, at torch's default thread count and at one thread.
 
     On a busy 2-core machine the default threads (OpenMP spin-waiting) can be many times
     slower than one thread, so the ratios use the faster of the two: the conservative
-    comparison. Each pass stops after `budget_s` (at least 3 images).
+    comparison. Each pass stops after `budget_s` (at least 3 images). On a GPU the
+    thread count hardly matters, and one pass at the default is measured.
     """
     import torch
 
     from feature_service.extractors.baseline import load_baseline
 
-    extract = load_baseline(name, MODELS, "cpu")
+    extract = load_baseline(name, MODELS, device, untrained=untrained)
     extract(paths[0])  # first-call costs are not the demo's steady state
     default_threads = torch.get_num_threads()
     rates = {}
-    for label, threads in (("default_threads", default_threads), ("one_thread", 1)):
+    passes = [("default_threads", default_threads)]
+    if device == "cpu":
+        passes.append(("one_thread", 1))
+    for label, threads in passes:
         torch.set_num_threads(threads)
         started, done = time.perf_counter(), 0
         for path in paths:
@@ -128,13 +139,16 @@ def float16_effect(vectors: np.ndarray, labels: list[int]) -> dict:
     return {**scores, "max_abs_rounding": float(rounding.max()), "images": len(y)}
 
 
-def measure_service(name: str, paths: list[Path], labels: list[int], short: bool) -> dict:
+def measure_service(name: str, paths: list[Path], labels: list[int], short: bool,
+                    device: str = "cpu", untrained: bool = False) -> dict:
     from feature_service.cache import Entry, FeatureCache
     from hitl.v1 import feature_pb2, feature_pb2_grpc
 
     with tempfile.TemporaryDirectory(prefix="bench-features-") as tmp:
         service = feature_service(Path(tmp), Path(tmp) / "cache", name)
-        service.env["FEATURE_DEVICE"] = "auto"
+        if untrained:
+            service.module = "bench.untrained_feature_service"
+        service.env["FEATURE_DEVICE"] = device
         metrics_port = free_port()
         service.env["FEATURE_METRICS_PORT"] = str(metrics_port)
         service.start()
@@ -147,8 +161,9 @@ def measure_service(name: str, paths: list[Path], labels: list[int], short: bool
             info = stub.Describe(feature_pb2.DescribeRequest(), timeout=30).extractor
             refs = [feature_pb2.ImageRef(id=p.name, data=p.read_bytes()) for p in paths]
             cold_s, results = embed_all(stub, refs, feature_pb2)
-            batches = scrape(metrics_port, "feature_batch_size_count") - 1  # minus warm-up
-            batched = scrape(metrics_port, "feature_batch_size_sum") - 1
+            # The warm-up batch bypasses the batcher, so these count requests only.
+            batches = scrape(metrics_port, "feature_batch_size_count")
+            batched = scrape(metrics_port, "feature_batch_size_sum")
             warm_s, warm = embed_all(stub, refs, feature_pb2)
             assert all(r.features.cached for r in warm)
             vectors = np.stack([np.frombuffer(r.features.vector, "<f4") for r in results])
@@ -180,6 +195,7 @@ def measure_service(name: str, paths: list[Path], labels: list[int], short: bool
             service.stop()
     figures = {
         "device": info.device,
+        "version": info.version,
         "service_images": len(paths),
         "cold_images_per_s": rate(len(paths), cold_s),
         "cold_mean_batch": round(batched / max(batches, 1), 1),
@@ -188,35 +204,48 @@ def measure_service(name: str, paths: list[Path], labels: list[int], short: bool
         "warm_embed_1000_items_per_s": rate(LOOKUP_ITEMS * repeats, embed_s),
         "peak_rss_mib": round(service.peak_mib, 1) if service.peak_mib else None,
     }
-    if sum(labels) >= 5 and len(labels) - sum(labels) >= 5:
+    if not untrained and sum(labels) >= 5 and len(labels) - sum(labels) >= 5:
         figures["float16_vs_float32"] = float16_effect(vectors, labels)
     return figures
 
 
-def measure(name: str, short: bool) -> dict:
-    from feature_service.extractors import MissingWeightsError
+def weights_missing(name: str) -> str | None:
+    """Why the pretrained weights of `name` cannot be loaded, or None when they can."""
+    if name != "resnext50-frcnn":
+        return None
+    from feature_service.extractors.resnext_frcnn import WEIGHTS, weights_file
 
-    service_count, baseline_count = COUNTS[name][short]
+    missing = [str(weights_file(w)) for w in WEIGHTS if not weights_file(w).is_file()]
+    return f"pretrained weights missing: {', '.join(missing)}" if missing else None
+
+
+def measure(name: str, short: bool, device: str = "cpu") -> dict:
+    gpu = device != "cpu"
+    service_count, baseline_count = GPU_COUNTS[short] if gpu else COUNTS[name][short]
     paths, labels = tile_set(service_count)
-    try:
-        baseline = measure_baseline(name, paths[:baseline_count], 10.0 if short else 60.0)
-    except MissingWeightsError as exc:
-        return {"status": "skipped", "reason": str(exc)}
+    missing = weights_missing(name)
+    baseline = measure_baseline(name, paths[:baseline_count], 10.0 if short else 60.0,
+                                device, untrained=missing is not None)
     gc.collect()  # the baseline's models leave before the service starts
-    figures = {**baseline, "load_average_1m": round(os.getloadavg()[0], 2),
-               **measure_service(name, paths, labels, short)}
+    figures: dict = {"weights": "pretrained"}
+    if missing:
+        figures = {"weights": "random, same architectures: speed and memory only",
+                   "why": missing}
+    figures.update({**baseline, "load_average_1m": round(os.getloadavg()[0], 2),
+                    **measure_service(name, paths, labels, short, device,
+                                      untrained=missing is not None)})
     baseline_rate = baseline["baseline_images_per_s"]
     figures["cold_vs_baseline"] = round(figures["cold_images_per_s"] / baseline_rate, 2)
     figures["warm_vs_baseline"] = round(figures["warm_images_per_s"] / baseline_rate, 2)
     return figures
 
 
-def run(short: bool) -> dict:
+def run(short: bool, device: str = "cpu") -> dict:
     if not (TILES / "labels.csv").exists():
         return {"status": "skipped", "reason": f"street tiles not found at {TILES}"}
     return {"image_set": "streetview tiles, 120x120 JPEG", "cpus": os.cpu_count(),
             "callers": CALLERS, "images_per_call": IMAGES_PER_CALL,
-            "extractors": {name: measure(name, short) for name in COUNTS}}
+            "extractors": {name: measure(name, short, device) for name in COUNTS}}
 
 
 def markdown(result: dict) -> str:
@@ -231,9 +260,11 @@ def markdown(result: dict) -> str:
             lines.append(f"| {name} | skipped: {f['reason']} | | | | | | |")
             continue
         f16 = f.get("float16_vs_float32", {})
+        weights = ", random weights" if f["weights"] != "pretrained" else ""
         lines.append(
-            f"| {name} ({f['device']}) | {f['baseline_default_threads_images_per_s']} / "
-            f"{f['baseline_one_thread_images_per_s']} | "
+            f"| {name} ({f['device']}{weights}) | "
+            f"{f['baseline_default_threads_images_per_s']} / "
+            f"{f.get('baseline_one_thread_images_per_s', '-')} | "
             f"{f['cold_images_per_s']} ({f['cold_vs_baseline']}x) | "
             f"{f['warm_images_per_s']} ({f['warm_vs_baseline']}x) | "
             f"{f['lookup_1000_items_per_s']} | {f['warm_embed_1000_items_per_s']} | "
@@ -246,12 +277,16 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="the quick CI form (~1 min)")
     parser.add_argument("--only", choices=sorted(COUNTS), help="one extractor")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where both sides run (lite always runs on the CPU)")
     args = parser.parse_args(argv)
+    if args.device == "cuda":
+        args.only = "resnext50-frcnn"
     if args.only:
         for name in list(COUNTS):
             if name != args.only:
                 COUNTS.pop(name)
-    result = run(args.short)
+    result = run(args.short, args.device)
     print(json.dumps(result, indent=2))
     print()
     print(markdown(result))

@@ -9,6 +9,7 @@ from hitl.config import require, setting
 
 EXTRACTORS = ("resnext50-frcnn", "lite")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "float32")
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,11 @@ class Config:
                              "Feature extractor: resnext50-frcnn or lite.", "lite")
     device: str = setting("FEATURE_DEVICE", "auto",
                           "Inference device: auto (cuda when available), cpu or cuda.", "cpu")
+    precision: str = setting(
+        "FEATURE_PRECISION", "auto",
+        "resnext50-frcnn arithmetic: auto runs the convolutions in float16 on CUDA and "
+        "bfloat16 on CPUs that have it natively (part of the extractor version); float32 "
+        "never reduces.", "float32")
     models_dir: str = setting("FEATURE_MODELS_DIR", ".models",
                               "Where `make models` put the lite extractor's files.")
     cache_dir: str = setting("FEATURE_CACHE_DIR", ".run/feature-cache",
@@ -75,6 +81,8 @@ class Config:
                 f"must be one of {', '.join(EXTRACTORS)}", "lite")
         require(self.device in DEVICES, "FEATURE_DEVICE",
                 f"must be one of {', '.join(DEVICES)}", "cpu")
+        require(self.precision in PRECISIONS, "FEATURE_PRECISION",
+                f"must be one of {', '.join(PRECISIONS)}", "float32")
         require(self.max_batch >= 0, "FEATURE_MAX_BATCH", "must be >= 0 (0: automatic)", "16")
         for env, value in (("FEATURE_MAX_ITEMS", self.max_items),
                            ("FEATURE_DECODE_THREADS", self.decode_threads),

@@ -33,7 +33,8 @@ def load_configured_extractor(config: Config) -> Extractor:
     """The configured extractor; raises MissingWeightsError when its files are absent and
     ValueError when the device is unusable (cuda without a GPU)."""
     from feature_service.extractors import load_extractor
-    return load_extractor(config.extractor, Path(config.models_dir), config.device)
+    return load_extractor(config.extractor, Path(config.models_dir), config.device,
+                          config.precision)
 
 
 def extractor_info(extractor: Extractor) -> feature_pb2.ExtractorInfo:

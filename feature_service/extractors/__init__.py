@@ -27,12 +27,14 @@ __all__ = ["DEFAULT_EXTRACTOR", "EVIDENCE_DIM", "EVIDENCE_FIELDS", "EXTRACTORS",
            "ExtractorInfo", "MissingWeightsError", "evidence_vector", "load_extractor"]
 
 
-def load_extractor(name: str, models_dir: Path, device: str = "auto") -> Extractor:
+def load_extractor(name: str, models_dir: Path, device: str = "auto",
+                   precision: str = "auto") -> Extractor:
     """The named extractor with its pretrained weights, ready for `warm_up`.
 
     `device` is "auto" (CUDA when available), "cpu" or "cuda[:N]". `lite` always runs on
     the CPU: it exists for machines without a GPU. `resnext50-frcnn` reads its weights
-    from torchvision's cache (TORCH_HOME), not from `models_dir`.
+    from torchvision's cache (TORCH_HOME), not from `models_dir`; `precision` "auto" lets
+    it run its convolutions in float16 / bfloat16 where the hardware does so natively.
     """
     # Imported here so that reading EXTRACTORS does not load torch or onnxruntime.
     if name == "lite":
@@ -43,5 +45,5 @@ def load_extractor(name: str, models_dir: Path, device: str = "auto") -> Extract
         from .resnext_frcnn import ResNeXtFrcnnExtractor
         from .runtime import resolve_device
 
-        return ResNeXtFrcnnExtractor.pretrained(resolve_device(device))
+        return ResNeXtFrcnnExtractor.pretrained(resolve_device(device), precision)
     raise ValueError(f"unknown extractor {name!r}: choose one of {', '.join(EXTRACTORS)}")

@@ -44,10 +44,13 @@ def lite_baseline(models_dir: Path) -> BaselineFn:
     return extract
 
 
-def resnext_frcnn_baseline(device: str) -> BaselineFn:
+def resnext_frcnn_baseline(device: str, untrained: bool = False) -> BaselineFn:
+    """float32 and the default memory layout, as the demo ran it. `untrained` builds the
+    same architectures with random weights: for speed measurements only."""
     from .resnext_frcnn import ResNeXtFrcnnExtractor
 
-    extractor = ResNeXtFrcnnExtractor.pretrained(device)
+    build = ResNeXtFrcnnExtractor.untrained if untrained else ResNeXtFrcnnExtractor.pretrained
+    extractor = build(device, precision="float32", channels_last=False)
 
     def extract(path: Path) -> np.ndarray:
         return extractor.extract([extractor.prepare(full_size_rgb(path))])[0]
@@ -55,12 +58,13 @@ def resnext_frcnn_baseline(device: str) -> BaselineFn:
     return extract
 
 
-def load_baseline(name: str, models_dir: Path, device: str = "cpu") -> BaselineFn:
+def load_baseline(name: str, models_dir: Path, device: str = "cpu",
+                  untrained: bool = False) -> BaselineFn:
     """`fn(path) -> (dimension,) float32` for the named extractor, one image per call."""
     if name == "lite":
         return lite_baseline(models_dir)
     if name == "resnext50-frcnn":
-        return resnext_frcnn_baseline(device)
+        return resnext_frcnn_baseline(device, untrained)
     raise ValueError(f"unknown extractor {name!r}")
 
 

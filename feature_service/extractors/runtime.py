@@ -34,3 +34,23 @@ def use_cpu_threads() -> int:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+PRECISIONS = ("auto", "float32")
+
+
+def reduced_dtype(device: str, precision: str = "auto"):  # type: ignore[no-untyped-def]
+    """The dtype convolutions run in: float16 on CUDA, bfloat16 on a CPU that computes it
+    natively (AVX512-BF16 or AMX; elsewhere it is emulated and slower than float32),
+    None for float32. precision="float32" always gives None."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: use {' or '.join(PRECISIONS)}")
+    if precision == "float32":
+        return None
+    if device.startswith("cuda"):
+        return torch.float16
+    if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return None

@@ -34,6 +34,7 @@ from feature_service.extractors.resnext_frcnn import (
     ResNeXtFrcnnExtractor,
     frcnn_evidence,
 )
+from feature_service.extractors.runtime import reduced_dtype
 from tests.support import MODELS, PHOTOS, TILES, require_data, require_lite_models
 
 HERE = Path(__file__).parent
@@ -253,6 +254,57 @@ def test_untrained_resnext50_frcnn_vector_layout() -> None:
     with torch.no_grad():
         bias[COCO_BICYCLE], bias[18] = 0.0, 20.0
     assert not extractor.extract(prepared)[:, 2048:].any()
+
+
+# --- reduced precision --------------------------------------------------------------
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device here"))]
+
+
+def test_reduced_precision_is_float16_on_cuda_and_native_bfloat16_on_a_cpu() -> None:
+    assert reduced_dtype("cuda") is torch.float16
+    assert reduced_dtype("cuda:1", "float32") is None
+    assert reduced_dtype("cpu", "float32") is None
+    native = (torch.backends.mkldnn.is_available()
+              and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert reduced_dtype("cpu") is (torch.bfloat16 if native else None)
+    with pytest.raises(ValueError, match="precision"):
+        reduced_dtype("cpu", "half")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_reduced_precision_keeps_the_embedding_and_decodes_boxes_in_float32(
+        device: str) -> None:
+    reduced = ResNeXtFrcnnExtractor.untrained(device, detector_min_size=96)
+    if reduced.dtype is None:
+        pytest.skip("this CPU has no native bfloat16, so auto precision is float32 here")
+    full = ResNeXtFrcnnExtractor.untrained(device, detector_min_size=96, precision="float32")
+    # The precision is part of the version, hence of every cache key.
+    assert full.info.version == "untrained"
+    assert reduced.info.version == "untrained+" + ("fp16" if device == "cuda" else "bf16")
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (120, 120, 3), dtype=np.uint8))
+              for _ in range(3)]
+    low = reduced.extract([reduced.prepare(image) for image in images])
+    high = full.extract([full.prepare(image) for image in images])
+    assert low.dtype == np.float32 and np.isfinite(low).all()
+    assert not np.array_equal(low[:, :2048], high[:, :2048])  # it did run reduced
+    cosine = (low[:, :2048] * high[:, :2048]).sum(1) / (
+        np.linalg.norm(low[:, :2048], axis=1) * np.linalg.norm(high[:, :2048], axis=1))
+    assert (cosine > 0.99).all(), cosine
+
+    # Only the arithmetic-heavy parts are reduced: what the detector hands back (boxes
+    # decoded from the regression, scores) is float32, as is the evidence built on it.
+    bias = reduced.detector.roi_heads.box_predictor.cls_score.bias  # type: ignore[union-attr]
+    with torch.no_grad():
+        bias[COCO_BICYCLE] = 20.0
+    with torch.inference_mode():
+        found = reduced.detector([reduced.prepare(images[0]).detector.to(device)])[0]
+    assert found["boxes"].dtype == torch.float32 and found["scores"].dtype == torch.float32
+    assert len(found["boxes"]) > 0
+    evidence = reduced.extract([reduced.prepare(images[0])])[0, 2048:]
+    assert evidence[0] > 0.9 and ((evidence[1:9] >= 0) & (evidence[1:9] <= 1)).all()
 
 
 # --- registry and weights -----------------------------------------------------------
