@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = {"features": "bench.features", "trainer": "bench.trainer", "gateway": "bench.gateway"}
+PARTS = {"features": "bench.features", "precision": "bench.precision",
+         "trainer": "bench.trainer", "gateway": "bench.gateway"}
 DEFAULT_OUT = ROOT / "artifacts" / "bench"
 
 

@@ -120,21 +120,25 @@ def embed_all(stub, refs: list, feature_pb2) -> tuple[float, list]:  # type: ign
     return seconds, results
 
 
-def float16_effect(vectors: np.ndarray, labels: list[int]) -> dict:
+def probe_f1(vectors: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Cross-validated F1 of a standardised logistic regression on `vectors` (the kind
+    of linear model the trainer fits), and its out-of-fold predictions."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    y = np.array(labels)
     folds = StratifiedKFold(5, shuffle=True, random_state=0)
-    scores = {}
-    for dtype in ("float32", "float16"):
-        x = vectors.astype(dtype).astype(np.float32)
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
-        scores[f"f1_{dtype}"] = round(float(f1_score(y, cross_val_predict(model, x, y,
-                                                                           cv=folds))), 4)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
+    predicted = cross_val_predict(model, vectors, labels, cv=folds)
+    return round(float(f1_score(labels, predicted)), 4), predicted
+
+
+def float16_effect(vectors: np.ndarray, labels: list[int]) -> dict:
+    y = np.array(labels)
+    scores = {f"f1_{dtype}": probe_f1(vectors.astype(dtype).astype(np.float32), y)[0]
+              for dtype in ("float32", "float16")}
     rounding = np.abs(vectors - vectors.astype(np.float16).astype(np.float32))
     return {**scores, "max_abs_rounding": float(rounding.max()), "images": len(y)}
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.features import MODELS, TILES, tile_set
+from bench.features import MODELS, TILES, probe_f1, tile_set
 
 COUNTS = {True: 128, False: 512}
 BATCH = 16
@@ -75,20 +75,6 @@ def infer(embedder: Callable, detector: Callable, inputs: tuple[np.ndarray, np.n
         ended = time.perf_counter()
     vectors = lite_vectors(embedding.numpy(), raw_boxes.numpy(), logits.numpy())
     return vectors, {"embedder": middle - started, "detector": ended - middle}
-
-
-def probe_f1(vectors: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
-    """Cross-validated F1 of bench/features.py's probe, and its predictions."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import f1_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    folds = StratifiedKFold(5, shuffle=True, random_state=0)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
-    predicted = cross_val_predict(model, vectors, labels, cv=folds)
-    return round(float(f1_score(labels, predicted)), 4), predicted
 
 
 def compare(full: np.ndarray, reduced: np.ndarray, labels: np.ndarray) -> dict:
