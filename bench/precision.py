@@ -11,6 +11,11 @@ float32 before decoding. Reported: embedding cosine similarity, the change in bi
 score evidence and in how many images pass the count threshold, the cross-validated F1
 of the logistic-regression probe of bench/features.py on each set of vectors, and
 seconds per image (informative only: the machine is shared).
+
+Where the resnext50-frcnn weights are present, its own float32 and reduced-precision
+vectors are compared the same way on RESNEXT_COUNT tiles (full form only: float32 takes
+about 2 s per image on a 2-core CPU): the direct check, which the lite figures stand in
+for where the weights cannot be fetched.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 from bench.features import MODELS, TILES, probe_f1, tile_set
 
 COUNTS = {True: 128, False: 512}
+RESNEXT_COUNT = 64
 BATCH = 16
 MODES = ("float32", "bfloat16")
 SCORE = 1280  # the bicycle score in the 1280 + 10 vector (base.EVIDENCE_FIELDS[0])
@@ -77,15 +83,18 @@ def infer(embedder: Callable, detector: Callable, inputs: tuple[np.ndarray, np.n
     return vectors, {"embedder": middle - started, "detector": ended - middle}
 
 
-def compare(full: np.ndarray, reduced: np.ndarray, labels: np.ndarray) -> dict:
-    """Figures of how far the bfloat16 vectors are from the float32 ones."""
+def compare(full: np.ndarray, reduced: np.ndarray, labels: np.ndarray,
+            embedding_dim: int = SCORE, reduced_name: str = "bfloat16") -> dict:
+    """Figures of how far the reduced-precision vectors are from the float32 ones; the
+    evidence (bicycle score first) follows the embedding_dim embedding values."""
     from feature_service.extractors.base import COUNT_THRESHOLD, EVIDENCE_FIELDS
 
-    a, b = full[:, :SCORE].astype(np.float64), reduced[:, :SCORE].astype(np.float64)
+    score = embedding_dim
+    a, b = full[:, :score].astype(np.float64), reduced[:, :score].astype(np.float64)
     cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1),
                                          1e-12)
-    score_diff = np.abs(full[:, SCORE] - reduced[:, SCORE])
-    count = SCORE + EVIDENCE_FIELDS.index("count")  # detections over COUNT_THRESHOLD
+    score_diff = np.abs(full[:, score] - reduced[:, score])
+    count = score + EVIDENCE_FIELDS.index("count")  # detections over COUNT_THRESHOLD
     f1_full, predicted_full = probe_f1(full, labels)
     f1_reduced, predicted_reduced = probe_f1(reduced, labels)
     return {
@@ -95,11 +104,12 @@ def compare(full: np.ndarray, reduced: np.ndarray, labels: np.ndarray) -> dict:
         "bicycle_score_abs_diff": {"max": round(float(score_diff.max()), 5),
                                    "mean": round(float(score_diff.mean()), 6)},
         "images_crossing_threshold_differently": int(np.sum(
-            (full[:, SCORE] > COUNT_THRESHOLD) != (reduced[:, SCORE] > COUNT_THRESHOLD))),
+            (full[:, score] > COUNT_THRESHOLD) != (reduced[:, score] > COUNT_THRESHOLD))),
         "images_with_a_different_count": int(np.sum(full[:, count] != reduced[:, count])),
-        "images_over_threshold": {"float32": int(np.sum(full[:, SCORE] > COUNT_THRESHOLD)),
-                                  "bfloat16": int(np.sum(reduced[:, SCORE] > COUNT_THRESHOLD))},
-        "probe_f1": {"float32": f1_full, "bfloat16": f1_reduced},
+        "images_over_threshold": {
+            "float32": int(np.sum(full[:, score] > COUNT_THRESHOLD)),
+            reduced_name: int(np.sum(reduced[:, score] > COUNT_THRESHOLD))},
+        "probe_f1": {"float32": f1_full, reduced_name: f1_reduced},
         "probe_predictions_that_differ": int(np.sum(predicted_full != predicted_reduced)),
         "vectors_identical": bool(np.array_equal(full, reduced)),
     }
@@ -125,7 +135,41 @@ def measure(paths: list[Path]) -> tuple[dict[str, np.ndarray], dict[str, dict[st
     return {mode: np.concatenate(v) for mode, v in vectors.items()}, seconds
 
 
-def run(short: bool, count: int | None = None) -> dict:
+def resnext_effect(paths: list[Path], labels: list[int],
+                   build: Callable | None = None) -> dict:
+    """resnext50-frcnn's float32 vectors against its reduced-precision ones (bfloat16 on
+    a CPU, float16 on CUDA). `build(device, precision=...)` makes the extractor: the
+    pretrained one unless a test passes another."""
+    from bench.features import weights_missing
+    from feature_service.extractors.baseline import full_size_rgb
+    from feature_service.extractors.resnext_frcnn import (
+        DTYPE_NAMES,
+        EMBEDDING_DIM,
+        ResNeXtFrcnnExtractor,
+    )
+    from feature_service.extractors.runtime import resolve_device
+
+    if build is None:
+        why = weights_missing("resnext50-frcnn")
+        if why:
+            return {"status": "skipped", "reason": f"{why}: the lite figures stand in"}
+        build = ResNeXtFrcnnExtractor.pretrained
+    device = resolve_device("auto")
+    reduced = build(device)
+    if reduced.dtype is None:
+        return {"status": "skipped", "reason": f"no native reduced precision on {device}"}
+    full = build(device, precision="float32")
+
+    def vectors(extractor: ResNeXtFrcnnExtractor) -> np.ndarray:
+        return np.concatenate([extractor.extract([extractor.prepare(full_size_rgb(p))])
+                               for p in paths])
+
+    name = {"bf16": "bfloat16", "fp16": "float16"}[DTYPE_NAMES[reduced.dtype]]
+    return {"device": device, "images": len(paths), "bicycles": sum(labels),
+            **compare(vectors(full), vectors(reduced), np.array(labels), EMBEDDING_DIM, name)}
+
+
+def run(short: bool, count: int | None = None, resnext_count: int | None = None) -> dict:
     import torch
 
     from feature_service.extractors import MissingWeightsError
@@ -158,6 +202,11 @@ def run(short: bool, count: int | None = None) -> dict:
                                   / per_image["bfloat16"]["both"], 2),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
+    resnext_count = RESNEXT_COUNT if resnext_count is None and not short else resnext_count
+    if resnext_count:
+        result["resnext50_frcnn"] = resnext_effect(*tile_set(resnext_count))
+    else:
+        result["resnext50_frcnn"] = {"status": "skipped", "reason": "full form only"}
     if not native:
         result["bf16_note"] = ("this CPU has no native bfloat16 (oneDNN reports none): "
                                "bfloat16 was emulated, so its speed says nothing of the product")
@@ -184,6 +233,18 @@ def markdown(result: dict) -> str:
          f"({result['bfloat16_speedup']}x)"),
         ("native bf16", str(result["bf16_native"])),
     ]
+    resnext = result.get("resnext50_frcnn", {})
+    if resnext.get("status") == "skipped":
+        rows.append(("resnext50-frcnn itself", f"skipped: {resnext['reason']}"))
+    elif resnext:
+        reduced = next(k for k in resnext["probe_f1"] if k != "float32")
+        rows += [(f"resnext50-frcnn ({resnext['images']} tiles, {resnext['device']}, "
+                  f"{reduced}): embedding cosine min / mean",
+                  f"{resnext['embedding_cosine']['min']} / {resnext['embedding_cosine']['mean']}"),
+                 ("resnext50-frcnn: images crossing the threshold differently",
+                  str(resnext["images_crossing_threshold_differently"])),
+                 ("resnext50-frcnn: probe F1 (fp32 / reduced)",
+                  f"{resnext['probe_f1']['float32']} / {resnext['probe_f1'][reduced]}")]
     lines = [f"{result['images']} tiles ({result['bicycles']} bicycles), {result['models']}, "
              f"{result['threads']} threads, load {result['load_average_1m']}", "",
              "| figure | value |", "|---|---|"]

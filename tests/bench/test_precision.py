@@ -4,6 +4,8 @@ under bfloat16 autocast and reports figures computed from both sets of vectors."
 import pytest
 
 import bench.precision as precision
+from bench.features import tile_set
+from feature_service.extractors.resnext_frcnn import ResNeXtFrcnnExtractor
 from tests.support import TILES, require_data, require_lite_models
 
 TILE_COUNT = 24  # 6 bicycles: enough for the 5-fold probe, two batches, a few seconds
@@ -41,6 +43,26 @@ def test_reports_what_bfloat16_changes_on_real_tiles():
 
     table = precision.markdown(result)
     assert f"| probe F1 (fp32 / bf16) | {result['probe_f1']['float32']} /" in table
+
+
+def test_compares_resnext50_frcnn_in_float32_and_reduced_precision():
+    # Random weights at a small detector size stand in for the pretrained ones, which
+    # are absent here: this checks the comparison, not the model's accuracy.
+    require_data(TILES)
+
+    def build(device, precision="auto"):
+        return ResNeXtFrcnnExtractor.untrained(device, detector_min_size=96,
+                                               precision=precision)
+
+    result = precision.resnext_effect(*tile_set(20), build=build)
+    if result.get("status") == "skipped":
+        pytest.skip(result["reason"])
+    assert result["images"] == 20 and result["bicycles"] == 5
+    assert result["vectors_identical"] is False
+    assert 0.99 < result["embedding_cosine"]["min"] <= 1.0
+    assert set(result["probe_f1"]) == {"float32", "bfloat16"}
+    assert "resnext50-frcnn" in precision.markdown({**precision.run(True, 24),
+                                                   "resnext50_frcnn": result})
 
 
 def test_skips_with_a_reason_without_the_tiles(tmp_path, monkeypatch):
