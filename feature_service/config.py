@@ -65,6 +65,11 @@ class Config:
                                      "Most URL fetches in progress at once.")
     stream_inflight: int = setting("FEATURE_STREAM_INFLIGHT", 4,
                                    "EmbedStream messages processed at once per stream.")
+    max_concurrent_embeds: int = setting(
+        "FEATURE_MAX_CONCURRENT_EMBEDS", 32,
+        "Embed and EmbedStream calls served at once; more are refused with "
+        "RESOURCE_EXHAUSTED (retry with backoff) rather than queued, so request bodies "
+        "cannot pile up in memory.")
 
     def batch_limit(self, extractor: str, device: str) -> int:
         """FEATURE_MAX_BATCH, or the automatic choice when it is 0."""
@@ -87,6 +92,7 @@ class Config:
         for env, value in (("FEATURE_MAX_ITEMS", self.max_items),
                            ("FEATURE_DECODE_THREADS", self.decode_threads),
                            ("FEATURE_STREAM_INFLIGHT", self.stream_inflight),
+                           ("FEATURE_MAX_CONCURRENT_EMBEDS", self.max_concurrent_embeds),
                            ("FEATURE_FETCH_CONCURRENCY", self.fetch_concurrency),
                            ("FEATURE_MAX_IMAGE_BYTES", self.max_image_bytes),
                            ("FEATURE_MAX_PIXELS", self.max_pixels)):

@@ -15,3 +15,5 @@ BATCH_SIZE = Histogram("feature_batch_size", "Images per model batch.",
 INFERENCE_SECONDS = Histogram("feature_inference_seconds", "Model time per batch.",
                               buckets=(0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30))
 ITEMS = Counter("feature_items", "Images answered, by outcome.", ["outcome"])
+REFUSED_CALLS = Counter("feature_refused_calls",
+                        "Embed calls refused because FEATURE_MAX_CONCURRENT_EMBEDS were busy.")

@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import grpc
 
+from feature_service import metrics
 from feature_service.addresses import Allowlist
 from feature_service.batching import MicroBatcher
 from feature_service.cache import FeatureCache
@@ -87,10 +88,28 @@ def image_inputs(images: Sequence[feature_pb2.ImageRef]) -> list[ImageInput]:
 
 
 class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
-    def __init__(self, pipeline: FeaturePipeline, max_items: int, stream_inflight: int) -> None:
+    def __init__(self, pipeline: FeaturePipeline, max_items: int, stream_inflight: int,
+                 max_concurrent_embeds: int) -> None:
         self.pipeline, self.max_items, self.stream_inflight = (
             pipeline, max_items, stream_inflight)
+        self.max_concurrent_embeds, self._embeds = max_concurrent_embeds, 0
         self.info = extractor_info(pipeline.extractor)
+
+    @contextlib.asynccontextmanager
+    async def _embed_slot(self, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        """Refuses, rather than queues, an Embed call beyond the limit: a queued call would
+        hold its request body (up to FEATURE_MAX_MESSAGE_BYTES) while it waits. Cheap
+        calls (Describe, Lookup, health) are never refused."""
+        if self._embeds >= self.max_concurrent_embeds:
+            metrics.REFUSED_CALLS.inc()
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"{self._embeds} embedding calls already in progress, the "
+                                "limit (FEATURE_MAX_CONCURRENT_EMBEDS): retry with backoff")
+        self._embeds += 1
+        try:
+            yield
+        finally:
+            self._embeds -= 1
 
     async def _check_count(self, count: int, context: grpc.aio.ServicerContext) -> None:
         if count > self.max_items:
@@ -103,7 +122,9 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
 
     async def Embed(self, request, context):  # type: ignore[no-untyped-def]
         await self._check_count(len(request.images), context)
-        results = await self.pipeline.embed(image_inputs(request.images), request.bypass_cache)
+        async with self._embed_slot(context):
+            results = await self.pipeline.embed(image_inputs(request.images),
+                                                request.bypass_cache)
         response = feature_pb2.EmbedResponse(extractor=self.info)
         for result in results:
             fill_result(response.results.add(), result)
@@ -117,6 +138,11 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         return response
 
     async def EmbedStream(self, request_iterator, context):  # type: ignore[no-untyped-def]
+        async with self._embed_slot(context):
+            async for response in self._embed_stream(request_iterator, context):
+                yield response
+
+    async def _embed_stream(self, request_iterator, context):  # type: ignore[no-untyped-def]
         """At most `stream_inflight` messages are worked on at once: the reader stops
         pulling from the stream until a result has been sent, so gRPC flow control
         holds the client back."""
@@ -184,7 +210,8 @@ def build_service(config: Config, extractor: Extractor | None = None) -> GrpcSer
                                decode_threads=config.decode_threads,
                                max_image_bytes=config.max_image_bytes,
                                max_pixels=config.max_pixels)
-    servicer = FeatureServicer(pipeline, config.max_items, config.stream_inflight)
+    servicer = FeatureServicer(pipeline, config.max_items, config.stream_inflight,
+                               config.max_concurrent_embeds)
 
     async def close() -> None:
         await batcher.close()

@@ -76,6 +76,7 @@ class ImageServer:
         raise web.HTTPFound(request.query["to"])
 
     async def _slow(self, request: web.Request) -> web.Response:
+        self._count(request)
         await asyncio.sleep(30)
         return web.Response(body=b"late")
 

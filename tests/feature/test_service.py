@@ -177,6 +177,30 @@ async def test_url_corpus_is_refused_or_cut_off(service_factory, image_server: I
     await test_embed_returns_the_extractor_features_and_evidence(local)
 
 
+async def test_embed_calls_beyond_the_limit_are_refused_and_cheap_calls_still_served(
+        service_factory, image_server: ImageServer) -> None:  # type: ignore[no-untyped-def]
+    feature = await service_factory(max_concurrent_embeds=1)
+    busy = asyncio.ensure_future(feature.stub.Embed(E.EmbedRequest(
+        images=[by_url(image_server.url("/slow"))])))
+    while image_server.hits.get("/slow", 0) < 1:  # the first call holds the only slot
+        await asyncio.sleep(0.01)
+    image = by_data(encode(gradient(seed=3), "PNG"), id="after")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await feature.stub.Embed(E.EmbedRequest(images=[image]))
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "FEATURE_MAX_CONCURRENT_EMBEDS" in (refused.value.details() or "")
+    with pytest.raises(grpc.aio.AioRpcError) as refused_stream:
+        async for _ in feature.stub.EmbedStream(iter([E.EmbedStreamRequest(images=[image])])):
+            pass
+    assert refused_stream.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert (await feature.stub.Describe(E.DescribeRequest())).extractor.name
+    assert len((await feature.stub.Lookup(E.LookupRequest(ids=["after"]))).results) == 1
+    assert outcome((await busy).results[0]) == "ERROR_KIND_TIMEOUT"
+    # The slot is free again: nothing was lost, the refused image embeds now.
+    assert outcome((await feature.stub.Embed(E.EmbedRequest(images=[image]))).results[0]) == OK
+    assert REGISTRY.get_sample_value("feature_refused_calls_total") >= 2
+
+
 async def test_remembered_and_retryable_url_failures(feature: Running,
                                                      image_server: ImageServer) -> None:
     missing, failing = image_server.url("/status/404"), image_server.url("/status/500")
