@@ -9,6 +9,12 @@ fork, so environments are opened lazily, shared through a per-process registry, 
 checked against the pid. Reads run on the caller's thread (microseconds); writes go
 through one writer thread. When the map fills up it is doubled, which LMDB only allows
 with no transaction open, hence the gate.
+
+With a size cap (`max_bytes`), the map grows up to the cap, and once the live data passes
+EVICT_ABOVE of it the oldest entries are deleted until it is under EVICT_TO: first in,
+first out, by the order of a second table (sequence number -> key). LMDB reuses the
+freed pages, so the file stops growing. Evicting early, not at the cap, matters: a
+delete needs free pages too.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from feature_service.outcomes import Kind
 
 _FEATURES = b"F"
 _FAILURE = b"E"
+_ORDER_DB = b"insertion-order"  # 8-byte big-endian sequence number -> full key
+EVICT_ABOVE, EVICT_TO = 0.9, 0.75  # fractions of max_bytes
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,17 @@ class _ResizeGate:
 class _Shared:
     def __init__(self, env: lmdb.Environment) -> None:
         self.env, self.gate, self.users = env, _ResizeGate(), 0
+        self.order = env.open_db(_ORDER_DB)
+
+
+def _live_bytes(txn: lmdb.Transaction, *dbs: lmdb._Database | None) -> int:
+    """Bytes of pages holding data (the file's high-water mark counts freed pages too)."""
+    total = 0
+    for db in dbs:
+        stat = txn.stat(db)
+        total += (stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]) \
+            * stat["psize"]
+    return total
 
 
 _REGISTRY: dict[tuple[int, str], _Shared] = {}
@@ -104,9 +123,14 @@ class CacheUnavailable(OSError):
 
 
 class FeatureCache:
-    def __init__(self, path: str | Path, namespace: str, map_size: int = 1 << 30) -> None:
-        """`namespace` is "name/version" of the extractor; it prefixes every key."""
+    def __init__(self, path: str | Path, namespace: str, map_size: int = 1 << 30,
+                 max_bytes: int = 0) -> None:
+        """`namespace` is "name/version" of the extractor; it prefixes every key.
+        `max_bytes` caps the file (0: no cap), evicting the oldest entries."""
         self.path = Path(path).resolve()
+        self.max_bytes = max_bytes
+        if max_bytes:
+            map_size = min(map_size, max_bytes)
         self.prefix = namespace.encode() + b"\0"
         self._pid = os.getpid()
         try:
@@ -117,7 +141,7 @@ class FeatureCache:
             shared = _REGISTRY.get((self._pid, str(self.path)))
             if shared is None:
                 try:
-                    env = lmdb.open(str(self.path), map_size=map_size, max_dbs=0,
+                    env = lmdb.open(str(self.path), map_size=map_size, max_dbs=1,
                                     readahead=False, max_readers=256)
                 except lmdb.Error as exc:
                     raise CacheUnavailable(self.path, exc) from None
@@ -149,19 +173,57 @@ class FeatureCache:
         return [None if raw is None else Entry.decode(raw) for raw in raws]
 
     def put_many(self, items: Sequence[tuple[str, Entry]]) -> None:
-        """Writes in one transaction; grows the map and retries when it is full."""
+        """Writes in one transaction; when the map is full, grows it (up to the cap) or
+        evicts, and retries."""
         if not items:
             return
         records = [(self._key(k), e.encode()) for k, e in items]
         while True:
             try:
                 with self._shared.gate.shared(), self.env.begin(write=True) as txn:
-                    for key, value in records:
-                        txn.put(key, value)
+                    self._write(txn, records)
                 break
             except lmdb.MapFullError:
-                self._grow()
+                if not self._grow():
+                    self._evict(EVICT_TO * self.max_bytes)
+        if self.max_bytes:
+            self._evict_if_above(EVICT_ABOVE * self.max_bytes)
         self._update_gauges()
+
+    def _write(self, txn: lmdb.Transaction, records: list[tuple[bytes, bytes]]) -> None:
+        order = self._shared.order
+        with txn.cursor(order) as cursor:
+            last = cursor.key() if cursor.last() else b""
+        sequence = int.from_bytes(last, "big") if last else 0
+        for key, value in records:
+            if txn.put(key, value, overwrite=False):  # new: remember when it came
+                sequence += 1
+                txn.put(sequence.to_bytes(8, "big"), key, db=order)
+            else:
+                txn.put(key, value)
+
+    def _evict_if_above(self, limit: float) -> None:
+        with self._shared.gate.shared(), self.env.begin() as txn:
+            live = _live_bytes(txn, None, self._shared.order)
+        if live > limit:
+            self._evict(EVICT_TO * self.max_bytes)
+
+    def _evict(self, target: float) -> None:
+        """Deletes the oldest entries until the live data is about `target` bytes."""
+        if not self.max_bytes:
+            raise lmdb.MapFullError("the feature cache map cannot grow")
+        order, evicted = self._shared.order, 0
+        with self._shared.gate.shared(), self.env.begin(write=True) as txn:
+            live, entries = _live_bytes(txn, None, order), txn.stat(order)["entries"]
+            # Entries are about the same size (one extractor's vectors), so the bytes
+            # to free say how many entries to delete.
+            excess = max(1, round(entries * (1 - target / max(live, 1))))
+            with txn.cursor(order) as cursor:
+                while evicted < excess and cursor.first():
+                    txn.delete(cursor.value())
+                    cursor.delete()
+                    evicted += 1
+        metrics.CACHE_EVICTIONS.inc(evicted)
 
     async def put(self, items: Sequence[tuple[str, Entry]]) -> None:
         """Stores `items` on the writer thread, so the event loop never waits for a commit.
@@ -178,16 +240,21 @@ class FeatureCache:
             items, self._pending = self._pending, []
         self.put_many(items)
 
-    def _grow(self) -> None:
+    def _grow(self) -> bool:
+        """Doubles the map, up to the cap; False when it is at the cap already."""
         with self._shared.gate.exclusive():
-            size = self.env.info()["map_size"] * 2
-            self.env.set_mapsize(size)
+            size = self.env.info()["map_size"]
+            grown = min(size * 2, self.max_bytes) if self.max_bytes else size * 2
+            if grown <= size:
+                return False
+            self.env.set_mapsize(grown)
         metrics.CACHE_RESIZES.inc()
+        return True
 
     def _update_gauges(self) -> None:
         env = self.env
         info, stat = env.info(), env.stat()
-        metrics.CACHE_ENTRIES.set(stat["entries"])
+        metrics.CACHE_ENTRIES.set(stat["entries"] - 1)  # the order table is an entry too
         metrics.CACHE_USED_BYTES.set((info["last_pgno"] + 1) * stat["psize"])
         metrics.CACHE_MAP_BYTES.set(info["map_size"])
 

@@ -35,6 +35,10 @@ class Config:
                              "LMDB feature cache directory.")
     cache_map_bytes: int = setting("FEATURE_CACHE_MAP_BYTES", 1 << 30,
                                    "Initial LMDB map size; doubles when full.", "1073741824")
+    cache_max_bytes: int = setting(
+        "FEATURE_CACHE_MAX_BYTES", 0,
+        "Cap on the LMDB cache file; past 90 % the oldest entries are evicted down to 75 % "
+        "(0: no cap). Keep it under the volume's size.", "17179869184")
     url_allowlist: tuple[str, ...] = setting(
         "FEATURE_URL_ALLOWLIST", (),
         "Hosts, addresses or CIDRs that may be fetched although private or loopback.",
@@ -65,11 +69,11 @@ class Config:
                                      "Most URL fetches in progress at once.")
     stream_inflight: int = setting("FEATURE_STREAM_INFLIGHT", 4,
                                    "EmbedStream messages processed at once per stream.")
-    max_concurrent_embeds: int = setting(
-        "FEATURE_MAX_CONCURRENT_EMBEDS", 32,
-        "Embed and EmbedStream calls served at once; more are refused with "
-        "RESOURCE_EXHAUSTED (retry with backoff) rather than queued, so request bodies "
-        "cannot pile up in memory.")
+    max_inflight_bytes: int = setting(
+        "FEATURE_MAX_INFLIGHT_BYTES", 256 << 20,
+        "Bytes of Embed requests worked on at once: an Embed that would pass it is "
+        "refused with RESOURCE_EXHAUSTED (retry with backoff), an EmbedStream waits, so "
+        "request bodies cannot pile up in memory.", "268435456")
 
     def batch_limit(self, extractor: str, device: str) -> int:
         """FEATURE_MAX_BATCH, or the automatic choice when it is 0."""
@@ -89,10 +93,13 @@ class Config:
         require(self.precision in PRECISIONS, "FEATURE_PRECISION",
                 f"must be one of {', '.join(PRECISIONS)}", "float32")
         require(self.max_batch >= 0, "FEATURE_MAX_BATCH", "must be >= 0 (0: automatic)", "16")
+        require(self.cache_max_bytes == 0 or self.cache_max_bytes >= 1 << 20,
+                "FEATURE_CACHE_MAX_BYTES", "must be 0 (no cap) or at least 1 MiB",
+                "17179869184")
         for env, value in (("FEATURE_MAX_ITEMS", self.max_items),
                            ("FEATURE_DECODE_THREADS", self.decode_threads),
                            ("FEATURE_STREAM_INFLIGHT", self.stream_inflight),
-                           ("FEATURE_MAX_CONCURRENT_EMBEDS", self.max_concurrent_embeds),
+                           ("FEATURE_MAX_INFLIGHT_BYTES", self.max_inflight_bytes),
                            ("FEATURE_FETCH_CONCURRENCY", self.fetch_concurrency),
                            ("FEATURE_MAX_IMAGE_BYTES", self.max_image_bytes),
                            ("FEATURE_MAX_PIXELS", self.max_pixels)):

@@ -16,4 +16,6 @@ INFERENCE_SECONDS = Histogram("feature_inference_seconds", "Model time per batch
                               buckets=(0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30))
 ITEMS = Counter("feature_items", "Images answered, by outcome.", ["outcome"])
 REFUSED_CALLS = Counter("feature_refused_calls",
-                        "Embed calls refused because FEATURE_MAX_CONCURRENT_EMBEDS were busy.")
+                        "Embed calls refused: FEATURE_MAX_INFLIGHT_BYTES were in progress.")
+CACHE_EVICTIONS = Counter("feature_cache_evictions",
+                          "Oldest entries deleted to keep the cache under FEATURE_CACHE_MAX_BYTES.")

@@ -14,6 +14,7 @@ import grpc
 from feature_service import metrics
 from feature_service.addresses import Allowlist
 from feature_service.batching import MicroBatcher
+from feature_service.budget import RequestBytes
 from feature_service.cache import FeatureCache
 from feature_service.config import Config
 from feature_service.extractors.base import EVIDENCE_DIM, Extractor
@@ -89,27 +90,29 @@ def image_inputs(images: Sequence[feature_pb2.ImageRef]) -> list[ImageInput]:
 
 class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
     def __init__(self, pipeline: FeaturePipeline, max_items: int, stream_inflight: int,
-                 max_concurrent_embeds: int) -> None:
+                 request_bytes: RequestBytes) -> None:
         self.pipeline, self.max_items, self.stream_inflight = (
             pipeline, max_items, stream_inflight)
-        self.max_concurrent_embeds, self._embeds = max_concurrent_embeds, 0
+        self.request_bytes = request_bytes
         self.info = extractor_info(pipeline.extractor)
 
     @contextlib.asynccontextmanager
-    async def _embed_slot(self, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        """Refuses, rather than queues, an Embed call beyond the limit: a queued call would
-        hold its request body (up to FEATURE_MAX_MESSAGE_BYTES) while it waits. Cheap
-        calls (Describe, Lookup, health) are never refused."""
-        if self._embeds >= self.max_concurrent_embeds:
+    async def _admitted(self, size: int, context: grpc.aio.ServicerContext
+                        ) -> AsyncIterator[None]:
+        """Refuses, rather than queues, an Embed whose body would pass the budget: its
+        body is in memory already, and waiting would keep it there. Describe, Lookup and
+        health are never refused."""
+        budget = self.request_bytes
+        if not budget.try_take(size):
             metrics.REFUSED_CALLS.inc()
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"{self._embeds} embedding calls already in progress, the "
-                                "limit (FEATURE_MAX_CONCURRENT_EMBEDS): retry with backoff")
-        self._embeds += 1
+                                f"{budget.used} bytes of requests in progress; {size} more "
+                                f"would pass {budget.limit} (FEATURE_MAX_INFLIGHT_BYTES): "
+                                "retry with backoff")
         try:
             yield
         finally:
-            self._embeds -= 1
+            await budget.give(size)
 
     async def _check_count(self, count: int, context: grpc.aio.ServicerContext) -> None:
         if count > self.max_items:
@@ -122,7 +125,7 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
 
     async def Embed(self, request, context):  # type: ignore[no-untyped-def]
         await self._check_count(len(request.images), context)
-        async with self._embed_slot(context):
+        async with self._admitted(request.ByteSize(), context):
             results = await self.pipeline.embed(image_inputs(request.images),
                                                 request.bypass_cache)
         response = feature_pb2.EmbedResponse(extractor=self.info)
@@ -138,22 +141,20 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         return response
 
     async def EmbedStream(self, request_iterator, context):  # type: ignore[no-untyped-def]
-        async with self._embed_slot(context):
-            async for response in self._embed_stream(request_iterator, context):
-                yield response
-
-    async def _embed_stream(self, request_iterator, context):  # type: ignore[no-untyped-def]
-        """At most `stream_inflight` messages are worked on at once: the reader stops
-        pulling from the stream until a result has been sent, so gRPC flow control
-        holds the client back."""
+        """At most `stream_inflight` messages are worked on at once, and only while the
+        request-bytes budget has room: the reader stops pulling from the stream until a
+        result has been sent or room is made, so gRPC flow control holds the client back."""
         slots = asyncio.Semaphore(self.stream_inflight)
         done: asyncio.Queue[feature_pb2.EmbedStreamResponse | None] = asyncio.Queue()
         tasks: set[asyncio.Task] = set()
 
-        async def work(images: list[ImageInput]) -> None:
-            response = feature_pb2.EmbedStreamResponse()
-            for result in await self.pipeline.embed(images):
-                fill_result(response.results.add(), result)
+        async def work(images: list[ImageInput], size: int) -> None:
+            try:
+                response = feature_pb2.EmbedStreamResponse()
+                for result in await self.pipeline.embed(images):
+                    fill_result(response.results.add(), result)
+            finally:
+                await self.request_bytes.give(size)
             await done.put(response)
 
         async def read() -> None:
@@ -162,7 +163,9 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
                     raise ValueError(f"{len(message.images)} images in one stream message; "
                                      f"at most {self.max_items} (FEATURE_MAX_ITEMS)")
                 await slots.acquire()
-                task = asyncio.create_task(work(image_inputs(message.images)))
+                size = message.ByteSize()
+                await self.request_bytes.take(size)
+                task = asyncio.create_task(work(image_inputs(message.images), size))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             await asyncio.gather(*list(tasks))
@@ -199,7 +202,7 @@ def build_service(config: Config, extractor: Extractor | None = None) -> GrpcSer
     extractor = extractor or load_configured_extractor(config)
     info = extractor.info
     cache = FeatureCache(config.cache_dir, f"{info.name}/{info.version}",
-                         config.cache_map_bytes)
+                         config.cache_map_bytes, config.cache_max_bytes)
     fetcher = Fetcher(Allowlist.from_entries(config.url_allowlist), FetchLimits(
         max_bytes=config.max_image_bytes, connect_timeout_s=config.connect_timeout_s,
         total_timeout_s=config.read_timeout_s, max_redirects=config.max_redirects,
@@ -211,7 +214,7 @@ def build_service(config: Config, extractor: Extractor | None = None) -> GrpcSer
                                max_image_bytes=config.max_image_bytes,
                                max_pixels=config.max_pixels)
     servicer = FeatureServicer(pipeline, config.max_items, config.stream_inflight,
-                               config.max_concurrent_embeds)
+                               RequestBytes(config.max_inflight_bytes))
 
     async def close() -> None:
         await batcher.close()

@@ -357,3 +357,13 @@ async def test_gateway_probe_paths_are_routes_of_the_gateway() -> None:
     gateway = next(containers(get("local", "Deployment", "gateway")))
     for probe in ("readinessProbe", "livenessProbe"):
         assert gateway[probe]["httpGet"]["path"] in routes, probe
+
+
+def test_the_feature_cache_cap_fits_its_volume(overlay: str) -> None:
+    feature = get(overlay, "StatefulSet", "feature")
+    env = container_env(overlay, next(containers(feature)))
+    storage = feature["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"][
+        "storage"]
+    assert storage.endswith("Gi"), storage
+    # Room is left for LMDB's own pages and the model files' neighbours on the volume.
+    assert 0 < int(env["FEATURE_CACHE_MAX_BYTES"]) <= 0.85 * int(storage[:-2]) * 2**30

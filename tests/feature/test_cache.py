@@ -91,3 +91,41 @@ def test_an_environment_is_not_used_after_fork(tmp_path: Path) -> None:
 def test_failure_entries_keep_kind_and_message(tmp_path: Path, kind: Kind) -> None:
     entry = Entry(kind=kind, message="détail\0with nul")
     assert Entry.decode(entry.encode()) == entry
+
+
+def test_a_capped_cache_evicts_the_oldest_entries_and_stops_growing(tmp_path: Path) -> None:
+    cap = 1 << 20
+    cache = FeatureCache(tmp_path, "tiny/1", map_size=128 << 10, max_bytes=cap)
+    evictions = metrics.CACHE_EVICTIONS._value.get()
+    items = [(f"k{i}", Entry(vector=vector(i, dim=1024))) for i in range(600)]  # ~2.5 MB
+    for start in range(0, 600, 20):
+        cache.put_many(items[start:start + 20])
+        assert cache.env.info()["map_size"] <= cap
+    assert metrics.CACHE_EVICTIONS._value.get() > evictions
+    found = cache.get_many([k for k, _ in items])
+    kept = [i for i, entry in enumerate(found) if entry is not None]
+    # First in, first out: what is left is one run of the newest, read back intact.
+    assert kept == list(range(kept[0], 600)) and kept[0] > 0
+    assert found[-1] == items[-1][1]
+    assert 80 < len(kept) < 260  # 8 KB per entry: between EVICT_TO and the cap
+    cache.close()
+
+    # Reopened, the order carries on: new entries are the last to go.
+    cache = FeatureCache(tmp_path, "tiny/1", map_size=128 << 10, max_bytes=cap)
+    more = [(f"n{i}", Entry(vector=vector(1000 + i, dim=1024))) for i in range(300)]
+    for start in range(0, 300, 20):
+        cache.put_many(more[start:start + 20])
+    assert cache.get_many(["k599"]) == [None]
+    assert cache.get_many(["n299"]) == [more[-1][1]]
+    assert os.path.getsize(tmp_path / "data.mdb") <= cap
+    cache.close()
+
+
+def test_rewriting_a_key_does_not_queue_it_twice(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path, "tiny/1", max_bytes=1 << 20)
+    cache.put_many([("a", Entry(vector=vector(1)))])
+    cache.put_many([("a", Entry(vector=vector(2)))])
+    assert cache.get_many(["a"]) == [Entry(vector=vector(2))]
+    with cache.env.begin() as txn:
+        assert txn.stat(cache._shared.order)["entries"] == 1
+    cache.close()

@@ -23,7 +23,7 @@ def test_allowlist_takes_hosts_addresses_and_blocks() -> None:
 @pytest.mark.parametrize(("env", "value"), [
     ("FEATURE_URL_ALLOWLIST", "10.0.0.0/33"), ("FEATURE_URL_ALLOWLIST", "bad host!"),
     ("FEATURE_MAX_BATCH", "-1"), ("FEATURE_DEVICE", "tpu"), ("FEATURE_MAX_ITEMS", "0"),
-    ("FEATURE_PRECISION", "float8"),
+    ("FEATURE_PRECISION", "float8"), ("FEATURE_CACHE_MAX_BYTES", "4096"),
     ("FEATURE_READ_TIMEOUT_S", "0"),
 ])
 def test_bad_values_name_the_variable(env: str, value: str) -> None:

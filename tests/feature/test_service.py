@@ -177,28 +177,38 @@ async def test_url_corpus_is_refused_or_cut_off(service_factory, image_server: I
     await test_embed_returns_the_extractor_features_and_evidence(local)
 
 
-async def test_embed_calls_beyond_the_limit_are_refused_and_cheap_calls_still_served(
+async def test_requests_past_the_byte_budget_are_refused_or_wait_and_nothing_is_lost(
         service_factory, image_server: ImageServer) -> None:  # type: ignore[no-untyped-def]
-    feature = await service_factory(max_concurrent_embeds=1)
+    feature = await service_factory(max_inflight_bytes=1 << 20)
+    ballast = by_data(b"\0" * (600 << 10), id="ballast")  # 600 KB, not an image
     busy = asyncio.ensure_future(feature.stub.Embed(E.EmbedRequest(
-        images=[by_url(image_server.url("/slow"))])))
-    while image_server.hits.get("/slow", 0) < 1:  # the first call holds the only slot
+        images=[by_url(image_server.url("/slow")), ballast])))
+    while image_server.hits.get("/slow", 0) < 1:  # the first call is being worked on
         await asyncio.sleep(0.01)
-    image = by_data(encode(gradient(seed=3), "PNG"), id="after")
+    image = by_data(encode(gradient(seed=3), "PNG") + b"\0" * (600 << 10), id="after")
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await feature.stub.Embed(E.EmbedRequest(images=[image]))
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "FEATURE_MAX_CONCURRENT_EMBEDS" in (refused.value.details() or "")
-    with pytest.raises(grpc.aio.AioRpcError) as refused_stream:
-        async for _ in feature.stub.EmbedStream(iter([E.EmbedStreamRequest(images=[image])])):
-            pass
-    assert refused_stream.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "FEATURE_MAX_INFLIGHT_BYTES" in (refused.value.details() or "")
+    # Small calls still fit, and cheap calls are never refused.
+    small = by_data(encode(gradient(seed=4), "PNG"), id="small")
+    assert outcome((await feature.stub.Embed(E.EmbedRequest(images=[small]))).results[0]) == OK
     assert (await feature.stub.Describe(E.DescribeRequest())).extractor.name
     assert len((await feature.stub.Lookup(E.LookupRequest(ids=["after"]))).results) == 1
+    # A stream waits for room instead: flow control holds its sender back.
+    stream = asyncio.ensure_future(_collect(feature.stub.EmbedStream(
+        iter([E.EmbedStreamRequest(images=[image])]))))
+    await asyncio.sleep(0.2)
+    assert not stream.done() and not busy.done()
     assert outcome((await busy).results[0]) == "ERROR_KIND_TIMEOUT"
-    # The slot is free again: nothing was lost, the refused image embeds now.
+    assert [outcome(r) for m in await stream for r in m.results] == [OK]
+    # Room again: the refused request goes through now.
     assert outcome((await feature.stub.Embed(E.EmbedRequest(images=[image]))).results[0]) == OK
-    assert REGISTRY.get_sample_value("feature_refused_calls_total") >= 2
+    assert REGISTRY.get_sample_value("feature_refused_calls_total") >= 1
+
+
+async def _collect(call) -> list:  # type: ignore[no-untyped-def]
+    return [message async for message in call]
 
 
 async def test_remembered_and_retryable_url_failures(feature: Running,
