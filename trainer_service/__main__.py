@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import tempfile
+from pathlib import Path
 
 from hitl.config import load_or_exit
 from hitl.logs import setup_logging
@@ -10,9 +13,24 @@ from trainer_service.config import Config
 from trainer_service.server import build_service
 
 
+def ensure_writable(folder: Path) -> None:
+    """Raises OSError unless files can be created in `folder` (made if missing): a
+    read-only volume is found here, in one line, not deep in start-up."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+
+
 def main() -> None:
     config = load_or_exit(Config)
     setup_logging("trainer", config.log_level)
+    try:
+        ensure_writable(Path(config.data_dir))
+    except OSError as exc:
+        print(f"trainer service cannot start: the data folder {config.data_dir} cannot be "
+              f"written ({exc.strerror or exc}): set TRAINER_DATA_DIR to a writable folder",
+              file=sys.stderr)
+        raise SystemExit(1) from None
 
     async def serve() -> None:
         await build_service(config).run_until_signal()

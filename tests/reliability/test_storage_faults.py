@@ -100,6 +100,7 @@ def test_read_only_directories_stop_the_services_with_a_clear_error(tmp_path, sh
     report.inputs("read-only data directory", f"trainer exit {code}")
     assert code != 0
     assert str(data) in log and "read-only" in log.lower(), log
+    assert "TRAINER_DATA_DIR" in log and "Traceback" not in log, log
 
 
 def test_a_corrupt_model_file_stops_the_feature_service_with_a_clear_error(tmp_path):
