@@ -69,7 +69,7 @@ def to_float32(value: object) -> object:
 class ReducedPrecision(torch.nn.Module):
     """Runs `inner` under autocast to `dtype` and hands float32 back.
 
-    Only the heavy parts are wrapped (convolution trunks, the box head's MLP): box
+    Only the heavy parts are wrapped (convolution trunks, RPN head, box-head MLP): box
     decoding, NMS and scores stay float32, where bfloat16's 8-bit mantissa would move an
     800 px box corner by up to 4 px.
     """
