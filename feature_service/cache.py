@@ -184,8 +184,8 @@ class FeatureCache:
                     self._write(txn, records)
                 break
             except lmdb.MapFullError:
-                if not self._grow():
-                    self._evict(EVICT_TO * self.max_bytes)
+                if not self._grow() and not self._evict(EVICT_TO * self.max_bytes):
+                    raise  # full of entries from before the cap: nothing to evict
         if self.max_bytes:
             self._evict_if_above(EVICT_ABOVE * self.max_bytes)
         self._update_gauges()
@@ -208,10 +208,11 @@ class FeatureCache:
         if live > limit:
             self._evict(EVICT_TO * self.max_bytes)
 
-    def _evict(self, target: float) -> None:
-        """Deletes the oldest entries until the live data is about `target` bytes."""
+    def _evict(self, target: float) -> int:
+        """Deletes the oldest entries until the live data is about `target` bytes;
+        returns how many (0 without a cap)."""
         if not self.max_bytes:
-            raise lmdb.MapFullError("the feature cache map cannot grow")
+            return 0
         order, evicted = self._shared.order, 0
         with self._shared.gate.shared(), self.env.begin(write=True) as txn:
             live, entries = _live_bytes(txn, None, order), txn.stat(order)["entries"]
@@ -224,6 +225,7 @@ class FeatureCache:
                     cursor.delete()
                     evicted += 1
         metrics.CACHE_EVICTIONS.inc(evicted)
+        return evicted
 
     async def put(self, items: Sequence[tuple[str, Entry]]) -> None:
         """Stores `items` on the writer thread, so the event loop never waits for a commit.

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 
+import lmdb
 import numpy as np
 import pytest
 
@@ -128,4 +130,21 @@ def test_rewriting_a_key_does_not_queue_it_twice(tmp_path: Path) -> None:
     assert cache.get_many(["a"]) == [Entry(vector=vector(2))]
     with cache.env.begin() as txn:
         assert txn.stat(cache._shared.order)["entries"] == 1
+    cache.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_cap_full_of_entries_from_before_the_cap_fails_the_write_not_the_service(
+        tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path, "tiny/1", map_size=256 << 10, max_bytes=1 << 20)
+    value = Entry(vector=vector(1, dim=1024)).encode()
+    with contextlib.suppress(lmdb.MapFullError):  # written as an uncapped cache did
+        for i in range(1000):
+            with cache.env.begin(write=True) as txn:
+                txn.put(cache._key(f"old{i}"), value)
+            if cache.env.info()["map_size"] < 1 << 20:
+                cache.env.set_mapsize(1 << 20)
+    with pytest.raises(lmdb.MapFullError):
+        cache.put_many([("new", Entry(vector=vector(2, dim=1024)))])
+    assert cache.get_many(["old0"]) != [None]  # nothing was lost
     cache.close()
