@@ -1,0 +1,28 @@
+"""`bench.features` measures `resnext50-frcnn` where its pretrained weights are absent (no
+internet here): the real service around the same architectures with random weights,
+against the float32 one-at-a-time baseline, both on real tiles."""
+
+import pytest
+
+from bench import features
+from tests.support import TILES, require_data
+
+
+def test_resnext50_frcnn_is_measured_with_random_weights_when_its_weights_are_absent(
+        monkeypatch, tmp_path):
+    require_data(TILES)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
+    monkeypatch.setitem(features.COUNTS, "resnext50-frcnn", {True: (4, 2), False: (4, 2)})
+    result = features.measure("resnext50-frcnn", short=True)
+
+    assert result["weights"].startswith("random") and "no-weights" in result["why"]
+    assert result["version"].startswith("untrained")  # never mixed with real features
+    assert result["device"] == "cpu" and result["service_images"] == 4
+    assert result["cold_images_per_s"] > 0 and result["baseline_images_per_s"] > 0
+    assert result["cold_vs_baseline"] == pytest.approx(
+        result["cold_images_per_s"] / result["baseline_images_per_s"], rel=0.02)
+    assert 1 <= result["cold_mean_batch"] <= 2  # the CPU batch limit for Faster R-CNN
+    assert result["warm_images_per_s"] > result["cold_images_per_s"]
+    assert result["peak_rss_mib"] > 0
+    assert "float16_vs_float32" not in result  # random features have no F1 to report
+    assert "random weights" in features.markdown({"extractors": {"resnext50-frcnn": result}})
