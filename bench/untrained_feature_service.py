@@ -11,31 +11,18 @@ they can never mix with real ones. It lives in bench/, out of the product's reac
 
 from __future__ import annotations
 
-import asyncio
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as feature_service/__main__.py
-
+from feature_service.__main__ import main  # sets OMP_WAIT_POLICY before torch loads
 from feature_service.config import Config
-from hitl.config import load_or_exit
-from hitl.logs import setup_logging
+from feature_service.extractors.base import Extractor
 
 
-def main() -> None:
-    config = load_or_exit(Config)
-    setup_logging("feature", config.log_level)
+def untrained(config: Config) -> Extractor:
     from feature_service.extractors.resnext_frcnn import ResNeXtFrcnnExtractor
     from feature_service.extractors.runtime import resolve_device
-    from feature_service.server import build_service
 
-    extractor = ResNeXtFrcnnExtractor.untrained(resolve_device(config.device),
-                                                precision=config.precision)
-
-    async def serve() -> None:  # the server must be built inside the running loop
-        await build_service(config, extractor).run_until_signal()
-
-    asyncio.run(serve())
+    return ResNeXtFrcnnExtractor.untrained(resolve_device(config.device),
+                                           precision=config.precision)
 
 
 if __name__ == "__main__":
-    main()
+    main(untrained)

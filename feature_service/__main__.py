@@ -10,19 +10,23 @@ import sys
 # share the cores (measured: 5-7x slower under load). Must be set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from collections.abc import Callable
+
 from feature_service.cache import CacheUnavailable
 from feature_service.config import Config
-from feature_service.extractors.base import MissingWeightsError
+from feature_service.extractors.base import Extractor, MissingWeightsError
 from hitl.config import load_or_exit
 from hitl.logs import setup_logging
 
 
-def main() -> None:
+def main(make_extractor: Callable[[Config], Extractor] | None = None) -> None:
+    """Serves the configured extractor; `make_extractor` replaces it (the benchmark's
+    random-weight service, bench/untrained_feature_service.py)."""
     config = load_or_exit(Config)
     setup_logging("feature", config.log_level)
     from feature_service.server import build_service, load_configured_extractor
     try:
-        extractor = load_configured_extractor(config)
+        extractor = (make_extractor or load_configured_extractor)(config)
     except (MissingWeightsError, ValueError) as exc:
         # One line: the missing file and the command that fetches it, or the bad device.
         print(f"feature service cannot start: {exc}", file=sys.stderr)

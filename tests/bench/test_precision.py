@@ -11,12 +11,19 @@ from tests.support import TILES, require_data, require_lite_models
 TILE_COUNT = 24  # 6 bicycles: enough for the 5-fold probe, two batches, a few seconds
 
 
-def test_reports_what_bfloat16_changes_on_real_tiles():
+@pytest.fixture(scope="module")
+def lite_result():
+    """One measurement of the lite models, shared: it is the slow part of these tests."""
     require_data(TILES)
     require_lite_models()
     result = precision.run(short=True, count=TILE_COUNT)
     if result.get("status") == "skipped":
         pytest.skip(result["reason"])
+    return result
+
+
+def test_reports_what_bfloat16_changes_on_real_tiles(lite_result):
+    result = lite_result
 
     assert result["images"] == TILE_COUNT and result["bicycles"] == TILE_COUNT // 4
     assert isinstance(result["bf16_native"], bool)
@@ -45,7 +52,7 @@ def test_reports_what_bfloat16_changes_on_real_tiles():
     assert f"| probe F1 (fp32 / bf16) | {result['probe_f1']['float32']} /" in table
 
 
-def test_compares_resnext50_frcnn_in_float32_and_reduced_precision():
+def test_compares_resnext50_frcnn_in_float32_and_reduced_precision(lite_result):
     # Random weights at a small detector size stand in for the pretrained ones, which
     # are absent here: this checks the comparison, not the model's accuracy.
     require_data(TILES)
@@ -61,8 +68,7 @@ def test_compares_resnext50_frcnn_in_float32_and_reduced_precision():
     assert result["vectors_identical"] is False
     assert 0.99 < result["embedding_cosine"]["min"] <= 1.0
     assert set(result["probe_f1"]) == {"float32", "bfloat16"}
-    assert "resnext50-frcnn" in precision.markdown({**precision.run(True, 24),
-                                                   "resnext50_frcnn": result})
+    assert "resnext50-frcnn" in precision.markdown({**lite_result, "resnext50_frcnn": result})
 
 
 def test_skips_with_a_reason_without_the_tiles(tmp_path, monkeypatch):
