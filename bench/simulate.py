@@ -68,7 +68,7 @@ def _pb():
     return common_pb2, trainer_pb2, trainer_pb2_grpc
 
 
-class Trainer:
+class TrainerClient:
     """The simulator's view of one trainer process."""
 
     def __init__(self, address: str) -> None:
@@ -133,7 +133,7 @@ def _metrics_row(reply, strategy: str, seed: int, labels: int, gold: int,  # typ
             "adopted": reply.adopted, "seconds": round(seconds, 2)}
 
 
-async def replay(trainer: Trainer, truth: dict[str, bool], strategy: str, seed: int,
+async def replay(trainer: TrainerClient, truth: dict[str, bool], strategy: str, seed: int,
                  budget: int, step: int, error_rate: float) -> RunResult:
     """Annotates what the trainer asks for until `budget` training labels, retraining and
     recording the evaluation metrics after every `step` of them."""
@@ -170,7 +170,7 @@ async def replay(trainer: Trainer, truth: dict[str, bool], strategy: str, seed: 
     return result
 
 
-async def full_pool(trainer: Trainer, truth: dict[str, bool], seed: int) -> dict:
+async def full_pool(trainer: TrainerClient, truth: dict[str, bool], seed: int) -> dict:
     """The supervised ceiling: every pool item annotated with its true label, one model."""
     pool = int((await trainer.status()).counts.pool)
     labels = gold = positives = 0
@@ -223,7 +223,7 @@ async def _with_trainer(plan: Plan, feature: stack.Service, manifest: Path, work
     service.start()
     try:
         service.wait_healthy()
-        trainer = Trainer(service.address)
+        trainer = TrainerClient(service.address)
         try:
             await trainer.wait_ready(f"{name}: features")
             return await job(trainer), service
@@ -244,7 +244,7 @@ def template_dir(plan: Plan, manifest: Path) -> Path:
     return plan.cache / f"trainer-template-{digest}"
 
 
-async def _nothing(trainer: Trainer) -> None:
+async def _nothing(trainer: TrainerClient) -> None:
     return None
 
 

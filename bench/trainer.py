@@ -27,7 +27,7 @@ import numpy as np
 
 from bench import stack
 from trainer_service.model import train
-from trainer_service.sampler import rank
+from trainer_service.ranking import rank
 
 DIMENSION = 2058
 EMBEDDING = 2048

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -22,11 +21,17 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from .extractors.lite import (
+from .extractors.lite import EFFICIENTNET_SIZE, efficientnet_lite2
+from .extractors.lite_models import (
     EFFICIENTNET_ONNX,
-    EFFICIENTNET_SIZE,
+    EFFICIENTNET_SHA256,
+    MANIFEST,
+    ONNX_SHA256,
     SSD_ONNX,
-    efficientnet_lite2,
+    SSD_SHA256,
+    lite_manifest,
+    lite_ready,
+    sha256,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,53 +42,8 @@ PACKED_LOADER = "objectron_solution_packed_assets_loader.js"
 SSD_ASSET = ("/third_party/mediapipe/modules/objectron/"
              "object_detection_ssd_mobilenetv2_oidv4_fp16.tflite")
 LABELMAP_ASSET = "/object_detection_oidv4_labelmap.txt"
-SSD_SHA256 = "d0a5255bf8c4f5a0bc4240741a76c41d5e939f7655078f945f50ab53a9375da6"
-EFFICIENTNET_SHA256 = "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"
-
-# Written last into <models>/lite/, so its presence means the conversion finished.
-MANIFEST = "manifest.json"
-ONNX_SHA256 = "onnx_sha256"
-# Bumped whenever the conversion changes its output: it is part of the extractor version.
-CONVERSION = "1"
-
-
 class FetchError(RuntimeError):
     """A model could not be obtained; the message says why and what to do."""
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def lite_manifest() -> dict[str, str]:
-    """What a finished `lite` conversion records; a different one means convert again."""
-    return {"conversion": CONVERSION, "ssd_sha256": SSD_SHA256,
-            "efficientnet_sha256": EFFICIENTNET_SHA256}
-
-
-def lite_version() -> str:
-    return f"c{CONVERSION}-ssd{SSD_SHA256[:8]}-effnet{EFFICIENTNET_SHA256[:8]}"
-
-
-def lite_ready(lite_dir: Path) -> bool:
-    try:
-        recorded = json.loads((lite_dir / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return False
-    recorded.pop(ONNX_SHA256, None)
-    return (recorded == lite_manifest() and (lite_dir / EFFICIENTNET_ONNX).is_file()
-            and (lite_dir / SSD_ONNX).is_file() and not corrupt_files(lite_dir))
-
-
-def corrupt_files(lite_dir: Path) -> list[Path]:
-    """Converted files whose bytes differ from the checksums recorded at conversion: a
-    damaged file would otherwise load and silently compute wrong features."""
-    try:
-        recorded = json.loads((lite_dir / MANIFEST).read_text()).get(ONNX_SHA256, {})
-    except (OSError, ValueError, AttributeError):
-        return []
-    return [lite_dir / name for name, digest in recorded.items()
-            if (lite_dir / name).is_file() and sha256((lite_dir / name).read_bytes()) != digest]
 
 
 def record_checksums(lite_dir: Path) -> None:

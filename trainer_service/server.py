@@ -1,30 +1,22 @@
-"""The gRPC face of the trainer: thin servicers over `trainer.Trainer`."""
+"""The gRPC face of the trainer: thin servicers over `trainer.Trainer`, converting
+messages with `convert`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
 
 import grpc
 
 from hitl.grpc_server import GrpcService
 from hitl.v1 import trainer_pb2, trainer_pb2_grpc
+from trainer_service import convert
 from trainer_service.config import Config
 from trainer_service.datasets import is_url
-from trainer_service.store import Annotation
-from trainer_service.trainer import Trainer, TrainerError, model_summary
+from trainer_service.domain import DatasetKind, Label, Status, TrainerError
+from trainer_service.trainer import Trainer
 
 SERVICE_NAME = "hitl.v1.TrainerService"
 EXPORT_BATCH = 500
-
-
-def annotation_proto(a: Annotation) -> trainer_pb2.Annotation:
-    message = trainer_pb2.Annotation(
-        annotation_id=a.annotation_id, item_id=a.item_id, label=cast(Any, a.label),
-        annotator=a.annotator, strategy=cast(Any, a.strategy), model_version=a.model_version,
-        duration_ms=a.duration_ms, undone=a.undone, split=cast(Any, a.split))
-    message.create_time.FromNanoseconds(int(a.time * 1e9))
-    return message
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: TrainerError) -> None:
@@ -34,42 +26,42 @@ async def _abort(context: grpc.aio.ServicerContext, error: TrainerError) -> None
 class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     def __init__(self, trainer: Trainer) -> None:
         self.trainer = trainer
+        # Watchers share one status per change; so they share its message too.
+        self._watched: tuple[Status, trainer_pb2.Status] | None = None
 
     async def ImportDataset(self, request, context):  # type: ignore[no-untyped-def]
-        if request.kind == trainer_pb2.DATASET_KIND_UNSPECIFIED or not request.location:
+        kind = convert.to_enum(DatasetKind, request.kind)
+        if kind == DatasetKind.UNSPECIFIED or not request.location:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "kind and location are required")
-        local = request.kind != trainer_pb2.DATASET_KIND_OPEN_IMAGES or not is_url(
-            request.location)
+        local = kind != DatasetKind.OPEN_IMAGES or not is_url(request.location)
         if local and not Path(request.location).exists():
             await context.abort(grpc.StatusCode.NOT_FOUND, f"{request.location} does not exist")
-        async for progress in self.trainer.load(request.kind, request.location):
-            yield trainer_pb2.ImportDatasetResponse(progress=progress)
+        async for progress in self.trainer.load(kind, request.location):
+            yield trainer_pb2.ImportDatasetResponse(progress=convert.loading_progress(progress))
 
     async def AddAnnotation(self, request, context):  # type: ignore[no-untyped-def]
         try:
-            record, duplicate, item = await self.trainer.add_annotation(request)
+            recorded = await self.trainer.add_annotation(
+                request.annotation_id, request.item_id, convert.to_enum(Label, request.label),
+                request.annotator, request.duration_ms)
         except TrainerError as exc:
             await _abort(context, exc)
-        response = trainer_pb2.AddAnnotationResponse(annotation=annotation_proto(record),
-                                                     duplicate=duplicate)
-        if item.known_label and record.split == trainer_pb2.SPLIT_VALIDATION:
-            response.gold_check.known_label = cast(Any, item.known_label)
-            response.gold_check.agrees = record.label == item.known_label
-        return response
+        return convert.recorded(recorded)
 
     async def UndoAnnotation(self, request, context):  # type: ignore[no-untyped-def]
         try:
             record = await self.trainer.undo_annotation(request.annotation_id, request.annotator)
         except TrainerError as exc:
             await _abort(context, exc)
-        return trainer_pb2.UndoAnnotationResponse(annotation=annotation_proto(record))
+        return trainer_pb2.UndoAnnotationResponse(annotation=convert.annotation(record))
 
     async def GetNextItems(self, request, context):  # type: ignore[no-untyped-def]
         try:
-            items = self.trainer.next_items(request)
+            items = self.trainer.next_items(request.annotator, request.count,
+                                            list(request.held_item_ids))
         except TrainerError as exc:
             await _abort(context, exc)
-        return trainer_pb2.GetNextItemsResponse(items=items)
+        return trainer_pb2.GetNextItemsResponse(items=[convert.item(i) for i in items])
 
     async def GetImage(self, request, context):  # type: ignore[no-untyped-def]
         try:
@@ -79,26 +71,32 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         return trainer_pb2.GetImageResponse(data=data, content_type=content_type)
 
     async def GetStatus(self, request, context):  # type: ignore[no-untyped-def]
-        return trainer_pb2.GetStatusResponse(status=self.trainer.status())
+        return trainer_pb2.GetStatusResponse(status=convert.status(self.trainer.status()))
 
     async def WatchStatus(self, request, context):  # type: ignore[no-untyped-def]
         async for status in self.trainer.watch():
-            yield trainer_pb2.WatchStatusResponse(status=status)
+            yield trainer_pb2.WatchStatusResponse(status=self._watched_message(status))
+
+    def _watched_message(self, status: Status) -> trainer_pb2.Status:
+        if self._watched is None or self._watched[0] is not status:
+            self._watched = (status, convert.status(status))
+        return self._watched[1]
 
     async def ExportLabels(self, request, context):  # type: ignore[no-untyped-def]
         records = self.trainer.export(request.include_undone)
         for start in range(0, len(records), EXPORT_BATCH):
             yield trainer_pb2.ExportLabelsResponse(
-                annotations=[annotation_proto(a) for a in records[start:start + EXPORT_BATCH]])
+                annotations=[convert.annotation(a)
+                             for a in records[start:start + EXPORT_BATCH]])
 
     async def Retrain(self, request, context):  # type: ignore[no-untyped-def]
         try:
-            info, adopted = await self.trainer.retrain(force=True)
+            summary, adopted = await self.trainer.retrain(force=True)
         except TrainerError as exc:
             await _abort(context, exc)
         response = trainer_pb2.RetrainResponse(adopted=adopted)
-        if info is not None:
-            response.model.CopyFrom(model_summary(info))
+        if summary is not None:
+            response.model.CopyFrom(convert.model_summary(summary))
         return response
 
 

@@ -8,7 +8,7 @@ them as JSON. Run from the repository root:
   pretrained ones);
 - decode cost: JPEG decode + resize per image on one core, on the real photos;
 - trainer: memory per catalog item, and the time of the real ranking code
-  (trainer_service.sampler.rank) at growing numbers of embedded items;
+  (trainer_service.ranking.rank) at growing numbers of embedded items;
 - LMDB: bytes on disk per cached feature vector, with the real FeatureCache.
 
 Extrapolations to 1M and 100M items are done in docs/scaling.md, from these figures.
@@ -119,10 +119,11 @@ def decode_cost() -> dict[str, Any]:
 
 
 def trainer_cost(quick: bool) -> dict[str, Any]:
-    from trainer_service.datasets.base import POOL, Item
+    from trainer_service.datasets.base import Item
     from trainer_service.datasets.catalog import Catalog
+    from trainer_service.domain import Split
     from trainer_service.model import LinearModel
-    from trainer_service.sampler import rank
+    from trainer_service.ranking import rank
 
     out: dict[str, Any] = {"feature_dim": FEATURE_DIM}
     # Catalog memory per item, with Open Images-like ids and URLs.
@@ -132,7 +133,7 @@ def trainer_cost(quick: bool) -> dict[str, Any]:
     catalog = Catalog()
     catalog.add(Item(id=f"{i:016x}",
                      location=f"https://c2.staticflickr.com/6/{i}/{i:011d}_0a1b2c3d4e_o.jpg",
-                     split=POOL) for i in range(n))
+                     split=Split.POOL) for i in range(n))
     current, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     out["catalog_bytes_per_item"] = current / n

@@ -18,14 +18,13 @@ from PIL import Image
 
 from . import ssd
 from .base import Extractor, ExtractorInfo, MissingWeightsError, evidence_vector
+from .lite_models import EFFICIENTNET_ONNX, SSD_ONNX, corrupt_files, lite_ready, lite_version
 from .runtime import cpu_threads
 
 EMBEDDING_DIM = 1280
 EFFICIENTNET_SIZE = 260
 # The TensorFlow EfficientNet evaluation crop: the central 260/(260+32) of the image.
 EFFICIENTNET_CROP = EFFICIENTNET_SIZE / (EFFICIENTNET_SIZE + 32)
-EFFICIENTNET_ONNX = "efficientnet_lite2.onnx"
-SSD_ONNX = "ssd_mobilenetv2_oidv4.onnx"
 
 
 @dataclass(frozen=True)
@@ -68,8 +67,6 @@ def lite_vectors(embeddings: np.ndarray, raw_boxes: np.ndarray,
 
 def lite_files(lite_dir: Path) -> tuple[Path, Path]:
     """The converted models, or MissingWeightsError saying how to make them."""
-    from ..fetch_models import corrupt_files, lite_ready
-
     embedder, detector = lite_dir / EFFICIENTNET_ONNX, lite_dir / SSD_ONNX
     for path in (embedder, detector):
         if not path.is_file():
@@ -86,8 +83,6 @@ def lite_files(lite_dir: Path) -> tuple[Path, Path]:
 
 
 def lite_info(device: str = "cpu") -> ExtractorInfo:
-    from ..fetch_models import lite_version
-
     return ExtractorInfo(
         name="lite", version=lite_version(), embedding_dim=EMBEDDING_DIM,
         backbone="EfficientNet-Lite2 (ImageNet), 1280-d pooled, ONNX Runtime",

@@ -69,7 +69,7 @@ def feature_addr(shared_feature) -> str:  # type: ignore[no-untyped-def]
     return str(shared_feature.address)
 
 
-class Trainer:
+class TrainerProcess:
     """The trainer as a real process that a test may stop and start again on the same
     port and data folder."""
 
@@ -85,7 +85,7 @@ class Trainer:
                     "LOG_LEVEL": "WARNING", **(extra_env or {})}
         self.process: ServiceProcess | None = None
 
-    def start(self) -> Trainer:
+    def start(self) -> TrainerProcess:
         self.process = ServiceProcess("trainer_service", self.env, self.log_path).start()
         try:
             wait_serving(self.port, self.process.proc, timeout=120)
@@ -118,8 +118,8 @@ class Trainer:
 
 @pytest.fixture(scope="session")
 def trainer(tmp_path_factory: pytest.TempPathFactory, feature_addr: str,
-            manifest: Manifest) -> Iterator[Trainer]:
-    service = Trainer(tmp_path_factory.mktemp("trainer"), feature_addr, manifest).start()
+            manifest: Manifest) -> Iterator[TrainerProcess]:
+    service = TrainerProcess(tmp_path_factory.mktemp("trainer"), feature_addr, manifest).start()
     yield service
     service.stop()
 

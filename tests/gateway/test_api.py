@@ -11,7 +11,7 @@ import pytest
 
 from hitl.channels import open_channel
 from hitl.v1 import trainer_pb2, trainer_pb2_grpc
-from tests.gateway.conftest import MARKUP_ID, Manifest, Trainer
+from tests.gateway.conftest import MARKUP_ID, Manifest, TrainerProcess
 from tests.gateway.helpers import CSRF, client, config, error_of, sign_in
 from tests.support import free_port
 
@@ -24,7 +24,7 @@ async def _annotate(c, item_id: str, label: str, annotation_id: str | None = Non
         "duration_ms": 850})
 
 
-async def test_status_names_the_task_and_reports_the_dataset(trainer: Trainer, feature_addr):
+async def test_status_names_the_task_and_reports_the_dataset(trainer: TrainerProcess, feature_addr):
     async with client(config(trainer_addr=trainer.addr, feature_addr=feature_addr)) as c:
         r = await c.get("/api/status")
         assert r.status == 200
@@ -38,7 +38,7 @@ async def test_status_names_the_task_and_reports_the_dataset(trainer: Trainer, f
 
 
 async def test_items_are_leased_to_the_named_annotator_with_local_image_urls(
-        trainer: Trainer, feature_addr):
+        trainer: TrainerProcess, feature_addr):
     async with client(config(trainer_addr=trainer.addr, feature_addr=feature_addr)) as c:
         r = await c.get("/api/items/next?n=5")
         assert r.status == 409 and (await error_of(r))["code"] == "no_annotator"
@@ -56,7 +56,8 @@ async def test_items_are_leased_to_the_named_annotator_with_local_image_urls(
         assert (await c.get("/api/items/next?n=51")).status == 400
 
 
-async def test_local_images_are_served_by_id_with_caching_headers(trainer: Trainer, feature_addr):
+async def test_local_images_are_served_by_id_with_caching_headers(trainer: TrainerProcess,
+                                                                  feature_addr):
     async with client(config(trainer_addr=trainer.addr, feature_addr=feature_addr)) as c:
         await sign_in(c)
         item = (await (await c.get("/api/items/next?n=1")).json())["items"][0]
@@ -78,7 +79,7 @@ async def test_local_images_are_served_by_id_with_caching_headers(trainer: Train
 
 
 async def test_annotation_is_idempotent_by_client_id_and_can_be_undone(
-        trainer: Trainer, feature_addr):
+        trainer: TrainerProcess, feature_addr):
     async with client(config(trainer_addr=trainer.addr, feature_addr=feature_addr)) as c:
         await sign_in(c, "idempotent")
         item = (await (await c.get("/api/items/next?n=1")).json())["items"][0]
@@ -108,7 +109,7 @@ async def test_annotation_is_idempotent_by_client_id_and_can_be_undone(
         assert unknown.status == 404
 
 
-async def test_openimages_export_has_the_official_columns(trainer: Trainer, feature_addr):
+async def test_openimages_export_has_the_official_columns(trainer: TrainerProcess, feature_addr):
     async with client(config(trainer_addr=trainer.addr, feature_addr=feature_addr)) as c:
         await sign_in(c, "openimages")
         item = (await (await c.get("/api/items/next?n=1")).json())["items"][0]
@@ -129,7 +130,8 @@ async def test_openimages_export_has_the_official_columns(trainer: Trainer, feat
      "invalid_duration"),
     ([1, 2], "invalid_body"),
 ])
-async def test_malformed_annotations_get_a_clear_error(trainer: Trainer, feature_addr, body, code):
+async def test_malformed_annotations_get_a_clear_error(trainer: TrainerProcess, feature_addr,
+                                                       body, code):
     async with client(config(trainer_addr=trainer.addr, feature_addr=feature_addr)) as c:
         await sign_in(c)
         r = await c.post("/api/annotations", json=body, headers=CSRF)
@@ -146,7 +148,8 @@ async def test_malformed_annotations_get_a_clear_error(trainer: Trainer, feature
         assert (await c.get("/api/status")).status == 200
 
 
-async def test_live_channel_pushes_the_status_and_then_changes(trainer: Trainer, feature_addr):
+async def test_live_channel_pushes_the_status_and_then_changes(trainer: TrainerProcess,
+                                                               feature_addr):
     async with client(config(trainer_addr=trainer.addr, feature_addr=feature_addr)) as c:
         await sign_in(c, "live")
         r = await c.get("/api/events")
@@ -177,7 +180,7 @@ async def test_live_channel_pushes_the_status_and_then_changes(trainer: Trainer,
         r.close()
 
 
-async def test_readiness_reports_the_services(trainer: Trainer, feature_addr):
+async def test_readiness_reports_the_services(trainer: TrainerProcess, feature_addr):
     async with client(config(trainer_addr=trainer.addr, feature_addr=feature_addr)) as c:
         r = await c.get("/readyz")
         assert r.status == 200
@@ -216,8 +219,8 @@ async def test_openapi_document_describes_every_api_route():
     assert len(list(schema.get_all_operations())) == len(documented)
 
 
-async def test_the_trainer_export_sees_what_the_gateway_recorded(trainer: Trainer, feature_addr,
-                                                                manifest: Manifest):
+async def test_the_trainer_export_sees_what_the_gateway_recorded(
+        trainer: TrainerProcess, feature_addr, manifest: Manifest):
     async with client(config(trainer_addr=trainer.addr, feature_addr=feature_addr)) as c:
         await sign_in(c, "export-check")
         item = (await (await c.get("/api/items/next?n=1")).json())["items"][0]

@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from hitl.v1 import trainer_pb2, trainer_pb2_grpc
-from tests.gateway.conftest import MARKUP_ID, Gateway, Manifest, Trainer, artifacts_dir
+from tests.gateway.conftest import MARKUP_ID, Gateway, Manifest, TrainerProcess, artifacts_dir
 
 pytestmark = pytest.mark.browser
 
@@ -20,21 +20,24 @@ WHILE_DOWN = 5
 
 
 @pytest.fixture(scope="module")
-def browser_trainer(tmp_path_factory, feature_addr: str, manifest: Manifest) -> Iterator[Trainer]:
-    service = Trainer(tmp_path_factory.mktemp("browser-trainer"), feature_addr, manifest).start()
+def browser_trainer(tmp_path_factory, feature_addr: str,
+                    manifest: Manifest) -> Iterator[TrainerProcess]:
+    service = TrainerProcess(tmp_path_factory.mktemp("browser-trainer"), feature_addr,
+                             manifest).start()
     yield service
     service.stop()
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory, browser_trainer: Trainer, feature_addr: str) -> Iterator[Gateway]:
+def gateway(tmp_path_factory, browser_trainer: TrainerProcess,
+            feature_addr: str) -> Iterator[Gateway]:
     service = Gateway(tmp_path_factory.mktemp("gateway") / "gateway.log", browser_trainer.addr,
                       feature_addr).start()
     yield service
     service.stop()
 
 
-def exported(trainer: Trainer) -> list[trainer_pb2.Annotation]:
+def exported(trainer: TrainerProcess) -> list[trainer_pb2.Annotation]:
     with grpc.insecure_channel(trainer.addr) as channel:
         stub = trainer_pb2_grpc.TrainerServiceStub(channel)
         return [a for batch in stub.ExportLabels(
@@ -80,7 +83,7 @@ def pending(page) -> int:
 
 
 def test_keyboard_annotation_with_undo_zoom_live_panel_and_outage(
-        browser, gateway: Gateway, browser_trainer: Trainer, manifest: Manifest):
+        browser, gateway: Gateway, browser_trainer: TrainerProcess, manifest: Manifest):
     context = browser.new_context(viewport={"width": 1366, "height": 850})
     page = context.new_page()
     problems: list[str] = []
@@ -209,7 +212,7 @@ def markup_stack(tmp_path_factory, feature_addr: str, manifest: Manifest):
         for item_id, location, label in chosen:
             writer.writerow([item_id, location])
             small.labels[item_id] = int(label)
-    trainer = Trainer(folder, feature_addr, small,
+    trainer = TrainerProcess(folder, feature_addr, small,
                       {"TRAINER_DISPLAY_NAME": MARKUP_NAME}).start()
     gateway = Gateway(folder / "gateway.log", trainer.addr, feature_addr).start()
     yield gateway, trainer, small

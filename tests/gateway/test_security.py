@@ -10,7 +10,7 @@ import pytest
 
 from annotation_gateway import security
 from annotation_gateway.validation import MAX_BODY_BYTES
-from tests.gateway.conftest import Trainer
+from tests.gateway.conftest import TrainerProcess
 from tests.gateway.helpers import CSRF, client, config, error_of, sign_in
 
 TOKEN = "correct-horse-battery"
@@ -24,7 +24,7 @@ TOKEN = "correct-horse-battery"
     "/api/items/..%252F..%252Fetc%252Fpasswd/image",
     "/api/items/%00/image",
 ])
-async def test_image_route_refuses_path_traversal(trainer: Trainer, feature_addr, path):
+async def test_image_route_refuses_path_traversal(trainer: TrainerProcess, feature_addr, path):
     async with client(config(trainer_addr=trainer.addr, feature_addr=feature_addr)) as c:
         r = await c.get(path)
         assert r.status in (400, 404)

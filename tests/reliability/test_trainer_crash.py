@@ -10,12 +10,12 @@ import time
 
 import pytest
 
-from hitl.v1 import common_pb2, trainer_pb2
 from tests.reliability import report
 from tests.reliability import stack as rs
 from tests.reliability.annotators import Annotator, Tally
 from trainer_service.config import Config
-from trainer_service.trainer import Trainer, TrainerError
+from trainer_service.domain import Label, LoadingState, TrainerError
+from trainer_service.trainer import Trainer
 
 ANNOTATORS = 20
 KILLS = 3
@@ -95,13 +95,13 @@ async def test_a_label_for_an_item_not_loaded_yet_is_retried_not_refused(tmp_pat
     """Right after a restart the trainer serves while the rest of the dataset loads; a
     label for an item of that rest must be retryable (UNAVAILABLE), never NOT_FOUND."""
     trainer = Trainer(Config(data_dir=str(tmp_path)))
-    request = trainer_pb2.AddAnnotationRequest(annotation_id="a" * 32, item_id="later",
-                                               label=common_pb2.LABEL_POSITIVE, annotator="x")
-    trainer.catalog.state = trainer_pb2.LOADING_STATE_LOADING
+    label = {"annotation_id": "a" * 32, "item_id": "later", "label": Label.POSITIVE,
+             "annotator": "x"}
+    trainer.catalog.state = LoadingState.LOADING
     with pytest.raises(TrainerError) as loading:
-        await trainer.add_annotation(request)
+        await trainer.add_annotation(**label)
     assert loading.value.code == "UNAVAILABLE" and "loading" in str(loading.value)
-    trainer.catalog.state = trainer_pb2.LOADING_STATE_READY
+    trainer.catalog.state = LoadingState.READY
     with pytest.raises(TrainerError) as loaded:
-        await trainer.add_annotation(request)
+        await trainer.add_annotation(**label)
     assert loaded.value.code == "NOT_FOUND"

@@ -13,10 +13,10 @@ from PIL import Image
 from tests.support import OPENIMAGES, TILES, require_data
 from tests.trainer.httpserver import FileServer
 from trainer_service.datasets import Catalog, Item
-from trainer_service.datasets.base import EVALUATION, NEGATIVE, POOL, POSITIVE, VALIDATION
 from trainer_service.datasets.download import download
 from trainer_service.datasets.local import DatasetError, load_folder, load_manifest
 from trainer_service.datasets.openimages import OpenImages
+from trainer_service.domain import Label, Split
 
 MIRROR = "https://mirror.example"
 
@@ -44,16 +44,17 @@ def test_manifest_split_is_stratified_deterministic_and_hides_pool_labels(tmp_pa
     (tmp_path / "images").symlink_to(TILES / "images")
     items = collect(load_manifest(manifest, 0.2, 0.3, seed=0))
     assert len(items) == len(truth)
-    by_split = {s: [i for i in items if i.split == s] for s in (POOL, VALIDATION, EVALUATION)}
+    by_split = {s: [i for i in items if i.split == s]
+                for s in (Split.POOL, Split.VALIDATION, Split.EVALUATION)}
     positives = sum(truth.values())
-    val_pos = sum(i.known_label == POSITIVE for i in by_split[VALIDATION])
-    eval_pos = sum(i.known_label == POSITIVE for i in by_split[EVALUATION])
+    val_pos = sum(i.known_label == Label.POSITIVE for i in by_split[Split.VALIDATION])
+    eval_pos = sum(i.known_label == Label.POSITIVE for i in by_split[Split.EVALUATION])
     assert val_pos == round(positives * 0.2) and eval_pos == round(positives * 0.3)
-    assert len(by_split[VALIDATION]) == round(positives * 0.2) + round(
+    assert len(by_split[Split.VALIDATION]) == round(positives * 0.2) + round(
         (len(truth) - positives) * 0.2)
-    assert all(i.known_label == 0 for i in by_split[POOL])
-    assert all(i.known_label == (POSITIVE if truth[i.id] else NEGATIVE)
-               for i in by_split[VALIDATION] + by_split[EVALUATION])
+    assert all(i.known_label == 0 for i in by_split[Split.POOL])
+    assert all(i.known_label == (Label.POSITIVE if truth[i.id] else Label.NEGATIVE)
+               for i in by_split[Split.VALIDATION] + by_split[Split.EVALUATION])
     assert all(Path(i.location).is_file() for i in items)
     again = collect(load_manifest(manifest, 0.2, 0.3, seed=0))
     assert sorted((i.id, i.split) for i in again) == sorted((i.id, i.split) for i in items)
@@ -66,7 +67,7 @@ def test_manifest_paths_urls_and_errors(tmp_path: Path) -> None:
     items = {i.id: i for i in collect(load_manifest(manifest, 0.2, 0.2, 0))}
     assert items["a"].location == str(tmp_path / "imgs" / "a.jpg")
     assert items["b"].location == "https://example.org/b.jpg" and items["b"].is_remote
-    assert {i.split for i in items.values()} == {POOL}
+    assert {i.split for i in items.values()} == {Split.POOL}
     manifest.write_text("id,location,label\nx,x.jpg,maybe\n")
     with pytest.raises(DatasetError, match=r"m\.csv:2: label 'maybe'"):
         collect(load_manifest(manifest, 0.2, 0.2, 0))
@@ -84,13 +85,14 @@ def test_folder_loads_images_recursively(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not an image")
     items = collect(load_folder(tmp_path))
     assert sorted(i.id for i in items) == ["one.jpg", "sub/two.png"]
-    assert all(i.split == POOL and Path(i.location).is_file() for i in items)
+    assert all(i.split == Split.POOL and Path(i.location).is_file() for i in items)
 
 
 def test_catalog_ignores_repeated_ids() -> None:
     catalog = Catalog()
-    assert catalog.add([Item("a", "/a", POOL), Item("b", "/b", VALIDATION, POSITIVE)]) == 2
-    assert catalog.add([Item("a", "/other", POOL)]) == 0
+    assert catalog.add([Item("a", "/a", Split.POOL),
+                        Item("b", "/b", Split.VALIDATION, Label.POSITIVE)]) == 2
+    assert catalog.add([Item("a", "/other", Split.POOL)]) == 0
     assert catalog.pool == ["a"] and catalog.validation == ["b"]
 
 
@@ -124,14 +126,14 @@ def write_open_images(folder: Path) -> None:
 
 def check_open_images(items: list[Item]) -> None:
     by_id = {i.id: i for i in items}
-    assert {i.id for i in items if i.split == VALIDATION} == {"v1", "v2", "v3"}
-    assert by_id["v1"].known_label == POSITIVE and by_id["v2"].known_label == NEGATIVE
+    assert {i.id for i in items if i.split == Split.VALIDATION} == {"v1", "v2", "v3"}
+    assert by_id["v1"].known_label == Label.POSITIVE and by_id["v2"].known_label == Label.NEGATIVE
     assert by_id["v1"].location == "https://farm.example/v1_o.jpg"
     assert by_id["v1"].thumbnail_url == "https://thumb.example/v1_z.jpg"
     assert by_id["v2"].location == f"{MIRROR}/validation/v2.jpg"
-    assert {(i.id, i.known_label) for i in items if i.split == EVALUATION} == {
-        ("t1", NEGATIVE), ("t2", POSITIVE)}
-    pool = [i for i in items if i.split == POOL]
+    assert {(i.id, i.known_label) for i in items if i.split == Split.EVALUATION} == {
+        ("t1", Label.NEGATIVE), ("t2", Label.POSITIVE)}
+    pool = [i for i in items if i.split == Split.POOL]
     assert len(pool) == 50 and all(i.known_label == 0 for i in pool)
     assert by_id["p7"].location == f"{MIRROR}/train/p7.jpg"
 
@@ -185,9 +187,9 @@ def test_the_real_validation_label_file_over_http(tmp_path: Path) -> None:
     files = FileServer(OPENIMAGES)
     with files.serve() as base:
         items = collect(OpenImages(base, "/m/0199g", MIRROR, tmp_path / "cache").load())
-    validation = [i for i in items if i.split == VALIDATION]
-    assert sum(i.known_label == POSITIVE for i in validation) == 252
-    assert sum(i.known_label == NEGATIVE for i in validation) == 129
+    validation = [i for i in items if i.split == Split.VALIDATION]
+    assert sum(i.known_label == Label.POSITIVE for i in validation) == 252
+    assert sum(i.known_label == Label.NEGATIVE for i in validation) == 129
     assert all(i.location.startswith(f"{MIRROR}/validation/") for i in validation)
 
 
@@ -221,7 +223,7 @@ def test_manifest_columns_named_by_header_any_order(tmp_path: Path) -> None:
     by_id = {i.id: i for i in items}
     assert by_id["p0"].location == str((tmp_path / "images" / "p0.jpg").resolve())
     labelled = [i for i in items if i.known_label]
-    assert {i.known_label for i in labelled} == {POSITIVE, NEGATIVE}
+    assert {i.known_label for i in labelled} == {Label.POSITIVE, Label.NEGATIVE}
     assert len(labelled) == 16  # 20% + 20% of each class
 
     reordered = tmp_path / "reordered.csv"

@@ -1,24 +1,16 @@
-"""The linear classifier, its metrics and its versioned registry."""
+"""The linear classifier and its metrics."""
 
 from __future__ import annotations
-
-import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from trainer_service.model import (
-    LinearModel,
-    ModelInfo,
-    ModelRegistry,
     balanced_epoch,
     choose_threshold,
     measure,
     train,
 )
-
-LITE = {"name": "lite", "version": "1", "dimension": 12, "embedding_dimension": 2}
 
 
 def blobs(n_pos: int, n_neg: int, d: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -60,49 +52,9 @@ def test_metrics_without_positives_report_zero_auc() -> None:
     assert m.roc_auc == 0.0 and m.f1 == 0.0 and m.negatives == 2
 
 
-def test_registry_loads_newest_compatible_and_refuses_others(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    registry = ModelRegistry(tmp_path)
-    x, y = blobs(10, 10)
-    model = train(x, y, x, y, max_epochs=3)
-    from trainer_service.model import Metrics
-    for extractor in (LITE, {**LITE, "version": "2"}):
-        registry.save(model, ModelInfo(registry.next_version(), extractor, 20, 7, Metrics(f1=0.5),
-                                       Metrics()))
-    registry.save(model, ModelInfo(registry.next_version(), LITE, 20, 8, Metrics(), Metrics(),
-                                   adopted=False))
-    with caplog.at_level(logging.WARNING):
-        loaded, info = registry.newest_compatible(LITE)
-    assert info.version == "v0001" and info.validation.f1 == 0.5
-    assert isinstance(loaded, LinearModel)
-    assert np.allclose(loaded.probability(x), model.probability(x))
-    assert any("model refused" in r.message for r in caplog.records)
-    assert registry.newest_compatible({**LITE, "name": "other"}) is None
-    assert [i.version for i in registry.history()] == ["v0001", "v0002", "v0003"]
-
-
 def test_best_f1_matches_the_threshold_search() -> None:
     from trainer_service.model import best_f1
     rng = np.random.default_rng(3)
     y = (rng.random(300) < 0.1).astype(int)
     p = np.clip(rng.random(300) * 0.6 + y * 0.3, 0, 1)
     assert best_f1(y, p) == pytest.approx(measure(y, p, choose_threshold(y, p)).f1)
-
-
-def test_unreadable_model_files_are_skipped(tmp_path: Path,
-                                            caplog: pytest.LogCaptureFixture) -> None:
-    from trainer_service.model import Metrics
-    registry = ModelRegistry(tmp_path)
-    x, y = blobs(10, 10)
-    model = train(x, y, x, y, max_epochs=2)
-    for _ in range(2):
-        registry.save(model, ModelInfo(registry.next_version(), LITE, 20, 1, Metrics(),
-                                       Metrics()))
-    (tmp_path / "v0002.npz").write_bytes(b"PK\x03\x04 cut off")
-    (tmp_path / "v0003.json").write_text('{"version": "v0003", "adop')
-    with caplog.at_level(logging.WARNING):
-        _, info = registry.newest_compatible(LITE)
-    assert info.version == "v0001"
-    assert [i.version for i in registry.history()] == ["v0001", "v0002"]
-    messages = " ".join(f"{r.message} {getattr(r, 'model_version', '')}" for r in caplog.records)
-    assert "v0002" in messages and "v0003" in messages

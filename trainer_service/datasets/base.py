@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hitl.v1 import common_pb2, trainer_pb2
-
-# Plain ints: the enum values travel through numpy arrays, SQLite and pickles.
-POOL: int = trainer_pb2.SPLIT_POOL
-VALIDATION: int = trainer_pb2.SPLIT_VALIDATION
-EVALUATION: int = trainer_pb2.SPLIT_EVALUATION
-POSITIVE: int = common_pb2.LABEL_POSITIVE
-NEGATIVE: int = common_pb2.LABEL_NEGATIVE
+from trainer_service.domain import Label, Split
 
 
 def is_url(location: str) -> bool:
@@ -23,10 +16,10 @@ class Item:
     id: str
     # A local path or an http(s) URL of the full image.
     location: str
-    split: int
-    # The known label of validation and evaluation items; 0 for the pool, whose labels
-    # (when a source has any) are never given to the trainer.
-    known_label: int = 0
+    split: Split
+    # The known label of validation and evaluation items; unspecified for the pool, whose
+    # labels (when a source has any) are never given to the trainer.
+    known_label: Label = Label.UNSPECIFIED
     thumbnail_url: str = ""
 
     @property

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
-from hitl.v1 import trainer_pb2
-from trainer_service.datasets.base import EVALUATION, POOL, VALIDATION, Item, Progress
+from trainer_service.datasets.base import Item, Progress
+from trainer_service.domain import LoadingProgress, LoadingState, Split
 
 
 class Catalog:
@@ -16,7 +16,7 @@ class Catalog:
         self.pool: list[str] = []
         self.validation: list[str] = []
         self.evaluation: list[str] = []
-        self.state = trainer_pb2.LOADING_STATE_LOADING
+        self.state = LoadingState.LOADING
         self.progress = Progress("starting")
 
     def add(self, items: Iterable[Item]) -> int:
@@ -27,8 +27,8 @@ class Catalog:
                 if item.id in self.items:
                     continue
                 self.items[item.id] = item
-                {POOL: self.pool, VALIDATION: self.validation,
-                 EVALUATION: self.evaluation}[item.split].append(item.id)
+                {Split.POOL: self.pool, Split.VALIDATION: self.validation,
+                 Split.EVALUATION: self.evaluation}[item.split].append(item.id)
                 added += 1
         return added
 
@@ -38,7 +38,6 @@ class Catalog:
     def __len__(self) -> int:
         return len(self.items)
 
-    def loading_proto(self) -> trainer_pb2.LoadingProgress:
-        return trainer_pb2.LoadingProgress(
-            state=self.state, message=self.progress.message,
-            fraction=self.progress.fraction, items_loaded=len(self.items))
+    def loading(self) -> LoadingProgress:
+        return LoadingProgress(self.state, self.progress.message, self.progress.fraction,
+                               len(self.items))

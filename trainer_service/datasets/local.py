@@ -12,22 +12,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from trainer_service.datasets.base import (
-    EVALUATION,
-    NEGATIVE,
-    POOL,
-    POSITIVE,
-    VALIDATION,
-    Item,
-    Progress,
-    is_url,
-)
+from trainer_service.datasets.base import Item, Progress, is_url
 from trainer_service.datasets.csvstream import CsvStream
+from trainer_service.domain import Label, Split
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 BATCH = 2000
-_LABELS = {"1": POSITIVE, "0": NEGATIVE, "positive": POSITIVE, "negative": NEGATIVE,
-           "true": POSITIVE, "false": NEGATIVE, "yes": POSITIVE, "no": NEGATIVE}
+_LABELS = {**dict.fromkeys(("1", "positive", "true", "yes"), Label.POSITIVE),
+           **dict.fromkeys(("0", "negative", "false", "no"), Label.NEGATIVE)}
 
 Batches = Iterator[tuple[list[Item], Progress]]
 
@@ -47,17 +39,17 @@ def load_folder(folder: Path) -> Batches:
             if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             path = Path(root) / name
-            batch.append(Item(str(path.relative_to(folder)), str(path.resolve()), POOL))
+            batch.append(Item(str(path.relative_to(folder)), str(path.resolve()), Split.POOL))
             if len(batch) >= BATCH:
                 yield batch, Progress(f"scanning {folder}")
                 batch = []
     yield batch, Progress(f"scanned {folder}", 1.0)
 
 
-def parse_label(raw: str) -> int:
+def parse_label(raw: str) -> Label:
     value = raw.strip().lower()
     if value == "":
-        return 0
+        return Label.UNSPECIFIED
     if value not in _LABELS:
         raise ValueError(f"label {raw!r} is not one of 1/0, positive/negative")
     return _LABELS[value]
@@ -68,21 +60,21 @@ def split_rank(item_id: str, seed: int) -> str:
     return hashlib.sha1(f"{seed}:{item_id}".encode()).hexdigest()
 
 
-def stratified_split(labelled: list[tuple[str, str, int]], validation_fraction: float,
+def stratified_split(labelled: list[tuple[str, str, Label]], validation_fraction: float,
                      evaluation_fraction: float, seed: int) -> Iterator[Item]:
     """Per class, the first `validation_fraction` (in hash order) validate, the next
     `evaluation_fraction` evaluate, and the rest join the pool without their labels."""
-    for label in (POSITIVE, NEGATIVE):
+    for label in (Label.POSITIVE, Label.NEGATIVE):
         rows = sorted((r for r in labelled if r[2] == label), key=lambda r: split_rank(r[0], seed))
         n_val = round(len(rows) * validation_fraction)
         n_eval = round(len(rows) * evaluation_fraction)
         for i, (item_id, location, _) in enumerate(rows):
             if i < n_val:
-                yield Item(item_id, location, VALIDATION, label)
+                yield Item(item_id, location, Split.VALIDATION, label)
             elif i < n_val + n_eval:
-                yield Item(item_id, location, EVALUATION, label)
+                yield Item(item_id, location, Split.EVALUATION, label)
             else:
-                yield Item(item_id, location, POOL)
+                yield Item(item_id, location, Split.POOL)
 
 
 LOCATION_COLUMNS = ("location", "filename", "path", "url", "image")
@@ -105,7 +97,7 @@ def load_manifest(path: Path, validation_fraction: float, evaluation_fraction: f
     are split once the file is read (a stratified split needs every label)."""
     if not path.is_file():
         raise DatasetError(f"manifest {path} not found")
-    labelled: list[tuple[str, str, int]] = []
+    labelled: list[tuple[str, str, Label]] = []
     batch: list[Item] = []
     id_col: int | None = 0
     loc_col: int = 1
@@ -134,7 +126,7 @@ def load_manifest(path: Path, validation_fraction: float, evaluation_fraction: f
             if label:
                 labelled.append((item_id, location, label))
             else:
-                batch.append(Item(item_id, location, POOL))
+                batch.append(Item(item_id, location, Split.POOL))
             if len(batch) >= BATCH:
                 yield batch, Progress(f"reading {path.name}", min(stream.fraction(), 0.99))
                 batch = []

@@ -15,19 +15,11 @@ import pickle
 from collections.abc import Generator
 from pathlib import Path
 
-from trainer_service.datasets.base import (
-    EVALUATION,
-    NEGATIVE,
-    POOL,
-    POSITIVE,
-    VALIDATION,
-    Item,
-    Progress,
-    is_url,
-)
+from trainer_service.datasets.base import Item, Progress, is_url
 from trainer_service.datasets.csvstream import CsvStream
 from trainer_service.datasets.download import NotFound, download
 from trainer_service.datasets.local import BATCH, Batches, DatasetError
+from trainer_service.domain import Label, Split
 
 # Official file names, newest release first; each may also be gzipped.
 LABEL_FILES = {
@@ -43,8 +35,11 @@ IMAGE_FILES = {
               "train-images-boxable-with-rotation.csv"),
 }
 # Validation first: it gives the gold items and the F-score, and is small.
-SPLITS = (("validation", VALIDATION), ("test", EVALUATION), ("train", POOL))
+SPLITS = (("validation", Split.VALIDATION), ("test", Split.EVALUATION), ("train", Split.POOL))
 CACHE_FORMAT = 1
+# Cached ints back to enums (a dict lookup: millions of rows).
+_SPLITS = {int(s): s for s in Split}
+_LABELS = {int(label): label for label in Label}
 
 
 class OpenImages:
@@ -76,7 +71,8 @@ class OpenImages:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.manifest_cache.with_suffix(".tmp")
         with open(tmp, "wb") as f:
-            pickle.dump([(i.id, i.location, i.split, i.known_label, i.thumbnail_url)
+            # Plain ints in the cache: it must not depend on where the enums are defined.
+            pickle.dump([(i.id, i.location, int(i.split), int(i.known_label), i.thumbnail_url)
                          for i in everything], f, protocol=pickle.HIGHEST_PROTOCOL)
         tmp.replace(self.manifest_cache)
         yield [], Progress("Open Images loaded", 1.0)
@@ -85,7 +81,9 @@ class OpenImages:
         with open(self.manifest_cache, "rb") as f:
             rows = pickle.load(f)
         for start in range(0, len(rows), BATCH * 10):
-            chunk = [Item(*row) for row in rows[start:start + BATCH * 10]]
+            chunk = [Item(item_id, location, _SPLITS[split], _LABELS[label], thumbnail)
+                     for item_id, location, split, label, thumbnail
+                     in rows[start:start + BATCH * 10]]
             yield chunk, Progress("reading the cached manifest", start / max(len(rows), 1))
         yield [], Progress("Open Images loaded from cache", 1.0)
 
@@ -109,13 +107,13 @@ class OpenImages:
                 return dest
         return None
 
-    def _load_split(self, split_name: str, split: int) -> Batches:
+    def _load_split(self, split_name: str, split: Split) -> Batches:
         label_path = yield from self._progress(LABEL_FILES[split_name], f"{split_name} labels")
         if label_path is None:
             return
         self._label_files += 1
         image_path = yield from self._progress(IMAGE_FILES[split_name], f"{split_name} images")
-        if split == POOL:
+        if split == Split.POOL:
             yield from self._pool(split_name, label_path, image_path)
         else:
             yield from self._labelled(split_name, split, label_path, image_path)
@@ -133,14 +131,14 @@ class OpenImages:
     def _mirror_url(self, split_name: str, image_id: str) -> str:
         return f"{self.mirror}/{split_name}/{image_id}.jpg"
 
-    def _labelled(self, split_name: str, split: int, label_path: Path,
+    def _labelled(self, split_name: str, split: Split, label_path: Path,
                   image_path: Path | None) -> Batches:
-        labels: dict[str, int] = {}
+        labels: dict[str, Label] = {}
         with CsvStream(label_path) as stream:
             for n, row in enumerate(stream.dict_rows()):
                 if row["LabelName"] == self.label_id:
-                    labels[row["ImageID"]] = (POSITIVE if float(row["Confidence"]) >= 0.5
-                                              else NEGATIVE)
+                    labels[row["ImageID"]] = (Label.POSITIVE if float(row["Confidence"]) >= 0.5
+                                              else Label.NEGATIVE)
                 if n % 200_000 == 0:
                     yield [], Progress(f"parsing {split_name} labels", stream.fraction())
         urls: dict[str, tuple[str, str]] = {}
@@ -170,7 +168,8 @@ class OpenImages:
                     continue
                 previous = image_id
                 url = row.get("OriginalURL") or self._mirror_url(split_name, image_id)
-                batch.append(Item(image_id, url, POOL, 0, row.get("Thumbnail300KURL") or ""))
+                batch.append(Item(image_id, url, Split.POOL, Label.UNSPECIFIED,
+                                  row.get("Thumbnail300KURL") or ""))
                 if len(batch) >= BATCH * 10:
                     yield batch, Progress(f"parsing {split_name} images", stream.fraction())
                     batch = []

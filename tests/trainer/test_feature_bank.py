@@ -1,13 +1,10 @@
-"""The in-memory feature bank (the extraction worker is exercised against the real
-feature service in test_service.py)."""
+"""The in-memory feature bank."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from trainer_service.datasets import Item
-from trainer_service.datasets.base import POOL
-from trainer_service.features import FeatureBank, image_ref
+from trainer_service.feature_bank import FeatureBank
 
 
 def test_bank_grows_and_keeps_earlier_views_valid() -> None:
@@ -22,12 +19,3 @@ def test_bank_grows_and_keeps_earlier_views_valid() -> None:
     assert len(bank) == 2002 and bank.rows(["a"]).tolist() == [[9, 9]]
     bank.add(["c"], np.zeros((1, 3), dtype=np.float32))  # another extractor: start again
     assert bank.ids == ["c"]
-
-
-def test_local_images_travel_as_bytes_and_remote_ones_as_urls(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "x.jpg"
-    path.write_bytes(b"\xff\xd8 not really")
-    local = image_ref(Item("x", str(path), POOL))
-    remote = image_ref(Item("y", "https://images.example/y.jpg", POOL))
-    assert (local.id, local.data, local.WhichOneof("source")) == ("x", path.read_bytes(), "data")
-    assert (remote.url, remote.WhichOneof("source")) == ("https://images.example/y.jpg", "url")

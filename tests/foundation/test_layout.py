@@ -1,0 +1,102 @@
+"""The code's shape: no import cycles, no service importing another, and the trainer's
+generated stubs kept to the servicer, the conversion module and the feature-service
+client. Read from the source, so nothing is imported."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.support import ROOT
+
+SERVICES = ("feature_service", "trainer_service", "annotation_gateway")
+PACKAGES = (*SERVICES, "hitl", "bench")
+TRAINER_STUB_USERS = {"trainer_service.server", "trainer_service.convert",
+                      "trainer_service.extraction"}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            if parts[:2] == ("hitl", "v1"):
+                continue  # generated
+            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> Iterator[str]:
+    """Every module `name` imports, at the top or inside functions."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, *([node.module] if node.module else [])])
+            for alias in node.names:
+                # `from package import module` imports that module; otherwise a name of base.
+                submodule = f"{base}.{alias.name}"
+                yield submodule if submodule in modules else base
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        graph[name] = {t for t in _imports(name, path, modules) if t in modules and t != name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_nothing_imports_in_a_circle() -> None:
+    assert _cycles(_graph()) == []
+
+
+def test_no_service_imports_another() -> None:
+    crossing = [(a, b) for a, targets in _graph().items() for b in targets
+                if a.split(".")[0] in SERVICES and b.split(".")[0] in SERVICES
+                and a.split(".")[0] != b.split(".")[0]]
+    assert crossing == []
+
+
+def test_only_the_servicer_conversion_and_feature_client_use_the_trainers_stubs() -> None:
+    modules = _modules()
+    users = {name for name, path in modules.items() if name.startswith("trainer_service")
+             and any(t.startswith("hitl.v1") for t in _imports(name, path, modules))}
+    assert users <= TRAINER_STUB_USERS

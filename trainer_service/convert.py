@@ -1,0 +1,104 @@
+"""The trainer's records to and from the generated protobuf messages: the one place,
+besides the servicer, that knows the wire format."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+from hitl.v1 import common_pb2, trainer_pb2
+from trainer_service.domain import (
+    Annotation,
+    Counts,
+    LeasedItem,
+    LoadingProgress,
+    Metrics,
+    ModelSummary,
+    Recorded,
+    Status,
+)
+
+E = TypeVar("E", bound=enum.IntEnum)
+
+
+def to_enum(kind: type[E], value: int) -> E:
+    """A received enum value; one this version does not know reads as UNSPECIFIED (proto3
+    enums are open), which the core refuses like a missing value."""
+    try:
+        return kind(value)
+    except ValueError:
+        return kind(0)
+
+
+def _timestamp_ns(seconds: float) -> int:
+    return int(seconds * 1e9)
+
+
+def loading_progress(p: LoadingProgress) -> trainer_pb2.LoadingProgress:
+    return trainer_pb2.LoadingProgress(state=_wire(p.state), message=p.message,
+                                       fraction=p.fraction, items_loaded=p.items_loaded)
+
+
+def metrics(m: Metrics) -> common_pb2.Metrics:
+    return common_pb2.Metrics(**asdict(m))
+
+
+def model_summary(s: ModelSummary) -> trainer_pb2.ModelSummary:
+    summary = trainer_pb2.ModelSummary(version=s.version, labels=s.labels,
+                                       validation=metrics(s.validation),
+                                       evaluation=metrics(s.evaluation))
+    summary.create_time.FromNanoseconds(_timestamp_ns(s.create_time))
+    return summary
+
+
+def counts(c: Counts) -> trainer_pb2.Counts:
+    return trainer_pb2.Counts(**asdict(c))
+
+
+def status(s: Status) -> trainer_pb2.Status:
+    message = trainer_pb2.Status(
+        label_id=s.label_id, display_name=s.display_name, loading=loading_progress(s.loading),
+        counts=counts(s.counts), target_f1=s.target_f1,
+        extraction=trainer_pb2.Extraction(pending=s.extraction.pending,
+                                          seconds_per_item=s.extraction.seconds_per_item,
+                                          eta_seconds=s.extraction.eta_seconds))
+    if s.model is not None:
+        message.model.CopyFrom(model_summary(s.model))
+    for point in s.learning_curve:
+        message.learning_curve.add(labels=point.labels, model_version=point.version,
+                                   validation=metrics(point.validation),
+                                   evaluation=metrics(point.evaluation))
+    return message
+
+
+def item(i: LeasedItem) -> trainer_pb2.Item:
+    message = trainer_pb2.Item(
+        id=i.id, image_url=i.image_url, thumbnail_url=i.thumbnail_url,
+        strategy=_wire(i.strategy), score=i.score, model_version=i.model_version,
+        known_label=_wire(i.known_label))
+    message.lease_expire_time.FromNanoseconds(_timestamp_ns(i.lease_expires))
+    return message
+
+
+def annotation(a: Annotation) -> trainer_pb2.Annotation:
+    message = trainer_pb2.Annotation(
+        annotation_id=a.annotation_id, item_id=a.item_id, label=_wire(a.label),
+        annotator=a.annotator, strategy=_wire(a.strategy), model_version=a.model_version,
+        duration_ms=a.duration_ms, undone=a.undone, split=_wire(a.split))
+    message.create_time.FromNanoseconds(_timestamp_ns(a.time))
+    return message
+
+
+def recorded(r: Recorded) -> trainer_pb2.AddAnnotationResponse:
+    response = trainer_pb2.AddAnnotationResponse(annotation=annotation(r.annotation),
+                                                 duplicate=r.duplicate)
+    if r.gold_check is not None:
+        response.gold_check.known_label = _wire(r.gold_check.known_label)
+        response.gold_check.agrees = r.gold_check.agrees
+    return response
+
+
+def _wire(value: enum.IntEnum) -> Any:
+    """An enum as the plain int the message fields take."""
+    return int(value)

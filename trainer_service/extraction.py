@@ -1,0 +1,179 @@
+"""The feature-service client: a background worker that has the queued items embedded.
+
+It asks the feature service for the pending items of the feature store, most urgent
+first (labelled items, then validation and evaluation, then pool candidates it adds
+itself to keep `prefetch` of the pool embedded), and hands the results back to the store,
+which persists them, so a restart resumes where it stopped. When the feature service is
+down, nothing else waits: the worker backs off and tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from hitl.channels import open_channel
+from hitl.v1 import feature_pb2, feature_pb2_grpc
+from trainer_service.datasets import Catalog, Item
+from trainer_service.domain import Split
+from trainer_service.feature_store import CANDIDATE, FeatureStore
+
+log = logging.getLogger(__name__)
+
+SERVICE = "hitl.v1.FeatureService"
+PERMANENT = {feature_pb2.ERROR_KIND_NOT_FOUND, feature_pb2.ERROR_KIND_BAD_IMAGE,
+             feature_pb2.ERROR_KIND_TOO_LARGE, feature_pb2.ERROR_KIND_FORBIDDEN_URL,
+             feature_pb2.ERROR_KIND_INVALID}
+MAX_BACKOFF_S = 10.0
+
+
+def extractor_key(info: feature_pb2.ExtractorInfo) -> dict:
+    return {"name": info.name, "version": info.version, "dimension": info.dimension,
+            "embedding_dimension": info.embedding_dimension}
+
+
+def image_ref(item: Item) -> feature_pb2.ImageRef:
+    """Remote images by URL (the feature service fetches them); local ones as bytes."""
+    if item.is_remote:
+        return feature_pb2.ImageRef(id=item.id, url=item.location)
+    return feature_pb2.ImageRef(id=item.id, data=Path(item.location).read_bytes())
+
+
+class Extraction:
+    def __init__(self, store: FeatureStore, catalog: Catalog, *, address: str,
+                 batch: int, deadline_s: float, prefetch: int, seed: int = 0,
+                 on_features: Callable[[list[str]], None] = lambda ids: None,
+                 on_extractor: Callable[[dict], None] = lambda extractor: None) -> None:
+        self.store, self.catalog = store, catalog
+        self.channel = open_channel(address, SERVICE, default_deadline_s=deadline_s)
+        self.stub = feature_pb2_grpc.FeatureServiceStub(self.channel)
+        self.batch, self.prefetch_size = batch, prefetch
+        self.on_features, self.on_extractor = on_features, on_extractor
+        self.described = False
+        self.seconds_per_item = 0.0
+        self._rng = np.random.default_rng(seed)
+        self._task: asyncio.Task | None = None
+
+    def eta_seconds(self) -> float:
+        pending = len(self.store.pending)
+        if not pending:
+            return 0.0
+        return pending * self.seconds_per_item if self.seconds_per_item else -1.0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="extraction")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.channel.close()
+
+    async def _describe(self) -> None:
+        response = await self.stub.Describe(feature_pb2.DescribeRequest(), timeout=10)
+        described = extractor_key(response.extractor)
+        if described != self.store.extractor:
+            if self.store.extractor is not None:
+                log.warning("feature extractor changed: features of the old one are dropped "
+                            "and extracted again", extra={"old": self.store.extractor,
+                                                          "new": described})
+            dropped = await self.store.use_extractor(described)
+            log.info("extractor", extra={"extractor": described, "dropped_features": dropped})
+            self.on_extractor(described)
+        self.described = True
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                if not self.described:
+                    await self._describe()
+                await self._top_up()
+                batch = self._next_batch()
+                if not batch:
+                    self.store.queued.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.store.queued.wait(), timeout=2.0)
+                    continue
+                await self._extract(batch)
+                backoff = 0.5
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as exc:
+                log.warning("feature service unavailable; retrying", extra={
+                    "code": exc.code().name, "detail": exc.details(), "retry_in_s": backoff})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+            except Exception:
+                log.exception("extraction failed; retrying")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    async def _top_up(self) -> None:
+        """Keeps `prefetch` pool candidates embedded or on their way (random picks)."""
+        pool, items = self.catalog.pool, self.catalog.items
+        bank, pending, failed = self.store.bank, self.store.pending, self.store.failed
+        have = sum(1 for p in pending.values() if p == CANDIDATE) + sum(
+            1 for i in bank.ids if i in items and items[i].split == Split.POOL)
+        need = min(self.prefetch_size, len(pool)) - have
+        if need <= 0 or not pool:
+            return
+        picks: list[str] = []
+        for index in self._rng.choice(len(pool), min(len(pool), need * 2), replace=False):
+            item_id = pool[int(index)]
+            if item_id not in bank and item_id not in pending and item_id not in failed:
+                picks.append(item_id)
+                if len(picks) >= need:
+                    break
+        if picks:
+            await self.store.enqueue(picks, CANDIDATE)
+
+    def _next_batch(self) -> list[Item]:
+        ready = [(p, i) for i, p in self.store.pending.items() if i in self.catalog.items]
+        ready.sort(key=lambda e: e[0])
+        return [self.catalog.items[i] for _, i in ready[:self.batch]]
+
+    async def _extract(self, items: list[Item]) -> None:
+        refs, failed = [], []
+        for item in items:
+            try:
+                refs.append(await asyncio.to_thread(image_ref, item))
+            except OSError as exc:
+                failed.append((item.id, f"unreadable: {exc.strerror or exc}"))
+        started = time.perf_counter()
+        results = []
+        if refs:
+            response = await self.stub.Embed(feature_pb2.EmbedRequest(images=refs))
+            results = list(response.results)
+            elapsed = time.perf_counter() - started
+            per_item = elapsed / len(refs)
+            self.seconds_per_item = (per_item if not self.seconds_per_item
+                                     else 0.7 * self.seconds_per_item + 0.3 * per_item)
+        done: list[tuple[str, bytes]] = []
+        extractor = self.store.extractor
+        dimension = int(extractor["dimension"]) if extractor else 0
+        for result in results:
+            if result.WhichOneof("outcome") == "features":
+                if len(result.features.vector) != 4 * dimension:
+                    failed.append((result.id, "feature vector of the wrong length"))
+                else:
+                    done.append((result.id, result.features.vector))
+            elif result.error.kind in PERMANENT or not result.error.retryable:
+                failed.append((result.id, feature_pb2.ErrorKind.Name(result.error.kind)
+                               + ": " + result.error.message))
+            # retryable errors stay pending and come round again
+        await self.store.save(done, failed)
+        for item_id, reason in failed:
+            log.warning("item cannot be embedded", extra={"item_id": item_id, "reason": reason})
+        retry = {r.id for r in results if r.WhichOneof("outcome") == "error"} - dict(failed).keys()
+        if retry and not done:
+            await asyncio.sleep(1.0)  # only retryable failures: do not spin
+        if done:
+            self.on_features([i for i, _ in done])

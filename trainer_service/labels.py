@@ -1,0 +1,165 @@
+"""The labelled set: an append-only SQLite log of annotations (WAL, synchronous=FULL).
+
+Every write happens on the database's one thread. Concurrent annotations are committed
+together (group commit): each caller is answered only after the transaction holding its
+annotation is on disk, and one fsync serves many annotators. Undo appends a tombstone;
+nothing is deleted from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from dataclasses import replace
+from typing import Any
+
+from trainer_service.database import Database, JoinedWrite
+from trainer_service.domain import Annotation, Label, Split, Strategy
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('add', 'undo')),
+    annotation_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    label INTEGER NOT NULL,
+    annotator TEXT NOT NULL,
+    strategy INTEGER NOT NULL,
+    model_version TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    split INTEGER NOT NULL,
+    time REAL NOT NULL,
+    UNIQUE (annotation_id, kind)
+);
+"""
+
+
+class UnknownAnnotation(KeyError):
+    pass
+
+
+class NotYours(PermissionError):
+    pass
+
+
+def _from_row(row: tuple) -> Annotation:
+    """An `events` row from `annotation_id` on, with the stored ints back as enums."""
+    annotation_id, item_id, label, annotator, strategy, version, duration_ms, split, at = row
+    return Annotation(annotation_id, item_id, Label(label), annotator, Strategy(strategy),
+                      version, duration_ms, Split(split), at)
+
+
+class LabelLog:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        database.call(lambda db: db.executescript(_SCHEMA))
+        # In memory, rebuilt from the log at start: every annotation in order, and per
+        # item the ids of its annotations in force.
+        self.annotations: dict[str, Annotation] = {}
+        self.active: dict[str, list[str]] = {}
+        # Grows with every add or undo: a model remembers the version it was trained on.
+        self.version = 0
+        self._queue: list[tuple[str, Annotation, JoinedWrite | None, asyncio.Future]] = []
+        self._flushing = False
+        self._replay()
+
+    def _replay(self) -> None:
+        rows = self.database.call(
+            lambda db: db.execute("SELECT * FROM events ORDER BY seq").fetchall())
+        for row in rows:
+            self._apply(row[1], _from_row(row[2:]))
+            self.version = row[0]
+
+    def _apply(self, kind: str, record: Annotation) -> Annotation:
+        if kind == "add":
+            self.annotations[record.annotation_id] = record
+            self.active.setdefault(record.item_id, []).append(record.annotation_id)
+            return record
+        original = replace(self.annotations[record.annotation_id], undone=True)
+        self.annotations[record.annotation_id] = original
+        ids = self.active.get(original.item_id, [])
+        if record.annotation_id in ids:
+            ids.remove(record.annotation_id)
+        if not ids:
+            self.active.pop(original.item_id, None)
+        return original
+
+    def current(self, item_id: str) -> Annotation | None:
+        """The annotation in force for an item: the latest one not undone."""
+        ids = self.active.get(item_id)
+        return self.annotations[ids[-1]] if ids else None
+
+    async def add(self, record: Annotation,
+                  joined: JoinedWrite | None = None) -> tuple[Annotation, bool]:
+        """Appends `record`; returns (the recorded annotation, whether it was a duplicate).
+        Returns only once the annotation is durable. `joined` is written in the same
+        transaction when the annotation is new, and not at all for a duplicate."""
+        return await self._submit("add", record, joined)
+
+    async def undo(self, annotation_id: str, annotator: str) -> Annotation:
+        original = self.annotations.get(annotation_id)
+        if original is None:
+            raise UnknownAnnotation(annotation_id)
+        if annotator and original.annotator != annotator:
+            raise NotYours(annotation_id)
+        record, _ = await self._submit("undo", replace(original, time=time.time()), None)
+        return record
+
+    async def _submit(self, kind: str, record: Annotation, joined: JoinedWrite | None) -> Any:
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._queue.append((kind, record, joined, future))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    results = await self.database.run(
+                        self._write, [(k, r, j) for k, r, j, _ in batch])
+                except Exception as exc:
+                    for *_, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (kind, record, joined, future), (seq, stored) in zip(batch, results,
+                                                                          strict=True):
+                    if seq is not None:  # new: apply in log order
+                        self.version = max(self.version, seq)
+                        outcome = (self._apply(kind, stored), False)
+                        if joined is not None:
+                            joined.committed()
+                    else:
+                        outcome = (self.annotations[record.annotation_id], True)
+                    if not future.done():
+                        future.set_result(outcome)
+        finally:
+            self._flushing = False
+
+    @staticmethod
+    def _write(db: sqlite3.Connection,
+               batch: list[tuple[str, Annotation, JoinedWrite | None]]
+               ) -> list[tuple[int | None, Annotation]]:
+        """One transaction for the batch; (seq, record) per entry, seq None for repeats."""
+        out: list[tuple[int | None, Annotation]] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for kind, r, joined in batch:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO events (kind, annotation_id, item_id, label, "
+                    "annotator, strategy, model_version, duration_ms, split, time) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (kind, r.annotation_id, r.item_id, int(r.label), r.annotator,
+                     int(r.strategy), r.model_version, r.duration_ms, int(r.split), r.time))
+                out.append((cursor.lastrowid if cursor.rowcount else None, r))
+                if joined is not None and cursor.rowcount:
+                    joined.write(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return out

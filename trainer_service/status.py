@@ -1,0 +1,111 @@
+"""The trainer's status (task, loading, counts, model, learning curve, extraction) and
+the feed that tells watchers when it changes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from trainer_service import metrics
+from trainer_service.config import Config
+from trainer_service.datasets import Catalog
+from trainer_service.domain import (
+    Counts,
+    ExtractionProgress,
+    Label,
+    ModelSummary,
+    Split,
+    Status,
+)
+from trainer_service.extraction import Extraction
+from trainer_service.feature_store import FeatureStore
+from trainer_service.labels import LabelLog
+from trainer_service.registry import ModelInfo
+from trainer_service.training import Training
+
+
+def model_summary(info: ModelInfo) -> ModelSummary:
+    return ModelSummary(info.version, info.labels, info.validation, info.evaluation,
+                        info.create_time)
+
+
+def build_status(config: Config, catalog: Catalog, labels: LabelLog, features: FeatureStore,
+                 extraction: Extraction, training: Training) -> Status:
+    counts = Counts(items=len(catalog), pool=len(catalog.pool),
+                    validation=len(catalog.validation), evaluation=len(catalog.evaluation))
+    items = catalog.items
+    counts.embedded = sum(1 for i in features.bank.ids
+                          if i in items and items[i].split == Split.POOL)
+    for item_id in labels.active:
+        record = labels.current(item_id)
+        if record is None:
+            continue
+        if record.split == Split.POOL:
+            if record.label == Label.POSITIVE:
+                counts.labelled_positive += 1
+            else:
+                counts.labelled_negative += 1
+        elif record.split == Split.VALIDATION:
+            counts.gold_checks += 1
+            counts.gold_agreements += int(record.label == items[item_id].known_label)
+    metrics.PENDING.set(len(features.pending))
+    metrics.EMBEDDED.set(len(features.bank))
+    info = training.model_info
+    return Status(
+        label_id=config.label_id, display_name=config.display_name, loading=catalog.loading(),
+        counts=counts, target_f1=config.target_f1,
+        extraction=ExtractionProgress(len(features.pending), extraction.seconds_per_item,
+                                      extraction.eta_seconds()),
+        model=model_summary(info) if info is not None else None,
+        learning_curve=[model_summary(i) for i in training.curve])
+
+
+class StatusFeed:
+    """Watchers get the status now and again after every change, at most every
+    `min_interval_s`; any number of them share one status built per change."""
+
+    def __init__(self, build: Callable[[], Status]) -> None:
+        self.build = build
+        self._changed = asyncio.Condition()
+        self._serial = 0
+        self._wake_pending = False
+        self._cache: tuple[int, Status] | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    def notify(self) -> None:
+        self._serial += 1
+        if not self._wake_pending:  # one wake-up serves any number of changes
+            self._wake_pending = True
+            task = asyncio.create_task(self._wake_watchers())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _wake_watchers(self) -> None:
+        self._wake_pending = False
+        async with self._changed:
+            self._changed.notify_all()
+
+    def shared(self) -> Status:
+        """The status for watchers: built once per change, however many are watching."""
+        if self._cache is None or self._cache[0] != self._serial:
+            self._cache = (self._serial, self.build())
+        return self._cache[1]
+
+    async def watch(self, min_interval_s: float = 0.25) -> AsyncIterator[Status]:
+        seen = -1
+        while True:
+            if seen != self._serial:
+                seen = self._serial
+                yield self.shared()
+                await asyncio.sleep(min_interval_s)
+                continue
+            async with self._changed:
+                if seen == self._serial:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), 5.0)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,181 @@
+"""Continual training: a model is trained in the background whenever the labels in force
+change (after a quiet moment), measured on the validation and evaluation splits, saved,
+and adopted when it is the better one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from trainer_service import metrics
+from trainer_service.config import Config
+from trainer_service.datasets import Catalog
+from trainer_service.domain import Label, Metrics, Split
+from trainer_service.feature_store import LABELLED, FeatureStore
+from trainer_service.labels import LabelLog
+from trainer_service.model import LinearModel, measure, train
+from trainer_service.registry import ModelInfo, ModelRegistry
+
+log = logging.getLogger(__name__)
+
+# An explicit retrain waits this long at most for the labels' features.
+LABELLED_WAIT_S = 30.0
+
+
+class Training:
+    def __init__(self, config: Config, models_dir: Path, catalog: Catalog, labels: LabelLog,
+                 features: FeatureStore, *, on_adopted: Callable[[], Awaitable[None]],
+                 notify: Callable[[], None]) -> None:
+        self.config, self.catalog, self.labels, self.features = config, catalog, labels, features
+        self.registry = ModelRegistry(models_dir)
+        self.on_adopted, self.notify = on_adopted, notify
+        self.model: LinearModel | None = None
+        self.model_info: ModelInfo | None = None
+        self.curve: list[ModelInfo] = []
+        # Set whenever the labels in force, or the features they train on, change.
+        self.labels_changed = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._trained_on: tuple[int, int] | None = None
+
+    async def load_history(self) -> None:
+        self.curve = await asyncio.to_thread(self.registry.history)
+
+    def use_extractor(self, extractor: dict) -> bool:
+        """Models serve only the features they were trained on: on another extractor the
+        newest model of that one is taken up, or none, and training starts again. False
+        when the model in use already fits."""
+        if self.model_info is not None and self.model_info.extractor == extractor:
+            return False
+        self.model, self.model_info = None, None
+        self._trained_on = None
+        found = self.registry.newest_compatible(extractor)
+        if found is not None:
+            self.model, self.model_info = found
+            # Nothing to train again unless the labels changed while it was stopped.
+            self._trained_on = (self.model_info.label_version, self.model_info.labels)
+            log.info("model loaded", extra={"model_version": self.model_info.version})
+        self.labels_changed.set()
+        return True
+
+    def training_set(self) -> tuple[list[str], np.ndarray]:
+        """Pool annotations in force whose features are known: gold and evaluation
+        annotations never train."""
+        ids, labels = [], []
+        bank = self.features.bank
+        for item_id in self.labels.active:
+            record = self.labels.current(item_id)
+            if record is not None and record.split == Split.POOL and item_id in bank:
+                ids.append(item_id)
+                labels.append(1 if record.label == Label.POSITIVE else 0)
+        return ids, np.asarray(labels, dtype=int)
+
+    def known_set(self, split_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(row indices into the feature bank, labels) of embedded validation or
+        evaluation items."""
+        bank = self.features.bank
+        ids = [i for i in split_ids if i in bank]
+        y = np.asarray([1 if self.catalog.items[i].known_label == Label.POSITIVE else 0
+                        for i in ids], dtype=int)
+        return bank.row_indices(ids), y
+
+    async def run(self) -> None:
+        """The background loop: train once the labels have settled."""
+        while True:
+            await self.labels_changed.wait()
+            await settle(self.labels_changed, self.config.debounce_s,
+                         self.config.train_max_delay_s)
+            try:
+                await self.retrain(force=False)
+            except Exception:
+                log.exception("training failed")
+
+    async def retrain(self, force: bool = True) -> tuple[ModelInfo | None, bool]:
+        """Trains on the labels in force; returns (the model in use, whether it is new)."""
+        if force:
+            await self._await_labelled_features(LABELLED_WAIT_S)
+        async with self._lock:
+            extractor = self.features.extractor
+            ids, y = self.training_set()
+            positives, negatives = int(y.sum()), int(len(y) - y.sum())
+            need = self.config.min_per_class
+            if extractor is None or positives < need or negatives < need:
+                log.info("not enough labels for a model", extra={
+                    "positives": positives, "negatives": negatives, "needed": need})
+                return self.model_info, False
+            trained_on = (self.labels.version, len(ids))
+            if not force and trained_on == self._trained_on:
+                return self.model_info, False
+            bank = self.features.bank
+            rows = bank.row_indices(ids)
+            val_rows, y_val = self.known_set(self.catalog.validation)
+            eval_rows, y_eval = self.known_set(self.catalog.evaluation)
+            matrix = bank.matrix
+            started = time.perf_counter()
+            model, validation, evaluation = await asyncio.to_thread(
+                fit_and_measure, matrix, rows, y, val_rows, y_val, eval_rows, y_eval,
+                self.config.max_epochs, self.config.seed)
+            seconds = time.perf_counter() - started
+            metrics.TRAIN_SECONDS.observe(seconds)
+            current = self.model_info
+            # A different label set: labels added or withdrawn, or labels whose features
+            # arrived since (same log version, more training rows).
+            other_labels = current is not None and (
+                current.label_version != self.labels.version or current.labels != len(ids))
+            adopted = (current is None or other_labels
+                       or validation.f1 > current.validation.f1)
+            info = ModelInfo(self.registry.next_version(), dict(extractor), len(ids),
+                             self.labels.version, validation, evaluation,
+                             train_seconds=round(seconds, 3), adopted=adopted)
+            await asyncio.to_thread(self.registry.save, model, info)
+            self.curve.append(info)
+            metrics.MODELS.labels(str(adopted).lower()).inc()
+            self._trained_on = trained_on
+            log.info("model trained", extra={"model_version": info.version, "labels": len(ids),
+                                             "adopted": adopted, "seconds": info.train_seconds,
+                                             "validation": asdict(validation)})
+            if adopted:
+                self.model, self.model_info = model, info
+                await self.on_adopted()
+            self.notify()
+            return self.model_info, adopted
+
+    async def _await_labelled_features(self, timeout_s: float) -> None:
+        """An explicit retrain first lets the labels' pending extractions finish."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(
+                p == LABELLED for p in self.features.pending.values()):
+            await asyncio.sleep(0.1)
+
+
+async def settle(changed: asyncio.Event, quiet_s: float, max_s: float) -> None:
+    """Debounce: returns once `changed` has not been set for `quiet_s`, or after `max_s`
+    at the latest, so that a steady stream of annotations cannot postpone training forever."""
+    loop = asyncio.get_running_loop()
+    latest = loop.time() + max_s
+    while True:
+        changed.clear()
+        wait = min(quiet_s, latest - loop.time())
+        if wait <= 0:
+            return
+        try:
+            await asyncio.wait_for(changed.wait(), wait)
+        except TimeoutError:
+            return
+
+
+def fit_and_measure(matrix: np.ndarray, rows: np.ndarray, y: np.ndarray, val_rows: np.ndarray,
+                    y_val: np.ndarray, eval_rows: np.ndarray, y_eval: np.ndarray,
+                    max_epochs: int, seed: int) -> tuple[LinearModel, Metrics, Metrics]:
+    """Training and its metrics, on a worker thread: the rows are gathered there too, so
+    the event loop never copies a large feature matrix."""
+    x_val, x_eval = matrix[val_rows], matrix[eval_rows]
+    model = train(matrix[rows], y, x_val, y_val, max_epochs=max_epochs, seed=seed)
+    validation = measure(y_val, model.probability(x_val), model.threshold)
+    evaluation = measure(y_eval, model.probability(x_eval), model.threshold)
+    return model, validation, evaluation
