@@ -171,7 +171,7 @@ class Trainer:
         joined = self.features.queue_with(item.id, LABELLED) if needs_features else None
         stored, duplicate = await self.labels.add(record, joined)
         metrics.ACK_SECONDS.observe(time.perf_counter() - started)
-        metrics.ANNOTATIONS.labels(f"SPLIT_{stored.split.name}",
+        metrics.ANNOTATIONS.labels(f"SPLIT_{Split(stored.split).name}",
                                    "duplicate" if duplicate else "recorded").inc()
         if not duplicate:
             self.sampler.release(stored.item_id)
