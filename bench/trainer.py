@@ -70,7 +70,7 @@ def per_item_baseline(model, n: int = 2000) -> float:  # type: ignore[no-untyped
 def time_train(n: int, x_val: np.ndarray, y_val: np.ndarray) -> tuple[float, float]:
     x, y = synthetic(n, seed=n + 1)
     started = time.perf_counter()
-    model = train(x, y, x_val, y_val, max_epochs=60)
+    model = train(x, y)
     seconds = time.perf_counter() - started
     from trainer_service.model import measure
     return seconds, measure(y_val, model.probability(x_val), model.threshold).f1
@@ -79,7 +79,7 @@ def time_train(n: int, x_val: np.ndarray, y_val: np.ndarray) -> tuple[float, flo
 def size_curves(short: bool) -> dict:
     sizes = (1_000, 10_000) if short else (1_000, 10_000, 100_000)
     x_val, y_val = synthetic(2_000, seed=99)
-    train(*synthetic(200, seed=3), x_val[:100], y_val[:100], max_epochs=1)  # imports, warm-up
+    train(*synthetic(200, seed=3))  # imports, warm-up
     curves: dict = {"sizes": list(sizes), "train_s": [], "train_validation_f1": [],
                     "rank_sizes": [1_000, 10_000, 100_000], "rank_s": [], "rank_cpu_s": []}
     model = None
@@ -88,7 +88,7 @@ def size_curves(short: bool) -> dict:
         curves["train_s"].append(round(seconds, 3))
         curves["train_validation_f1"].append(round(f1, 3))
     x, y = synthetic(1_000, seed=5)
-    model = train(x, y, x_val, y_val, max_epochs=10)
+    model = train(x, y)
     labelled, _ = synthetic(10_000, seed=6)
     for n in curves["rank_sizes"]:
         wall, cpu = time_rank(n, model, labelled)

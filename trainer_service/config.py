@@ -83,7 +83,12 @@ class Config:
     embed_batch: int = setting("TRAINER_EMBED_BATCH", 32, "items per Embed call", "32")
     embed_deadline_s: float = setting("TRAINER_EMBED_DEADLINE_S", 60.0,
                                       "deadline of one Embed call", "60")
-    max_epochs: int = setting("TRAINER_MAX_EPOCHS", 60, "training epochs at most", "60")
+    model_c: float = setting(
+        "TRAINER_MODEL_C", 0.1,
+        "inverse L2 regularisation strength of the logistic regression", "0.1")
+    evidence_weight: float = setting(
+        "TRAINER_EVIDENCE_WEIGHT", 10.0,
+        "weight of the standardised detector evidence against the embedding (1: none)", "10")
     seed: int = setting("TRAINER_SEED", 0, "seed of splits, shuffles and training", "0")
 
     def __post_init__(self) -> None:
@@ -97,4 +102,6 @@ class Config:
                 "must be at least TRAINER_DEBOUNCE_S", "10")
         require(self.min_per_class >= 1, "TRAINER_MIN_PER_CLASS", "must be >= 1", "5")
         require(self.embed_batch >= 1, "TRAINER_EMBED_BATCH", "must be >= 1", "32")
+        require(self.model_c > 0, "TRAINER_MODEL_C", "must be positive", "0.1")
+        require(self.evidence_weight > 0, "TRAINER_EVIDENCE_WEIGHT", "must be positive", "10")
         require(self.max_items_per_call >= 1, "TRAINER_MAX_ITEMS", "must be >= 1", "50")

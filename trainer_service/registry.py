@@ -28,8 +28,10 @@ class ModelInfo:
     evaluation: Metrics
     create_time: float = field(default_factory=time.time)
     train_seconds: float = 0.0
-    # False when a model already in use did better on validation.
+    # Models of earlier versions could be trained and not used; every model is used now.
     adopted: bool = True
+    # Names the training set (items and labels): the same set makes the same model.
+    fingerprint: str = ""
 
 
 class ModelRegistry:
@@ -71,8 +73,8 @@ class ModelRegistry:
             weights = self.folder / f"{info.version}.npz"
             try:
                 with np.load(weights) as z:
-                    model = LinearModel(z["weight"], z["bias"], z["mean"], z["scale"],
-                                        float(z["threshold"]))
+                    model = LinearModel.from_arrays(z["weight"], z["bias"], z["mean"],
+                                                    z["scale"], float(z["threshold"]))
             except Exception as exc:  # numpy raises many kinds for a damaged file
                 log.warning("model refused: its weights cannot be read", extra={
                     "model_version": info.version, "path": str(weights), "error": str(exc)})

@@ -1,14 +1,14 @@
-"""Continual training: a model is trained in the background whenever the labels in force
-change (after a quiet moment), measured on the validation and evaluation splits, saved,
-and adopted when it is the better one."""
+"""Continual training: a model is trained in the background whenever the training labels
+in force change (after a quiet moment), measured on the validation and evaluation splits
+where a dataset has them, saved, and put to use."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ class Training:
         # Set whenever the labels in force, or the features they train on, change.
         self.labels_changed = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._trained_on: tuple[int, int] | None = None
+        self._trained_on: str | None = None  # the fingerprint of the model in use
 
     async def load_history(self) -> None:
         self.curve = await asyncio.to_thread(self.registry.history)
@@ -58,7 +58,7 @@ class Training:
         if found is not None:
             self.model, self.model_info = found
             # Nothing to train again unless the labels changed while it was stopped.
-            self._trained_on = (self.model_info.label_version, self.model_info.labels)
+            self._trained_on = self.model_info.fingerprint or None
             log.info("model loaded", extra={"model_version": self.model_info.version})
         self.labels_changed.set()
         return True
@@ -96,7 +96,8 @@ class Training:
                 log.exception("training failed")
 
     async def retrain(self, force: bool = True) -> tuple[ModelInfo | None, bool]:
-        """Trains on the labels in force; returns (the model in use, whether it is new)."""
+        """Trains on the labels in force; returns (the model in use, whether it is new).
+        `force` (an explicit request) first waits for the labels' features."""
         if force:
             await self._await_labelled_features(LABELLED_WAIT_S)
         async with self._lock:
@@ -108,42 +109,35 @@ class Training:
                 log.info("not enough labels for a model", extra={
                     "positives": positives, "negatives": negatives, "needed": need})
                 return self.model_info, False
-            trained_on = (self.labels.version, len(ids))
-            if not force and trained_on == self._trained_on:
+            trained_on = training_fingerprint(ids, y)
+            if trained_on == self._trained_on:
+                # The same labels make the same model: nothing to train.
                 return self.model_info, False
             bank = self.features.bank
             rows = bank.row_indices(ids)
             val_rows, y_val = self.known_set(self.catalog.validation)
             eval_rows, y_eval = self.known_set(self.catalog.evaluation)
             matrix = bank.matrix
+            evidence_dim = int(extractor["dimension"]) - int(extractor["embedding_dimension"])
             started = time.perf_counter()
             model, validation, evaluation = await asyncio.to_thread(
                 fit_and_measure, matrix, rows, y, val_rows, y_val, eval_rows, y_eval,
-                self.config.max_epochs, self.config.seed)
+                self.config, evidence_dim)
             seconds = time.perf_counter() - started
             metrics.TRAIN_SECONDS.observe(seconds)
-            current = self.model_info
-            # A different label set: labels added or withdrawn, or labels whose features
-            # arrived since (same log version, more training rows).
-            other_labels = current is not None and (
-                current.label_version != self.labels.version or current.labels != len(ids))
-            adopted = (current is None or other_labels
-                       or validation.f1 > current.validation.f1)
             info = ModelInfo(self.registry.next_version(), dict(extractor), len(ids),
                              self.labels.version, validation, evaluation,
-                             train_seconds=round(seconds, 3), adopted=adopted)
+                             train_seconds=round(seconds, 3), fingerprint=trained_on)
             await asyncio.to_thread(self.registry.save, model, info)
             self.curve.append(info)
-            metrics.MODELS.labels(str(adopted).lower()).inc()
+            metrics.MODELS.labels("true").inc()
             self._trained_on = trained_on
             log.info("model trained", extra={"model_version": info.version, "labels": len(ids),
-                                             "adopted": adopted, "seconds": info.train_seconds,
-                                             "validation": asdict(validation)})
-            if adopted:
-                self.model, self.model_info = model, info
-                await self.on_adopted()
+                                             "seconds": info.train_seconds})
+            self.model, self.model_info = model, info
+            await self.on_adopted()
             self.notify()
-            return self.model_info, adopted
+            return self.model_info, True
 
     async def _await_labelled_features(self, timeout_s: float) -> None:
         """An explicit retrain first lets the labels' pending extractions finish."""
@@ -169,13 +163,23 @@ async def settle(changed: asyncio.Event, quiet_s: float, max_s: float) -> None:
             return
 
 
+def training_fingerprint(ids: list[str], y: np.ndarray) -> str:
+    """Names a training set (its items and labels), whatever the order they came in."""
+    digest = hashlib.sha256()
+    for item_id, label in sorted(zip(ids, y.tolist(), strict=True)):
+        digest.update(f"{item_id}\0{label}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def fit_and_measure(matrix: np.ndarray, rows: np.ndarray, y: np.ndarray, val_rows: np.ndarray,
                     y_val: np.ndarray, eval_rows: np.ndarray, y_eval: np.ndarray,
-                    max_epochs: int, seed: int) -> tuple[LinearModel, Metrics, Metrics]:
+                    config: Config, evidence_dim: int) -> tuple[LinearModel, Metrics, Metrics]:
     """Training and its metrics, on a worker thread: the rows are gathered there too, so
-    the event loop never copies a large feature matrix."""
+    the event loop never copies a large feature matrix. The known splits only measure:
+    nothing about the model is chosen on them."""
     x_val, x_eval = matrix[val_rows], matrix[eval_rows]
-    model = train(matrix[rows], y, x_val, y_val, max_epochs=max_epochs, seed=seed)
+    model = train(matrix[rows], y, c=config.model_c, evidence_weight=config.evidence_weight,
+                  evidence_dim=evidence_dim, seed=config.seed)
     validation = measure(y_val, model.probability(x_val), model.threshold)
     evaluation = measure(y_eval, model.probability(x_eval), model.threshold)
     return model, validation, evaluation

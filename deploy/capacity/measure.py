@@ -142,7 +142,7 @@ def trainer_cost(quick: bool) -> dict[str, Any]:
 
     rng = np.random.default_rng(0)
     d = FEATURE_DIM
-    model = LinearModel(weight=rng.normal(size=(2, d)), bias=np.zeros(2),
+    model = LinearModel(weight=rng.normal(size=d), bias=0.0,
                         mean=rng.normal(size=d), scale=np.abs(rng.normal(size=d)) + 0.5)
     labelled = rng.normal(size=(2_000, d)).astype(np.float32)
     sizes = (5_000, 20_000) if quick else (5_000, 20_000, 50_000)

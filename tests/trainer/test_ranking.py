@@ -22,9 +22,9 @@ def always(_item_id: str) -> bool:
 
 def identity_model(d: int, threshold: float = 0.5) -> LinearModel:
     """P(positive) = sigmoid(x[0])."""
-    weight = np.zeros((2, d))
-    weight[1, 0] = 1.0
-    return LinearModel(weight, np.zeros(2), np.zeros(d), np.ones(d), threshold)
+    weight = np.zeros(d)
+    weight[0] = 1.0
+    return LinearModel(weight, 0.0, np.zeros(d), np.ones(d), threshold)
 
 
 def test_uncertain_serves_the_most_uncertain_first() -> None:

@@ -20,7 +20,7 @@ def test_registry_loads_newest_compatible_and_refuses_others(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     registry = ModelRegistry(tmp_path)
     x, y = blobs(10, 10)
-    model = train(x, y, x, y, max_epochs=3)
+    model = train(x, y, evidence_dim=0)
     for extractor in (LITE, {**LITE, "version": "2"}):
         registry.save(model, ModelInfo(registry.next_version(), extractor, 20, 7, Metrics(f1=0.5),
                                        Metrics()))
@@ -40,7 +40,7 @@ def test_unreadable_model_files_are_skipped(tmp_path: Path,
                                             caplog: pytest.LogCaptureFixture) -> None:
     registry = ModelRegistry(tmp_path)
     x, y = blobs(10, 10)
-    model = train(x, y, x, y, max_epochs=2)
+    model = train(x, y, evidence_dim=0)
     for _ in range(2):
         registry.save(model, ModelInfo(registry.next_version(), LITE, 20, 1, Metrics(),
                                        Metrics()))
