@@ -11,6 +11,8 @@ from hitl.v1 import common_pb2, trainer_pb2
 from trainer_service.domain import (
     Annotation,
     Counts,
+    Estimate,
+    Forecast,
     LeasedItem,
     LoadingProgress,
     Metrics,
@@ -44,11 +46,28 @@ def metrics(m: Metrics) -> common_pb2.Metrics:
     return common_pb2.Metrics(**asdict(m))
 
 
+def estimate(e: Estimate) -> trainer_pb2.Estimate:
+    return trainer_pb2.Estimate(
+        f1=e.f1.value, f1_low=e.f1.low, f1_high=e.f1.high,
+        precision=e.precision.value, precision_low=e.precision.low,
+        precision_high=e.precision.high, recall=e.recall.value, recall_low=e.recall.low,
+        recall_high=e.recall.high, labels=e.labels, population=e.population,
+        source=_wire(e.source))
+
+
+def forecast(f: Forecast) -> trainer_pb2.Forecast:
+    return trainer_pb2.Forecast(reached=f.reached, labels=f.labels, low=f.low, high=f.high,
+                                points=f.points)
+
+
 def model_summary(s: ModelSummary) -> trainer_pb2.ModelSummary:
     summary = trainer_pb2.ModelSummary(version=s.version, labels=s.labels,
                                        validation=metrics(s.validation),
-                                       evaluation=metrics(s.evaluation))
+                                       evaluation=metrics(s.evaluation),
+                                       labels_given=s.labels_given)
     summary.create_time.FromNanoseconds(_timestamp_ns(s.create_time))
+    if s.estimate is not None:
+        summary.estimate.CopyFrom(estimate(s.estimate))
     return summary
 
 
@@ -66,9 +85,14 @@ def status(s: Status) -> trainer_pb2.Status:
     if s.model is not None:
         message.model.CopyFrom(model_summary(s.model))
     for point in s.learning_curve:
-        message.learning_curve.add(labels=point.labels, model_version=point.version,
-                                   validation=metrics(point.validation),
-                                   evaluation=metrics(point.evaluation))
+        added = message.learning_curve.add(
+            labels=point.labels, model_version=point.version,
+            validation=metrics(point.validation), evaluation=metrics(point.evaluation),
+            labels_given=point.labels_given)
+        if point.estimate is not None:
+            added.estimate.CopyFrom(estimate(point.estimate))
+    if s.forecast is not None:
+        message.forecast.CopyFrom(forecast(s.forecast))
     return message
 
 

@@ -36,6 +36,7 @@ class Strategy(enum.IntEnum):
     UNCERTAIN = 3
     OUTLIER = 4
     COLD_START = 5
+    AUDIT = 6  # a stratified draw from the audit reserve: scores models, never trains
 
 
 class LoadingState(enum.IntEnum):
@@ -43,6 +44,12 @@ class LoadingState(enum.IntEnum):
     LOADING = 1
     READY = 2
     FAILED = 3  # loading stopped; what was loaded stays usable
+
+
+class EstimateSource(enum.IntEnum):
+    UNSPECIFIED = 0
+    AUDIT = 1  # annotators' answers on the audit reserve
+    VALIDATION = 2  # the dataset's own verified labels
 
 
 class DatasetKind(enum.IntEnum):
@@ -137,6 +144,42 @@ class Counts:
     labelled_negative: int = 0
     gold_checks: int = 0
     gold_agreements: int = 0
+    audit_labels: int = 0  # answers on the audit reserve: they score, never train
+    audit_reserve: int = 0
+    audit_embedded: int = 0
+    validation_embedded: int = 0
+    evaluation_embedded: int = 0
+
+
+@dataclass(frozen=True)
+class Interval:
+    value: float  # the posterior median
+    low: float  # 5% and 95% posterior quantiles: a 90% interval
+    high: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A model's F1, precision and recall on the dataset, from labels that never trained
+    or chose it."""
+
+    f1: Interval
+    precision: Interval
+    recall: Interval
+    labels: int  # the labels it rests on
+    population: int  # the items it describes
+    source: EstimateSource
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Labels still likely needed to reach the target F1."""
+
+    reached: bool
+    labels: float  # median; 0 once reached
+    low: float  # an 80% interval; high is -1 when the curve does not bound it
+    high: float
+    points: int  # models it rests on
 
 
 @dataclass(frozen=True)
@@ -148,6 +191,8 @@ class ModelSummary:
     validation: Metrics
     evaluation: Metrics
     create_time: float
+    labels_given: int = 0  # every annotation in force when it was trained
+    estimate: Estimate | None = None
 
 
 @dataclass(frozen=True)
@@ -167,3 +212,4 @@ class Status:
     extraction: ExtractionProgress
     model: ModelSummary | None = None  # absent before the first model
     learning_curve: list[ModelSummary] = field(default_factory=list)  # oldest first
+    forecast: Forecast | None = None

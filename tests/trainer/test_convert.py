@@ -14,6 +14,7 @@ from trainer_service.domain import (
     Annotation,
     Counts,
     DatasetKind,
+    EstimateSource,
     ExtractionProgress,
     GoldCheck,
     Label,
@@ -31,7 +32,8 @@ from trainer_service.domain import (
 ENUMS = [(Split, trainer_pb2.Split, "SPLIT_"), (Label, common_pb2.Label, "LABEL_"),
          (Strategy, trainer_pb2.Strategy, "STRATEGY_"),
          (LoadingState, trainer_pb2.LoadingState, "LOADING_STATE_"),
-         (DatasetKind, trainer_pb2.DatasetKind, "DATASET_KIND_")]
+         (DatasetKind, trainer_pb2.DatasetKind, "DATASET_KIND_"),
+         (EstimateSource, trainer_pb2.EstimateSource, "ESTIMATE_SOURCE_")]
 
 
 @pytest.mark.parametrize(("ours", "proto", "prefix"), ENUMS,
