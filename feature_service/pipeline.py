@@ -98,7 +98,8 @@ class FeaturePipeline:
         for i, sha in zip(sent, await content.digests([items[i].data or b"" for i in sent]),
                           strict=True):
             shas[i] = sha
-        labels = [content.label(item.id, item.url, shas[i]) for i, item in enumerate(items)]
+        labels = [item.id if results[i] is not None else content.label(item.id, item.url, shas[i])
+                  for i, item in enumerate(items)]
         urls = {i: content.url_key(caller, items[i].url or "") for i in range(n)
                 if results[i] is None and items[i].url is not None}
         if not bypass_cache:
