@@ -89,25 +89,37 @@ def _with_defaults(details: grpc.aio.ClientCallDetails, default_deadline_s: floa
                                       details.credentials, details.wait_for_ready)
 
 
-class _Defaults(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor,
-                grpc.aio.StreamUnaryClientInterceptor, grpc.aio.StreamStreamClientInterceptor):
+class _Defaults:
     """Adds the request id, the token and, where the caller set none, the default
-    deadline."""
+    deadline. grpc.aio files an interceptor under the first call shape it implements, so
+    each shape gets an instance of its own (one class for all four would see unary calls
+    only)."""
 
     def __init__(self, default_deadline_s: float, token: str = "") -> None:
         self.deadline, self.token = default_deadline_s, token
 
+    def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        return _with_defaults(details, self.deadline, self.token)
+
+
+class _UnaryUnary(_Defaults, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
-        return await continuation(_with_defaults(details, self.deadline, self.token), request)
+        return await continuation(self.details(details), request)
 
+
+class _UnaryStream(_Defaults, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
-        return await continuation(_with_defaults(details, self.deadline, self.token), request)
+        return await continuation(self.details(details), request)
 
+
+class _StreamUnary(_Defaults, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, details, requests):  # type: ignore[no-untyped-def]
-        return await continuation(_with_defaults(details, self.deadline, self.token), requests)
+        return await continuation(self.details(details), requests)
 
+
+class _StreamStream(_Defaults, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation, details, requests):  # type: ignore[no-untyped-def]
-        return await continuation(_with_defaults(details, self.deadline, self.token), requests)
+        return await continuation(self.details(details), requests)
 
 
 def open_channel(target: str, *services: str, max_message_bytes: int = 64 << 20,
@@ -123,7 +135,9 @@ def open_channel(target: str, *services: str, max_message_bytes: int = 64 << 20,
         ("grpc.dns_min_time_between_resolutions_ms", MIN_RESOLUTION_INTERVAL_MS),
         *message_size_options(max_message_bytes),
     ]
-    interceptors = [_Defaults(default_deadline_s, security.token)]
+    interceptors: list[grpc.aio.ClientInterceptor] = [
+        shape(default_deadline_s, security.token)
+        for shape in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
     credentials = security.credentials()
     if credentials is not None:
         return grpc.aio.secure_channel(target, credentials, options=options,
