@@ -221,3 +221,18 @@ def test_only_the_gateway_and_admins_reach_the_trainers_data(shared_trainer, sha
             trainer_pb2.GetNextItemsRequest(annotator="gateway-check", count=1), timeout=10)
     assert len(leased.items) == 1
     report.inputs("trainer RPCs as another team", "PERMISSION_DENIED", len(team))
+
+
+def test_datasets_are_downloaded_from_configured_sources_only(shared_trainer):
+    """Even the admin cannot point the trainer's downloads elsewhere."""
+    with rs.channel(shared_trainer.address) as channel:
+        stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+        for location in ("http://169.254.169.254/latest/meta-data",
+                         "https://attacker.example/openimages"):
+            with pytest.raises(grpc.RpcError) as refused:
+                list(stub.ImportDataset(trainer_pb2.ImportDatasetRequest(
+                    kind=trainer_pb2.DATASET_KIND_OPEN_IMAGES, location=location), timeout=10))
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "not under a configured download source" in (refused.value.details() or "")
+        assert stub.GetStatus(trainer_pb2.GetStatusRequest(), timeout=10).status.label_id
+    report.inputs("ImportDataset from an unconfigured URL", "PERMISSION_DENIED", 2)
