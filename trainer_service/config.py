@@ -128,8 +128,11 @@ class Config:
     tls_client_ca: str = server_setting("TRAINER", "tls_client_ca")
     reflection: bool = server_setting("TRAINER", "reflection")
     max_concurrent_rpcs: int = server_setting("TRAINER", "max_concurrent_rpcs")
-    max_connection_age_s: float = server_setting("TRAINER", "max_connection_age_s")
-    max_connection_age_grace_s: float = server_setting("TRAINER", "max_connection_age_grace_s")
+    # One replica gains nothing from rebalancing, and the gateway's status watch (an hour
+    # long, then renewed) must end by its own deadline, not be cut: age + grace > 1 h.
+    max_connection_age_s: float = server_setting("TRAINER", "max_connection_age_s", 3600.0)
+    max_connection_age_grace_s: float = server_setting(
+        "TRAINER", "max_connection_age_grace_s", 3600.0)
 
     def __post_init__(self) -> None:
         require(0 <= self.port <= 65535, "TRAINER_PORT", "must be a port", "50052")
