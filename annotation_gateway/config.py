@@ -24,7 +24,19 @@ class Config:
     feature_addr: str = setting("GATEWAY_FEATURE_ADDR", "localhost:50051",
                                 "gRPC target of the feature service", "dns:///features:50051")
     token: str = setting("GATEWAY_TOKEN", "",
-                         "Access token; when set, every API call requires it", "s3cret-token")
+                         "Access token; when set, every API call requires it", "s3cret-token",
+                         secret=True)
+    grpc_token: str = setting("GATEWAY_GRPC_TOKEN", "",
+                              "Token the gateway presents to the trainer and the feature "
+                              "service (its caller identity there)", "<token>", secret=True)
+    grpc_ca: str = setting("GATEWAY_GRPC_CA", "",
+                           "PEM CA that signed the services' certificates: when set, the "
+                           "gateway calls them over TLS", "/etc/hitl/tls/ca.crt")
+    grpc_client_cert: str = setting("GATEWAY_GRPC_CLIENT_CERT", "",
+                                    "PEM certificate the gateway presents to the services "
+                                    "(mutual TLS)", "/etc/hitl/tls/tls.crt")
+    grpc_client_key: str = setting("GATEWAY_GRPC_CLIENT_KEY", "",
+                                   "PEM key of that certificate", "/etc/hitl/tls/tls.key")
     allowed_origins: tuple[str, ...] = setting(
         "GATEWAY_ALLOWED_ORIGINS", (),
         "Extra origins allowed to send state-changing requests (the gateway's own host "
@@ -50,3 +62,8 @@ class Config:
                 "must be positive", "120")
         require(self.token == "" or len(self.token) >= 8, "GATEWAY_TOKEN",
                 "must be at least 8 characters", "s3cret-token")
+        require(bool(self.grpc_client_cert) == bool(self.grpc_client_key),
+                "GATEWAY_GRPC_CLIENT_KEY", "a client certificate needs its key",
+                "/etc/hitl/tls/tls.key")
+        require(not self.grpc_client_cert or bool(self.grpc_ca), "GATEWAY_GRPC_CA",
+                "mutual TLS needs the services' CA too", "/etc/hitl/tls/ca.crt")

@@ -21,7 +21,7 @@ from annotation_gateway.handlers import CONFIG, EXTRACTOR, FEATURES, HUB, TRAINE
 from annotation_gateway.live import StatusHub
 from annotation_gateway.metrics import LATENCY, REQUESTS
 from annotation_gateway.validation import MAX_BODY_BYTES
-from hitl.channels import open_channel
+from hitl.channels import ClientSecurity, open_channel
 from hitl.logs import new_request_id, request_id
 from hitl.v1 import feature_pb2_grpc, trainer_pb2_grpc
 
@@ -81,10 +81,12 @@ async def observe_middleware(request: web.Request,
 
 async def _channels(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
+    security = ClientSecurity(config.grpc_token, config.grpc_ca, config.grpc_client_cert,
+                              config.grpc_client_key)
     trainer = open_channel(config.trainer_addr, TRAINER_SERVICE,
-                           default_deadline_s=config.rpc_deadline_s)
+                           default_deadline_s=config.rpc_deadline_s, security=security)
     features = open_channel(config.feature_addr, FEATURE_SERVICE,
-                            default_deadline_s=config.rpc_deadline_s)
+                            default_deadline_s=config.rpc_deadline_s, security=security)
     app[TRAINER] = trainer_pb2_grpc.TrainerServiceStub(trainer)
     app[FEATURES] = feature_pb2_grpc.FeatureServiceStub(features)
     app[HEALTH] = {"trainer": health_pb2_grpc.HealthStub(trainer),

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from feature_service.cache import CacheUnavailable
 from feature_service.config import Config
 from feature_service.extractors.base import Extractor, MissingWeightsError
-from hitl.config import load_or_exit
+from hitl.config import ConfigError, load_or_exit
 from hitl.logs import setup_logging
 
 
@@ -35,7 +35,7 @@ def main(make_extractor: Callable[[Config], Extractor] | None = None) -> None:
     async def serve() -> None:
         try:
             service = build_service(config, extractor)
-        except CacheUnavailable as exc:
+        except (CacheUnavailable, ConfigError) as exc:
             print(f"feature service cannot start: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
         await service.run_until_signal()

@@ -1,8 +1,10 @@
 """The LMDB feature cache.
 
-Keys are (extractor name, extractor version, image key), so features of one extractor
-are never served for another. Values are either the feature vector exactly as sent to
-callers (little-endian float32), or a remembered failure (not found, bad image).
+Keys are (extractor name, extractor version, key), so features of one extractor are never
+served for another. Values are the feature vector exactly as sent to callers
+(little-endian float32), a remembered failure (not found, bad image), or a reference to
+another key (a caller's name for an image points at the image's content: see
+feature_service/content.py).
 
 LMDB allows one open environment per file per process and must not be carried across a
 fork, so environments are opened lazily, shared through a per-process registry, and
@@ -35,20 +37,24 @@ from feature_service.outcomes import Kind
 
 _FEATURES = b"F"
 _FAILURE = b"E"
+_REFERENCE = b"R"
 _ORDER_DB = b"insertion-order"  # 8-byte big-endian sequence number -> full key
 EVICT_ABOVE, EVICT_TO = 0.9, 0.75  # fractions of max_bytes
 
 
 @dataclass(frozen=True)
 class Entry:
-    """A cached vector, or a remembered failure (kind + message)."""
+    """A cached vector, a remembered failure (kind + message) or a reference."""
     vector: bytes | None = None
     kind: Kind | None = None
     message: str = ""
+    ref: str | None = None
 
     def encode(self) -> bytes:
         if self.vector is not None:
             return _FEATURES + self.vector
+        if self.ref is not None:
+            return _REFERENCE + self.ref.encode()
         assert self.kind is not None
         return _FAILURE + self.kind.name.encode() + b"\0" + self.message.encode()
 
@@ -56,6 +62,8 @@ class Entry:
     def decode(cls, raw: bytes) -> Entry:
         if raw[:1] == _FEATURES:
             return cls(vector=raw[1:])
+        if raw[:1] == _REFERENCE:
+            return cls(ref=raw[1:].decode())
         kind, _, message = raw[1:].partition(b"\0")
         return cls(kind=Kind[kind.decode()], message=message.decode(errors="replace"))
 
@@ -149,7 +157,7 @@ class FeatureCache:
             shared.users += 1
         self._shared = shared
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="feature-cache-writer")
-        self._pending: list[tuple[str, Entry]] = []
+        self._pending: list[tuple[bytes, bytes, bool]] = []
         self._pending_lock = threading.Lock()
         self._closed = False
         self._update_gauges()
@@ -163,21 +171,26 @@ class FeatureCache:
     def _key(self, image_key: str) -> bytes:
         return self.prefix + image_key.encode()
 
-    def get_many(self, image_keys: Sequence[str]) -> list[Entry | None]:
+    def get_many(self, image_keys: Sequence[str], count: bool = True) -> list[Entry | None]:
+        """Entries by key; `count` adds them to the hit and miss metrics (reads of
+        callers' names for images, rather than of features, are left out)."""
         env = self.env
         with self._shared.gate.shared(), env.begin(buffers=False) as txn:
             raws = [txn.get(self._key(k)) for k in image_keys]
-        hits = sum(raw is not None for raw in raws)
-        metrics.CACHE_HITS.inc(hits)
-        metrics.CACHE_MISSES.inc(len(raws) - hits)
+        if count:
+            hits = sum(raw is not None for raw in raws)
+            metrics.CACHE_HITS.inc(hits)
+            metrics.CACHE_MISSES.inc(len(raws) - hits)
         return [None if raw is None else Entry.decode(raw) for raw in raws]
 
-    def put_many(self, items: Sequence[tuple[str, Entry]]) -> None:
-        """Writes in one transaction; when the map is full, grows it (up to the cap) or
-        evicts, and retries."""
-        if not items:
+    def put_many(self, items: Sequence[tuple[str, Entry]], replace: bool = True) -> None:
+        """Writes in one transaction (keeping existing values unless `replace`); when the
+        map is full, grows it (up to the cap) or evicts, and retries."""
+        self._put_records([(self._key(k), e.encode(), replace) for k, e in items])
+
+    def _put_records(self, records: list[tuple[bytes, bytes, bool]]) -> None:
+        if not records:
             return
-        records = [(self._key(k), e.encode()) for k, e in items]
         while True:
             try:
                 with self._shared.gate.shared(), self.env.begin(write=True) as txn:
@@ -190,16 +203,16 @@ class FeatureCache:
             self._evict_if_above(EVICT_ABOVE * self.max_bytes)
         self._update_gauges()
 
-    def _write(self, txn: lmdb.Transaction, records: list[tuple[bytes, bytes]]) -> None:
+    def _write(self, txn: lmdb.Transaction, records: list[tuple[bytes, bytes, bool]]) -> None:
         order = self._shared.order
         with txn.cursor(order) as cursor:
             last = cursor.key() if cursor.last() else b""
         sequence = int.from_bytes(last, "big") if last else 0
-        for key, value in records:
+        for key, value, replace in records:
             if txn.put(key, value, overwrite=False):  # new: remember when it came
                 sequence += 1
                 txn.put(sequence.to_bytes(8, "big"), key, db=order)
-            else:
+            elif replace:
                 txn.put(key, value)
 
     def _evict_if_above(self, limit: float) -> None:
@@ -227,20 +240,20 @@ class FeatureCache:
         metrics.CACHE_EVICTIONS.inc(evicted)
         return evicted
 
-    async def put(self, items: Sequence[tuple[str, Entry]]) -> None:
+    async def put(self, items: Sequence[tuple[str, Entry]], replace: bool = True) -> None:
         """Stores `items` on the writer thread, so the event loop never waits for a commit.
 
         Puts queue up while a commit is in progress and the next flush writes them all
         in one transaction; each caller returns once its items are committed.
         """
         with self._pending_lock:
-            self._pending.extend(items)
+            self._pending.extend((self._key(k), e.encode(), replace) for k, e in items)
         await asyncio.get_running_loop().run_in_executor(self._writer, self._flush)
 
     def _flush(self) -> None:
         with self._pending_lock:
-            items, self._pending = self._pending, []
-        self.put_many(items)
+            records, self._pending = self._pending, []
+        self._put_records(records)
 
     def _grow(self) -> bool:
         """Doubles the map, up to the cap; False when it is at the cap already."""

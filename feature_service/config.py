@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from feature_service.addresses import parse_allowlist
+from hitl.addresses import parse_allowlist
 from hitl.config import require, setting
+from hitl.security import check_server_settings, server_setting
 
 EXTRACTORS = ("resnext50-frcnn", "lite")
 DEVICES = ("auto", "cpu", "cuda")
@@ -15,6 +16,7 @@ PRECISIONS = ("auto", "float32")
 @dataclass(frozen=True)
 class Config:
     port: int = setting("FEATURE_PORT", 50051, "gRPC port.")
+    host: str = server_setting("FEATURE", "host")
     metrics_port: int = setting("FEATURE_METRICS_PORT", 9101,
                                 "Prometheus /metrics port (0 picks a free one).")
     grace_s: float = setting("FEATURE_GRACE_S", 10.0,
@@ -75,6 +77,16 @@ class Config:
         "refused with RESOURCE_EXHAUSTED (retry with backoff), an EmbedStream waits, so "
         "request bodies cannot pile up in memory.", "268435456")
 
+    caller_tokens: tuple[tuple[str, str], ...] = server_setting("FEATURE", "caller_tokens")
+    caller_tokens_dir: str = server_setting("FEATURE", "caller_tokens_dir")
+    tls_cert: str = server_setting("FEATURE", "tls_cert")
+    tls_key: str = server_setting("FEATURE", "tls_key")
+    tls_client_ca: str = server_setting("FEATURE", "tls_client_ca")
+    reflection: bool = server_setting("FEATURE", "reflection")
+    max_concurrent_rpcs: int = server_setting("FEATURE", "max_concurrent_rpcs")
+    max_connection_age_s: float = server_setting("FEATURE", "max_connection_age_s")
+    max_connection_age_grace_s: float = server_setting("FEATURE", "max_connection_age_grace_s")
+
     def batch_limit(self, extractor: str, device: str) -> int:
         """FEATURE_MAX_BATCH, or the automatic choice when it is 0."""
         if self.max_batch:
@@ -108,3 +120,4 @@ class Config:
         require(self.max_wait_ms >= 0, "FEATURE_MAX_WAIT_MS", "must be >= 0", "5")
         require(self.connect_timeout_s > 0 and self.read_timeout_s > 0,
                 "FEATURE_READ_TIMEOUT_S", "time limits must be positive", "10")
+        check_server_settings(self, "FEATURE")

@@ -19,8 +19,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 from yarl import URL
 
-from feature_service.addresses import Allowlist, IPAddress, is_host_name
 from feature_service.outcomes import ItemFailure, Kind
+from hitl.addresses import Allowlist, IPAddress, is_host_name
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_URL_CHARS = 4096

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import grpc
 
-from feature_service import metrics
-from feature_service.addresses import Allowlist
+from feature_service import content, metrics
 from feature_service.batching import MicroBatcher
 from feature_service.budget import RequestBytes
 from feature_service.cache import FeatureCache
@@ -21,7 +20,11 @@ from feature_service.extractors.base import EVIDENCE_DIM, Extractor
 from feature_service.fetch import Fetcher, FetchLimits
 from feature_service.outcomes import Kind
 from feature_service.pipeline import FeaturePipeline, ImageInput, Result
+from hitl.addresses import Allowlist
+from hitl.auth import ANONYMOUS
 from hitl.grpc_server import GrpcService
+from hitl.logs import caller_name
+from hitl.security import server_options
 from hitl.v1 import feature_pb2, feature_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -88,6 +91,11 @@ def image_inputs(images: Sequence[feature_pb2.ImageRef]) -> list[ImageInput]:
     return inputs
 
 
+def _caller() -> str:
+    """The authenticated caller (hitl.interceptors), whose names for images these are."""
+    return caller_name.get() or ANONYMOUS
+
+
 class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
     def __init__(self, pipeline: FeaturePipeline, max_items: int, stream_inflight: int,
                  request_bytes: RequestBytes) -> None:
@@ -127,7 +135,7 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         await self._check_count(len(request.images), context)
         async with self._admitted(request.ByteSize(), context):
             results = await self.pipeline.embed(image_inputs(request.images),
-                                                request.bypass_cache)
+                                                request.bypass_cache, _caller())
         response = feature_pb2.EmbedResponse(extractor=self.info)
         for result in results:
             fill_result(response.results.add(), result)
@@ -136,7 +144,7 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
     async def Lookup(self, request, context):  # type: ignore[no-untyped-def]
         await self._check_count(len(request.ids), context)
         response = feature_pb2.LookupResponse()
-        for result in self.pipeline.lookup(list(request.ids)):
+        for result in self.pipeline.lookup(list(request.ids), _caller()):
             fill_result(response.results.add(), result)
         return response
 
@@ -144,6 +152,7 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         """At most `stream_inflight` messages are worked on at once, and only while the
         request-bytes budget has room: the reader stops pulling from the stream until a
         result has been sent or room is made, so gRPC flow control holds the client back."""
+        caller = _caller()
         slots = asyncio.Semaphore(self.stream_inflight)
         done: asyncio.Queue[feature_pb2.EmbedStreamResponse | None] = asyncio.Queue()
         tasks: set[asyncio.Task] = set()
@@ -151,7 +160,7 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         async def work(images: list[ImageInput], size: int) -> None:
             try:
                 response = feature_pb2.EmbedStreamResponse()
-                for result in await self.pipeline.embed(images):
+                for result in await self.pipeline.embed(images, caller=caller):
                     fill_result(response.results.add(), result)
             finally:
                 await self.request_bytes.give(size)
@@ -201,7 +210,7 @@ def build_service(config: Config, extractor: Extractor | None = None) -> GrpcSer
     (raising MissingWeightsError when its weights are absent)."""
     extractor = extractor or load_configured_extractor(config)
     info = extractor.info
-    cache = FeatureCache(config.cache_dir, f"{info.name}/{info.version}",
+    cache = FeatureCache(config.cache_dir, f"{info.name}/{info.version}/{content.LAYOUT}",
                          config.cache_map_bytes, config.cache_max_bytes)
     fetcher = Fetcher(Allowlist.from_entries(config.url_allowlist), FetchLimits(
         max_bytes=config.max_image_bytes, connect_timeout_s=config.connect_timeout_s,
@@ -226,7 +235,8 @@ def build_service(config: Config, extractor: Extractor | None = None) -> GrpcSer
         max_message_bytes=config.max_message_bytes,
         add_servicers=lambda server: feature_pb2_grpc.add_FeatureServiceServicer_to_server(
             servicer, server),
-        warm_up=batcher.start, close=close, metrics_port=config.metrics_port)
+        warm_up=batcher.start, close=close, metrics_port=config.metrics_port,
+        options=server_options(config, "FEATURE"))
     service.pipeline = pipeline  # type: ignore[attr-defined]
     log.info("extractor", extra={"extractor": info.name, "version": info.version,
                                  "dimension": info.dimension, "device": info.device,

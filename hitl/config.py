@@ -24,12 +24,13 @@ class ConfigError(ValueError):
 
 
 def setting(env: str, default: Any, help: str, example: str | None = None,
-            parse: Callable[[str], Any] | None = None) -> Any:
-    """A dataclass field read from the environment variable `env`."""
+            parse: Callable[[str], Any] | None = None, secret: bool = False) -> Any:
+    """A dataclass field read from the environment variable `env`; a `secret` one is
+    left out of the config's repr, so that it never reaches a log line."""
     meta = {"env": env, "help": help, "example": example, "parse": parse}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple for sequence defaults: the config is frozen")
-    return dataclasses.field(default=default, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta, repr=not secret)
 
 
 def parse_bool(raw: str) -> bool:
@@ -69,8 +70,9 @@ def load(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
             values[f.name] = parse(raw.strip())
         except (ValueError, TypeError) as exc:
             example = f.metadata["example"] or f.default
+            shown = "(hidden)" if not f.repr else repr(raw)
             raise ConfigError(
-                f"{env}={raw!r} is not valid ({exc}); for example {env}={example}") from None
+                f"{env}={shown} is not valid ({exc}); for example {env}={example}") from None
     try:
         return cls(**values)
     except (ValueError, TypeError) as exc:

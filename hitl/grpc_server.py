@@ -1,26 +1,26 @@
 """The lifecycle every gRPC service shares: bind, report NOT_SERVING while warming up,
 SERVING once ready, and on SIGTERM go NOT_SERVING again and drain within a grace period.
 
-Health checking and server reflection are always on, and every call is logged with the
-request id it carries.
+Health checking is always on and open to every caller; reflection is on unless switched
+off. Every other call passes hitl.interceptors (callers, request id, log line, metrics);
+hitl.security says how the port is exposed (TLS, limits on calls and connection age).
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
 import grpc
-from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from hitl.logs import REQUEST_ID_KEY, new_request_id, request_id
+from hitl.interceptors import CallInterceptor
 from hitl.metrics import start_metrics_server
+from hitl.security import ServerOptions
 
 log = logging.getLogger(__name__)
 
@@ -31,96 +31,6 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 def message_size_options(max_message_bytes: int) -> list[tuple[str, int]]:
     return [("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes)]
-
-
-class _Undecodable:
-    """Stands in for request bytes that do not parse, so that the call is answered
-    INVALID_ARGUMENT (the library would answer UNKNOWN and log a stack trace)."""
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-
-def _lenient(deserializer: Callable | None) -> Callable | None:
-    if deserializer is None:
-        return None
-
-    def parse(data: bytes) -> object:
-        try:
-            return deserializer(data)
-        except DecodeError as exc:
-            return _Undecodable(exc)
-    return parse
-
-
-async def _refuse_undecodable(request: object, context: grpc.aio.ServicerContext) -> None:
-    if isinstance(request, _Undecodable):
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                            f"the request is not a valid message: {request.error}")
-
-
-class _RequestIdInterceptor(grpc.aio.ServerInterceptor):
-    """Adopts the caller's request id (or makes one) and logs one line per call."""
-
-    async def intercept_service(self, continuation, details):  # type: ignore[no-untyped-def]
-        handler = await continuation(details)
-        if handler is None or details.method.startswith("/grpc."):
-            return handler
-        kind = ("stream" if handler.request_streaming else "unary") + "_" + (
-            "stream" if handler.response_streaming else "unary")
-        behavior = getattr(handler, kind)
-        wrapped = _wrap(behavior, details.method)
-        make = getattr(grpc, f"{kind}_rpc_method_handler")
-        deserializer = (handler.request_deserializer if handler.request_streaming
-                        else _lenient(handler.request_deserializer))
-        return make(wrapped, request_deserializer=deserializer,
-                    response_serializer=handler.response_serializer)
-
-
-def _adopt_request_id(context: grpc.aio.ServicerContext) -> None:
-    metadata = dict(context.invocation_metadata() or ())
-    request_id.set(str(metadata.get(REQUEST_ID_KEY) or new_request_id()))
-
-
-def _log_call(method: str, context: grpc.aio.ServicerContext, started: float,
-              error: BaseException | None) -> None:
-    code = context.code() if hasattr(context, "code") else None
-    if error is not None and not isinstance(error, (grpc.aio.AbortError, asyncio.CancelledError)):
-        code = grpc.StatusCode.INTERNAL
-    name = code.name if isinstance(code, grpc.StatusCode) else "OK"
-    level = logging.WARNING if name in ("INTERNAL", "UNKNOWN", "DATA_LOSS") else logging.INFO
-    log.log(level, "rpc", extra={"method": method, "code": name,
-                                 "duration_ms": round((time.perf_counter() - started) * 1e3, 2)})
-
-
-def _wrap(behavior: Callable, method: str) -> Callable:
-    if inspect.isasyncgenfunction(behavior):
-        async def stream(request, context):  # type: ignore[no-untyped-def]
-            _adopt_request_id(context)
-            started, error = time.perf_counter(), None
-            try:
-                await _refuse_undecodable(request, context)
-                async for response in behavior(request, context):
-                    yield response
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                _log_call(method, context, started, error)
-        return stream
-
-    async def call(request, context):  # type: ignore[no-untyped-def]
-        _adopt_request_id(context)
-        started, error = time.perf_counter(), None
-        try:
-            await _refuse_undecodable(request, context)
-            return await behavior(request, context)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            _log_call(method, context, started, error)
-    return call
 
 
 class GrpcService:
@@ -135,21 +45,31 @@ class GrpcService:
                  add_servicers: Callable[[grpc.aio.Server], None],
                  warm_up: Callable[[], Awaitable[None]] | None = None,
                  close: Callable[[], Awaitable[None]] | None = None,
-                 metrics_port: int | None = None, host: str = "[::]") -> None:
+                 metrics_port: int | None = None,
+                 options: ServerOptions | None = None) -> None:
         self.name = name
         self.service_names = tuple(service_names)
         self.grace_s = grace_s
         self._warm_up, self._close = warm_up, close
         self._metrics_port = metrics_port
         self.metrics_port: int | None = None
-        self.server = grpc.aio.server(interceptors=[_RequestIdInterceptor()],
-                                      options=message_size_options(max_message_bytes))
+        self.options = options = options or ServerOptions()
+        self.server = grpc.aio.server(
+            interceptors=[CallInterceptor(options.access)],
+            options=[*message_size_options(max_message_bytes), *options.grpc_options()],
+            # Past the limit a call is answered RESOURCE_EXHAUSTED at once, not queued.
+            maximum_concurrent_rpcs=options.max_concurrent_rpcs or None)
         add_servicers(self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        if options.reflection:
+            reflection.enable_server_reflection(
+                (*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME),
+                self.server)
+        address = f"{options.host}:{port}"
+        credentials = options.credentials()
+        self.port = (self.server.add_secure_port(address, credentials) if credentials
+                     else self.server.add_insecure_port(address))
         self.ready = asyncio.Event()
         self._warm_task: asyncio.Task | None = None
 
@@ -163,7 +83,10 @@ class GrpcService:
         await self.server.start()
         if self._metrics_port is not None:
             self.metrics_port = start_metrics_server(self._metrics_port)
-        log.info("listening", extra={"port": self.port, "metrics_port": self.metrics_port})
+        log.info("listening", extra={"port": self.port, "metrics_port": self.metrics_port,
+                                     "tls": bool(self.options.tls_cert),
+                                     "mutual_tls": bool(self.options.tls_client_ca),
+                                     "reflection": self.options.reflection})
         self._warm_task = asyncio.create_task(self._become_ready())
 
     async def _become_ready(self) -> None:

@@ -1,4 +1,4 @@
-"""One JSON object per line on stdout, with the request id of the current call.
+"""One JSON object per line on stdout, with the request id and caller of the current call.
 
 The request id travels between services in the gRPC metadata key `x-request-id`:
 server interceptors adopt the caller's (or make one), client interceptors pass it on.
@@ -15,6 +15,8 @@ import uuid
 
 REQUEST_ID_KEY = "x-request-id"
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+# The authenticated caller of the gRPC call being served (set by hitl.interceptors).
+caller_name: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="")
 
 # Attributes every LogRecord has; anything else passed in `extra=` is logged as a field.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -41,6 +43,9 @@ class JsonFormatter(logging.Formatter):
         rid = request_id.get()
         if rid:
             entry["request_id"] = rid
+        who = caller_name.get()
+        if who:
+            entry["caller"] = who
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import prometheus_client
 
+# Every call but health checks, by method, status code and caller (the configured caller
+# names, "anonymous" with authentication off, "unauthenticated" for refused tokens), so
+# the label set stays as small as the list of callers.
+RPCS = prometheus_client.Counter(
+    "grpc_server_handled", "gRPC calls answered, by method, status code and caller",
+    ["grpc_method", "grpc_code", "caller"])
+
 
 def start_metrics_server(port: int, addr: str = "0.0.0.0") -> int:
     """Serves /metrics on `port` (0 picks a free one) and returns the bound port."""

@@ -17,10 +17,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def grpc_status(port: int, service: str = "", timeout: float = 1.0) -> int | None:
-    """The health protocol's answer for `service` on 127.0.0.1:`port`, or None when
+def grpc_status(port: int, service: str = "", timeout: float = 1.0,
+                host: str = "127.0.0.1") -> int | None:
+    """The health protocol's answer for `service` on `host`:`port`, or None when
     nothing answers."""
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
         try:
             return int(health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout).status)

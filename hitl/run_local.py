@@ -59,25 +59,29 @@ def plan(args: argparse.Namespace, state: Path) -> list[Proc]:
         dataset = str(Path(dataset).resolve())
     # One trainer state per (dataset, extractor): labels and models never mix across tasks.
     slug = hashlib.sha256(f"{dataset}|{args.extractor}".encode()).hexdigest()[:10]
+    # The gRPC services listen on loopback only: `make run` configures no caller tokens
+    # (each service says so in its log), so they are not offered to the network.
     return [
         Proc("feature", "feature_service", {
+            "FEATURE_HOST": env.get("FEATURE_HOST", "127.0.0.1"),
             "FEATURE_PORT": feature_port,
             "FEATURE_METRICS_PORT": env.get("FEATURE_METRICS_PORT", "9101"),
             "FEATURE_EXTRACTOR": args.extractor,
             "FEATURE_CACHE_DIR": env.get("FEATURE_CACHE_DIR", str(state / "feature-cache")),
         }, f"grpc:{feature_port}"),
         Proc("trainer", "trainer_service", {
+            "TRAINER_HOST": env.get("TRAINER_HOST", "127.0.0.1"),
             "TRAINER_PORT": trainer_port,
             "TRAINER_METRICS_PORT": env.get("TRAINER_METRICS_PORT", "9102"),
-            "TRAINER_FEATURE_ADDR": f"localhost:{feature_port}",
+            "TRAINER_FEATURE_ADDR": f"127.0.0.1:{feature_port}",
             "TRAINER_DATASET": dataset,
             "TRAINER_DATA_DIR": env.get("TRAINER_DATA_DIR", str(state / f"trainer-{slug}")),
         }, f"grpc:{trainer_port}"),
         Proc("gateway", "annotation_gateway", {
             "GATEWAY_PORT": str(args.port),
             "GATEWAY_METRICS_PORT": env.get("GATEWAY_METRICS_PORT", "9103"),
-            "GATEWAY_TRAINER_ADDR": f"localhost:{trainer_port}",
-            "GATEWAY_FEATURE_ADDR": f"localhost:{feature_port}",
+            "GATEWAY_TRAINER_ADDR": f"127.0.0.1:{trainer_port}",
+            "GATEWAY_FEATURE_ADDR": f"127.0.0.1:{feature_port}",
         }, f"http:http://127.0.0.1:{args.port}/healthz"),
     ]
 

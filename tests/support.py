@@ -61,18 +61,19 @@ def require_lite_models() -> Path:
     return MODELS / "lite"
 
 
-def health_status(port: int, service: str = "", timeout: float = 2.0) -> int | None:
+def health_status(port: int, service: str = "", timeout: float = 2.0,
+                  host: str = "127.0.0.1") -> int | None:
     """The standard health protocol's answer, or None when nothing answers."""
-    return grpc_status(port, service, timeout)
+    return grpc_status(port, service, timeout, host)
 
 
 def wait_serving(port: int, proc: subprocess.Popen | None = None, timeout: float = 180.0,
-                 service: str = "") -> None:
+                 service: str = "", host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before serving")
-        if health_status(port, service) == health_pb2.HealthCheckResponse.SERVING:
+        if health_status(port, service, host=host) == health_pb2.HealthCheckResponse.SERVING:
             return
         time.sleep(0.2)
     raise TimeoutError(f"port {port} not SERVING after {timeout}s")
@@ -121,12 +122,12 @@ class ServiceProcess:
 
 @contextlib.contextmanager
 def running(module: str, env: dict[str, str], log_path: Path, port: int,
-            timeout: float = 180.0) -> Iterator[ServiceProcess]:
-    """A service process that is SERVING on `port` for the duration of the block."""
+            timeout: float = 180.0, host: str = "127.0.0.1") -> Iterator[ServiceProcess]:
+    """A service process that is SERVING on `host`:`port` for the duration of the block."""
     service = ServiceProcess(module, env, log_path).start()
     try:
         try:
-            wait_serving(port, service.proc, timeout)
+            wait_serving(port, service.proc, timeout, host=host)
         except Exception as exc:
             raise RuntimeError(f"{module} did not become healthy: {exc}\n"
                                f"{service.log()[-4000:]}") from exc

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hitl.config import load_or_exit
+from hitl.config import ConfigError, load_or_exit
 from hitl.logs import setup_logging
 from trainer_service.config import Config
 from trainer_service.server import build_service
@@ -33,7 +33,12 @@ def main() -> None:
         raise SystemExit(1) from None
 
     async def serve() -> None:
-        await build_service(config).run_until_signal()
+        try:
+            service = build_service(config)
+        except ConfigError as exc:  # a token folder or certificate it cannot read
+            print(f"trainer service cannot start: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        await service.run_until_signal()
 
     asyncio.run(serve())
 

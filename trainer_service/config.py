@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hitl.config import require, setting
+from hitl.addresses import parse_allowlist
+from hitl.config import parse_list, require, setting
+from hitl.security import check_server_settings, server_setting
 
 STRATEGIES = ("gold", "random", "uncertain", "outlier")
 
@@ -32,6 +34,7 @@ def parse_mix(raw: str) -> tuple[tuple[str, float], ...]:
 @dataclass(frozen=True)
 class Config:
     port: int = setting("TRAINER_PORT", 50052, "gRPC port", "50052")
+    host: str = server_setting("TRAINER", "host")
     metrics_port: int = setting("TRAINER_METRICS_PORT", 9102, "Prometheus metrics port", "9102")
     grace_s: float = setting("TRAINER_GRACE_S", 10.0, "seconds to drain calls on SIGTERM", "10")
     log_level: str = setting("LOG_LEVEL", "INFO", "log level", "DEBUG")
@@ -39,6 +42,18 @@ class Config:
                                      "largest gRPC message", "67108864")
     feature_addr: str = setting("TRAINER_FEATURE_ADDR", "localhost:50051",
                                 "feature service address", "dns:///features:50051")
+    feature_token: str = setting("TRAINER_FEATURE_TOKEN", "",
+                                 "token the trainer presents to the feature service",
+                                 "<token>", secret=True)
+    feature_ca: str = setting("TRAINER_FEATURE_CA", "",
+                              "PEM CA that signed the feature service's certificate: when "
+                              "set, the trainer calls it over TLS", "/etc/hitl/tls/ca.crt")
+    feature_client_cert: str = setting(
+        "TRAINER_FEATURE_CLIENT_CERT", "",
+        "PEM certificate the trainer presents to the feature service (mutual TLS)",
+        "/etc/hitl/tls/tls.crt")
+    feature_client_key: str = setting("TRAINER_FEATURE_CLIENT_KEY", "",
+                                      "PEM key of that certificate", "/etc/hitl/tls/tls.key")
     data_dir: str = setting("TRAINER_DATA_DIR", ".run/trainer",
                             "labelled set, features, models and dataset cache", "/data/trainer")
     dataset: str = setting("TRAINER_DATASET", "openimages",
@@ -51,6 +66,22 @@ class Config:
         "https://storage.googleapis.com/openimages/2018_04/test",
         "folders or http(s) base URLs (comma-separated, searched in order) holding the "
         "official Open Images CSV files", "/data/openimages")
+    download_sources: tuple[str, ...] = setting(
+        "TRAINER_DOWNLOAD_SOURCES", (),
+        "http(s) base URLs the trainer may download dataset files from, besides those of "
+        "TRAINER_OPENIMAGES_SOURCE (comma-separated)", "https://mirror.example.org/openimages",
+        parse_list)
+    download_allowlist: tuple[str, ...] = setting(
+        "TRAINER_DOWNLOAD_ALLOWLIST", (),
+        "hosts, addresses or CIDRs that downloads may reach although private or loopback",
+        "10.1.0.0/16,mirror.internal", parse_allowlist)
+    download_max_bytes: int = setting("TRAINER_DOWNLOAD_MAX_BYTES", 16 << 30,
+                                      "largest dataset file downloaded", "17179869184")
+    download_timeout_s: float = setting("TRAINER_DOWNLOAD_TIMEOUT_S", 7200.0,
+                                        "time limit of one file's download", "7200")
+    download_stall_s: float = setting(
+        "TRAINER_DOWNLOAD_STALL_S", 60.0,
+        "time limit to connect, and for each read while downloading", "60")
     image_mirror: str = setting(
         "TRAINER_IMAGE_MIRROR", "https://open-images-dataset.s3.amazonaws.com",
         "public Open Images mirror used when an image CSV gives no URL",
@@ -91,8 +122,35 @@ class Config:
         "weight of the standardised detector evidence against the embedding (1: none)", "10")
     seed: int = setting("TRAINER_SEED", 0, "seed of splits, shuffles and training", "0")
 
+    caller_tokens: tuple[tuple[str, str], ...] = server_setting("TRAINER", "caller_tokens")
+    caller_tokens_dir: str = server_setting("TRAINER", "caller_tokens_dir")
+    privileged_callers: tuple[str, ...] = setting(
+        "TRAINER_PRIVILEGED_CALLERS", ("gateway", "admin"),
+        "callers that may call every RPC (with authentication on, the others may only "
+        "check health and call GetStatus)", "gateway,admin")
+    tls_cert: str = server_setting("TRAINER", "tls_cert")
+    tls_key: str = server_setting("TRAINER", "tls_key")
+    tls_client_ca: str = server_setting("TRAINER", "tls_client_ca")
+    reflection: bool = server_setting("TRAINER", "reflection")
+    max_concurrent_rpcs: int = server_setting("TRAINER", "max_concurrent_rpcs")
+    # One replica gains nothing from rebalancing, and the gateway's status watch (an hour
+    # long, then renewed) must end by its own deadline, not be cut: age + grace > 1 h.
+    max_connection_age_s: float = server_setting("TRAINER", "max_connection_age_s", 3600.0)
+    max_connection_age_grace_s: float = server_setting(
+        "TRAINER", "max_connection_age_grace_s", 3600.0)
+
     def __post_init__(self) -> None:
         require(0 <= self.port <= 65535, "TRAINER_PORT", "must be a port", "50052")
+        check_server_settings(self, "TRAINER")
+        require(bool(self.feature_client_cert) == bool(self.feature_client_key),
+                "TRAINER_FEATURE_CLIENT_KEY", "a client certificate needs its key",
+                "/etc/hitl/tls/tls.key")
+        require(not self.feature_client_cert or bool(self.feature_ca),
+                "TRAINER_FEATURE_CA", "mutual TLS needs the server's CA too",
+                "/etc/hitl/tls/ca.crt")
+        require(self.download_max_bytes >= 1 and self.download_timeout_s > 0
+                and self.download_stall_s > 0, "TRAINER_DOWNLOAD_MAX_BYTES",
+                "download limits must be positive", "17179869184")
         fractions_ok = (self.validation_fraction >= 0 and self.evaluation_fraction >= 0
                         and self.validation_fraction + self.evaluation_fraction < 1)
         require(fractions_ok, "TRAINER_VALIDATION_FRACTION",

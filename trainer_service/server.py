@@ -7,16 +7,29 @@ from pathlib import Path
 
 import grpc
 
+from hitl import channels
+from hitl.channels import ClientSecurity
 from hitl.grpc_server import GrpcService
+from hitl.security import server_options
 from hitl.v1 import trainer_pb2, trainer_pb2_grpc
 from trainer_service import convert
 from trainer_service.config import Config
-from trainer_service.datasets import is_url
+from trainer_service.datasets import download, is_url
 from trainer_service.domain import DatasetKind, Label, Status, TrainerError
 from trainer_service.trainer import Trainer
 
 SERVICE_NAME = "hitl.v1.TrainerService"
 EXPORT_BATCH = 500
+# With authentication on, every other RPC changes or reveals the labelled set, the gold
+# answers or the dataset, and answers only TRAINER_PRIVILEGED_CALLERS (the gateway, an
+# admin); any known caller may read the status.
+OPEN_TO_EVERY_CALLER = frozenset({"GetStatus"})
+
+
+def restricted_methods(config: Config) -> dict[str, frozenset[str]]:
+    service = trainer_pb2.DESCRIPTOR.services_by_name["TrainerService"]
+    return {f"/{SERVICE_NAME}/{m.name}": frozenset(config.privileged_callers)
+            for m in service.methods if m.name not in OPEN_TO_EVERY_CALLER}
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: TrainerError) -> None:
@@ -34,6 +47,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         if kind == DatasetKind.UNSPECIFIED or not request.location:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "kind and location are required")
         local = kind != DatasetKind.OPEN_IMAGES or not is_url(request.location)
+        if not local:
+            refusal = download.source_refusal(request.location)
+            if refusal:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
         if local and not Path(request.location).exists():
             await context.abort(grpc.StatusCode.NOT_FOUND, f"{request.location} does not exist")
         async for progress in self.trainer.load(kind, request.location):
@@ -101,6 +118,12 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
 
 def build_service(config: Config) -> GrpcService:
+    # The trainer's feature channel and its downloads are made deep inside; what they may
+    # do and present is decided here, once, from the configuration.
+    channels.register(config.feature_addr, ClientSecurity(
+        config.feature_token, config.feature_ca, config.feature_client_cert,
+        config.feature_client_key))
+    download.configure(download.policy_from(config))
     trainer = Trainer(config)
 
     def add_servicers(server: grpc.aio.Server) -> None:
@@ -109,6 +132,7 @@ def build_service(config: Config) -> GrpcService:
     service = GrpcService(name="trainer", service_names=[SERVICE_NAME], port=config.port,
                           grace_s=config.grace_s, max_message_bytes=config.max_message_bytes,
                           add_servicers=add_servicers, warm_up=trainer.open,
-                          close=trainer.close, metrics_port=config.metrics_port)
+                          close=trainer.close, metrics_port=config.metrics_port,
+                          options=server_options(config, "TRAINER", restricted_methods(config)))
     service.trainer = trainer  # type: ignore[attr-defined]
     return service

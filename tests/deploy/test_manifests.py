@@ -298,6 +298,42 @@ def test_gateway_token_comes_from_a_secret(overlay: str) -> None:
     assert bool(rendered) == (overlay == "local"), secret
 
 
+def test_grpc_services_authenticate_callers_from_a_secret_without_reflection(
+        overlay: str) -> None:
+    """Each gRPC service reads its callers' tokens from the Secret grpc-callers (the
+    trainer only the gateway's and the admin's), the clients present theirs from the same
+    Secret, and reflection is off."""
+    secret_names = set()
+    for kind, name, readable in (("StatefulSet", "feature", None),
+                                 ("Deployment", "trainer", {"gateway", "admin"})):
+        workload = get(overlay, kind, name)
+        config = loaded_config(overlay, workload)
+        assert config.reflection is False, name
+        container = next(containers(workload, init=False))
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        mount = mounts[config.caller_tokens_dir]
+        assert mount.get("readOnly") is True
+        (volume,) = [v for v in pod_spec(workload)["volumes"] if v["name"] == mount["name"]]
+        secret_names.add(volume["secret"]["secretName"])
+        items = {i["key"] for i in volume["secret"].get("items", [])} or None
+        assert items == readable, (name, items)
+        assert "TRAINER_CALLER_TOKENS" not in container_env(overlay, container)
+    for kind, name, variable, key in (("Deployment", "trainer", "TRAINER_FEATURE_TOKEN",
+                                       "trainer"),
+                                      ("Deployment", "gateway", "GATEWAY_GRPC_TOKEN",
+                                       "gateway")):
+        container = next(containers(get(overlay, kind, name)))
+        (entry,) = [e for e in container["env"] if e["name"] == variable]
+        assert entry["valueFrom"]["secretKeyRef"]["key"] == key
+        secret_names.add(entry["valueFrom"]["secretKeyRef"]["name"])
+    (secret_name,) = secret_names
+    rendered = [s for s in objects(overlay, "Secret") if s["metadata"]["name"] == secret_name]
+    # A development Secret in the local overlay; made by hand for the gpu overlay.
+    assert bool(rendered) == (overlay == "local")
+    if rendered:
+        assert {"trainer", "gateway", "admin"} <= set(rendered[0]["data"])
+
+
 def test_ingress_routes_to_the_gateway_service(overlay: str) -> None:
     (ingress,) = objects(overlay, "Ingress")
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]

@@ -148,3 +148,14 @@ def test_a_cap_full_of_entries_from_before_the_cap_fails_the_write_not_the_servi
         cache.put_many([("new", Entry(vector=vector(2, dim=1024)))])
     assert cache.get_many(["old0"]) != [None]  # nothing was lost
     cache.close()
+
+
+async def test_references_round_trip_and_a_write_may_keep_what_is_stored(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path, "tiny/1")
+    cache.put_many([("name", Entry(ref="ab" * 32)), ("content", Entry(vector=vector(1)))])
+    await cache.put([("content", Entry(vector=vector(2)))], replace=False)
+    assert cache.get_many(["name", "content"]) == [Entry(ref="ab" * 32),
+                                                   Entry(vector=vector(1))]
+    await cache.put([("content", Entry(vector=vector(2)))])
+    assert cache.get_many(["content"]) == [Entry(vector=vector(2))]
+    cache.close()

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from feature_service.addresses import Allowlist, parse_allowlist
 from feature_service.fetch import Fetcher, FetchLimits
 from feature_service.outcomes import ItemFailure, Kind
+from hitl.addresses import Allowlist, parse_allowlist
 from tests.feature.conftest import ImageServer
 
 LIMITS = FetchLimits(max_bytes=1 << 20, connect_timeout_s=1.0, total_timeout_s=1.5,

@@ -311,8 +311,9 @@ async def test_oversized_images_and_messages_are_refused(service_factory) -> Non
 
 async def test_items_without_a_source_are_invalid(feature: Running) -> None:
     results = (await feature.stub.Embed(E.EmbedRequest(images=[
-        feature_pb2.ImageRef(id="empty"), by_data(encode(solid((1, 1, 1)), "PNG"))]))).results
-    assert [outcome(r) for r in results] == ["ERROR_KIND_INVALID", OK]
+        feature_pb2.ImageRef(id="empty"), by_data(encode(solid((1, 1, 1)), "PNG")),
+        feature_pb2.ImageRef()]))).results
+    assert [outcome(r) for r in results] == ["ERROR_KIND_INVALID", OK, "ERROR_KIND_INVALID"]
 
 
 async def test_embed_stream_returns_every_item(feature: Running) -> None:

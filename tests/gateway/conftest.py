@@ -15,6 +15,7 @@ import grpc
 import pytest
 
 from hitl.v1 import trainer_pb2, trainer_pb2_grpc
+from tests.reliability import stack as rs
 from tests.support import (
     ROOT,
     TILES,
@@ -82,6 +83,8 @@ class TrainerProcess:
                     "TRAINER_FEATURE_ADDR": feature_addr, "TRAINER_DATASET": str(manifest.path),
                     "TRAINER_DATA_DIR": str(state / "data"), "TRAINER_DEBOUNCE_S": "0.3",
                     "TRAINER_GRACE_S": "1",
+                    # The shared feature service knows its callers (tests/reliability).
+                    "TRAINER_FEATURE_TOKEN": rs.TOKENS["trainer"],
                     "LOG_LEVEL": "WARNING", **(extra_env or {})}
         self.process: ServiceProcess | None = None
 
@@ -135,7 +138,7 @@ class Gateway:
             "GATEWAY_PORT": str(self.port), "GATEWAY_METRICS_PORT": "0",
             "GATEWAY_HOST": "127.0.0.1", "GATEWAY_TRAINER_ADDR": trainer_addr,
             "GATEWAY_FEATURE_ADDR": feature_addr, "GATEWAY_GRACE_S": "1",
-            "LOG_LEVEL": "WARNING",
+            "GATEWAY_GRPC_TOKEN": rs.TOKENS["gateway"], "LOG_LEVEL": "WARNING",
             **(extra_env or {})}, log_path)
 
     def start(self, timeout: float = 30.0) -> Gateway:

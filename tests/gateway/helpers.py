@@ -12,13 +12,16 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from annotation_gateway.config import Config
 from annotation_gateway.server import init_app
+from tests.reliability.stack import TOKENS
 
 CSRF = {"X-Requested-With": "test"}
 
 
 def config(**overrides: Any) -> Config:
+    # The gateway's token: the session's shared feature service knows its callers.
     base = Config(port=8080, metrics_port=0, trainer_addr="127.0.0.1:1",
-                  feature_addr="127.0.0.1:1", rpc_deadline_s=3.0)
+                  feature_addr="127.0.0.1:1", rpc_deadline_s=3.0,
+                  grpc_token=TOKENS["gateway"])
     return dataclasses.replace(base, **overrides)
 
 

@@ -11,7 +11,6 @@ import sqlite3
 import urllib.parse
 from pathlib import Path
 
-import grpc
 import pytest
 import requests
 from PIL import Image
@@ -146,7 +145,7 @@ def test_corpora_straight_to_the_feature_service(shared_feature):
             for name, (data, _) in IMAGES.items()]
     refs += [feature_pb2.ImageRef(id=f"corpus-{name}", url=url.format(port=1))
              for name, (url, _) in URLS.items()]
-    with grpc.insecure_channel(shared_feature.address) as channel:
+    with rs.channel(shared_feature.address) as channel:
         reply = feature_pb2_grpc.FeatureServiceStub(channel).Embed(
             feature_pb2.EmbedRequest(images=refs), timeout=120)
     got = {r.id: ("features" if r.WhichOneof("outcome") == "features"

@@ -1,7 +1,9 @@
 """Hypothesis-generated request messages for every RPC of the feature and trainer
-services (except the ones that start long work: importing a dataset, retraining): the
-services answer each with a sensible status code, never an internal error, and keep
-serving. Undecodable bytes in place of a message are INVALID_ARGUMENT too."""
+services (except the ones that start long work: importing a dataset, retraining), sent
+with the admin's token: the services answer each with a sensible status code, never an
+internal error, and keep serving. Undecodable bytes in place of a message are
+INVALID_ARGUMENT too. Callers without a known token are refused on every RPC (health
+checking aside), and callers other than the gateway and admins on the trainer's."""
 
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ import grpc
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
 from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hitl.v1 import feature_pb2, trainer_pb2
+from hitl.v1 import feature_pb2, trainer_pb2, trainer_pb2_grpc
 from tests.reliability import report
+from tests.reliability import stack as rs
 from tests.support import health_status
 
 # Codes a caller can act on. INTERNAL, UNKNOWN, UNAVAILABLE or DATA_LOSS would mean the
@@ -117,7 +121,7 @@ def _call(channel: grpc.Channel, service, method, request) -> grpc.StatusCode:  
 
 def _fuzz(address: str, port: int, service, examples: int) -> dict[str, set]:  # type: ignore[no-untyped-def]
     seen: dict[str, set] = {}
-    with grpc.insecure_channel(address) as channel:
+    with rs.channel(address) as channel:
         for method in _methods(service):
             codes: set = seen.setdefault(method.name, set())
 
@@ -156,7 +160,7 @@ def test_undecodable_request_bytes(shared_feature, shared_trainer):
     targets = [(shared_feature, feature_pb2.DESCRIPTOR.services_by_name["FeatureService"]),
                (shared_trainer, trainer_pb2.DESCRIPTOR.services_by_name["TrainerService"])]
     for process, service in targets:
-        with grpc.insecure_channel(process.address) as channel:
+        with rs.channel(process.address) as channel:
             for method in _methods(service):
                 if method.client_streaming or method.server_streaming:
                     continue
@@ -172,3 +176,63 @@ def test_undecodable_request_bytes(shared_feature, shared_trainer):
                 report.inputs(f"undecodable bytes {service.name}.{method.name}",
                               "/".join(sorted(c.name for c in codes)), 3)
         assert health_status(process.port) == health_pb2.HealthCheckResponse.SERVING
+
+
+def _codes(address: str, service, token: str | None) -> dict[str, grpc.StatusCode]:  # type: ignore[no-untyped-def]
+    """The status of an empty request to every RPC of `service`, with `token` (None:
+    no credentials at all)."""
+    channel = rs.channel(address, token) if token else grpc.insecure_channel(address)
+    with channel:
+        return {m.name: _call(channel, service, m, _message_class(m.input_type)())
+                for m in service.methods if m.name != "WatchStatus" or token is None}
+
+
+def test_callers_without_a_known_token_are_refused_everywhere_but_health(shared_feature,
+                                                                         shared_trainer):
+    feature = feature_pb2.DESCRIPTOR.services_by_name["FeatureService"]
+    trainer = trainer_pb2.DESCRIPTOR.services_by_name["TrainerService"]
+    for process, service in ((shared_feature, feature), (shared_trainer, trainer)):
+        for token in (None, "not-a-known-token-at-all"):
+            codes = _codes(process.address, service, token)
+            assert set(codes.values()) == {grpc.StatusCode.UNAUTHENTICATED}, codes
+        with grpc.insecure_channel(process.address) as channel:
+            with pytest.raises(grpc.RpcError) as refused:
+                list(reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+                    iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                    timeout=10))
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert health_status(process.port) == health_pb2.HealthCheckResponse.SERVING
+        report.inputs(f"gRPC without a known token: {service.name}", "UNAUTHENTICATED",
+                      2 * len(service.methods))
+
+
+def test_only_the_gateway_and_admins_reach_the_trainers_data(shared_trainer, shared_feature):
+    trainer = trainer_pb2.DESCRIPTOR.services_by_name["TrainerService"]
+    team = _codes(shared_trainer.address, trainer, rs.TOKENS["team"])
+    assert team.pop("GetStatus") == grpc.StatusCode.OK
+    assert set(team.values()) == {grpc.StatusCode.PERMISSION_DENIED}, team
+    # Another team may use the feature service, under its own name.
+    feature = feature_pb2.DESCRIPTOR.services_by_name["FeatureService"]
+    assert _codes(shared_feature.address, feature, rs.TOKENS["team"])["Describe"] == (
+        grpc.StatusCode.OK)
+    # The gateway's identity reaches what the annotation page needs.
+    with rs.channel(shared_trainer.address, rs.TOKENS["gateway"]) as channel:
+        leased = trainer_pb2_grpc.TrainerServiceStub(channel).GetNextItems(
+            trainer_pb2.GetNextItemsRequest(annotator="gateway-check", count=1), timeout=10)
+    assert len(leased.items) == 1
+    report.inputs("trainer RPCs as another team", "PERMISSION_DENIED", len(team))
+
+
+def test_datasets_are_downloaded_from_configured_sources_only(shared_trainer):
+    """Even the admin cannot point the trainer's downloads elsewhere."""
+    with rs.channel(shared_trainer.address) as channel:
+        stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+        for location in ("http://169.254.169.254/latest/meta-data",
+                         "https://attacker.example/openimages"):
+            with pytest.raises(grpc.RpcError) as refused:
+                list(stub.ImportDataset(trainer_pb2.ImportDatasetRequest(
+                    kind=trainer_pb2.DATASET_KIND_OPEN_IMAGES, location=location), timeout=10))
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "not under a configured download source" in (refused.value.details() or "")
+        assert stub.GetStatus(trainer_pb2.GetStatusRequest(), timeout=10).status.label_id
+    report.inputs("ImportDataset from an unconfigured URL", "PERMISSION_DENIED", 2)

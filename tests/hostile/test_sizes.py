@@ -25,7 +25,7 @@ def _code_and_details(call) -> tuple[grpc.StatusCode, str]:  # type: ignore[no-u
 
 
 def test_grpc_requests_above_the_server_limit(shared_feature, shared_trainer):
-    with grpc.insecure_channel(shared_feature.address, options=[
+    with rs.channel(shared_feature.address, options=[
             ("grpc.max_send_message_length", 64 << 20)]) as channel:
         stub = feature_pb2_grpc.FeatureServiceStub(channel)
         big = feature_pb2.ImageRef(id="big", data=b"\xff" * (FEATURE_MAX_MESSAGE_BYTES + 1))
@@ -36,7 +36,7 @@ def test_grpc_requests_above_the_server_limit(shared_feature, shared_trainer):
         assert stub.Describe(feature_pb2.DescribeRequest(), timeout=10).extractor.name
     report.inputs("gRPC request above the feature limit", code.name)
 
-    with grpc.insecure_channel(shared_trainer.address, options=[
+    with rs.channel(shared_trainer.address, options=[
             ("grpc.max_send_message_length", 64 << 20)]) as channel:
         stub = trainer_pb2_grpc.TrainerServiceStub(channel)
         request = trainer_pb2.AddAnnotationRequest(
@@ -50,7 +50,8 @@ def test_grpc_requests_above_the_server_limit(shared_feature, shared_trainer):
 
 def test_grpc_responses_above_the_client_limit(shared_feature):
     async def scenario() -> tuple[grpc.StatusCode, str]:
-        channel = open_channel(shared_feature.address, rs.FEATURE, max_message_bytes=1024)
+        channel = open_channel(shared_feature.address, rs.FEATURE, max_message_bytes=1024,
+                               security=rs.ADMIN)
         try:
             stub = feature_pb2_grpc.FeatureServiceStub(channel)
             ids = [f"warm-missing-{n}" for n in range(200)]  # ~200 errors: > 1 KiB back

@@ -1,7 +1,11 @@
 """Real service processes for the reliability and hostile-input tests, built on the
 benchmark's process helpers (bench/stack.py): feature, trainer and gateway on free
 loopback ports, a manifest of shared street tiles, and the probes the tests need
-(trainer export, status, memory, Prometheus counters)."""
+(trainer export, status, memory, Prometheus counters).
+
+Authentication is on in every one of them, as in Kubernetes: the trainer presents its
+token to the feature service, the gateway its token to both, and the tests call the
+services as "admin"."""
 
 from __future__ import annotations
 
@@ -17,13 +21,30 @@ import pytest
 
 from bench import stack
 from bench.dataset import read_labelled, stratified_subset, write_manifest
-from hitl.channels import open_channel
+from hitl.channels import ClientSecurity, open_channel
 from hitl.v1 import trainer_pb2, trainer_pb2_grpc
 from tests.support import TILES, free_port, require_data, require_lite_models
 
 TRAINER = "hitl.v1.TrainerService"
 FEATURE = "hitl.v1.FeatureService"
 CSRF = {"X-Requested-With": "hitl-reliability"}
+TOKENS = {"trainer": "trainer-token-for-tests-0001", "gateway": "gateway-token-for-tests-0002",
+          "admin": "admin-token-for-tests-00003", "team": "another-team-token-0004"}
+ADMIN = ClientSecurity(token=TOKENS["admin"])
+
+
+def tokens(*names: str) -> str:
+    """A <SERVICE>_CALLER_TOKENS value for these callers."""
+    return ",".join(f"{name}={TOKENS[name]}" for name in names)
+
+
+def channel(address: str, token: str = TOKENS["admin"],
+            options: list[tuple[str, int]] | None = None) -> grpc.Channel:
+    """A blocking channel to a loopback service that presents `token` (gRPC's local
+    credentials: plaintext on loopback, and call credentials are allowed on it)."""
+    credentials = grpc.composite_channel_credentials(
+        grpc.local_channel_credentials(), grpc.access_token_call_credentials(token))
+    return grpc.secure_channel(address, credentials, options=options)
 
 
 def require_stack() -> None:
@@ -54,19 +75,22 @@ def pool_manifest(path: Path, size: int) -> Path:
 def feature_service(state: Path, cache: Path, **env: str) -> stack.Service:
     service = stack.feature_service(state, cache)
     service.env["FEATURE_METRICS_PORT"] = str(free_port())
+    service.env["FEATURE_CALLER_TOKENS"] = tokens("trainer", "gateway", "admin", "team")
     service.env.update(env)
     return service
 
 
 def trainer_service(state: Path, feature_addr: str, manifest: Path, name: str = "trainer",
                     **env: str) -> stack.Service:
-    return stack.trainer_service(state, state / name, feature_addr, manifest,
-                                 {"TRAINER_DEBOUNCE_S": "1", **env}, name=name)
+    return stack.trainer_service(state, state / name, feature_addr, manifest, {
+        "TRAINER_DEBOUNCE_S": "1", "TRAINER_FEATURE_TOKEN": TOKENS["trainer"],
+        "TRAINER_CALLER_TOKENS": tokens("gateway", "admin", "team"), **env}, name=name)
 
 
 def gateway_service(state: Path, trainer_addr: str, feature_addr: str,
                     **env: str) -> stack.Service:
     service = stack.gateway(state, trainer_addr, feature_addr)
+    service.env["GATEWAY_GRPC_TOKEN"] = TOKENS["gateway"]
     service.env.update(env)
     return service
 
@@ -84,8 +108,8 @@ def kill(service: stack.Service) -> None:
 
 
 def trainer_status(address: str) -> trainer_pb2.Status:
-    with grpc.insecure_channel(address) as channel:
-        stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+    with channel(address) as blocking:
+        stub = trainer_pb2_grpc.TrainerServiceStub(blocking)
         return stub.GetStatus(trainer_pb2.GetStatusRequest(), timeout=5).status
 
 
@@ -111,16 +135,16 @@ def export_counts(address: str, include_undone: bool = True) -> Counter[str]:
     """How many times each annotation id is in the trainer's labelled set."""
 
     async def read() -> Counter[str]:
-        channel = open_channel(address, TRAINER)
+        aio = open_channel(address, TRAINER, security=ADMIN)
         try:
-            stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+            stub = trainer_pb2_grpc.TrainerServiceStub(aio)
             counts: Counter[str] = Counter()
             async for batch in stub.ExportLabels(
                     trainer_pb2.ExportLabelsRequest(include_undone=include_undone), timeout=30):
                 counts.update(a.annotation_id for a in batch.annotations)
             return counts
         finally:
-            await channel.close()
+            await aio.close()
 
     return asyncio.run(read()) if not _in_loop() else _run_in_thread(read)
 

@@ -57,7 +57,7 @@ def test_feature_service_killed_during_bulk_extraction(tmp_path, replica, shape:
         rs.kill(feature)
         at_kill = rs.trainer_status(trainer.address)
         # The trainer keeps serving annotations while features are away.
-        with grpc.insecure_channel(trainer.address) as channel:
+        with rs.channel(trainer.address) as channel:
             stub = trainer_pb2_grpc.TrainerServiceStub(channel)
             leased = stub.GetNextItems(trainer_pb2.GetNextItemsRequest(
                 annotator="outage", count=20), timeout=5).items
@@ -123,7 +123,7 @@ def test_sigterm_drains_calls_in_flight_within_the_grace_period(replica, tiles, 
     refs = _tile_refs(tiles, 32, "drain-")
 
     async def scenario() -> tuple[list[str], str, float]:
-        channel = open_channel(f"127.0.0.1:{replica.port}", rs.FEATURE)
+        channel = open_channel(f"127.0.0.1:{replica.port}", rs.FEATURE, security=rs.ADMIN)
         stub = feature_pb2_grpc.FeatureServiceStub(channel)
         try:
             async def one(n: int) -> str:
@@ -171,7 +171,7 @@ def test_round_robin_calls_continue_when_a_replica_is_killed(replica, shared_fea
     before = rs.prometheus(int(replica.env["FEATURE_METRICS_PORT"]))
 
     async def scenario() -> list[str]:
-        channel = open_channel(target, rs.FEATURE)
+        channel = open_channel(target, rs.FEATURE, security=rs.ADMIN)
         stub = feature_pb2_grpc.FeatureServiceStub(channel)
         outcomes: list[str] = []
         stop = asyncio.Event()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import grpc
 import pytest
 
 from hitl.v1 import trainer_pb2, trainer_pb2_grpc
@@ -82,7 +81,7 @@ def test_the_page_reconnects_by_itself_after_a_gateway_restart(
         context.close()
         gateway.stop()
 
-    with grpc.insecure_channel(own_trainer.address) as channel:
+    with rs.channel(own_trainer.address) as channel:
         stub = trainer_pb2_grpc.TrainerServiceStub(channel)
         mine = [a for batch in stub.ExportLabels(trainer_pb2.ExportLabelsRequest(
                     include_undone=True), timeout=10)

@@ -8,8 +8,6 @@ import asyncio
 import time
 from pathlib import Path
 
-import grpc
-
 from bench.dataset import read_labelled
 from bench.gateway import percentile
 from hitl.channels import open_channel
@@ -56,7 +54,7 @@ def test_50_annotators_on_gateway_and_trainer(tmp_path, shared_feature, shape: S
         # Warm-up: the first labels and the first model load what stays loaded (training
         # libraries, the feature bank); memory is measured from then on.
         annotate(warm_up, 1.5, annotators=5)
-        with grpc.insecure_channel(trainer.address) as channel:
+        with rs.channel(trainer.address) as channel:
             trainer_pb2_grpc.TrainerServiceStub(channel).Retrain(
                 trainer_pb2.RetrainRequest(), timeout=60)
         with rs.MemorySampler({"trainer": trainer.popen.pid,
@@ -118,7 +116,8 @@ def test_feature_service_under_cached_lookups_and_cold_bursts(shared_feature, sh
                 time.perf_counter() - started)
 
     async def scenario(memory: rs.MemorySampler) -> list[tuple[list, list, float, float]]:
-        channel = open_channel(shared_feature.address, rs.FEATURE, default_deadline_s=600)
+        channel = open_channel(shared_feature.address, rs.FEATURE, default_deadline_s=600,
+                               security=rs.ADMIN)
         stub = feature_pb2_grpc.FeatureServiceStub(channel)
         out = []
         try:

@@ -56,7 +56,7 @@ def exits_with(service: stack.Service, timeout: float = 120.0) -> tuple[int, str
 
 
 def _embed(address: str, refs: list[feature_pb2.ImageRef]) -> feature_pb2.EmbedResponse:
-    with grpc.insecure_channel(address) as channel:
+    with rs.channel(address) as channel:
         return feature_pb2_grpc.FeatureServiceStub(channel).Embed(
             feature_pb2.EmbedRequest(images=refs), timeout=60)
 
@@ -68,7 +68,7 @@ def test_map_full_grows_and_keeps_every_entry(shared_feature, tiles):
     metrics_port = int(shared_feature.env["FEATURE_METRICS_PORT"])
     first = _embed(shared_feature.address, refs)
     after = rs.prometheus(metrics_port)
-    with grpc.insecure_channel(shared_feature.address) as channel:
+    with rs.channel(shared_feature.address) as channel:
         again = feature_pb2_grpc.FeatureServiceStub(channel).Lookup(
             feature_pb2.LookupRequest(ids=[r.id for r in refs]), timeout=10)
     report.inputs("LMDB map full (starts at 64 KiB)",
@@ -126,7 +126,7 @@ def test_a_corrupt_trainer_model_is_skipped_and_the_trainer_serves(tmp_path, sha
                                  TRAINER_MIN_PER_CLASS="2")
     rs.start(trainer)
     rs.wait_status(trainer.address, rs.embedded, what="pool embedded")
-    with grpc.insecure_channel(trainer.address) as channel:
+    with rs.channel(trainer.address) as channel:
         stub = trainer_pb2_grpc.TrainerServiceStub(channel)
         items = stub.GetNextItems(trainer_pb2.GetNextItemsRequest(annotator="m", count=12),
                                   timeout=5).items
@@ -145,7 +145,7 @@ def test_a_corrupt_trainer_model_is_skipped_and_the_trainer_serves(tmp_path, sha
     rs.start(trainer)
     try:
         status = rs.trainer_status(trainer.address)
-        with grpc.insecure_channel(trainer.address) as channel:
+        with rs.channel(trainer.address) as channel:
             stub = trainer_pb2_grpc.TrainerServiceStub(channel)
             more = stub.GetNextItems(trainer_pb2.GetNextItemsRequest(annotator="m", count=2),
                                      timeout=5).items
@@ -177,7 +177,7 @@ def test_a_dataset_file_cut_off_mid_way_gives_a_clear_error(tmp_path, shared_fea
             trainer.address,
             lambda s: s.loading.state != trainer_pb2.LOADING_STATE_LOADING, timeout=60,
             what="loading ended")
-        with grpc.insecure_channel(trainer.address) as channel:
+        with rs.channel(trainer.address) as channel:
             stub = trainer_pb2_grpc.TrainerServiceStub(channel)
             with pytest.raises(grpc.RpcError) as refused:
                 stub.AddAnnotation(trainer_pb2.AddAnnotationRequest(

@@ -1,19 +1,22 @@
-"""A local HTTP file server with Range support, and a switch to cut bodies short (to test
-resumed downloads)."""
+"""A local HTTP file server with Range support, and switches to cut bodies short (to test
+resumed downloads), to redirect and to send a body slowly (to test the download policy)."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
 class FileServer:
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: Path, host: str = "127.0.0.1") -> None:
+        self.root, self.host = root, host
         self.cut_after: int | None = None  # bytes of a body to send before hanging up
+        self.redirects: dict[str, str] = {}  # path -> Location
+        self.drip_s: float | None = None  # pause between 1 KiB pieces of a body
         self.requests: list[tuple[str, str]] = []  # (path, Range header)
 
     @contextlib.contextmanager
@@ -26,6 +29,12 @@ class FileServer:
 
             def do_GET(self) -> None:
                 owner.requests.append((self.path, self.headers.get("Range", "")))
+                if self.path in owner.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", owner.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 path = owner.root / self.path.lstrip("/")
                 if not path.is_file():
                     self.send_error(404)
@@ -46,13 +55,20 @@ class FileServer:
                 self.end_headers()
                 if owner.cut_after is not None:
                     body = body[:owner.cut_after]
-                self.wfile.write(body)
+                if owner.drip_s is None:
+                    self.wfile.write(body)
+                    return
+                with contextlib.suppress(OSError):  # the client may give up first
+                    for start in range(0, len(body), 1024):
+                        self.wfile.write(body[start:start + 1024])
+                        self.wfile.flush()
+                        time.sleep(owner.drip_s)
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = ThreadingHTTPServer((self.host, 0), Handler)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
+            yield f"http://{self.host}:{server.server_address[1]}"
         finally:
             server.shutdown()
             server.server_close()

@@ -3,17 +3,21 @@ formats, and the real validation label file, served by a local HTTP server)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from hitl.addresses import Allowlist
 from tests.support import OPENIMAGES, TILES, require_data
 from tests.trainer.httpserver import FileServer
 from trainer_service.datasets import Catalog, Item
-from trainer_service.datasets.download import download
+from trainer_service.datasets import download as downloads
+from trainer_service.datasets.download import DownloadPolicy, download
 from trainer_service.datasets.local import DatasetError, load_folder, load_manifest
 from trainer_service.datasets.openimages import OpenImages
 from trainer_service.domain import Label, Split
@@ -148,10 +152,22 @@ def test_open_images_from_a_folder_and_from_its_cache(tmp_path: Path) -> None:
                                          tmp_path / "cache").load()))
 
 
+@contextlib.contextmanager
+def allowed(base: str) -> Iterator[None]:
+    """The trainer's download policy, for a local server: its base URL is a configured
+    source and loopback is allowlisted (as an in-cluster mirror would be)."""
+    downloads.configure(DownloadPolicy(sources=(base,),
+                                       allowlist=Allowlist.from_entries(("127.0.0.1",))))
+    try:
+        yield
+    finally:
+        downloads.configure(DownloadPolicy())
+
+
 def test_open_images_downloaded_over_http(tmp_path: Path) -> None:
     write_open_images(tmp_path / "oi")
     files = FileServer(tmp_path / "oi")
-    with files.serve() as base:
+    with files.serve() as base, allowed(base):
         dataset = OpenImages(base, "/m/0199g", MIRROR, tmp_path / "cache")
         batches = list(dataset.load())
         check_open_images([i for items, _ in batches for i in items])
@@ -169,14 +185,15 @@ def test_download_resumes_after_a_cut(tmp_path: Path) -> None:
     (tmp_path / "srv").mkdir()
     (tmp_path / "srv" / "big.bin").write_bytes(payload)
     files = FileServer(tmp_path / "srv")
-    dest = tmp_path / "dl" / "big.bin"
-    with files.serve() as base:
+    folder = tmp_path / "dl"
+    with files.serve() as base, allowed(base):
         files.cut_after = 300_000
         with pytest.raises(OSError, match="connection closed"):
-            list(download(f"{base}/big.bin", dest))
-        assert not dest.exists()
+            list(download(f"{base}/big.bin", folder))
+        assert not [p for p in folder.iterdir() if not p.name.endswith(".part")]
         files.cut_after = None
-        progress = list(download(f"{base}/big.bin", dest))
+        progress = list(download(f"{base}/big.bin", folder))
+    (dest,) = folder.glob("*-big.bin")
     assert dest.read_bytes() == payload
     assert files.requests[-1] == ("/big.bin", "bytes=300000-")
     assert progress[-1] == (len(payload), len(payload))
@@ -185,7 +202,7 @@ def test_download_resumes_after_a_cut(tmp_path: Path) -> None:
 def test_the_real_validation_label_file_over_http(tmp_path: Path) -> None:
     require_data(OPENIMAGES)
     files = FileServer(OPENIMAGES)
-    with files.serve() as base:
+    with files.serve() as base, allowed(base):
         items = collect(OpenImages(base, "/m/0199g", MIRROR, tmp_path / "cache").load())
     validation = [i for i in items if i.split == Split.VALIDATION]
     assert sum(i.known_label == Label.POSITIVE for i in validation) == 252

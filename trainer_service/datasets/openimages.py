@@ -97,14 +97,16 @@ class OpenImages:
                     if path.is_file():
                         return path
                     continue
-                dest = self.cache_dir / "downloads" / candidate
+                progress = download(f"{source}/{candidate}", self.cache_dir / "downloads")
                 try:
-                    for done, total in download(f"{source}/{candidate}", dest):
+                    while True:
+                        done, total = next(progress)
                         fraction = done / total if total > 0 else -1.0
                         yield Progress(f"downloading {what} ({done >> 20} MiB)", fraction)
+                except StopIteration as finished:
+                    return Path(finished.value)
                 except NotFound:
                     continue
-                return dest
         return None
 
     def _load_split(self, split_name: str, split: Split) -> Batches:

@@ -1,4 +1,5 @@
-"""Which network addresses this service may fetch from.
+"""Which network addresses a service may fetch from (the feature service's images, the
+trainer's dataset downloads).
 
 Public unicast addresses are allowed. Loopback, private, link-local (cloud metadata
 169.254.169.254 among them), multicast, reserved, shared (CGNAT) and unspecified
