@@ -8,11 +8,12 @@ from hitl.addresses import parse_allowlist
 from hitl.config import parse_list, require, setting
 from hitl.security import check_server_settings, server_setting
 
-STRATEGIES = ("gold", "random", "uncertain", "outlier")
+DEFAULT_MIX = "gold=0.1,audit=0.1,random=0.1,uncertain=0.7"
+STRATEGIES = ("gold", "audit", "random", "uncertain", "outlier")
 
 
 def parse_mix(raw: str) -> tuple[tuple[str, float], ...]:
-    """"gold=0.1,random=0.1,uncertain=0.7,outlier=0.1" -> normalised weights."""
+    """"gold=0.1,audit=0.1,random=0.1,uncertain=0.7" -> normalised weights."""
     parts: dict[str, float] = {}
     for chunk in raw.split(","):
         if not chunk.strip():
@@ -96,9 +97,15 @@ class Config:
     evaluation_fraction: float = setting(
         "TRAINER_EVALUATION_FRACTION", 0.2,
         "share of a manifest's labelled items held out for evaluation", "0.2")
-    mix: tuple = setting("TRAINER_MIX", parse_mix("gold=0.1,random=0.1,uncertain=0.7,outlier=0.1"),
-                         "sampling mix", "gold=0.1,random=0.1,uncertain=0.7,outlier=0.1",
-                         parse=parse_mix)
+    mix: tuple = setting(
+        "TRAINER_MIX", parse_mix(DEFAULT_MIX),
+        "sampling mix: gold (known answers, where the dataset has them), audit (the live "
+        "estimate, where it has none), random, uncertain, outlier; a strategy with nothing "
+        "to serve passes its share on", DEFAULT_MIX, parse=parse_mix)
+    audit_reserve: float = setting(
+        "TRAINER_AUDIT_RESERVE", 0.2,
+        "share of the pool kept for audits (never trained on) where a dataset ships no "
+        "verified labels", "0.2")
     lease_s: float = setting("TRAINER_LEASE_S", 600.0, "seconds an item stays leased", "600")
     max_items_per_call: int = setting("TRAINER_MAX_ITEMS", 50,
                                       "most items one GetNextItems call leases", "50")
@@ -160,6 +167,8 @@ class Config:
                 "must be at least TRAINER_DEBOUNCE_S", "10")
         require(self.min_per_class >= 1, "TRAINER_MIN_PER_CLASS", "must be >= 1", "5")
         require(self.embed_batch >= 1, "TRAINER_EMBED_BATCH", "must be >= 1", "32")
+        require(0 <= self.audit_reserve < 1, "TRAINER_AUDIT_RESERVE", "must be in [0, 1)",
+                "0.2")
         require(self.model_c > 0, "TRAINER_MODEL_C", "must be positive", "0.1")
         require(self.evidence_weight > 0, "TRAINER_EVIDENCE_WEIGHT", "must be positive", "10")
         require(self.max_items_per_call >= 1, "TRAINER_MAX_ITEMS", "must be >= 1", "50")

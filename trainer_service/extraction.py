@@ -1,8 +1,9 @@
 """The feature-service client: a background worker that has the queued items embedded.
 
-It asks the feature service for the pending items of the feature store, most urgent
-first (labelled items, then validation and evaluation, then pool candidates it adds
-itself to keep `prefetch` of the pool embedded), and hands the results back to the store,
+It asks the feature service for the pending items of the feature store: labelled items
+first, then the pool candidates it adds itself to keep `prefetch` of the pool embedded,
+which is what annotators wait for, with a share of each batch for validation and
+evaluation items (`_next_batch`), and hands the results back to the store,
 which persists them, so a restart resumes where it stopped. When the feature service is
 down, nothing else waits: the worker backs off and tries again.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import heapq
 import logging
 import time
 from collections.abc import Callable
@@ -23,7 +26,7 @@ from hitl.channels import open_channel
 from hitl.v1 import feature_pb2, feature_pb2_grpc
 from trainer_service.datasets import Catalog, Item
 from trainer_service.domain import Split
-from trainer_service.feature_store import CANDIDATE, FeatureStore
+from trainer_service.feature_store import CANDIDATE, KNOWN, LABELLED, FeatureStore
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,8 @@ PERMANENT = {feature_pb2.ERROR_KIND_NOT_FOUND, feature_pb2.ERROR_KIND_BAD_IMAGE,
              feature_pb2.ERROR_KIND_TOO_LARGE, feature_pb2.ERROR_KIND_FORBIDDEN_URL,
              feature_pb2.ERROR_KIND_INVALID}
 MAX_BACKOFF_S = 10.0
+# Share of each batch given to known-label items while pool candidates wait.
+KNOWN_SHARE = 0.25
 
 
 def extractor_key(info: feature_pb2.ExtractorInfo) -> dict:
@@ -59,6 +64,8 @@ class Extraction:
         self.described = False
         self.seconds_per_item = 0.0
         self._rng = np.random.default_rng(seed)
+        self.seed = seed
+        self._ranks: dict[str, bytes] = {}
         self._task: asyncio.Task | None = None
 
     def eta_seconds(self) -> float:
@@ -136,9 +143,30 @@ class Extraction:
             await self.store.enqueue(picks, CANDIDATE)
 
     def _next_batch(self) -> list[Item]:
-        ready = [(p, i) for i, p in self.store.pending.items() if i in self.catalog.items]
-        ready.sort(key=lambda e: e[0])
-        return [self.catalog.items[i] for _, i in ready[:self.batch]]
+        """Labelled items first; then pool candidates, which serve the annotators, with a
+        quarter of each batch for known-label items (validation, evaluation), taken in a
+        fixed random order so that the embedded part of each split is a random sample of
+        it that grows in the background."""
+        items = self.catalog.items
+        by_priority: dict[int, list[str]] = {LABELLED: [], KNOWN: [], CANDIDATE: []}
+        for item_id, priority in self.store.pending.items():
+            if item_id in items:
+                by_priority.setdefault(priority, []).append(item_id)
+        batch = by_priority[LABELLED][:self.batch]
+        room = self.batch - len(batch)
+        known, candidates = by_priority[KNOWN], by_priority[CANDIDATE]
+        if room and known:
+            share = max(1, round(room * KNOWN_SHARE)) if candidates else room
+            batch += heapq.nsmallest(min(share, len(known)), known, key=self._sample_rank)
+        batch += candidates[:self.batch - len(batch)]
+        return [items[i] for i in batch]
+
+    def _sample_rank(self, item_id: str) -> bytes:
+        rank = self._ranks.get(item_id)
+        if rank is None:
+            rank = hashlib.sha1(f"{self.seed}:{item_id}".encode()).digest()
+            self._ranks[item_id] = rank
+        return rank
 
     async def _extract(self, items: list[Item]) -> None:
         refs, failed = [], []

@@ -11,8 +11,8 @@ from trainer_service.datasets import Item
 from trainer_service.domain import Label, LeasedItem, Strategy
 from trainer_service.ranking import FALLBACK, Queue
 
-BY_NAME = {"gold": Strategy.GOLD, "random": Strategy.RANDOM, "uncertain": Strategy.UNCERTAIN,
-           "outlier": Strategy.OUTLIER}
+BY_NAME = {"gold": Strategy.GOLD, "audit": Strategy.AUDIT, "random": Strategy.RANDOM,
+           "uncertain": Strategy.UNCERTAIN, "outlier": Strategy.OUTLIER}
 
 
 @dataclass
@@ -42,8 +42,9 @@ class Sampler:
         self.model_version = model_version
 
     def _weights(self) -> dict[Strategy, float]:
-        """Before the first model, the model-based shares go to the cold-start queue; gold
-        and random keep theirs, so that a random-only mix stays a true random baseline."""
+        """Before the first model, the model-based shares (and the audit's: there is no
+        model to score yet) go to the cold-start queue; gold and random keep theirs, so
+        that a random-only mix stays a true random baseline."""
         if Strategy.COLD_START not in self.queues:
             return self.weights
         kept: dict[Strategy, float] = {

@@ -9,8 +9,10 @@ Queues, rebuilt whenever a model lands (so no score is older than the model):
   labelled item: score = distance to the nearest labelled item in that space;
 - random: a shuffle of the pool;
 - gold: validation items with known labels, to check annotators;
-- cold start (before any model): random items alternated with the detector's highest
-  target scores, so rare positives are found early.
+- cold start (before the first model): random items alternated with the detector's
+  highest target scores, so rare positives are found early; once there is a label of
+  each class, a provisional model's most uncertain items instead of the detector's top;
+- audit: draws from the audit reserve, stratified by detector score (`audit.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 from trainer_service import metrics
 from trainer_service.datasets import Catalog
 from trainer_service.domain import Split, Strategy
+from trainer_service.evaluation import Evaluation
 from trainer_service.feature_store import FeatureStore
 from trainer_service.model import LinearModel
 from trainer_service.training import Training
@@ -72,7 +75,7 @@ def interleave(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return np.concatenate([head, first[m:], second[m:]]).astype(np.int64)
 
 
-def uncertainty_queue(ids: list[str], p: np.ndarray, threshold: float) -> Ranked:
+def uncertainty_order(p: np.ndarray, threshold: float) -> np.ndarray:
     """Nearest to the threshold first, taking turns between the positive and negative
     side of it."""
     margin = np.abs(p - threshold)
@@ -80,7 +83,11 @@ def uncertainty_queue(ids: list[str], p: np.ndarray, threshold: float) -> Ranked
     below = np.flatnonzero(p < threshold)
     above = above[np.argsort(margin[above], kind="stable")]
     below = below[np.argsort(margin[below], kind="stable")]
-    order = interleave(above, below)
+    return interleave(above, below)
+
+
+def uncertainty_queue(ids: list[str], p: np.ndarray, threshold: float) -> Ranked:
+    order = uncertainty_order(p, threshold)
     return Ranked(ids, order, p[order])
 
 
@@ -109,20 +116,27 @@ def outlier_queue(ids: list[str], scores: np.ndarray) -> Ranked:
 
 def rank(ids: list[str], x: np.ndarray, model: LinearModel | None, labelled_x: np.ndarray,
          detector_column: int, gold: list[str], rng: np.random.Generator,
-         candidates: np.ndarray | None = None) -> Queues:
+         candidates: np.ndarray | None = None,
+         provisional: LinearModel | None = None) -> Queues:
     """Every queue at once, vectorised over the whole embedded pool `x` (rows = ids).
-    `candidates` (row indices) restricts the queues to those rows without copying `x`."""
+    `candidates` (row indices) restricts the queues to those rows without copying `x`.
+    Before the first model, a `provisional` one (from the first labels of each class)
+    ranks the cold start by its uncertainty."""
     if candidates is not None:
         rows = np.asarray(candidates, dtype=np.int64)
         return rank([ids[i] for i in rows], _Rows(x, rows), model,  # type: ignore[arg-type]
-                    labelled_x, detector_column, gold, rng)
+                    labelled_x, detector_column, gold, rng, provisional=provisional)
     shuffled = rng.permutation(len(ids))
     gold_order = [gold[i] for i in rng.permutation(len(gold))]
     queues: Queues = {Strategy.GOLD: [(g, 0.0) for g in gold_order]}
     random_queue = Ranked(ids, shuffled, np.zeros(len(ids)))
     if model is None:
         detector = x[:, detector_column].astype(float) if len(ids) else np.zeros(0)
-        order = interleave(np.argsort(-detector, kind="stable"), shuffled)
+        if provisional is not None and len(ids):
+            p = provisional.probability(x)
+            order = interleave(uncertainty_order(p, provisional.threshold), shuffled)
+        else:
+            order = interleave(np.argsort(-detector, kind="stable"), shuffled)
         queues[Strategy.COLD_START] = Ranked(ids, order, detector[order])
         queues[Strategy.RANDOM] = random_queue
         return queues
@@ -164,9 +178,9 @@ class Ranker:
 
     def __init__(self, catalog: Catalog, features: FeatureStore, training: Training,
                  available: Callable[[str], bool], install: Callable[[Queues, str], None],
-                 seed: int) -> None:
+                 seed: int, evaluation: Evaluation) -> None:
         self.catalog, self.features, self.training = catalog, features, training
-        self.available, self.install = available, install
+        self.available, self.install, self.evaluation = available, install, evaluation
         self._rng = np.random.default_rng(seed)
         self._task: asyncio.Task | None = None
 
@@ -189,10 +203,10 @@ class Ranker:
         n = len(bank)
         ids = bank.ids[:n]
         items = self.catalog.items
+        reserved = self.evaluation.reserved
         candidates = np.asarray(
-            [k for k, i in enumerate(ids)
-             if i in items and items[i].split == Split.POOL and self.available(i)],
-            dtype=np.int64)
+            [k for k, i in enumerate(ids) if i in items and items[i].split == Split.POOL
+             and self.available(i) and not reserved(i)], dtype=np.int64)
         train_ids, _ = self.training.training_set()
         matrix = bank.matrix
         labelled_x = matrix[bank.row_indices(train_ids)]
@@ -203,11 +217,12 @@ class Ranker:
         started = time.perf_counter()
         queues = await asyncio.to_thread(
             rank, ids, matrix, model, labelled_x, self.features.embedding_dimension, gold,
-            self._rng, candidates)
+            self._rng, candidates, self.training.provisional)
+        queues[Strategy.AUDIT] = self.evaluation.audit_queue(model, self.available, self._rng)
         # Before features exist, items not yet embedded keep annotators busy.
         pool = self.catalog.pool
         fallback: Any = self._rng.choice(len(pool), min(len(pool), FALLBACK_SIZE),
                                          replace=False) if pool else []
-        queues[FALLBACK] = [(pool[int(i)], 0.0) for i in fallback]
+        queues[FALLBACK] = [(pool[int(i)], 0.0) for i in fallback if not reserved(pool[int(i)])]
         self.install(queues, version)
         metrics.RANK_SECONDS.observe(time.perf_counter() - started)

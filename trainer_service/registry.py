@@ -32,6 +32,8 @@ class ModelInfo:
     adopted: bool = True
     # Names the training set (items and labels): the same set makes the same model.
     fingerprint: str = ""
+    # Every annotation in force when it was trained (training, audit and gold answers).
+    labels_given: int = 0
 
 
 class ModelRegistry:
@@ -70,17 +72,22 @@ class ModelRegistry:
                     "model_version": info.version, "model_extractor": info.extractor,
                     "extractor": extractor})
                 continue
-            weights = self.folder / f"{info.version}.npz"
-            try:
-                with np.load(weights) as z:
-                    model = LinearModel.from_arrays(z["weight"], z["bias"], z["mean"],
-                                                    z["scale"], float(z["threshold"]))
-            except Exception as exc:  # numpy raises many kinds for a damaged file
-                log.warning("model refused: its weights cannot be read", extra={
-                    "model_version": info.version, "path": str(weights), "error": str(exc)})
-                continue
-            return model, info
+            model = self.load(info.version)
+            if model is not None:
+                return model, info
         return None
+
+    def load(self, version: str) -> LinearModel | None:
+        """One model's weights; None (with a warning) when they cannot be read."""
+        weights = self.folder / f"{version}.npz"
+        try:
+            with np.load(weights) as z:
+                return LinearModel.from_arrays(z["weight"], z["bias"], z["mean"], z["scale"],
+                                               float(z["threshold"]))
+        except Exception as exc:  # numpy raises many kinds for a damaged file
+            log.warning("model refused: its weights cannot be read", extra={
+                "model_version": version, "path": str(weights), "error": str(exc)})
+            return None
 
     def history(self) -> list[ModelInfo]:
         """Every readable model's metadata, oldest first; unreadable files are skipped

@@ -12,12 +12,15 @@ from trainer_service.config import Config
 from trainer_service.datasets import Catalog
 from trainer_service.domain import (
     Counts,
+    Estimate,
     ExtractionProgress,
     Label,
     ModelSummary,
     Split,
     Status,
+    Strategy,
 )
+from trainer_service.evaluation import Evaluation
 from trainer_service.extraction import Extraction
 from trainer_service.feature_store import FeatureStore
 from trainer_service.labels import LabelLog
@@ -25,26 +28,40 @@ from trainer_service.registry import ModelInfo
 from trainer_service.training import Training
 
 
-def model_summary(info: ModelInfo) -> ModelSummary:
+def model_summary(info: ModelInfo, estimate: Estimate | None = None) -> ModelSummary:
     return ModelSummary(info.version, info.labels, info.validation, info.evaluation,
-                        info.create_time)
+                        info.create_time, info.labels_given, estimate)
 
 
 def build_status(config: Config, catalog: Catalog, labels: LabelLog, features: FeatureStore,
-                 extraction: Extraction, training: Training) -> Status:
+                 extraction: Extraction, training: Training,
+                 evaluation: Evaluation) -> Status:
     counts = Counts(items=len(catalog), pool=len(catalog.pool),
                     validation=len(catalog.validation), evaluation=len(catalog.evaluation))
     items = catalog.items
-    counts.embedded = sum(1 for i in features.bank.ids
-                          if i in items and items[i].split == Split.POOL)
+    bank = features.bank
+    for i in bank.ids:
+        split = items[i].split if i in items else Split.UNSPECIFIED
+        if split == Split.POOL:
+            counts.embedded += 1
+            if evaluation.reserved(i):
+                counts.audit_embedded += 1
+        elif split == Split.VALIDATION:
+            counts.validation_embedded += 1
+        elif split == Split.EVALUATION:
+            counts.evaluation_embedded += 1
+    if evaluation.audit_mode:
+        counts.audit_reserve = sum(1 for i in catalog.pool if evaluation.reserved(i))
     for item_id in labels.active:
         record = labels.current(item_id)
         if record is None:
             continue
         if record.split == Split.POOL:
-            if record.label == Label.POSITIVE:
+            if record.strategy == Strategy.AUDIT:
+                counts.audit_labels += 1
+            elif record.label == Label.POSITIVE:
                 counts.labelled_positive += 1
-            else:
+            elif record.label == Label.NEGATIVE:
                 counts.labelled_negative += 1
         elif record.split == Split.VALIDATION:
             counts.gold_checks += 1
@@ -57,8 +74,11 @@ def build_status(config: Config, catalog: Catalog, labels: LabelLog, features: F
         counts=counts, target_f1=config.target_f1,
         extraction=ExtractionProgress(len(features.pending), extraction.seconds_per_item,
                                       extraction.eta_seconds()),
-        model=model_summary(info) if info is not None else None,
-        learning_curve=[model_summary(i) for i in training.curve])
+        model=(model_summary(info, evaluation.estimates.get(info.version))
+               if info is not None else None),
+        learning_curve=[model_summary(i, evaluation.estimates.get(i.version))
+                        for i in training.curve],
+        forecast=evaluation.forecast)
 
 
 class StatusFeed:

@@ -32,6 +32,7 @@ from trainer_service.domain import (
     Strategy,
     TrainerError,
 )
+from trainer_service.evaluation import Evaluation
 from trainer_service.extraction import Extraction
 from trainer_service.feature_store import LABELLED, FeatureStore
 from trainer_service.images import item_image
@@ -43,6 +44,8 @@ from trainer_service.status import StatusFeed, build_status, model_summary
 from trainer_service.training import Training
 
 MAX_ID_CHARS = 256
+# New features change the estimate's population a little: it is recomputed this long after.
+FEATURES_REFRESH_S = 5.0
 
 
 class Trainer:
@@ -58,6 +61,7 @@ class Trainer:
         self.features: FeatureStore
         self.extraction: Extraction
         self.training: Training
+        self.evaluation: Evaluation
         self.ranker: Ranker
         self.loading: Loading
         self._tasks: list[asyncio.Task] = []
@@ -72,8 +76,10 @@ class Trainer:
         self.features = await asyncio.to_thread(FeatureStore, self.database)
         self.training = Training(config, self.data_dir / "models", self.catalog, self.labels,
                                  self.features, on_adopted=self._on_adopted, notify=notify)
+        self.evaluation = Evaluation(config, self.catalog, self.features, self.labels,
+                                     self.training, notify)
         self.ranker = Ranker(self.catalog, self.features, self.training, self.available,
-                             self.sampler.install, config.seed)
+                             self.sampler.install, config.seed, self.evaluation)
         self.loading = Loading(config, self.data_dir / "datasets", self.catalog, self.features,
                                notify)
         self.extraction = Extraction(
@@ -99,6 +105,7 @@ class Trainer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.feed.close()
         await self.ranker.close()
+        await self.evaluation.close()
         await self.extraction.close()
         await self.database.close()
 
@@ -123,6 +130,8 @@ class Trainer:
                for i in ids):
             self.training.labels_changed.set()
         self.ranker.schedule()
+        if self.training.model is not None:
+            self.evaluation.schedule(FEATURES_REFRESH_S)  # the population grew
         self.feed.notify()
 
     def _on_extractor(self, extractor: dict) -> None:
@@ -130,6 +139,9 @@ class Trainer:
             self.ranker.schedule()
 
     async def _on_adopted(self) -> None:
+        if self.training.model is not None:
+            # Before ranking: the audit draws follow the new model's estimate.
+            await self.evaluation.refresh()
         await self.ranker.rerank()
 
     def available(self, item_id: str) -> bool:
@@ -177,6 +189,8 @@ class Trainer:
             self.sampler.release(stored.item_id)
             if not needs_features and stored.split == Split.POOL:
                 self.training.labels_changed.set()
+            if stored.strategy == Strategy.AUDIT:
+                self.evaluation.schedule()
             self.feed.notify()
         shown = self.catalog.items.get(stored.item_id, item)
         gold = None
@@ -195,6 +209,8 @@ class Trainer:
                                ) from None
         if record.split == Split.POOL:
             self.training.labels_changed.set()
+        if record.strategy == Strategy.AUDIT:
+            self.evaluation.schedule()
         self.feed.notify()
         return record
 
@@ -218,15 +234,19 @@ class Trainer:
         return await item_image(self.catalog, item_id, thumbnail)
 
     async def retrain(self, force: bool = True) -> tuple[ModelSummary | None, bool]:
-        """Trains now; returns (the model in use, whether it is the new one)."""
+        """Trains now; returns (the model in use, whether it is the new one), with the
+        model's live estimate from every label there is now."""
         info, adopted = await self.training.retrain(force)
-        return (model_summary(info) if info is not None else None), adopted
+        if info is None:
+            return None, adopted
+        await self.evaluation.refresh()
+        return model_summary(info, self.evaluation.estimates.get(info.version)), adopted
 
     # -- status --------------------------------------------------------------------------
 
     def _build_status(self) -> Status:
         return build_status(self.config, self.catalog, self.labels, self.features,
-                            self.extraction, self.training)
+                            self.extraction, self.training, self.evaluation)
 
     def status(self) -> Status:
         return self._build_status()

@@ -16,7 +16,7 @@ import numpy as np
 from trainer_service import metrics
 from trainer_service.config import Config
 from trainer_service.datasets import Catalog
-from trainer_service.domain import Label, Metrics, Split
+from trainer_service.domain import Label, Metrics, Split, Strategy
 from trainer_service.feature_store import LABELLED, FeatureStore
 from trainer_service.labels import LabelLog
 from trainer_service.model import LinearModel, measure, train
@@ -37,6 +37,10 @@ class Training:
         self.on_adopted, self.notify = on_adopted, notify
         self.model: LinearModel | None = None
         self.model_info: ModelInfo | None = None
+        # Before the first model (min_per_class labels of each class), a model of the few
+        # labels there are ranks the cold start; it is never shown or saved.
+        self.provisional: LinearModel | None = None
+        self._provisional_on: str | None = None
         self.curve: list[ModelInfo] = []
         # Set whenever the labels in force, or the features they train on, change.
         self.labels_changed = asyncio.Event()
@@ -64,13 +68,17 @@ class Training:
         return True
 
     def training_set(self) -> tuple[list[str], np.ndarray]:
-        """Pool annotations in force whose features are known: gold and evaluation
-        annotations never train."""
+        """Pool annotations in force whose features are known. Gold and evaluation
+        answers never train, nor do audit answers. (An item of the audit reserve labelled
+        some other way, through the API, trains like any other and leaves the audit's
+        population: no label goes to waste.)"""
         ids, labels = [], []
         bank = self.features.bank
         for item_id in self.labels.active:
             record = self.labels.current(item_id)
-            if record is not None and record.split == Split.POOL and item_id in bank:
+            if (record is not None and record.split == Split.POOL and item_id in bank
+                    and record.label in (Label.POSITIVE, Label.NEGATIVE)
+                    and record.strategy != Strategy.AUDIT):
                 ids.append(item_id)
                 labels.append(1 if record.label == Label.POSITIVE else 0)
         return ids, np.asarray(labels, dtype=int)
@@ -108,6 +116,8 @@ class Training:
             if extractor is None or positives < need or negatives < need:
                 log.info("not enough labels for a model", extra={
                     "positives": positives, "negatives": negatives, "needed": need})
+                if extractor is not None and positives and negatives and self.model is None:
+                    await self._train_provisional(ids, y, extractor)
                 return self.model_info, False
             trained_on = training_fingerprint(ids, y)
             if trained_on == self._trained_on:
@@ -127,17 +137,35 @@ class Training:
             metrics.TRAIN_SECONDS.observe(seconds)
             info = ModelInfo(self.registry.next_version(), dict(extractor), len(ids),
                              self.labels.version, validation, evaluation,
-                             train_seconds=round(seconds, 3), fingerprint=trained_on)
+                             train_seconds=round(seconds, 3), fingerprint=trained_on,
+                             labels_given=self.labels_given())
             await asyncio.to_thread(self.registry.save, model, info)
             self.curve.append(info)
             metrics.MODELS.labels("true").inc()
             self._trained_on = trained_on
             log.info("model trained", extra={"model_version": info.version, "labels": len(ids),
                                              "seconds": info.train_seconds})
-            self.model, self.model_info = model, info
+            self.model, self.model_info, self.provisional = model, info, None
             await self.on_adopted()
             self.notify()
             return self.model_info, True
+
+    def labels_given(self) -> int:
+        """Every annotation in force: what the person has spent, whatever it was for."""
+        return len(self.labels.active)
+
+    async def _train_provisional(self, ids: list[str], y: np.ndarray, extractor: dict) -> None:
+        fingerprint = training_fingerprint(ids, y)
+        if fingerprint == self._provisional_on:
+            return
+        bank = self.features.bank
+        x = bank.matrix[bank.row_indices(ids)]
+        evidence_dim = int(extractor["dimension"]) - int(extractor["embedding_dimension"])
+        self.provisional = await asyncio.to_thread(
+            train, x, y, c=self.config.model_c, evidence_weight=self.config.evidence_weight,
+            evidence_dim=evidence_dim, seed=self.config.seed)
+        self._provisional_on = fingerprint
+        await self.on_adopted()
 
     async def _await_labelled_features(self, timeout_s: float) -> None:
         """An explicit retrain first lets the labels' pending extractions finish."""

@@ -96,7 +96,8 @@ def test_feature_service_killed_during_bulk_extraction(tmp_path, replica, shape:
     assert done.counts.embedded == items
     assert features == distinct == items and failed == 0 and pending == 0
     assert all(counts[a] == 1 for a in annotations)
-    assert done.counts.labelled_positive + done.counts.labelled_negative == len(annotations)
+    assert (done.counts.labelled_positive + done.counts.labelled_negative
+            + done.counts.audit_labels) == len(annotations)
 
 
 def _tile_refs(tiles: Path, count: int, prefix: str) -> list[feature_pb2.ImageRef]:

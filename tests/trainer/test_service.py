@@ -262,7 +262,8 @@ async def test_sigkill_during_annotations_loses_nothing_acknowledged(
             assert reply.duplicate
         # The extractions of every labelled item complete after the restart.
         status = await client.wait_extracted()
-        labelled = status.counts.labelled_positive + status.counts.labelled_negative
+        labelled = (status.counts.labelled_positive + status.counts.labelled_negative
+                    + status.counts.audit_labels)
         assert labelled == len(exported)
         retrained = await client.stub.Retrain(trainer_pb2.RetrainRequest(), timeout=120)
         assert retrained.model.labels == labelled

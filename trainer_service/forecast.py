@@ -1,0 +1,78 @@
+"""How many more labels the target F1 likely needs, from the learning curve so far.
+
+Learning curves of classifiers fall off roughly as a power law: the error 1 - F1 after
+n labels is about A * n**-b. Fitted to the live estimates of the models trained so far
+(x: every label given when each was trained), the law says where the curve crosses the
+target. The fit is Bayesian and deliberately modest: the slope b has a prior (most
+curves have b between 0.1 and 1) that the points sharpen as they accumulate, each point
+weighs by its own interval, and the level carries the uncertainty of the newest
+estimate as a whole (all points rest on the same audit labels, so their errors move
+together). Drawing (A, b) from that posterior and solving for n gives the forecast's
+median and 80% interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from trainer_service.domain import Estimate, Forecast
+
+SLOPE_PRIOR = (0.5, 0.4)  # mean and standard deviation of b
+MIN_SLOPE = 0.02  # flatter than this, the curve is not going anywhere: no upper bound
+DRAWS = 4000
+# Points further back than this share of the newest label count say little about the
+# slope now (a curve bends), so the fit uses the recent part.
+RECENT_SHARE = 0.25
+MAX_F1 = 0.999
+
+
+def _log_error(f1: float) -> float:
+    return float(np.log(max(1.0 - min(f1, MAX_F1), 1e-3)))
+
+
+def _log_error_sd(estimate: Estimate) -> float:
+    """A point's standard deviation on the log-error scale, from its 90% interval."""
+    spread = _log_error(estimate.f1.low) - _log_error(estimate.f1.high)
+    return max(spread / (2 * 1.645), 0.02)
+
+
+def forecast(points: Sequence[tuple[int, Estimate]], target: float,
+             seed: int = 0) -> Forecast | None:
+    """`points`: (labels given, estimate) per model, oldest first. None without any."""
+    points = [(n, e) for n, e in points if n > 0]
+    if not points:
+        return None
+    newest_n, newest = points[-1]
+    if newest.f1.low >= target:
+        return Forecast(True, 0.0, 0.0, 0.0, len(points))
+    recent = [(n, e) for n, e in points if n >= RECENT_SHARE * newest_n]
+    x = np.log([n for n, _ in recent])
+    y = np.array([_log_error(e.f1.value) for _, e in recent])
+    sd = np.array([_log_error_sd(e) for _, e in recent])
+    # Weighted least squares for (log A, b) with the prior on b; the x values are centred
+    # on the newest point, so the level is the error now.
+    xc = x - np.log(newest_n)
+    w = 1.0 / sd ** 2
+    prior_mean, prior_sd = SLOPE_PRIOR
+    precision = np.array([[w.sum(), -(w * xc).sum()],
+                          [-(w * xc).sum(), (w * xc ** 2).sum() + 1 / prior_sd ** 2]])
+    rhs = np.array([(w * y).sum(), -(w * xc * y).sum() + prior_mean / prior_sd ** 2])
+    covariance = np.linalg.inv(precision)
+    mean = covariance @ rhs
+    # The points' errors are shared (same audit labels): the level is no surer than
+    # the newest estimate alone.
+    covariance[0, 0] = max(covariance[0, 0], _log_error_sd(newest) ** 2)
+    rng = np.random.default_rng(seed)
+    level, slope = rng.multivariate_normal(mean, covariance, size=DRAWS).T
+    target_log_error = _log_error(target)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        # error(n) = exp(level - slope * log(n / newest_n)) reaches the target at:
+        ratio = np.where(slope > MIN_SLOPE, (level - target_log_error) / slope, np.inf)
+        more = np.where(level <= target_log_error, 0.0,
+                        newest_n * (np.exp(np.minimum(ratio, 50.0)) - 1.0))
+    more = np.where(np.isfinite(more), more, np.inf)
+    low, median, high = np.quantile(more, [0.1, 0.5, 0.9])
+    return Forecast(False, float(median) if np.isfinite(median) else -1.0, float(low),
+                    float(high) if np.isfinite(high) else -1.0, len(points))
