@@ -5,9 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUF := node_modules/.bin/buf
 
-# `make run` choices (see README: Configuration).
-DATASET ?= openimages
-EXTRACTOR ?= resnext50-frcnn
+# `make run` choices (see README: Configuration). Left empty, tools/run_choice.py picks
+# what this machine can run: Open Images with resnext50-frcnn, else the offline demo.
+DATASET ?=
+EXTRACTOR ?=
 PORT ?= 8080
 
 PROTOS := $(wildcard protos/hitl/v1/*.proto)
@@ -47,7 +48,8 @@ weights: $(VENV)/.installed $(STUBS)
 	$(PY) -m feature_service.fetch_models resnext50-frcnn
 
 run: install
-	$(PY) -m hitl.run_local --dataset "$(DATASET)" --extractor "$(EXTRACTOR)" --port "$(PORT)"
+	$(PY) -m tools.run_local $(if $(DATASET),--dataset "$(DATASET)") \
+	  $(if $(EXTRACTOR),--extractor "$(EXTRACTOR)") --port "$(PORT)"
 
 test: install
 	$(PY) -m pytest tests

@@ -1,6 +1,7 @@
 """The README's configuration table, generated from the services' Config classes so the
-documentation cannot drift from the code: `python -m hitl.docs` prints it,
-`python -m hitl.docs --write` puts it between the README's config-table markers."""
+documentation cannot drift from the code: `python -m tools.config_table` prints it,
+`python -m tools.config_table --write` puts it between the README's config-table
+markers."""
 
 from __future__ import annotations
 
