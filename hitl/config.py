@@ -122,14 +122,18 @@ def environment_help(cls: type) -> str:
     return "\n".join(lines)
 
 
+def program_name(module: str) -> str:
+    """How the program was started: `python -m <module>` or its console script's name."""
+    script = os.path.basename(sys.argv[0])
+    return f"python -m {module}" if script.endswith(".py") or script in ("-c", "") else script
+
+
 def parse_command_line(cls: type, module: str, description: str,
                        argv: list[str] | None = None) -> argparse.Namespace:
     """A service's command line: only `--help`, which prints `description` and the
     variables of `cls` and exits 0; every setting comes from the environment."""
-    # Named as it was started: `python -m <module>` or a console script (hitl-feature...).
-    script = os.path.basename(sys.argv[0])
-    prog = f"python -m {module}" if script in ("__main__.py", "-c", "") else script
-    parser = argparse.ArgumentParser(prog=prog, description=textwrap.fill(description, 79),
+    parser = argparse.ArgumentParser(prog=program_name(module),
+                                     description=textwrap.fill(description, 79),
                                      epilog=environment_help(cls),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     return parser.parse_args(argv)

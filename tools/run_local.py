@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from hitl.config import program_name
 from tools.run_choice import FULL_EXTRACTOR, OPEN_IMAGES, CannotRun, Choice, choose
 from tools.supervisor import ServiceProcess, StartError, stop_all
 
@@ -60,7 +61,7 @@ def plan(choice: Choice, port: int, state: Path) -> list[ServiceProcess]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tools.run_local", description=__doc__,
+    parser = argparse.ArgumentParser(prog=program_name("tools.run_local"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default=None,
                         help="openimages, a folder of images, or a manifest CSV (default: "

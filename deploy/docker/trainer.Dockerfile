@@ -8,12 +8,16 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
-COPY requirements.txt ./
+# The trainer's lock: torch at the version requirements/trainer.txt pins, from the CPU
+# index, then everything else with its hashes (trainer-cpu.txt, tools/locks.py says why);
+# protoc (grpcio-tools) lives in a throwaway venv.
+COPY requirements/protoc.txt requirements/trainer.txt requirements/trainer-cpu.txt ./
 RUN python -m venv /opt/tools \
- && /opt/tools/bin/pip install "$(grep '^grpcio-tools==' requirements.txt)" \
- && grep -v '^grpcio-tools==' requirements.txt > runtime.txt \
+ && /opt/tools/bin/pip install --require-hashes --no-deps -r protoc.txt \
  && python -m venv /opt/venv \
- && /opt/venv/bin/pip install ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} -r runtime.txt
+ && grep -E '^torch==' trainer.txt | cut -d' ' -f1 \
+    | xargs /opt/venv/bin/pip install --no-deps --index-url "$TORCH_INDEX" \
+ && /opt/venv/bin/pip install --require-hashes --no-deps -r trainer-cpu.txt
 COPY protos/ protos/
 COPY hitl/ hitl/
 COPY trainer_service/ trainer_service/
@@ -30,7 +34,7 @@ RUN rm -rf /usr/local/lib/python3.11/site-packages/pip* /usr/local/bin/pip* \
  && groupadd --system --gid 10001 hitl \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin hitl
 ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp MPLCONFIGDIR=/tmp/matplotlib \
+    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp \
     TRAINER_DATA_DIR=/var/lib/hitl/trainer
 COPY --from=build /opt/venv/ /opt/venv/
 COPY --from=build /app/hitl/ /app/hitl/
