@@ -40,3 +40,13 @@ def test_make_run_help() -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert "--dataset" in done.stdout and "--extractor" in done.stdout
+
+
+def test_the_gateway_loads_no_torch() -> None:
+    """Its image and `pip install .[gateway]` carry no torch: it must never import it."""
+    code = ("import sys, annotation_gateway.__main__, annotation_gateway.server\n"
+            "print(sorted({'torch', 'numpy', 'PIL'} & set(sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
