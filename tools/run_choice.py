@@ -18,6 +18,8 @@ DEMO_EXTRACTOR = "lite"
 DEMO_TILES = Path("..") / "shared" / "data" / "streetview-tiles" / "labels.csv"
 OPEN_IMAGES_HOST = ("storage.googleapis.com", 443)
 EXPLICIT = "make run DATASET=<openimages, a folder of images or a CSV manifest> EXTRACTOR=lite"
+OFFLINE = (f"offline, run `make run` with no DATASET or EXTRACTOR (the demo), or "
+           f"make run DATASET={DEMO_TILES} EXTRACTOR={DEMO_EXTRACTOR}")
 
 
 class CannotRun(Exception):
@@ -109,10 +111,10 @@ def _demo_tiles(checks: Checks, missing: str) -> str:
 def _check_dataset(dataset: str, checks: Checks) -> None:
     if dataset == OPEN_IMAGES:
         if not checks.open_images():
-            raise CannotRun(f"{NO_OPEN_IMAGES}; offline, run `make run` without DATASET "
-                            f"and EXTRACTOR (the demo), or {EXPLICIT}")
+            raise CannotRun(f"{NO_OPEN_IMAGES}; {OFFLINE}")
     elif not dataset.startswith(("http://", "https://")) and not Path(dataset).exists():
-        raise CannotRun(f"dataset {dataset} not found: pass {EXPLICIT}")
+        raise CannotRun(f"dataset {dataset} not found: DATASET is openimages, a folder of "
+                        "images or a CSV manifest")
 
 
 def _check_extractor(extractor: str, checks: Checks) -> None:

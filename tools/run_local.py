@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 from hitl.config import program_name
-from tools.run_choice import FULL_EXTRACTOR, OPEN_IMAGES, CannotRun, Choice, choose
+from tools.run_choice import FULL_EXTRACTOR, OFFLINE, OPEN_IMAGES, CannotRun, Choice, choose
 from tools.supervisor import ServiceProcess, StartError, stop_all
 
 START_TIMEOUT_S = 600.0
-OFFLINE = "make run (no DATASET or EXTRACTOR: the offline demo)"
 
 
 def plan(choice: Choice, port: int, state: Path) -> list[ServiceProcess]:
@@ -86,7 +85,7 @@ def start(services: list[ServiceProcess], choice: Choice) -> bool:
         except StartError as exc:
             print(exc, file=sys.stderr)
             if service.name == "feature" and choice.extractor == FULL_EXTRACTOR:
-                print(f"Offline, run: {OFFLINE}", file=sys.stderr)
+                print(f"{FULL_EXTRACTOR} did not start; {OFFLINE}", file=sys.stderr)
             stop_all(services)
             return False
     return True

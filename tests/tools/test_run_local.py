@@ -13,13 +13,14 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.support import ROOT, TILES, free_port, require_data, require_lite_models
+from tests.support import ROOT, free_port, require_data, require_lite_models
+from tools.run_choice import DEMO_TILES
 
 START_S = 300
 
 
 def test_no_arguments_bring_up_the_offline_demo_page(tmp_path: Path) -> None:
-    require_data(TILES)
+    require_data(ROOT / DEMO_TILES)  # where `make run` looks, beside the checkout
     require_lite_models()
     port = free_port()
     env = {**os.environ, "FEATURE_PORT": str(free_port()), "TRAINER_PORT": str(free_port()),
