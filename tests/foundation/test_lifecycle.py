@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import grpc
@@ -137,18 +136,10 @@ def test_gateway_serves_health_and_stops_on_sigterm(tmp_path):
            "GATEWAY_HOST": "127.0.0.1", "GATEWAY_GRACE_S": str(GRACE_S),
            "GATEWAY_TRAINER_ADDR": f"127.0.0.1:{free_port()}",
            "GATEWAY_FEATURE_ADDR": f"127.0.0.1:{free_port()}"}
-    gateway = ServiceProcess("annotation_gateway", env, tmp_path / "gateway.log").start()
+    gateway = ServiceProcess("annotation_gateway", env, tmp_path / "gateway.log",
+                             http_health=f"http://127.0.0.1:{port}/healthz").start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                    assert r.status == 200
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, gateway.log()[-2000:]
-                assert gateway.popen is not None and gateway.popen.poll() is None, gateway.log()
-                time.sleep(0.2)
+        gateway.wait_healthy(timeout=60)
         started = time.monotonic()
         gateway.signal(signal.SIGTERM)
         assert gateway.popen is not None
