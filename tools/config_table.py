@@ -5,8 +5,8 @@ markers."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
-import sys
 from pathlib import Path
 
 from hitl.config import rows
@@ -38,9 +38,18 @@ def with_table(readme: str) -> str:
     return f"{head}{start}\n{config_table()}\n{end}{tail}"
 
 
-if __name__ == "__main__":
-    if sys.argv[1:] == ["--write"]:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.config_table",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true",
+                        help="update README.md in place instead of printing the table")
+    if parser.parse_args(argv).write:
         path = Path(ROOT) / "README.md"
         path.write_text(with_table(path.read_text()))
     else:
         print(config_table())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
