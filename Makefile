@@ -5,22 +5,39 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUF := node_modules/.bin/buf
 
-# `make run` choices (see README: Configuration).
-DATASET ?= openimages
-EXTRACTOR ?= resnext50-frcnn
+# `make run` choices (see README: Configuration). Left empty, tools/run_choice.py picks
+# what this machine can run: Open Images with resnext50-frcnn, else the offline demo.
+DATASET ?=
+EXTRACTOR ?=
 PORT ?= 8080
 
 PROTOS := $(wildcard protos/hitl/v1/*.proto)
 STUBS := hitl/v1/__init__.py
 
-.PHONY: install protos models weights run test test-fast lint bench bench-full simulate reliability clean
+.PHONY: install protos models weights run test test-fast lint lock bench bench-full simulate reliability clean
 
 install: $(VENV)/.installed $(BUF) $(STUBS) models
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# Every service's dependencies and the development tools, at the exact versions and hashes
+# of requirements/dev.txt.
+$(VENV)/.installed: requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r requirements/dev.txt
 	touch $@
+
+# The locks, from pyproject.toml's version ranges (needs PyPI): one per service image, protoc
+# for the images' build stage, dev.txt (every extra) for `make install`, and the CPU variants
+# of the torch locks. Pins already in a lock stay unless the range excludes them; to move
+# one, e.g. `make lock LOCK_ARGS="--upgrade-package aiohttp"`.
+LOCK_SETS := gateway feature trainer protoc
+PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(PY) -m piptools compile -q \
+	--generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+lock: $(VENV)/.installed
+	for set in $(LOCK_SETS); do \
+	  $(PIP_COMPILE) $(LOCK_ARGS) --extra $$set -o requirements/$$set.txt pyproject.toml || exit 1; \
+	done
+	$(PIP_COMPILE) $(LOCK_ARGS) --all-extras -o requirements/dev.txt pyproject.toml
+	$(PY) -m tools.locks
 
 $(BUF): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -47,7 +64,8 @@ weights: $(VENV)/.installed $(STUBS)
 	$(PY) -m feature_service.fetch_models resnext50-frcnn
 
 run: install
-	$(PY) -m hitl.run_local --dataset "$(DATASET)" --extractor "$(EXTRACTOR)" --port "$(PORT)"
+	$(PY) -m tools.run_local $(if $(DATASET),--dataset "$(DATASET)") \
+	  $(if $(EXTRACTOR),--extractor "$(EXTRACTOR)") --port "$(PORT)"
 
 test: install
 	$(PY) -m pytest tests

@@ -1,4 +1,4 @@
-"""`python -m annotation_gateway`: the UI and its API on GATEWAY_PORT."""
+"""`python -m annotation_gateway` (or `hitl-gateway`): the UI and its API on GATEWAY_PORT."""
 
 from __future__ import annotations
 
@@ -6,12 +6,17 @@ from aiohttp import web
 
 from annotation_gateway.config import Config
 from annotation_gateway.server import init_app
-from hitl.config import load_or_exit
+from hitl.config import load_or_exit, parse_command_line
 from hitl.logs import setup_logging
 from hitl.metrics import start_metrics_server
 
+DESCRIPTION = ("The annotation gateway: the browser UI, its JSON API and live updates over "
+               "HTTP, in front of the trainer and feature services. Serves until SIGTERM; "
+               "every setting comes from the environment.")
 
-def main() -> None:
+
+def main(argv: list[str] | None = None) -> None:
+    parse_command_line(Config, "annotation_gateway", DESCRIPTION, argv)
     config = load_or_exit(Config)
     setup_logging("annotation_gateway", config.log_level)
     start_metrics_server(config.metrics_port)

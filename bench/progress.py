@@ -1,35 +1,20 @@
-"""A one-line text progress bar on stderr (redrawn in place on a terminal, printed at
-most every few seconds otherwise so that CI logs stay short)."""
+"""Progress bars (tqdm) on stderr: redrawn in place on a terminal, and otherwise drawn at
+most every few seconds so that CI logs stay short."""
 
 from __future__ import annotations
 
 import sys
-import time
+
+from tqdm import tqdm
 
 
-class Progress:
-    def __init__(self, title: str, total: int, width: int = 30, every_s: float = 5.0) -> None:
-        self.title, self.total, self.width = title, max(total, 1), width
-        self.tty = sys.stderr.isatty()
-        self.every_s = 0.2 if self.tty else every_s
-        self.started = time.monotonic()
-        self._last = 0.0
+def bar(title: str, total: int) -> tqdm:
+    return tqdm(total=max(total, 1), desc=title, file=sys.stderr, dynamic_ncols=True,
+                mininterval=0.2 if sys.stderr.isatty() else 5.0)
 
-    def update(self, done: int, note: str = "", force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < self.every_s:
-            return
-        self._last = now
-        fraction = min(max(done / self.total, 0.0), 1.0)
-        filled = int(fraction * self.width)
-        bar = "#" * filled + "-" * (self.width - filled)
-        elapsed = now - self.started
-        line = (f"{self.title} [{bar}] {done}/{self.total} {fraction:4.0%} "
-                f"{elapsed:5.0f}s {note}")
-        sys.stderr.write(("\r" + line) if self.tty else (line + "\n"))
-        sys.stderr.flush()
 
-    def close(self, done: int, note: str = "") -> None:
-        self.update(done, note, force=True)
-        if self.tty:
-            sys.stderr.write("\n")
+def advance(progress: tqdm, done: int, note: str = "") -> None:
+    """Moves `progress` to `done` (the services report totals, not steps)."""
+    if note:
+        progress.set_postfix_str(note, refresh=False)
+    progress.update(done - progress.n)

@@ -25,8 +25,9 @@ from pathlib import Path
 
 from bench import curves, stack
 from bench.dataset import DatasetError, Example, read_labelled, stratified_subset, write_manifest
-from bench.progress import Progress
+from bench.progress import advance, bar
 from hitl.channels import open_channel
+from tools.supervisor import ServiceProcess
 
 ROOT = stack.ROOT
 DEFAULT_DATASET = ROOT.parent / "shared" / "data" / "streetview-tiles" / "labels.csv"
@@ -86,18 +87,19 @@ class TrainerClient:
     async def wait_ready(self, title: str, timeout_s: float = 3600) -> None:
         """Until the dataset is loaded and every pool item is embedded, with a progress bar."""
         deadline = time.monotonic() + timeout_s
-        bar: Progress | None = None
+        progress = None
         while True:
             s = await self.status()
             if s.loading.state == self.pb.LOADING_STATE_FAILED:
                 raise RuntimeError(f"trainer failed to load the dataset: {s.loading.message}")
             loaded = s.loading.state == self.pb.LOADING_STATE_READY
             if loaded and s.counts.pool > 0:
-                bar = bar or Progress(title, int(s.counts.pool))
+                progress = progress or bar(title, int(s.counts.pool))
                 eta = s.extraction.eta_seconds
-                bar.update(int(s.counts.embedded), f"eta {eta:.0f}s" if eta >= 0 else "")
+                advance(progress, int(s.counts.embedded), f"eta {eta:.0f}s" if eta >= 0 else "")
                 if s.counts.embedded >= s.counts.pool and s.extraction.pending == 0:
-                    bar.close(int(s.counts.embedded), "ready")
+                    advance(progress, int(s.counts.embedded), "ready")
+                    progress.close()
                     return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"trainer not ready after {timeout_s:.0f}s "
@@ -142,7 +144,7 @@ async def replay(trainer: TrainerClient, truth: dict[str, bool], strategy: str, 
     labels = gold = positives = 0
     next_mark = step
     started = time.monotonic()
-    bar = Progress(f"{strategy} seed {seed}", budget)
+    progress = bar(f"{strategy} seed {seed}", budget)
     while labels < budget:
         items = await trainer.lease(min(next_mark - labels, 50))
         if not items:
@@ -164,9 +166,10 @@ async def replay(trainer: TrainerClient, truth: dict[str, bool], strategy: str, 
                 result.rows.append(_metrics_row(reply, strategy, seed, labels, gold, positives,
                                                 time.monotonic() - started))
             f1 = result.rows[-1]["f1"] if result.rows else float("nan")
-            bar.update(labels, f"F1 {f1:.3f}")
+            advance(progress, labels, f"F1 {f1:.3f}")
             next_mark = labels - labels % step + step
-    bar.close(labels, f"F1 {result.rows[-1]['f1']:.3f}" if result.rows else "no model")
+    advance(progress, labels, f"F1 {result.rows[-1]['f1']:.3f}" if result.rows else "no model")
+    progress.close()
     return result
 
 
@@ -175,7 +178,7 @@ async def full_pool(trainer: TrainerClient, truth: dict[str, bool], seed: int) -
     pool = int((await trainer.status()).counts.pool)
     labels = gold = positives = 0
     started = time.monotonic()
-    bar = Progress(f"ceiling seed {seed}", pool)
+    progress = bar(f"ceiling seed {seed}", pool)
     empty = 0
     while labels < pool and empty < 3:
         items = await trainer.lease(50)
@@ -186,8 +189,8 @@ async def full_pool(trainer: TrainerClient, truth: dict[str, bool], seed: int) -
         labels += len(training)
         positives += sum(truth[i.id] for i in training)
         gold += len(items) - len(training)
-        bar.update(labels)
-    bar.close(labels)
+        advance(progress, labels)
+    progress.close()
     reply = await trainer.retrain()
     return _metrics_row(reply, "full-pool", seed, labels, gold, positives,
                         time.monotonic() - started)
@@ -208,7 +211,7 @@ class Plan:
     extractor: str = "lite"
 
 
-async def _with_trainer(plan: Plan, feature: stack.Service, manifest: Path, work: Path,
+async def _with_trainer(plan: Plan, feature: ServiceProcess, manifest: Path, work: Path,
                         name: str, env: dict[str, str], job,  # type: ignore[no-untyped-def]
                         template: Path | None = None, keep: Path | None = None):
     """Runs `job` against a fresh trainer process. Its data folder starts as a copy of

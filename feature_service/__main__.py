@@ -1,4 +1,4 @@
-"""`python -m feature_service`: serve until SIGTERM."""
+"""`python -m feature_service` (or `hitl-feature`): serve until SIGTERM."""
 
 from __future__ import annotations
 
@@ -15,13 +15,19 @@ from collections.abc import Callable
 from feature_service.cache import CacheUnavailable
 from feature_service.config import Config
 from feature_service.extractors.base import Extractor, MissingWeightsError
-from hitl.config import ConfigError, load_or_exit
+from hitl.config import ConfigError, load_or_exit, parse_command_line
 from hitl.logs import setup_logging
 
+DESCRIPTION = ("The feature service: images (bytes or URLs) to feature vectors over gRPC, "
+               "batched across callers and cached in LMDB. Serves until SIGTERM; every "
+               "setting comes from the environment.")
 
-def main(make_extractor: Callable[[Config], Extractor] | None = None) -> None:
+
+def main(make_extractor: Callable[[Config], Extractor] | None = None,
+         argv: list[str] | None = None) -> None:
     """Serves the configured extractor; `make_extractor` replaces it (the benchmark's
     random-weight service, bench/untrained_feature_service.py)."""
+    parse_command_line(Config, "feature_service", DESCRIPTION, argv)
     config = load_or_exit(Config)
     setup_logging("feature", config.log_level)
     from feature_service.server import build_service, load_configured_extractor

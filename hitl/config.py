@@ -2,14 +2,17 @@
 
 Each service declares its settings as dataclass fields made with `setting()`; `load()`
 reads them all at start and fails fast, naming the variable and an example, when a value
-is malformed. `rows()` feeds the README's configuration table.
+is malformed. `rows()` feeds the README's configuration table and `parse_command_line()`
+a service's `--help`.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -109,3 +112,30 @@ def rows(cls: type) -> Iterator[tuple[str, str, str]]:
             elif isinstance(default, bool):
                 default = str(default).lower()
             yield f.metadata["env"], str(default), f.metadata["help"]
+
+
+def environment_help(cls: type) -> str:
+    """Every variable `cls` reads, its default and meaning, as plain text for `--help`."""
+    lines = ["environment variables (default in brackets):"]
+    for env, default, meaning in rows(cls):
+        lines.append(f"  {env} [{default}]")
+        lines.extend(textwrap.wrap(meaning, 76, initial_indent=" " * 6,
+                                   subsequent_indent=" " * 6))
+    return "\n".join(lines)
+
+
+def program_name(module: str) -> str:
+    """How the program was started: `python -m <module>` or its console script's name."""
+    script = os.path.basename(sys.argv[0])
+    return f"python -m {module}" if script.endswith(".py") or script in ("-c", "") else script
+
+
+def parse_command_line(cls: type, module: str, description: str,
+                       argv: list[str] | None = None) -> argparse.Namespace:
+    """A service's command line: only `--help`, which prints `description` and the
+    variables of `cls` and exits 0; every setting comes from the environment."""
+    parser = argparse.ArgumentParser(prog=program_name(module),
+                                     description=textwrap.fill(description, 79),
+                                     epilog=environment_help(cls),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser.parse_args(argv)

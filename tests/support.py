@@ -1,24 +1,24 @@
-"""Helpers the test tiers share: data location, free ports, and real service processes."""
+"""Helpers the test tiers share: data location, free ports, and real service processes
+(the supervisor of tools/supervisor.py, which `make run` and the benchmarks use too)."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
 import os
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from grpc_health.v1 import health_pb2
 
-from hitl.probes import (
+from tools.probes import (
     free_port,  # noqa: F401 - tests take every helper from here
+    grpc_serving,
     grpc_status,
 )
+from tools.supervisor import ServiceProcess, wait_until
+from tools.supervisor import running as supervised
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("HITL_TEST_DATA", ROOT.parent / "shared" / "data"))
@@ -69,68 +69,14 @@ def health_status(port: int, service: str = "", timeout: float = 2.0,
 
 def wait_serving(port: int, proc: subprocess.Popen | None = None, timeout: float = 180.0,
                  service: str = "", host: str = "127.0.0.1") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before serving")
-        if health_status(port, service, host=host) == health_pb2.HealthCheckResponse.SERVING:
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"port {port} not SERVING after {timeout}s")
-
-
-class ServiceProcess:
-    """`python -m <module>` as a real subprocess, logging to a file."""
-
-    def __init__(self, module: str, env: dict[str, str], log_path: Path) -> None:
-        self.module, self.log_path = module, log_path
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> ServiceProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen([sys.executable, "-m", self.module], cwd=ROOT,
-                                     env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM and wait; SIGKILL if it does not stop in time. Returns the exit code."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return int(self.proc.returncode)
+    """Until `port` answers SERVING for `service`; fails when `proc` exits first."""
+    wait_until(lambda: grpc_serving(port, service, host), proc, timeout, f"port {port}")
 
 
 @contextlib.contextmanager
 def running(module: str, env: dict[str, str], log_path: Path, port: int,
             timeout: float = 180.0, host: str = "127.0.0.1") -> Iterator[ServiceProcess]:
-    """A service process that is SERVING on `host`:`port` for the duration of the block."""
-    service = ServiceProcess(module, env, log_path).start()
-    try:
-        try:
-            wait_serving(port, service.proc, timeout, host=host)
-        except Exception as exc:
-            raise RuntimeError(f"{module} did not become healthy: {exc}\n"
-                               f"{service.log()[-4000:]}") from exc
+    """`python -m <module>`, SERVING on `host`:`port` for the duration of the block."""
+    with supervised(ServiceProcess(module, env, log_path, port=port, host=host),
+                    timeout) as service:
         yield service
-    finally:
-        service.stop()

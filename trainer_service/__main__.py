@@ -1,4 +1,4 @@
-"""`python -m trainer_service`: the trainer gRPC server."""
+"""`python -m trainer_service` (or `hitl-trainer`): the trainer gRPC server."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hitl.config import ConfigError, load_or_exit
+from hitl.config import ConfigError, load_or_exit, parse_command_line
 from hitl.logs import setup_logging
 from trainer_service.config import Config
 from trainer_service.server import build_service
+
+DESCRIPTION = ("The trainer service: owns the dataset and the labelled set, trains the "
+               "classifier as labels arrive and ranks the pool for annotators, over gRPC. "
+               "Serves until SIGTERM; every setting comes from the environment.")
 
 
 def ensure_writable(folder: Path) -> None:
@@ -21,7 +25,8 @@ def ensure_writable(folder: Path) -> None:
         pass
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parse_command_line(Config, "trainer_service", DESCRIPTION, argv)
     config = load_or_exit(Config)
     setup_logging("trainer", config.log_level)
     try:

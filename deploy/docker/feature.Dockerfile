@@ -19,13 +19,21 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG TORCH_INDEX=""
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
-COPY requirements.txt ./
-# Runtime packages into /opt/venv; protoc (grpcio-tools) lives in a throwaway venv.
+# The feature service's lock (requirements/feature.txt: exact versions and hashes). A
+# CPU build takes torch and torchvision at the same versions from TORCH_INDEX and the
+# rest from feature-cpu.txt (tools/locks.py says why). protoc (grpcio-tools) lives in a
+# throwaway venv.
+COPY requirements/protoc.txt requirements/feature.txt requirements/feature-cpu.txt ./
 RUN python -m venv /opt/tools \
- && /opt/tools/bin/pip install "$(grep '^grpcio-tools==' requirements.txt)" \
- && grep -v '^grpcio-tools==' requirements.txt > runtime.txt \
+ && /opt/tools/bin/pip install --require-hashes --no-deps -r protoc.txt \
  && python -m venv /opt/venv \
- && /opt/venv/bin/pip install ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} -r runtime.txt
+ && if [ -z "$TORCH_INDEX" ]; then \
+      /opt/venv/bin/pip install --require-hashes --no-deps -r feature.txt; \
+    else \
+      grep -E '^(torch|torchvision)==' feature.txt | cut -d' ' -f1 \
+        | xargs /opt/venv/bin/pip install --no-deps --index-url "$TORCH_INDEX" \
+      && /opt/venv/bin/pip install --require-hashes --no-deps -r feature-cpu.txt; \
+    fi
 COPY protos/ protos/
 COPY hitl/ hitl/
 COPY feature_service/ feature_service/

@@ -12,15 +12,14 @@ RUN npm ci --no-audit --no-fund --loglevel=error
 FROM python:3.11.13-slim-bookworm AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-# The gateway's share of requirements.txt, at the same pinned versions.
-ARG PACKAGES="grpcio grpcio-health-checking grpcio-reflection protobuf aiohttp prometheus-client"
 WORKDIR /app
-COPY requirements.txt ./
+# The gateway's own lock (requirements/gateway.txt: exact versions, hashes, no torch);
+# protoc (grpcio-tools) lives in a throwaway venv.
+COPY requirements/protoc.txt requirements/gateway.txt ./
 RUN python -m venv /opt/tools \
- && /opt/tools/bin/pip install "$(grep '^grpcio-tools==' requirements.txt)" \
- && for name in $PACKAGES; do grep "^${name}==" requirements.txt; done > runtime.txt \
+ && /opt/tools/bin/pip install --require-hashes --no-deps -r protoc.txt \
  && python -m venv /opt/venv \
- && /opt/venv/bin/pip install -r runtime.txt
+ && /opt/venv/bin/pip install --require-hashes --no-deps -r gateway.txt
 COPY protos/ protos/
 COPY hitl/ hitl/
 COPY annotation_gateway/ annotation_gateway/

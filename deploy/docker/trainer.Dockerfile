@@ -4,16 +4,15 @@
 
 FROM python:3.11.13-slim-bookworm AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# CPU-only torch wheels: the trainer's models are small and never need a GPU.
-ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
-COPY requirements.txt ./
+# The trainer's lock, every pin hashed (its model is a scikit-learn logistic regression:
+# no torch); protoc (grpcio-tools) lives in a throwaway venv.
+COPY requirements/protoc.txt requirements/trainer.txt ./
 RUN python -m venv /opt/tools \
- && /opt/tools/bin/pip install "$(grep '^grpcio-tools==' requirements.txt)" \
- && grep -v '^grpcio-tools==' requirements.txt > runtime.txt \
+ && /opt/tools/bin/pip install --require-hashes --no-deps -r protoc.txt \
  && python -m venv /opt/venv \
- && /opt/venv/bin/pip install ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} -r runtime.txt
+ && /opt/venv/bin/pip install --require-hashes --no-deps -r trainer.txt
 COPY protos/ protos/
 COPY hitl/ hitl/
 COPY trainer_service/ trainer_service/
@@ -30,7 +29,7 @@ RUN rm -rf /usr/local/lib/python3.11/site-packages/pip* /usr/local/bin/pip* \
  && groupadd --system --gid 10001 hitl \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin hitl
 ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp MPLCONFIGDIR=/tmp/matplotlib \
+    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp \
     TRAINER_DATA_DIR=/var/lib/hitl/trainer
 COPY --from=build /opt/venv/ /opt/venv/
 COPY --from=build /app/hitl/ /app/hitl/

@@ -31,7 +31,7 @@ def tool(name: str) -> str:
         return str(local)
     found = shutil.which(name)
     if found is None:
-        pytest.fail(f"{name} not found: run `make install` (requirements-dev.txt pins it)")
+        pytest.fail(f"{name} not found: run `make install` (requirements/dev.txt pins it)")
     return found
 
 

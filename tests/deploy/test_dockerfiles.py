@@ -119,15 +119,28 @@ def test_only_the_feature_image_gets_cuda_torch() -> None:
     for image in IMAGES:
         build = next(s for s in stages(dockerfile(image)) if s.name == "build")
         index = arg_default(build, "TORCH_INDEX")
+        runs = " ".join(build.args("RUN"))
         if image == "feature":
             # Empty: PyPI's torch, whose Linux wheels bundle CUDA.
             assert index == ""
-        elif image == "trainer":
-            assert index == "https://download.pytorch.org/whl/cpu"
         else:
-            assert index is None
-            packages = (arg_default(build, "PACKAGES") or "")
-            assert packages and "torch" not in packages
+            assert index is None and "torch" not in runs
+        # Each image installs its own lock, with hashes (the CPU variant of a torch lock
+        # beside torch from TORCH_INDEX).
+        assert f"--require-hashes --no-deps -r {image}" in runs
+        assert f"requirements/{image}.txt" in " ".join(build.args("COPY"))
+
+
+def test_images_install_nothing_beyond_their_locks() -> None:
+    for image in IMAGES:
+        build = next(s for s in stages(dockerfile(image)) if s.name == "build")
+        for run in build.args("RUN"):
+            for command in re.split(r"&&|;|\bthen\b|\belse\b", run):
+                if "pip install" not in command:
+                    continue
+                # Hash-checked lock files, or torch pinned by its lock from TORCH_INDEX.
+                assert ("--require-hashes --no-deps -r" in command
+                        or "--no-deps --index-url \"$TORCH_INDEX\"" in command), command
 
 
 def test_gateway_image_carries_the_ui_where_its_config_looks() -> None:
@@ -141,25 +154,6 @@ def test_gateway_image_carries_the_ui_where_its_config_looks() -> None:
     assert f"web/ {workdir}/web/" in copied
     assert f"--from=npm /src/node_modules/uplot/ {workdir}/node_modules/uplot/" in copied
     assert (ROOT / "web" / "index.html").exists()
-
-
-def _distribution_closure(names: set[str]) -> set[str]:
-    seen: set[str] = set()
-    todo = [n.lower() for n in names]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        try:
-            requires = importlib.metadata.requires(name) or []
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        for req in requires:
-            if "extra ==" in req:
-                continue
-            todo.append(re.split(r"[ ;<>=!~\[(]", req, maxsplit=1)[0].lower())
-    return {n.replace("_", "-") for n in seen}
 
 
 def _third_party_imports(folders: list[Path]) -> set[str]:
@@ -176,20 +170,17 @@ def _third_party_imports(folders: list[Path]) -> set[str]:
     return {m for m in found - local if m not in sys.stdlib_module_names and m != "__future__"}
 
 
-def test_gateway_packages_cover_what_the_gateway_imports() -> None:
+def test_gateway_lock_covers_what_the_gateway_imports() -> None:
     if not (ROOT / "annotation_gateway" / "server.py").exists():
         pytest.skip("annotation_gateway/server.py is not in the tree yet")
-    build = next(s for s in stages(dockerfile("gateway")) if s.name == "build")
-    listed = set((arg_default(build, "PACKAGES") or "").split())
-    pinned = {line.split("==")[0] for line in (ROOT / "requirements.txt").read_text().split()
-              if "==" in line}
-    assert listed <= pinned, f"not pinned in requirements.txt: {listed - pinned}"
-    installed = _distribution_closure(listed)
+    from tools.locks import pins
+
+    locked = set(pins((ROOT / "requirements" / "gateway.txt").read_text()))
     owners = importlib.metadata.packages_distributions()
     for module in _third_party_imports([ROOT / "annotation_gateway", ROOT / "hitl"]):
-        dists = {d.lower().replace("_", "-") for d in owners.get(module, [module])}
-        assert dists & installed, (
-            f"the gateway imports {module} ({dists}) but its image installs only {listed}")
+        dists = {re.sub(r"[-_.]+", "-", d).lower() for d in owners.get(module, [module])}
+        assert dists & locked, (
+            f"the gateway imports {module} ({dists}) but requirements/gateway.txt lacks it")
 
 
 def test_build_context_leaves_out_local_state(image: str) -> None:

@@ -185,7 +185,7 @@ def test_every_container_has_requests_and_limits(overlay: str) -> None:
 
 
 def test_configmap_variables_are_the_services_settings(overlay: str) -> None:
-    """Same names as `make run` (hitl/run_local.py) and valid values: loading the
+    """Same names as `make run` (tools/run_local.py) and valid values: loading the
     service's own Config from the pod's environment succeeds."""
     for workload in workloads(overlay):
         name = workload["metadata"]["name"]

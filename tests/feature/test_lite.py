@@ -71,7 +71,7 @@ def lite_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         service = Service(process, port, metrics_port)
         yield service
         service.channel.close()
-        assert process.proc is not None and process.proc.poll() is None, process.log()
+        assert process.popen is not None and process.popen.poll() is None, process.log()
 
 
 @pytest.fixture(scope="module")

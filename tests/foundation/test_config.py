@@ -44,8 +44,8 @@ def test_rows_document_every_setting():
 
 
 def test_readme_configuration_table_is_current():
-    from hitl.docs import with_table
     from tests.support import ROOT
+    from tools.config_table import with_table
 
     readme = (ROOT / "README.md").read_text()
-    assert with_table(readme) == readme, "run `python -m hitl.docs --write`"
+    assert with_table(readme) == readme, "run `python -m tools.config_table --write`"

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import grpc
@@ -74,13 +73,13 @@ def test_subprocess_serves_reflects_logs_json_and_stops_on_sigterm(module, tmp_p
     port = free_port()
     env = {**make_env(tmp_path, port), "LOG_LEVEL": "INFO"}
     with running(module, env, tmp_path / f"{module}.log", port) as service:
-        wait_serving(port, service.proc, service=service_name, timeout=60)
+        wait_serving(port, service.popen, service=service_name, timeout=60)
         assert service_name in _reflected_services(port)
         assert "grpc.health.v1.Health" in _reflected_services(port)
         started = time.monotonic()
         service.signal(signal.SIGTERM)
-        assert service.proc is not None
-        code = service.proc.wait(GRACE_S + 15)
+        assert service.popen is not None
+        code = service.popen.wait(GRACE_S + 15)
         took = time.monotonic() - started
     assert code == 0, service.log()[-2000:]
     assert took < GRACE_S + 15
@@ -137,22 +136,14 @@ def test_gateway_serves_health_and_stops_on_sigterm(tmp_path):
            "GATEWAY_HOST": "127.0.0.1", "GATEWAY_GRACE_S": str(GRACE_S),
            "GATEWAY_TRAINER_ADDR": f"127.0.0.1:{free_port()}",
            "GATEWAY_FEATURE_ADDR": f"127.0.0.1:{free_port()}"}
-    gateway = ServiceProcess("annotation_gateway", env, tmp_path / "gateway.log").start()
+    gateway = ServiceProcess("annotation_gateway", env, tmp_path / "gateway.log",
+                             http_health=f"http://127.0.0.1:{port}/healthz").start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                    assert r.status == 200
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, gateway.log()[-2000:]
-                assert gateway.proc is not None and gateway.proc.poll() is None, gateway.log()
-                time.sleep(0.2)
+        gateway.wait_healthy(timeout=60)
         started = time.monotonic()
         gateway.signal(signal.SIGTERM)
-        assert gateway.proc is not None
-        assert gateway.proc.wait(GRACE_S + 15) == 0, gateway.log()[-2000:]
+        assert gateway.popen is not None
+        assert gateway.popen.wait(GRACE_S + 15) == 0, gateway.log()[-2000:]
         assert time.monotonic() - started < GRACE_S + 15
     finally:
         gateway.kill()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import os
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,8 @@ from tests.support import (
     free_port,
     require_data,
     require_lite_models,
-    wait_serving,
 )
+from tools.supervisor import StartError
 
 POSITIVES = 90
 NEGATIVES = 210
@@ -89,13 +88,13 @@ class TrainerProcess:
         self.process: ServiceProcess | None = None
 
     def start(self) -> TrainerProcess:
-        self.process = ServiceProcess("trainer_service", self.env, self.log_path).start()
+        self.process = ServiceProcess("trainer_service", self.env, self.log_path,
+                                      port=self.port).start()
         try:
-            wait_serving(self.port, self.process.proc, timeout=120)
-        except Exception as exc:
+            self.process.wait_healthy(timeout=120)
+        except StartError:
             self.process.kill()
-            raise RuntimeError(
-                f"trainer did not start: {exc}\n{self.process.log()[-3000:]}") from None
+            raise
         self.wait_embedded()
         return self
 
@@ -139,20 +138,16 @@ class Gateway:
             "GATEWAY_HOST": "127.0.0.1", "GATEWAY_TRAINER_ADDR": trainer_addr,
             "GATEWAY_FEATURE_ADDR": feature_addr, "GATEWAY_GRACE_S": "1",
             "GATEWAY_GRPC_TOKEN": rs.TOKENS["gateway"], "LOG_LEVEL": "WARNING",
-            **(extra_env or {})}, log_path)
+            **(extra_env or {})}, log_path, port=self.port, http_health=self.url + "/healthz")
 
     def start(self, timeout: float = 30.0) -> Gateway:
         self.process.start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-        self.process.kill()
-        raise RuntimeError(f"gateway did not start:\n{self.process.log()[-3000:]}")
+        try:
+            self.process.wait_healthy(timeout)
+        except StartError:
+            self.process.kill()
+            raise
+        return self
 
     def stop(self) -> None:
         self.process.stop()

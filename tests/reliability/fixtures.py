@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import stack
 from tests.reliability import stack as rs
+from tools.supervisor import ServiceProcess
 
 # Small enough that the feature cache's LMDB map fills up many times during a session
 # (each time it must grow and carry on), while every test still gets its features.
@@ -42,7 +42,7 @@ def tiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_feature(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.Service]:
+def shared_feature(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """One lite feature service for the tests that do not kill it."""
     rs.require_stack()
     state = tmp_path_factory.mktemp("feature")
@@ -55,8 +55,8 @@ def shared_feature(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.S
 
 
 @pytest.fixture(scope="session")
-def shared_trainer(tmp_path_factory: pytest.TempPathFactory, shared_feature: stack.Service,
-                   tiles: Path) -> Iterator[stack.Service]:
+def shared_trainer(tmp_path_factory: pytest.TempPathFactory, shared_feature: ServiceProcess,
+                   tiles: Path) -> Iterator[ServiceProcess]:
     """A trainer with its pool embedded, for the tests that do not kill it."""
     state = tmp_path_factory.mktemp("trainer")
     service = rs.trainer_service(state, shared_feature.address, tiles,
@@ -68,8 +68,8 @@ def shared_trainer(tmp_path_factory: pytest.TempPathFactory, shared_feature: sta
 
 
 @pytest.fixture(scope="session")
-def shared_gateway(tmp_path_factory: pytest.TempPathFactory, shared_trainer: stack.Service,
-                   shared_feature: stack.Service) -> Iterator[stack.Service]:
+def shared_gateway(tmp_path_factory: pytest.TempPathFactory, shared_trainer: ServiceProcess,
+                   shared_feature: ServiceProcess) -> Iterator[ServiceProcess]:
     service = rs.gateway_service(tmp_path_factory.mktemp("gateway"), shared_trainer.address,
                                  shared_feature.address)
     rs.start(service)

@@ -1,7 +1,7 @@
 """Real service processes for the reliability and hostile-input tests, built on the
-benchmark's process helpers (bench/stack.py): feature, trainer and gateway on free
-loopback ports, a manifest of shared street tiles, and the probes the tests need
-(trainer export, status, memory, Prometheus counters).
+benchmark's helpers (bench/stack.py) and so on the one supervisor: feature, trainer and
+gateway on free loopback ports, a manifest of shared street tiles, and the probes the
+tests need (trainer export, status, memory, Prometheus counters).
 
 Authentication is on in every one of them, as in Kubernetes: the trainer presents its
 token to the feature service, the gateway its token to both, and the tests call the
@@ -24,6 +24,7 @@ from bench.dataset import read_labelled, stratified_subset, write_manifest
 from hitl.channels import ClientSecurity, open_channel
 from hitl.v1 import trainer_pb2, trainer_pb2_grpc
 from tests.support import TILES, free_port, require_data, require_lite_models
+from tools.supervisor import ServiceProcess
 
 TRAINER = "hitl.v1.TrainerService"
 FEATURE = "hitl.v1.FeatureService"
@@ -72,7 +73,7 @@ def pool_manifest(path: Path, size: int) -> Path:
     return path
 
 
-def feature_service(state: Path, cache: Path, **env: str) -> stack.Service:
+def feature_service(state: Path, cache: Path, **env: str) -> ServiceProcess:
     service = stack.feature_service(state, cache)
     service.env["FEATURE_METRICS_PORT"] = str(free_port())
     service.env["FEATURE_CALLER_TOKENS"] = tokens("trainer", "gateway", "admin", "team")
@@ -81,30 +82,27 @@ def feature_service(state: Path, cache: Path, **env: str) -> stack.Service:
 
 
 def trainer_service(state: Path, feature_addr: str, manifest: Path, name: str = "trainer",
-                    **env: str) -> stack.Service:
+                    **env: str) -> ServiceProcess:
     return stack.trainer_service(state, state / name, feature_addr, manifest, {
         "TRAINER_DEBOUNCE_S": "1", "TRAINER_FEATURE_TOKEN": TOKENS["trainer"],
         "TRAINER_CALLER_TOKENS": tokens("gateway", "admin", "team"), **env}, name=name)
 
 
 def gateway_service(state: Path, trainer_addr: str, feature_addr: str,
-                    **env: str) -> stack.Service:
+                    **env: str) -> ServiceProcess:
     service = stack.gateway(state, trainer_addr, feature_addr)
     service.env["GATEWAY_GRPC_TOKEN"] = TOKENS["gateway"]
     service.env.update(env)
     return service
 
 
-def start(service: stack.Service, timeout: float = 180.0) -> stack.Service:
-    service.start().wait_healthy(timeout)
-    return service
+def start(service: ServiceProcess, timeout: float = 180.0) -> ServiceProcess:
+    return service.start().wait_healthy(timeout)
 
 
-def kill(service: stack.Service) -> None:
+def kill(service: ServiceProcess) -> None:
     """SIGKILL: no drain, no cleanup, as when a node dies."""
-    assert service.popen is not None
-    service.popen.kill()
-    service.popen.wait()
+    service.kill()
 
 
 def trainer_status(address: str) -> trainer_pb2.Status:

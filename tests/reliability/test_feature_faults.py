@@ -15,18 +15,18 @@ from pathlib import Path
 import grpc
 import pytest
 
-from bench import stack
 from hitl.channels import open_channel
 from hitl.v1 import common_pb2, feature_pb2, feature_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from tests.reliability import report
 from tests.reliability import stack as rs
 from tests.reliability.fixtures import Shape
+from tools.supervisor import ServiceProcess
 
 BULK_ITEMS = 200
 
 
 @pytest.fixture(scope="module")
-def replica(tmp_path_factory) -> Iterator[stack.Service]:
+def replica(tmp_path_factory) -> Iterator[ServiceProcess]:
     """A feature service of this module's own, killed and restarted by its tests (in file
     order: bulk extraction, drain, round robin), with a long grace period."""
     state = tmp_path_factory.mktemp("replica")

@@ -17,12 +17,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from bench import stack
 from hitl.v1 import common_pb2, feature_pb2, feature_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from tests.reliability import report
 from tests.reliability import stack as rs
 from tests.reliability.fixtures import MAP_BYTES
 from tests.support import MODELS
+from tools.supervisor import ServiceProcess
 
 
 @contextlib.contextmanager
@@ -41,7 +41,7 @@ def read_only(folder: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(folder)], check=False)
 
 
-def exits_with(service: stack.Service, timeout: float = 120.0) -> tuple[int, str]:
+def exits_with(service: ServiceProcess, timeout: float = 120.0) -> tuple[int, str]:
     """Waits for the process to exit on its own; (exit code, its log)."""
     assert service.popen is not None
     try:

@@ -223,7 +223,7 @@ async def test_sigkill_during_annotations_loses_nothing_acknowledged(
     trainer = ServiceProcess("trainer_service", env, tmp_path / "trainer.log").start()
     acknowledged: list[str] = []
     try:
-        wait_serving(port, trainer.proc, timeout=120)
+        wait_serving(port, trainer.popen, timeout=120)
         client = Client(port)
         items = sorted(truth)  # ids are hashes: positives and negatives interleave
         random.Random(0).shuffle(items)
@@ -245,11 +245,11 @@ async def test_sigkill_during_annotations_loses_nothing_acknowledged(
         trainer.signal(signal.SIGKILL)
         await stream
         await client.close()
-        trainer.proc.wait()
+        trainer.popen.wait()
         assert 20 <= len(acknowledged) < len(items)
 
         trainer = ServiceProcess("trainer_service", env, tmp_path / "trainer.log").start()
-        wait_serving(port, trainer.proc, timeout=120)
+        wait_serving(port, trainer.popen, timeout=120)
         client = Client(port)
         exported = [a.annotation_id for a in await client.export()]
         assert len(exported) == len(set(exported))  # exactly once
@@ -272,7 +272,7 @@ async def test_sigkill_during_annotations_loses_nothing_acknowledged(
         assert trainer.stop() == 0
         # The newest model is loaded at start, and not trained again for nothing.
         trainer = ServiceProcess("trainer_service", env, tmp_path / "trainer.log").start()
-        wait_serving(port, trainer.proc, timeout=120)
+        wait_serving(port, trainer.popen, timeout=120)
         client = Client(port)
         await asyncio.sleep(1.5)  # past the debounce
         status = await client.status()

@@ -1,11 +1,12 @@
 """The README's configuration table, generated from the services' Config classes so the
-documentation cannot drift from the code: `python -m hitl.docs` prints it,
-`python -m hitl.docs --write` puts it between the README's config-table markers."""
+documentation cannot drift from the code: `python -m tools.config_table` prints it,
+`python -m tools.config_table --write` puts it between the README's config-table
+markers."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
-import sys
 from pathlib import Path
 
 from hitl.config import rows
@@ -37,9 +38,18 @@ def with_table(readme: str) -> str:
     return f"{head}{start}\n{config_table()}\n{end}{tail}"
 
 
-if __name__ == "__main__":
-    if sys.argv[1:] == ["--write"]:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.config_table",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true",
+                        help="update README.md in place instead of printing the table")
+    if parser.parse_args(argv).write:
         path = Path(ROOT) / "README.md"
         path.write_text(with_table(path.read_text()))
     else:
         print(config_table())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
