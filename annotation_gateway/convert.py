@@ -18,6 +18,7 @@ STRATEGIES = {
     trainer_pb2.STRATEGY_UNCERTAIN: "uncertain",
     trainer_pb2.STRATEGY_OUTLIER: "outlier",
     trainer_pb2.STRATEGY_COLD_START: "cold_start",
+    trainer_pb2.STRATEGY_AUDIT: "audit",
 }
 SPLITS = {
     trainer_pb2.SPLIT_POOL: "pool",
@@ -47,11 +48,37 @@ def _optional_metrics(message: Any, field: str) -> dict[str, Any] | None:
     return metrics(getattr(message, field)) if message.HasField(field) else None
 
 
+ESTIMATE_SOURCES = {
+    trainer_pb2.ESTIMATE_SOURCE_AUDIT: "audit",
+    trainer_pb2.ESTIMATE_SOURCE_VALIDATION: "validation",
+}
+
+
+def estimate(e: trainer_pb2.Estimate) -> dict[str, Any]:
+    return {"f1": e.f1, "f1_low": e.f1_low, "f1_high": e.f1_high,
+            "precision": e.precision, "precision_low": e.precision_low,
+            "precision_high": e.precision_high, "recall": e.recall,
+            "recall_low": e.recall_low, "recall_high": e.recall_high, "labels": e.labels,
+            "population": e.population, "source": ESTIMATE_SOURCES.get(e.source, "unknown")}
+
+
+def _optional_estimate(message: Any) -> dict[str, Any] | None:
+    return estimate(message.estimate) if message.HasField("estimate") else None
+
+
+def forecast(f: trainer_pb2.Forecast) -> dict[str, Any]:
+    # -1 means "not bounded by the curve so far": JSON says so with null.
+    return {"reached": f.reached, "labels": f.labels if f.labels >= 0 else None,
+            "low": f.low, "high": f.high if f.high >= 0 else None, "points": f.points}
+
+
 def status(s: trainer_pb2.Status) -> dict[str, Any]:
     c, e = s.counts, s.extraction
     model = None
     if s.HasField("model"):
         model = {"version": s.model.version, "labels": s.model.labels,
+                 "labels_given": s.model.labels_given,
+                 "estimate": _optional_estimate(s.model),
                  "validation": _optional_metrics(s.model, "validation"),
                  "evaluation": _optional_metrics(s.model, "evaluation"),
                  "create_time": _time(s.model, "create_time")}
@@ -66,9 +93,16 @@ def status(s: trainer_pb2.Status) -> dict[str, Any]:
                    "evaluation": c.evaluation, "embedded": c.embedded,
                    "labelled_positive": c.labelled_positive,
                    "labelled_negative": c.labelled_negative,
-                   "gold_checks": c.gold_checks, "gold_agreements": c.gold_agreements},
+                   "gold_checks": c.gold_checks, "gold_agreements": c.gold_agreements,
+                   "audit_labels": c.audit_labels, "audit_reserve": c.audit_reserve,
+                   "audit_embedded": c.audit_embedded,
+                   "validation_embedded": c.validation_embedded,
+                   "evaluation_embedded": c.evaluation_embedded},
         "model": model,
-        "learning_curve": [{"labels": p.labels, "model_version": p.model_version,
+        "forecast": forecast(s.forecast) if s.HasField("forecast") else None,
+        "learning_curve": [{"labels": p.labels, "labels_given": p.labels_given,
+                            "model_version": p.model_version,
+                            "estimate": _optional_estimate(p),
                             "validation": _optional_metrics(p, "validation"),
                             "evaluation": _optional_metrics(p, "evaluation")}
                            for p in s.learning_curve],

@@ -18,7 +18,7 @@ import hashlib
 
 import numpy as np
 
-from trainer_service.estimate import PRIOR_LABELS, STRATA, prevalence_shift
+from trainer_service.estimate import PRIOR_LABELS, STRATA, centre_shift, prevalence_shift
 
 _SALT = "hitl-audit-reserve"
 # F1 assumed by the allocation before there is an estimate.
@@ -46,7 +46,8 @@ def stratum_variances(stratum: np.ndarray, logits: np.ndarray, threshold_logit: 
     size = np.bincount(cell, minlength=cells).astype(float)
     sampled = np.bincount(cell[labelled], minlength=cells).astype(float)
     positives = np.bincount(cell[labelled], weights=labels, minlength=cells)
-    shift = prevalence_shift(logits[labelled], labels, np.ones(len(labels)))
+    shift = prevalence_shift(logits[labelled], labels, np.ones(len(labels)),
+                             centre_shift(logits, threshold_logit))
     calibrated = 1.0 / (1.0 + np.exp(-(logits + shift)))
     prior = np.clip(np.bincount(cell, weights=calibrated, minlength=cells)
                     / np.maximum(size, 1), 1e-3, 1 - 1e-3)

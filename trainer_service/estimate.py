@@ -36,8 +36,9 @@ CUTS = np.array([0.05, 0.15, 0.3, 0.5, 0.7])
 STRATA = len(CUTS) + 1
 PRIOR_LABELS = 2.0
 DRAWS = 4000
-# The prevalence correction's prior: a normal on the log-odds shift, this wide.
-SHIFT_PRIOR_SD = 3.0
+# The prevalence correction's prior: a normal on the log-odds shift, this wide, around
+# the shift that makes the model's mean probability its own share of positive decisions.
+SHIFT_PRIOR_SD = 1.0
 
 
 def strata(detector_scores: np.ndarray) -> np.ndarray:
@@ -45,18 +46,38 @@ def strata(detector_scores: np.ndarray) -> np.ndarray:
     return np.searchsorted(CUTS, np.asarray(detector_scores, dtype=float), side="right")
 
 
-def prevalence_shift(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
-    """The log-odds shift that best calibrates the model's probabilities on the labelled
-    items (weighted to stand for the population), by Newton steps on a penalised
-    likelihood. A model trained with balanced classes overstates a rare class; without
-    the shift, the prior of every large cell of predicted negatives would expect far too
-    many positives."""
+def centre_shift(population_logits: np.ndarray, threshold_logit: float) -> float:
+    """The log-odds shift under which the model's mean probability over the population
+    equals its share of positive decisions: where a model trained with balanced classes
+    would put a rare class's prevalence, before any label says otherwise."""
+    logits = np.asarray(population_logits, dtype=float)
+    if len(logits) == 0:
+        return 0.0
+    share = float(np.clip(np.mean(logits >= threshold_logit), 1e-3, 1 - 1e-3))
     shift = 0.0
+    for _ in range(50):  # the mean probability rises with the shift: bisect-free Newton
+        p = 1.0 / (1.0 + np.exp(-(logits + shift)))
+        step = (share - p.mean()) / max(float(np.mean(p * (1 - p))), 1e-6)
+        shift += float(np.clip(step, -2.0, 2.0))
+        if abs(step) < 1e-6:
+            break
+    return shift
+
+
+def prevalence_shift(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray,
+                     centre: float = 0.0) -> float:
+    """The log-odds shift that best calibrates the model's probabilities on the labelled
+    items (weighted to stand for the population), by Newton steps on a likelihood with a
+    normal prior around `centre`. A model trained with balanced classes overstates a rare
+    class; without the shift, the prior of every large cell of predicted negatives would
+    expect far too many positives, and with few labels one surprise must not swing it."""
+    shift = centre
     if len(labels) == 0:
         return shift
     for _ in range(25):
         p = 1.0 / (1.0 + np.exp(-(logits + shift)))
-        gradient = float(np.sum(weights * (labels - p))) - shift / SHIFT_PRIOR_SD ** 2
+        gradient = (float(np.sum(weights * (labels - p)))
+                    - (shift - centre) / SHIFT_PRIOR_SD ** 2)
         curvature = float(np.sum(weights * p * (1 - p))) + 1 / SHIFT_PRIOR_SD ** 2
         step = gradient / curvature
         shift += float(np.clip(step, -2.0, 2.0))
@@ -89,7 +110,8 @@ def estimate(stratum: np.ndarray, logits: np.ndarray, threshold_logit: float,
     drawn = np.bincount(np.asarray(stratum)[labelled], minlength=STRATA).astype(float)
     weight = (by_stratum / np.maximum(drawn, 1))[np.asarray(stratum)[labelled]]
     weight *= len(labelled) / weight.sum()
-    shift = prevalence_shift(np.asarray(logits)[labelled], labels, weight)
+    shift = prevalence_shift(np.asarray(logits)[labelled], labels, weight,
+                             centre_shift(logits, threshold_logit))
     calibrated = 1.0 / (1.0 + np.exp(-(np.asarray(logits) + shift)))
     mean = np.bincount(cell, weights=calibrated, minlength=cells) / np.maximum(size, 1)
     mean = np.clip(mean, 1e-3, 1 - 1e-3)

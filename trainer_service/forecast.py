@@ -26,6 +26,8 @@ DRAWS = 4000
 # slope now (a curve bends), so the fit uses the recent part.
 RECENT_SHARE = 0.25
 MAX_F1 = 0.999
+# Beyond this many times the labels so far, a forecast only says "at least".
+MAX_FACTOR = 20.0
 
 
 def _log_error(f1: float) -> float:
@@ -73,6 +75,9 @@ def forecast(points: Sequence[tuple[int, Estimate]], target: float,
         more = np.where(level <= target_log_error, 0.0,
                         newest_n * (np.exp(np.minimum(ratio, 50.0)) - 1.0))
     more = np.where(np.isfinite(more), more, np.inf)
-    low, median, high = np.quantile(more, [0.1, 0.5, 0.9])
-    return Forecast(False, float(median) if np.isfinite(median) else -1.0, float(low),
-                    float(high) if np.isfinite(high) else -1.0, len(points))
+    low, median, high = np.quantile(more, [0.1, 0.5, 0.9], method="inverted_cdf")
+    # Past MAX_FACTOR times the labels so far the law is extrapolated too far to say more
+    # than "at least that many".
+    cap = MAX_FACTOR * newest_n
+    return Forecast(False, float(median) if median <= cap else -1.0, float(min(low, cap)),
+                    float(high) if high <= cap else -1.0, len(points))

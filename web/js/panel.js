@@ -1,7 +1,7 @@
 // The live panel: model quality against the target, counts, the learning curve and
 // the extraction ETA, redrawn from each status the gateway pushes.
 
-import { eta, percent } from "./wording.js";
+import { eta, forecastWords, percent, restsOn, targetWords, withInterval } from "./wording.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -33,19 +33,25 @@ export function renderStatus(status, trainer) {
   }
 
   const target = status.target_f1 || 0.85;
-  const validation = status.model && status.model.validation;
-  const f1 = validation ? validation.f1 : null;
-  text("f1", f1 === null ? "–" : percent(f1));
-  text("target-text", f1 === null
-    ? `target ${percent(target)}: no model yet`
-    : f1 >= target ? `target ${percent(target)} reached` : `target ${percent(target)}: ${percent(target - f1)} to go`);
-  $("f1-bar").style.width = `${Math.min(100, Math.max(0, (f1 || 0) * 100))}%`;
-  $("f1-bar").dataset.reached = String(f1 !== null && f1 >= target);
+  const estimate = status.model && status.model.estimate;
+  text("f1", estimate ? percent(estimate.f1) : "–");
+  text("f1-interval", estimate ? `90% interval ${percent(estimate.f1_low)}–${percent(estimate.f1_high)}` : "");
+  text("target-text", status.model ? targetWords(estimate, target) : `target ${percent(target)}: no model yet`);
+  // The bar shows the interval, not only the point: where the model may really be.
+  const bar = $("f1-bar");
+  const low = estimate ? Math.max(0, Math.min(1, estimate.f1_low)) : 0;
+  const high = estimate ? Math.max(0, Math.min(1, estimate.f1_high)) : 0;
+  bar.style.marginLeft = `${low * 100}%`;
+  bar.style.width = `${Math.max(0.5, (high - low) * 100)}%`;
+  bar.dataset.reached = String(Boolean(estimate) && estimate.f1_low >= target);
+  $("f1-point").style.left = `${estimate ? Math.min(100, estimate.f1 * 100) : 0}%`;
+  $("f1-point").hidden = !estimate;
   $("target-mark").style.left = `${Math.min(100, target * 100)}%`;
-  text("precision", validation ? percent(validation.precision) : "–");
-  text("recall", validation ? percent(validation.recall) : "–");
-  text("auc", validation && validation.roc_auc ? percent(validation.roc_auc) : "–");
+  text("precision", estimate ? withInterval(estimate.precision, estimate.precision_low, estimate.precision_high) : "–");
+  text("recall", estimate ? withInterval(estimate.recall, estimate.recall_low, estimate.recall_high) : "–");
+  text("rests-on", restsOn(estimate));
   text("model-version", status.model ? `${status.model.version} (${status.model.labels} labels)` : "none yet");
+  text("forecast", forecastWords(status.forecast));
 
   const c = status.counts || {};
   text("count-pos", (c.labelled_positive || 0).toLocaleString("en"));
@@ -56,20 +62,25 @@ export function renderStatus(status, trainer) {
 }
 
 function renderCurve(curve, target, counts) {
-  const points = curve.filter((p) => p.validation);
+  // Every model is scored again with every answer there is now: the curve is the live
+  // estimate's, against every label given.
+  const points = curve.filter((p) => p.estimate);
   const hint = $("chart-hint");
   if (points.length === 0) {
     hint.hidden = false;
-    hint.textContent = `The learning curve appears once both answers have 5 labels (now ${counts.labelled_positive || 0} and ${counts.labelled_negative || 0}).`;
+    hint.textContent = `The learning curve appears once there is a model and the first check answers (labels now: ${counts.labelled_positive || 0} yes, ${counts.labelled_negative || 0} no).`;
     return;
   }
   hint.hidden = true;
-  const key = JSON.stringify(points.map((p) => [p.labels, p.validation.f1])) + target;
+  const x = (p) => p.labels_given || p.labels;
+  const key = JSON.stringify(points.map((p) => [x(p), p.estimate.f1, p.estimate.f1_low])) + target;
   if (key === chartKey) return;
   chartKey = key;
   // The curve starts at 0 labels so that the target line is drawn even with one model.
-  const xs = [0, ...points.map((p) => p.labels)];
-  const data = [xs, [null, ...points.map((p) => p.validation.f1)], xs.map(() => target)];
+  const xs = [0, ...points.map(x)];
+  const data = [xs, [null, ...points.map((p) => p.estimate.f1)],
+    [null, ...points.map((p) => p.estimate.f1_low)], [null, ...points.map((p) => p.estimate.f1_high)],
+    xs.map(() => target)];
   loadChartLibrary().then((uPlot) => {
     const box = $("chart");
     const width = Math.max(200, box.clientWidth || 280);
@@ -77,13 +88,16 @@ function renderCurve(curve, target, counts) {
     chart = new uPlot({
       width, height: 180,
       scales: { x: { time: false }, y: { range: [0, 1] } },
-      axes: [{ label: "labels" }, { label: "F-score" }],
+      axes: [{ label: "labels given" }, { label: "F-score" }],
       legend: { show: false },
       series: [
         { label: "labels" },
         { label: "F", stroke: "#2563eb", width: 2, points: { show: true, size: 5 } },
+        { label: "low", stroke: "#93c5fd", width: 1, points: { show: false } },
+        { label: "high", stroke: "#93c5fd", width: 1, points: { show: false } },
         { label: "target", stroke: "#16a34a", width: 1, dash: [6, 4], points: { show: false } },
       ],
+      bands: [{ series: [3, 2], fill: "rgba(37, 99, 235, 0.12)" }],
     }, data, box);
     box.dataset.ready = "true";
   }).catch(() => {

@@ -30,5 +30,39 @@ export function perHour(count, startedAt, now = Date.now()) {
 }
 
 export function strategyName(strategy) {
-  return { cold_start: "cold start", uncertain: "uncertain", outlier: "outlier", random: "random", gold: "gold" }[strategy] || "unknown";
+  return { cold_start: "cold start", uncertain: "uncertain", outlier: "outlier", random: "random", gold: "gold", audit: "check" }[strategy] || "unknown";
+}
+
+// The live estimate: "0.91 (0.84–0.96)".
+export function withInterval(value, low, high) {
+  return `${percent(value)} (${percent(low)}–${percent(high)})`;
+}
+
+// What the estimate rests on, in words.
+export function restsOn(estimate) {
+  if (!estimate) return "–";
+  const n = estimate.labels.toLocaleString("en");
+  return estimate.source === "validation"
+    ? `${n} verified labels`
+    : `${n} check answer${estimate.labels === 1 ? "" : "s"}`;
+}
+
+// Where the model stands against the target, from the estimate's interval.
+export function targetWords(estimate, target) {
+  const t = percent(target);
+  if (!estimate) return `target ${t}: no estimate yet`;
+  if (estimate.f1_low >= target) return `target ${t} reached: the whole interval is above it`;
+  if (estimate.f1 >= target) return `target ${t} probably reached; more answers will tell`;
+  return `target ${t}: ${percent(target - estimate.f1)} to go`;
+}
+
+// The stopping forecast: "about 120 more labels (60–300)".
+export function forecastWords(forecast) {
+  if (!forecast) return "";
+  if (forecast.reached) return "The target is reached.";
+  const round = (x) => Math.max(0, Math.round(x)).toLocaleString("en");
+  const low = round(forecast.low);
+  const high = forecast.high === null ? "more than the curve can tell" : round(forecast.high);
+  if (forecast.labels === null) return `The learning curve cannot tell yet how many more labels the target needs (at least ${low}).`;
+  return `About ${round(forecast.labels)} more labels to the target (80% interval: ${low} to ${high}).`;
 }
