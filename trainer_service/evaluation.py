@@ -63,6 +63,7 @@ class Evaluation:
         self.estimates: dict[str, Estimate] = {}  # by model version, all from one refresh
         self.forecast: Forecast | None = None
         self._reserve: dict[str, bool] = {}
+        self._reserve_size: tuple[int, int] = (-1, 0)  # (pool size, reserve items in it)
         self._models: dict[str, LinearModel] = {}
         self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
@@ -84,6 +85,15 @@ class Evaluation:
             member = audit.in_reserve(item_id, self.config.audit_reserve, self.config.seed)
             self._reserve[item_id] = member
         return member
+
+    def reserve_size(self) -> int:
+        """Pool items in the reserve (counted again only when the pool grows)."""
+        if not self.audit_mode:
+            return 0
+        pool = self.catalog.pool
+        if self._reserve_size[0] != len(pool):
+            self._reserve_size = (len(pool), sum(1 for i in pool if self.reserved(i)))
+        return self._reserve_size[1]
 
     # -- the population and the draws -----------------------------------------------------
 

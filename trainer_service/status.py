@@ -50,8 +50,7 @@ def build_status(config: Config, catalog: Catalog, labels: LabelLog, features: F
             counts.validation_embedded += 1
         elif split == Split.EVALUATION:
             counts.evaluation_embedded += 1
-    if evaluation.audit_mode:
-        counts.audit_reserve = sum(1 for i in catalog.pool if evaluation.reserved(i))
+    counts.audit_reserve = evaluation.reserve_size()
     for item_id in labels.active:
         record = labels.current(item_id)
         if record is None:

@@ -30,7 +30,7 @@ export function perHour(count, startedAt, now = Date.now()) {
 }
 
 export function strategyName(strategy) {
-  return { cold_start: "cold start", uncertain: "uncertain", outlier: "outlier", random: "random", gold: "gold", audit: "check" }[strategy] || "unknown";
+  return { cold_start: "cold start", uncertain: "uncertain", outlier: "outlier", random: "random", gold: "gold" }[strategy] || "unknown";
 }
 
 // The live estimate: "0.91 (0.84–0.96)".
