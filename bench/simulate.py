@@ -41,6 +41,8 @@ STRATEGIES: dict[str, dict[str, str]] = {
     "random": {"TRAINER_MIX": "random=1"},
     "default": {},
     "uncertainty": {"TRAINER_MIX": "uncertain=1"},
+    # The earlier default's outlier share, beside the audit: measured, not the default.
+    "with-outlier": {"TRAINER_MIX": "gold=0.1,audit=0.1,random=0.1,uncertain=0.6,outlier=0.1"},
 }
 # The shared tiles split by the first character of the file name: tune on one half,
 # confirm on the other.
@@ -186,7 +188,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mode", choices=list(MODES), default="unlabelled",
                    help="unlabelled: the trainer knows no label; verified: it is given a "
                         "validation split, whose labels are free")
-    p.add_argument("--strategies", default=",".join(STRATEGIES),
+    p.add_argument("--strategies", default="random,default,uncertainty",
                    help=f"comma-separated, from {', '.join(STRATEGIES)}")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ...)")
     p.add_argument("--budget", type=int, default=300, help="labels per run, all counted")

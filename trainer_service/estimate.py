@@ -35,7 +35,7 @@ from trainer_service.domain import Estimate, EstimateSource, Interval
 CUTS = np.array([0.05, 0.15, 0.3, 0.5, 0.7])
 STRATA = len(CUTS) + 1
 PRIOR_LABELS = 2.0
-DRAWS = 4000
+DRAWS = 2000  # Monte Carlo error of a 5% quantile: about 0.005 of F1
 # The prevalence correction's prior: a normal on the log-odds shift, this wide, around
 # the shift that makes the model's mean probability its own share of positive decisions.
 SHIFT_PRIOR_SD = 1.0
@@ -118,8 +118,12 @@ def estimate(stratum: np.ndarray, logits: np.ndarray, threshold_logit: float,
 
     alpha = PRIOR_LABELS * mean + positives
     beta = PRIOR_LABELS * (1 - mean) + sampled - positives
-    share_positive = rng.beta(alpha, beta, size=(draws, cells))
-    cell_share = rng.dirichlet(size + 0.5, size=draws)
+    # Beta and Dirichlet draws as ratios of gamma draws (numpy's own are several times
+    # slower, and the status recomputes dozens of these).
+    positive = rng.standard_gamma(alpha, size=(draws, cells))
+    share_positive = positive / (positive + rng.standard_gamma(beta, size=(draws, cells)))
+    weight = rng.standard_gamma(size + 0.5, size=(draws, cells))
+    cell_share = weight / weight.sum(axis=1, keepdims=True)
     positive_mass = cell_share * share_positive
     predicted = cell_share[:, 1::2].sum(axis=1)
     tp = positive_mass[:, 1::2].sum(axis=1)

@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 AUDIT_QUEUE = 200
 # Earlier models re-estimated for the learning curve: the newest ones, and a thinned
 # sample of the rest.
-CURVE_RECENT = 30
-CURVE_OLDER = 20
+CURVE_RECENT = 20
+CURVE_OLDER = 10
 REFRESH_DELAY_S = 0.5
 
 

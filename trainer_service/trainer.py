@@ -239,7 +239,8 @@ class Trainer:
         info, adopted = await self.training.retrain(force)
         if info is None:
             return None, adopted
-        await self.evaluation.refresh()
+        if not adopted:  # a new model was estimated as it was adopted; this one may lag
+            await self.evaluation.refresh()
         return model_summary(info, self.evaluation.estimates.get(info.version)), adopted
 
     # -- status --------------------------------------------------------------------------
