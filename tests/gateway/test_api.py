@@ -172,7 +172,7 @@ async def test_live_channel_pushes_the_status_and_then_changes(trainer: TrainerP
         check = item["id"] in gold_ids(manifest)
         while True:
             status = (await asyncio.wait_for(next_event(), 10))["status"]
-            if check and [a["annotator"] for a in status["annotators"]] == ["live"]:
+            if check and "live" in {a["annotator"] for a in status["annotators"]}:
                 break
             if not check and status["counts"]["labelled_negative"] != before:
                 break
