@@ -4,8 +4,8 @@
 import { api, newId } from "./api.js";
 import { Deck, safeImageUrl } from "./deck.js";
 import { Outbox } from "./outbox.js";
-import { renderStatus } from "./panel.js";
-import { perHour, strategyName } from "./wording.js";
+import { renderStatus, setAnnotator } from "./panel.js";
+import { perHour } from "./wording.js";
 
 const $ = (id) => document.getElementById(id);
 const REFILL_RETRY_MS = 3000;
@@ -14,6 +14,7 @@ const MAX_ERRORS = 4;
 const state = {
   task: "the target",       // display name, from the status
   annotator: "",
+  signedIn: false,          // the name comes from a sign-in (else it is chosen here)
   history: [],              // this page's annotations, newest last, for undo
   labelled: 0,
   startedAt: 0,
@@ -51,7 +52,8 @@ async function fetchItems(n, held) {
     if (items.length === 0 && deck.items.length === 0) scheduleRefill();
     return items;
   } catch (err) {
-    if (err.status !== 0 && err.status < 500) showError(`Could not load images: ${err.message}`);
+    // 429: asked too often; the refill below tries again shortly anyway.
+    if (err.status !== 0 && err.status < 500 && err.status !== 429) showError(`Could not load images: ${err.message}`);
     scheduleRefill();
     return [];
   }
@@ -78,10 +80,8 @@ function thumbnail(item) {
   img.alt = "";
   img.loading = "eager";
   img.src = safeImageUrl(item.thumbnail_url);
-  const badge = document.createElement("span");
-  badge.className = `badge ${item.strategy}`;
-  badge.textContent = strategyName(item.strategy);
-  li.append(img, badge);
+  // No badge: nothing on the page may tell a check from any other image.
+  li.append(img);
   li.addEventListener("click", () => { if (deck.current && deck.current.id === item.id) toggleZoom(); });
   thumbnails.set(item.id, li);
   return li;
@@ -100,8 +100,6 @@ function renderDeck() {
   current.dataset.itemId = item ? item.id : "";
   $("current-img").src = item ? safeImageUrl(item.thumbnail_url) : "";
   $("current-img").hidden = !item;
-  $("current-badge").textContent = item ? strategyName(item.strategy) : "";
-  $("current-badge").className = `badge ${item ? item.strategy : ""}`;
   $("empty").textContent = item ? "" : (deck.refilling ? "Loading images…" : "No images to show right now; asking the server again shortly.");
   if (state.zoomed) showZoom();
 }
@@ -156,8 +154,9 @@ async function send(op) {
     return await sendOnce(op);
   } catch (err) {
     // The session cookie expired or was cleared: name the session again rather than
-    // dropping the queued label.
-    if (err.code !== "no_annotator" || !state.annotator) throw err;
+    // dropping the queued label (a signed-in page is sent to sign in again instead, and
+    // the label waits).
+    if (err.code !== "no_annotator" || !state.annotator || state.signedIn) throw err;
     await api.setAnnotator(state.annotator);
     return sendOnce(op);
   }
@@ -308,10 +307,15 @@ async function chooseName(current) {
   return session.annotator;
 }
 
+function showName(name) {
+  state.annotator = name;
+  setAnnotator(name);
+  $("annotator").textContent = name;
+  $("annotator").title = state.signedIn ? "Sign out (another annotator signs in)" : "Change your name";
+}
+
 async function start() {
   renderPending(outbox);
-  // Labels still queued from an earlier visit must not be shown (and answered) again.
-  for (const op of outbox.ops) if (op.kind === "add") deck.seen.add(op.body.item_id);
   let session;
   try {
     session = await api.session();
@@ -319,16 +323,28 @@ async function start() {
     showError(`The gateway cannot be reached (${err.message}); labels will wait in this browser.`);
     session = { annotator: null };
   }
+  // With sign-ins the name is the one the token belongs to; on an open (local) gateway
+  // it is chosen here.
+  state.signedIn = Boolean(session.auth_required);
   let annotator = session.annotator;
-  while (!annotator) {
+  while (!annotator && !state.signedIn) {
     try { annotator = await chooseName(""); } catch (err) { showError(err.message); }
   }
-  state.annotator = annotator;
-  $("annotator").textContent = annotator;
+  if (!annotator) { window.location.assign("/login"); return; }
+  if (state.signedIn) outbox.useQueue(annotator);
+  // Labels still queued from an earlier visit must not be shown (and answered) again.
+  for (const op of outbox.ops) if (op.kind === "add") deck.seen.add(op.body.item_id);
+  showName(annotator);
+  $("export").hidden = !session.admin;
   $("annotator").addEventListener("click", async () => {
     try {
-      state.annotator = await chooseName(state.annotator);
-      $("annotator").textContent = state.annotator;
+      if (state.signedIn) {
+        // Another annotator signs in with their own token; queued labels stay queued.
+        await api.logout();
+        window.location.assign("/login");
+        return;
+      }
+      showName(await chooseName(state.annotator));
     } catch (err) { showError(err.message); }
   });
   watchStatus();

@@ -28,7 +28,3 @@ export function perHour(count, startedAt, now = Date.now()) {
   const hours = Math.max(now - startedAt, 60000) / 3600000;
   return `${Math.round(count / hours).toLocaleString("en")} / hour`;
 }
-
-export function strategyName(strategy) {
-  return { cold_start: "cold start", uncertain: "uncertain", outlier: "outlier", random: "random", gold: "gold" }[strategy] || "unknown";
-}
