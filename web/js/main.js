@@ -303,8 +303,7 @@ async function chooseName(current) {
   $("name-input").value = current || "";
   dialog.showModal();
   await new Promise((resolve) => $("name-form").addEventListener("submit", resolve, { once: true }));
-  const session = await api.setAnnotator($("name-input").value.trim());
-  return session.annotator;
+  return api.setAnnotator($("name-input").value.trim());
 }
 
 function showName(name) {
@@ -326,10 +325,10 @@ async function start() {
   // With sign-ins the name is the one the token belongs to; on an open (local) gateway
   // it is chosen here.
   state.signedIn = Boolean(session.auth_required);
-  let annotator = session.annotator;
-  while (!annotator && !state.signedIn) {
-    try { annotator = await chooseName(""); } catch (err) { showError(err.message); }
+  while (!session.annotator && !state.signedIn) {
+    try { session = await chooseName(""); } catch (err) { showError(err.message); }
   }
+  const annotator = session.annotator;
   if (!annotator) { window.location.assign("/login"); return; }
   if (state.signedIn) outbox.useQueue(annotator);
   // Labels still queued from an earlier visit must not be shown (and answered) again.
@@ -344,7 +343,7 @@ async function start() {
         window.location.assign("/login");
         return;
       }
-      showName(await chooseName(state.annotator));
+      showName((await chooseName(state.annotator)).annotator);
     } catch (err) { showError(err.message); }
   });
   watchStatus();
