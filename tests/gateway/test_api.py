@@ -15,6 +15,7 @@ from tests.gateway.conftest import MARKUP_ID, Manifest, TrainerProcess, gold_ids
 from tests.gateway.helpers import CSRF, client, config, error_of, sign_in
 from tests.support import free_port
 
+
 async def _annotate(c, item_id: str, label: str, annotation_id: str | None = None):
     return await c.post("/api/annotations", headers=CSRF, json={
         "id": annotation_id or uuid.uuid4().hex, "item_id": item_id, "label": label,
