@@ -180,9 +180,10 @@ class Extraction:
         for item_id, priority in self.store.pending.items():
             if item_id in items and not retries.waiting(item_id, now):
                 by_priority.setdefault(priority, []).append(item_id)
-        first = next((ids[0] for _, ids in sorted(by_priority.items()) if ids), None)
-        if first is not None and retries.alone(first):
-            return [items[first]]
+        alone = next((i for _, ids in sorted(by_priority.items()) for i in ids
+                      if retries.alone(i)), None)
+        if alone is not None:  # due for its next try: before anything else, by itself
+            return [items[alone]]
         for ids in by_priority.values():
             ids[:] = [i for i in ids if not retries.alone(i)]
         batch = by_priority[LABELLED][:self.batch]
