@@ -46,9 +46,23 @@ window.addEventListener("hitl:unauthenticated", () => { window.location.assign("
 
 let refillTimer = null;
 
+// On an open gateway the chosen name lives in a session cookie that a restart of the
+// gateway or its expiry ends: name the session again and carry on, rather than dropping a
+// queued label or going without images. (A signed-in page is sent to sign in again
+// instead, and queued labels wait.)
+async function withName(call) {
+  try {
+    return await call();
+  } catch (err) {
+    if (err.code !== "no_annotator" || !state.annotator || state.signedIn) throw err;
+    await api.setAnnotator(state.annotator);
+    return call();
+  }
+}
+
 async function fetchItems(n, held) {
   try {
-    const { items } = await api.nextItems(n, held);
+    const { items } = await withName(() => api.nextItems(n, held));
     if (items.length === 0 && deck.items.length === 0) scheduleRefill();
     return items;
   } catch (err) {
@@ -149,17 +163,8 @@ async function sendOnce(op) {
   }
 }
 
-async function send(op) {
-  try {
-    return await sendOnce(op);
-  } catch (err) {
-    // The session cookie expired or was cleared: name the session again rather than
-    // dropping the queued label (a signed-in page is sent to sign in again instead, and
-    // the label waits).
-    if (err.code !== "no_annotator" || !state.annotator || state.signedIn) throw err;
-    await api.setAnnotator(state.annotator);
-    return sendOnce(op);
-  }
+function send(op) {
+  return withName(() => sendOnce(op));
 }
 
 function delivered(op, result) {
