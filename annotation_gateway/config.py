@@ -5,9 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from hitl.config import require, setting
+from hitl.auth import parse_tokens
+from hitl.config import parse_list, require, setting
 
 ROOT = Path(__file__).resolve().parents[1]
+OFF = frozenset({"off", "none", "0"})
+
+
+def rate_is_valid(raw: str) -> bool:
+    if raw.strip().lower() in OFF:
+        return True
+    count, _, per = raw.strip().partition("/")
+    return count.isdigit() and int(count) > 0 and per.strip().lower() in (
+        "second", "minute", "hour")
 
 
 @dataclass(frozen=True)
@@ -18,14 +28,50 @@ class Config:
     grace_s: float = setting("GATEWAY_GRACE_S", 10.0,
                              "Seconds to finish open requests on SIGTERM", "10")
     log_level: str = setting("LOG_LEVEL", "INFO", "Log level", "DEBUG")
-    host: str = setting("GATEWAY_HOST", "0.0.0.0", "Address to bind", "127.0.0.1")
+    host: str = setting("GATEWAY_HOST", "127.0.0.1",
+                        "Address to bind; any but a loopback address needs annotator tokens "
+                        "(GATEWAY_ANNOTATOR_TOKENS or _DIR), GATEWAY_SESSION_SECRET and "
+                        "GATEWAY_ALLOWED_HOSTS", "0.0.0.0")
     trainer_addr: str = setting("GATEWAY_TRAINER_ADDR", "localhost:50052",
                                 "gRPC target of the trainer service", "dns:///trainer:50052")
     feature_addr: str = setting("GATEWAY_FEATURE_ADDR", "localhost:50051",
                                 "gRPC target of the feature service", "dns:///features:50051")
-    token: str = setting("GATEWAY_TOKEN", "",
-                         "Access token; when set, every API call requires it", "s3cret-token",
-                         secret=True)
+    annotator_tokens: tuple[tuple[str, str], ...] = setting(
+        "GATEWAY_ANNOTATOR_TOKENS", (),
+        "Annotators and their sign-in tokens, name=token or name=sha256:<hex digest of the "
+        "token>, comma-separated: an annotator's name is the one their token signs in as. "
+        "With neither this nor GATEWAY_ANNOTATOR_TOKENS_DIR, on loopback only, anyone "
+        "chooses a name and may do everything (the local demo)",
+        "alice=<token>,bob=sha256:<hex>", parse_tokens, secret=True)
+    annotator_tokens_dir: str = setting(
+        "GATEWAY_ANNOTATOR_TOKENS_DIR", "",
+        "A folder with one file per annotator, named after them, holding their token or "
+        "sha256:<hex> (a mounted Secret)", "/etc/hitl/annotators")
+    admins: tuple[str, ...] = setting(
+        "GATEWAY_ADMINS", (),
+        "Annotators with the admin role: label export and model administration",
+        "alice,carol", parse_list)
+    session_secret: str = setting(
+        "GATEWAY_SESSION_SECRET", "",
+        "Key that signs session cookies (at least 32 characters; the same on every "
+        "replica); several, comma-separated, newest last, to rotate it. Unset on loopback: "
+        "a random key per start", "<64 random hex digits>", secret=True)
+    session_ttl_s: float = setting("GATEWAY_SESSION_TTL_S", 12 * 3600.0,
+                                   "Seconds a sign-in lasts", "43200")
+    allowed_hosts: tuple[str, ...] = setting(
+        "GATEWAY_ALLOWED_HOSTS", (),
+        "Host names the gateway answers to (the Host header, port aside); bound to "
+        "loopback, localhost, 127.0.0.1 and ::1 are allowed too", "annotate.example.org",
+        parse_list)
+    login_rate: str = setting(
+        "GATEWAY_LOGIN_RATE", "30/minute",
+        "Sign-in attempts (and requests with an unknown token) per client address, as "
+        "N/second, N/minute or N/hour, per gateway process; past it 429 with Retry-After "
+        "('off': no limit)", "10/minute")
+    lease_rate: str = setting(
+        "GATEWAY_LEASE_RATE", "120/minute",
+        "Item leases (GET /api/items/next) per annotator, as for GATEWAY_LOGIN_RATE; the "
+        "page needs a few a minute", "120/minute")
     grpc_token: str = setting("GATEWAY_GRPC_TOKEN", "",
                               "Token the gateway presents to the trainer and the feature "
                               "service (its caller identity there)", "<token>", secret=True)
@@ -60,8 +106,11 @@ class Config:
         require(self.rpc_deadline_s > 0, "GATEWAY_RPC_DEADLINE_S", "must be positive", "5")
         require(self.export_deadline_s > 0, "GATEWAY_EXPORT_DEADLINE_S",
                 "must be positive", "120")
-        require(self.token == "" or len(self.token) >= 8, "GATEWAY_TOKEN",
-                "must be at least 8 characters", "s3cret-token")
+        require(self.session_ttl_s > 0, "GATEWAY_SESSION_TTL_S", "must be positive", "43200")
+        for env, rate in (("GATEWAY_LOGIN_RATE", self.login_rate),
+                          ("GATEWAY_LEASE_RATE", self.lease_rate)):
+            require(rate_is_valid(rate), env, "must be N/second, N/minute or N/hour, or off",
+                    "30/minute")
         require(bool(self.grpc_client_cert) == bool(self.grpc_client_key),
                 "GATEWAY_GRPC_CLIENT_KEY", "a client certificate needs its key",
                 "/etc/hitl/tls/tls.key")

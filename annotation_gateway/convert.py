@@ -107,7 +107,10 @@ def status(s: trainer_pb2.Status) -> dict[str, Any]:
                             "evaluation": _optional_metrics(p, "evaluation")}
                            for p in s.learning_curve],
         "extraction": {"pending": e.pending, "seconds_per_item": e.seconds_per_item,
-                       "eta_seconds": e.eta_seconds},
+                       "eta_seconds": e.eta_seconds, "failed": e.failed,
+                       "retrying": e.retrying},
+        "annotators": [{"annotator": a.annotator, "gold_checks": a.gold_checks,
+                        "gold_agreements": a.gold_agreements} for a in s.annotators],
     }
 
 
@@ -116,16 +119,15 @@ def image_path(item_id: str, thumbnail: bool) -> str:
 
 
 def item(i: trainer_pb2.Item) -> dict[str, Any]:
-    # The known label of gold items stays on the server: the check is only worth
-    # something if the annotator cannot read the answer from the page.
+    # Checks are blind: nothing here may tell a check (gold, audit) from any other item,
+    # so neither the strategy nor what follows from it (the score, which is 0 for known
+    # answers, and the scoring model, empty for them) reaches the page, and the known
+    # label of a gold item comes only in the answer to its annotation.
     return {
         "id": i.id,
         "image_url": i.image_url or image_path(i.id, thumbnail=False),
         "thumbnail_url": i.thumbnail_url or i.image_url or image_path(i.id, thumbnail=True),
         "remote": bool(i.image_url),
-        "strategy": STRATEGIES.get(i.strategy, "unknown"),
-        "score": i.score,
-        "model_version": i.model_version,
         "lease_expire_time": _time(i, "lease_expire_time"),
     }
 
@@ -143,6 +145,16 @@ def annotation(a: trainer_pb2.Annotation) -> dict[str, Any]:
         "undone": a.undone,
         "split": SPLITS.get(a.split, "unknown"),
     }
+
+
+OWN_FIELDS = ("id", "item_id", "label", "annotator", "duration_ms", "create_time", "undone")
+
+
+def own_annotation(a: trainer_pb2.Annotation) -> dict[str, Any]:
+    """An annotation as its annotator sees it: without why the item was served (strategy,
+    model) or which split it is in, which would tell checks apart (the export has them)."""
+    full = annotation(a)
+    return {key: full[key] for key in OWN_FIELDS}
 
 
 def gold_check(response: trainer_pb2.AddAnnotationResponse) -> dict[str, Any] | None:

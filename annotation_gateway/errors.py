@@ -44,12 +44,14 @@ def error_response(status: int, code: str, message: str,
 class ApiError(Exception):
     """Raised by handlers; the error middleware turns it into a JSON error response."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers
 
     def response(self) -> web.Response:
-        return error_response(self.status, self.code, self.message)
+        return error_response(self.status, self.code, self.message, self.headers)
 
 
 def from_rpc_error(exc: grpc.aio.AioRpcError, service: str) -> web.Response:

@@ -11,11 +11,13 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from annotation_gateway import convert, export, security, validation
+from annotation_gateway import convert, export, validation
 from annotation_gateway.config import Config
 from annotation_gateway.errors import ApiError
+from annotation_gateway.identity import annotator_of, identity_of, requires_admin, status_for
 from annotation_gateway.live import StatusHub, stream_status
 from annotation_gateway.metrics import ANNOTATIONS, UNDOS
+from annotation_gateway.ratelimit import LEASES, limited
 from hitl.v1 import feature_pb2, feature_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -45,54 +47,8 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
 
 
-def annotator_of(request: web.Request) -> str:
-    name = request.cookies.get(security.ANNOTATOR_COOKIE)
-    if not name:
-        raise ApiError(409, "no_annotator", "choose an annotator name first (POST /api/session)")
-    return validation.annotator(name)
-
-
 def _deadline(request: web.Request) -> float:
     return request.app[CONFIG].rpc_deadline_s
-
-
-# --- session -----------------------------------------------------------------------
-
-async def get_session(request: web.Request) -> web.Response:
-    name = request.cookies.get(security.ANNOTATOR_COOKIE)
-    valid = bool(name) and validation.ANNOTATOR.match(name or "") is not None
-    return json_response({"annotator": name if valid else None,
-                          "auth_required": bool(request.app[CONFIG].token)})
-
-
-async def set_session(request: web.Request) -> web.Response:
-    name = validation.annotator((await read_json(request)).get("annotator"))
-    response = json_response({"annotator": name,
-                              "auth_required": bool(request.app[CONFIG].token)})
-    security.set_cookie(response, security.ANNOTATOR_COOKIE, name,
-                        request.app[CONFIG].secure_cookies)
-    return response
-
-
-async def login(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
-    candidate = (await read_json(request)).get("token")
-    if not isinstance(candidate, str):
-        raise ApiError(400, "invalid_token", "send the access token as {\"token\": \"...\"}")
-    if not config.token:
-        return json_response({"ok": True})
-    if not security.token_matches(config.token, candidate):
-        raise ApiError(401, "wrong_token", "that access token is not right")
-    response = json_response({"ok": True})
-    security.set_cookie(response, security.AUTH_COOKIE, security.session_value(config.token),
-                        config.secure_cookies)
-    return response
-
-
-async def logout(request: web.Request) -> web.Response:
-    response = json_response({"ok": True})
-    response.del_cookie(security.AUTH_COOKIE, path="/")
-    return response
 
 
 # --- status ------------------------------------------------------------------------
@@ -114,17 +70,21 @@ async def _extractor(request: web.Request) -> dict[str, Any] | None:
 async def get_status(request: web.Request) -> web.Response:
     response = await request.app[TRAINER].GetStatus(trainer_pb2.GetStatusRequest(),
                                                     timeout=_deadline(request))
-    body = convert.status(response.status)
+    body = status_for(convert.status(response.status), identity_of(request))
+    assert body is not None
     body["extractor"] = await _extractor(request)
     return json_response(body)
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    return await stream_status(request, request.app[HUB])
+    identity = identity_of(request)
+    return await stream_status(request, request.app[HUB],
+                               view=lambda status: status_for(status, identity))
 
 
 # --- items -------------------------------------------------------------------------
 
+@limited(LEASES, annotator_of)
 async def next_items(request: web.Request) -> web.Response:
     annotator = annotator_of(request)
     n = validation.count(request.query.get("n"), DEFAULT_ITEMS)
@@ -176,7 +136,7 @@ async def add_annotation(request: web.Request) -> web.Response:
         duration_ms=validation.duration_ms(body.get("duration_ms")))
     response = await request.app[TRAINER].AddAnnotation(request_pb, timeout=_deadline(request))
     ANNOTATIONS.labels("duplicate" if response.duplicate else "new").inc()
-    return json_response({"annotation": convert.annotation(response.annotation),
+    return json_response({"annotation": convert.own_annotation(response.annotation),
                           "duplicate": response.duplicate,
                           "gold_check": convert.gold_check(response)},
                          status=200 if response.duplicate else 201)
@@ -189,9 +149,10 @@ async def undo_annotation(request: web.Request) -> web.Response:
         trainer_pb2.UndoAnnotationRequest(annotation_id=annotation_id, annotator=annotator),
         timeout=_deadline(request))
     UNDOS.inc()
-    return json_response({"annotation": convert.annotation(response.annotation)})
+    return json_response({"annotation": convert.own_annotation(response.annotation)})
 
 
+@requires_admin
 async def export_labels(request: web.Request) -> web.StreamResponse:
     fmt = request.query.get("format", "csv")
     if fmt not in export.FORMATS:

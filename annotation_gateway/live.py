@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -87,7 +88,17 @@ def _event(name: str, data: dict[str, Any], event_id: int) -> bytes:
     return f"id: {event_id}\nevent: {name}\ndata: {json.dumps(data)}\n\n".encode()
 
 
-async def stream_status(request: web.Request, hub: StatusHub) -> web.StreamResponse:
+View = Callable[[dict[str, Any] | None], dict[str, Any] | None]
+
+
+def _viewed(hub: StatusHub, view: View) -> dict[str, Any]:
+    snapshot = hub.snapshot()
+    return {**snapshot, "status": view(snapshot["status"])}
+
+
+async def stream_status(request: web.Request, hub: StatusHub,
+                        view: View = lambda status: status) -> web.StreamResponse:
+    """The hub's status as this client may see it (`view`), now and at every change."""
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream",
         "Cache-Control": "no-store",
@@ -98,7 +109,7 @@ async def stream_status(request: web.Request, hub: StatusHub) -> web.StreamRespo
     try:
         await response.write(f"retry: {CLIENT_RETRY_MS}\n\n".encode())
         seen = hub.version
-        await response.write(_event("status", hub.snapshot(), seen))
+        await response.write(_event("status", _viewed(hub, view), seen))
         while not hub.closing:
             version = await hub.wait_newer(seen, HEARTBEAT_S)
             if hub.closing:
@@ -107,7 +118,7 @@ async def stream_status(request: web.Request, hub: StatusHub) -> web.StreamRespo
                 await response.write(b": keep-alive\n\n")
                 continue
             seen = version
-            await response.write(_event("status", hub.snapshot(), seen))
+            await response.write(_event("status", _viewed(hub, view), seen))
     except ConnectionResetError:
         pass
     finally:

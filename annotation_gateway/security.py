@@ -1,8 +1,6 @@
-"""Access token, cross-site request protection and the response security headers.
+"""Cross-site request protection and the response security headers (who is asking is
+`identity.py`'s, the front door `access.py`'s).
 
-A browser proves it knows the token once (POST /api/login) and then carries an HttpOnly,
-SameSite=Strict cookie derived from it; API clients may send `Authorization: Bearer`.
-A token in the query string is refused: it would end up in logs and browser history.
 State-changing requests must come from the gateway's own origin and carry the
 X-Requested-With header, which a cross-site form cannot set without a CORS preflight
 that the gateway never grants.
@@ -10,8 +8,6 @@ that the gateway never grants.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -19,15 +15,8 @@ from aiohttp import web
 
 from annotation_gateway.errors import ApiError
 
-AUTH_COOKIE = "hitl_auth"
-ANNOTATOR_COOKIE = "hitl_annotator"
 CSRF_HEADER = "X-Requested-With"
-COOKIE_MAX_AGE_S = 30 * 24 * 3600
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# Reachable without the token: probes, the login page and the static assets it needs.
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/login", "/api/login", "/api/openapi.json"})
-PUBLIC_PREFIXES = ("/static/", "/vendor/")
-QUERY_TOKEN_NAMES = frozenset({"token", "access_token", "auth"})
 
 CONTENT_SECURITY_POLICY = "; ".join((
     "default-src 'none'",
@@ -52,44 +41,6 @@ SECURITY_HEADERS = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def session_value(token: str) -> str:
-    """The cookie value for `token`: the same on every replica, and not the token itself."""
-    return hmac.new(token.encode(), b"hitl-gateway-session-v1", hashlib.sha256).hexdigest()
-
-
-def token_matches(token: str, candidate: str) -> bool:
-    return hmac.compare_digest(token.encode(), candidate.encode())
-
-
-def is_authenticated(request: web.Request, token: str) -> bool:
-    if not token:
-        return True
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer ") and token_matches(token, header[7:].strip()):
-        return True
-    cookie = request.cookies.get(AUTH_COOKIE, "")
-    return bool(cookie) and hmac.compare_digest(cookie, session_value(token))
-
-
-def _is_public(path: str) -> bool:
-    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
-
-
-def make_auth_middleware(token: str) -> Callable:
-    @web.middleware
-    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if QUERY_TOKEN_NAMES & set(request.query):
-            raise ApiError(400, "token_in_query",
-                           "send the access token in the Authorization header or log in; "
-                           "tokens in URLs are not accepted")
-        if _is_public(request.path) or is_authenticated(request, token):
-            return await handler(request)
-        if request.path.startswith("/api/"):
-            raise ApiError(401, "unauthenticated", "an access token is required")
-        raise web.HTTPSeeOther("/login")
-    return auth
 
 
 def _origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
@@ -123,9 +74,3 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
         response.headers.setdefault(name, value)
     if request.path.startswith("/api/") and "Cache-Control" not in response.headers:
         response.headers["Cache-Control"] = "no-store"
-
-
-def set_cookie(response: web.StreamResponse, name: str, value: str, secure: bool,
-               http_only: bool = True) -> None:
-    response.set_cookie(name, value, max_age=COOKIE_MAX_AGE_S, path="/", httponly=http_only,
-                        samesite="Strict", secure=secure)

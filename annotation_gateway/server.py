@@ -14,12 +14,14 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from annotation_gateway import handlers, security
+from annotation_gateway import access, handlers, security, sessions
 from annotation_gateway.config import Config
 from annotation_gateway.errors import ApiError, error_response, from_rpc_error
 from annotation_gateway.handlers import CONFIG, EXTRACTOR, FEATURES, HUB, TRAINER
+from annotation_gateway.identity import Identities
 from annotation_gateway.live import StatusHub
 from annotation_gateway.metrics import LATENCY, REQUESTS
+from annotation_gateway.ratelimit import LEASES, LOGINS, RateLimit
 from annotation_gateway.validation import MAX_BODY_BYTES
 from hitl.channels import ClientSecurity, open_channel
 from hitl.logs import new_request_id, request_id
@@ -148,12 +150,19 @@ async def openapi(request: web.Request) -> web.FileResponse:
 
 
 def init_app(config: Config) -> web.Application:
+    """The application; raises hitl.config.ConfigError, in one line, when the configuration
+    must not serve (e.g. another interface than loopback without annotator tokens)."""
+    identities = Identities(config)
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[errors_middleware, observe_middleware,
-                     security.make_auth_middleware(config.token),
+                     access.make_host_middleware(config),
+                     access.make_identity_middleware(identities),
                      security.make_csrf_middleware(config.allowed_origins)])
     app[CONFIG] = config
+    app[sessions.IDENTITIES] = identities
+    app[LOGINS] = RateLimit(config.login_rate, "sign-in attempts")
+    app[LEASES] = RateLimit(config.lease_rate, "item requests")
     app[EXTRACTOR] = {}
     app[CLOSING] = asyncio.Event()
     app.cleanup_ctx.append(_channels)
@@ -165,10 +174,10 @@ def init_app(config: Config) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/openapi.json", openapi)
-    app.router.add_post("/api/login", handlers.login)
-    app.router.add_post("/api/logout", handlers.logout)
-    app.router.add_get("/api/session", handlers.get_session)
-    app.router.add_post("/api/session", handlers.set_session)
+    app.router.add_post("/api/login", sessions.login)
+    app.router.add_post("/api/logout", sessions.logout)
+    app.router.add_get("/api/session", sessions.get_session)
+    app.router.add_post("/api/session", sessions.set_session)
     app.router.add_get("/api/status", handlers.get_status)
     app.router.add_get("/api/events", handlers.events)
     app.router.add_get("/api/items/next", handlers.next_items)

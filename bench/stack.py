@@ -48,6 +48,9 @@ def gateway(state: Path, trainer_addr: str, feature_addr: str) -> ServiceProcess
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_TRAINER_ADDR": trainer_addr,
         "GATEWAY_FEATURE_ADDR": feature_addr,
+        # Simulated annotators lease many times a second, far past what a person needs
+        # and the default limit allows.
+        "GATEWAY_LEASE_RATE": "off",
         "LOG_LEVEL": "WARNING",
     }, state / "logs" / "gateway.log", port=port, name="gateway",
         http_health=f"http://127.0.0.1:{port}/healthz")

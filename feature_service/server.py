@@ -98,9 +98,10 @@ def _caller() -> str:
 
 class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
     def __init__(self, pipeline: FeaturePipeline, max_items: int, stream_inflight: int,
-                 request_bytes: RequestBytes) -> None:
+                 request_bytes: RequestBytes, max_message_bytes: int = 0) -> None:
         self.pipeline, self.max_items, self.stream_inflight = (
             pipeline, max_items, stream_inflight)
+        self.max_message_bytes = max_message_bytes
         self.request_bytes = request_bytes
         self.info = extractor_info(pipeline.extractor)
 
@@ -129,7 +130,8 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
                                 "(FEATURE_MAX_ITEMS): split the request or use EmbedStream")
 
     async def Describe(self, request, context):  # type: ignore[no-untyped-def]
-        return feature_pb2.DescribeResponse(extractor=self.info)
+        return feature_pb2.DescribeResponse(extractor=self.info,
+                                            max_message_bytes=self.max_message_bytes)
 
     async def Embed(self, request, context):  # type: ignore[no-untyped-def]
         await self._check_count(len(request.images), context)
@@ -223,7 +225,8 @@ def build_service(config: Config, extractor: Extractor | None = None) -> GrpcSer
                                max_image_bytes=config.max_image_bytes,
                                max_pixels=config.max_pixels)
     servicer = FeatureServicer(pipeline, config.max_items, config.stream_inflight,
-                               RequestBytes(config.max_inflight_bytes))
+                               RequestBytes(config.max_inflight_bytes),
+                               config.max_message_bytes)
 
     async def close() -> None:
         await batcher.close()

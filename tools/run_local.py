@@ -54,6 +54,8 @@ def plan(choice: Choice, port: int, state: Path) -> list[ServiceProcess]:
             "TRAINER_DATA_DIR": env.get("TRAINER_DATA_DIR", str(state / f"trainer-{slug}")),
         }, logs / "trainer.log", port=trainer_port, name="trainer", cwd=cwd),
         ServiceProcess("annotation_gateway", {
+            # Loopback: no sign-in, each annotator chooses a name (the local demo).
+            "GATEWAY_HOST": env.get("GATEWAY_HOST", "127.0.0.1"),
             "GATEWAY_PORT": str(port),
             "GATEWAY_METRICS_PORT": env.get("GATEWAY_METRICS_PORT", "9103"),
             "GATEWAY_TRAINER_ADDR": f"127.0.0.1:{trainer_port}",

@@ -39,8 +39,10 @@ class Config:
     metrics_port: int = setting("TRAINER_METRICS_PORT", 9102, "Prometheus metrics port", "9102")
     grace_s: float = setting("TRAINER_GRACE_S", 10.0, "seconds to drain calls on SIGTERM", "10")
     log_level: str = setting("LOG_LEVEL", "INFO", "log level", "DEBUG")
-    max_message_bytes: int = setting("TRAINER_MAX_MESSAGE_BYTES", 64 << 20,
-                                     "largest gRPC message", "67108864")
+    max_message_bytes: int = setting(
+        "TRAINER_MAX_MESSAGE_BYTES", 64 << 20,
+        "largest gRPC message, received or sent; each Embed request to the feature service "
+        "stays under it and under the limit that service reports", "67108864")
     feature_addr: str = setting("TRAINER_FEATURE_ADDR", "localhost:50051",
                                 "feature service address", "dns:///features:50051")
     feature_token: str = setting("TRAINER_FEATURE_TOKEN", "",
@@ -121,6 +123,15 @@ class Config:
     embed_batch: int = setting("TRAINER_EMBED_BATCH", 32, "items per Embed call", "32")
     embed_deadline_s: float = setting("TRAINER_EMBED_DEADLINE_S", 60.0,
                                       "deadline of one Embed call", "60")
+    embed_max_attempts: int = setting(
+        "TRAINER_EMBED_MAX_ATTEMPTS", 8,
+        "tries of an item whose extraction keeps failing in a way the feature service calls "
+        "retryable (upstream, timeout, internal); after the last it is marked failed with "
+        "its reason", "8")
+    embed_retry_s: float = setting(
+        "TRAINER_EMBED_RETRY_S", 2.0,
+        "wait before an item's second try after a retryable failure, doubled for each "
+        "further try (at most 5 minutes)", "2")
     model_c: float = setting(
         "TRAINER_MODEL_C", 0.1,
         "inverse L2 regularisation strength of the logistic regression", "0.1")
@@ -167,6 +178,11 @@ class Config:
                 "must be at least TRAINER_DEBOUNCE_S", "10")
         require(self.min_per_class >= 1, "TRAINER_MIN_PER_CLASS", "must be >= 1", "5")
         require(self.embed_batch >= 1, "TRAINER_EMBED_BATCH", "must be >= 1", "32")
+        require(self.embed_max_attempts >= 1, "TRAINER_EMBED_MAX_ATTEMPTS", "must be >= 1",
+                "8")
+        require(self.embed_retry_s >= 0, "TRAINER_EMBED_RETRY_S", "must be >= 0", "2")
+        require(self.max_message_bytes >= 1 << 16, "TRAINER_MAX_MESSAGE_BYTES",
+                "must be at least 65536", "67108864")
         require(0 <= self.audit_reserve < 1, "TRAINER_AUDIT_RESERVE", "must be in [0, 1)",
                 "0.2")
         require(self.model_c > 0, "TRAINER_MODEL_C", "must be positive", "0.1")

@@ -81,7 +81,13 @@ def status(s: Status) -> trainer_pb2.Status:
         counts=counts(s.counts), target_f1=s.target_f1,
         extraction=trainer_pb2.Extraction(pending=s.extraction.pending,
                                           seconds_per_item=s.extraction.seconds_per_item,
-                                          eta_seconds=s.extraction.eta_seconds))
+                                          eta_seconds=s.extraction.eta_seconds,
+                                          failed=s.extraction.failed,
+                                          retrying=s.extraction.retrying),
+        annotators=[trainer_pb2.AnnotatorStats(annotator=a.annotator,
+                                               gold_checks=a.gold_checks,
+                                               gold_agreements=a.gold_agreements)
+                    for a in s.annotators])
     if s.model is not None:
         message.model.CopyFrom(model_summary(s.model))
     for point in s.learning_curve:

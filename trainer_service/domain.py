@@ -151,6 +151,16 @@ class Counts:
     evaluation_embedded: int = 0
 
 
+@dataclass
+class AnnotatorStats:
+    """One annotator's known-answer checks: each decided by their first answer to a gold
+    item, and how many of those agreed with the known label."""
+
+    annotator: str
+    gold_checks: int = 0
+    gold_agreements: int = 0
+
+
 @dataclass(frozen=True)
 class Interval:
     value: float  # the posterior median
@@ -200,6 +210,8 @@ class ExtractionProgress:
     pending: int
     seconds_per_item: float  # 0 before any was measured
     eta_seconds: float  # -1 when unknown
+    failed: int = 0  # items that cannot be embedded (their reasons are logged and kept)
+    retrying: int = 0  # pending items waiting to be tried again after a retryable failure
 
 
 @dataclass(frozen=True)
@@ -213,3 +225,4 @@ class Status:
     model: ModelSummary | None = None  # absent before the first model
     learning_curve: list[ModelSummary] = field(default_factory=list)  # oldest first
     forecast: Forecast | None = None
+    annotators: list[AnnotatorStats] = field(default_factory=list)  # their checks

@@ -5,7 +5,9 @@ first, then the pool candidates it adds itself to keep `prefetch` of the pool em
 which is what annotators wait for, with a share of each batch for validation and
 evaluation items (`_next_batch`), and hands the results back to the store,
 which persists them, so a restart resumes where it stopped. When the feature service is
-down, nothing else waits: the worker backs off and tries again.
+down, nothing else waits: the worker backs off and tries again. Each call stays under the
+message limits and items that keep failing are given up after a few tries
+(`embed_plan.py`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from hitl.channels import open_channel
 from hitl.v1 import feature_pb2, feature_pb2_grpc
 from trainer_service.datasets import Catalog, Item
 from trainer_service.domain import Split
+from trainer_service.embed_plan import Retries, plan_batch
 from trainer_service.feature_store import CANDIDATE, KNOWN, LABELLED, FeatureStore
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,9 @@ PERMANENT = {feature_pb2.ERROR_KIND_NOT_FOUND, feature_pb2.ERROR_KIND_BAD_IMAGE,
 MAX_BACKOFF_S = 10.0
 # Share of each batch given to known-label items while pool candidates wait.
 KNOWN_SHARE = 0.25
+# A whole Embed call failing with these says nothing about the service being away: one of
+# the images may be what breaks it, so each try counts against every image in the call.
+WHOLE_CALL_FAILURES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
 
 def extractor_key(info: feature_pb2.ExtractorInfo) -> dict:
@@ -54,10 +60,16 @@ def image_ref(item: Item) -> feature_pb2.ImageRef:
 class Extraction:
     def __init__(self, store: FeatureStore, catalog: Catalog, *, address: str,
                  batch: int, deadline_s: float, prefetch: int, seed: int = 0,
+                 max_message_bytes: int = 64 << 20, max_attempts: int = 8,
+                 retry_s: float = 2.0,
                  on_features: Callable[[list[str]], None] = lambda ids: None,
                  on_extractor: Callable[[dict], None] = lambda extractor: None) -> None:
         self.store, self.catalog = store, catalog
-        self.channel = open_channel(address, SERVICE, default_deadline_s=deadline_s)
+        self.channel = open_channel(address, SERVICE, default_deadline_s=deadline_s,
+                                    max_message_bytes=max_message_bytes)
+        # Requests stay under the smaller of our limit and the one the service reports.
+        self.own_limit, self.service_limit = max_message_bytes, 0
+        self.retries = Retries(max_attempts, retry_s)
         self.stub = feature_pb2_grpc.FeatureServiceStub(self.channel)
         self.batch, self.prefetch_size = batch, prefetch
         self.on_features, self.on_extractor = on_features, on_extractor
@@ -67,6 +79,14 @@ class Extraction:
         self.seed = seed
         self._ranks: dict[str, bytes] = {}
         self._task: asyncio.Task | None = None
+
+    @property
+    def message_budget(self) -> int:
+        return min(self.own_limit, self.service_limit or self.own_limit)
+
+    @property
+    def retrying(self) -> int:
+        return len(self.retries)
 
     def eta_seconds(self) -> float:
         pending = len(self.store.pending)
@@ -85,6 +105,7 @@ class Extraction:
 
     async def _describe(self) -> None:
         response = await self.stub.Describe(feature_pb2.DescribeRequest(), timeout=10)
+        self.service_limit = response.max_message_bytes
         described = extractor_key(response.extractor)
         if described != self.store.extractor:
             if self.store.extractor is not None:
@@ -107,7 +128,8 @@ class Extraction:
                 if not batch:
                     self.store.queued.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.store.queued.wait(), timeout=2.0)
+                        await asyncio.wait_for(self.store.queued.wait(),
+                                               timeout=self._idle_s())
                     continue
                 await self._extract(batch)
                 backoff = 0.5
@@ -142,16 +164,28 @@ class Extraction:
         if picks:
             await self.store.enqueue(picks, CANDIDATE)
 
+    def _idle_s(self) -> float:
+        """How long to wait for new work: at most until the next retry is due."""
+        due = self.retries.next_due()
+        return 2.0 if due is None else min(2.0, max(0.05, due - time.monotonic()))
+
     def _next_batch(self) -> list[Item]:
         """Labelled items first; then pool candidates, which serve the annotators, with a
         quarter of each batch for known-label items (validation, evaluation), taken in a
         fixed random order so that the embedded part of each split is a random sample of
-        it that grows in the background."""
-        items = self.catalog.items
+        it that grows in the background. Items waiting for a retry are left out; one that
+        was in a call that failed whole goes alone, so that only it pays for it."""
+        items, now, retries = self.catalog.items, time.monotonic(), self.retries
         by_priority: dict[int, list[str]] = {LABELLED: [], KNOWN: [], CANDIDATE: []}
         for item_id, priority in self.store.pending.items():
-            if item_id in items:
+            if item_id in items and not retries.waiting(item_id, now):
                 by_priority.setdefault(priority, []).append(item_id)
+        alone = next((i for _, ids in sorted(by_priority.items()) for i in ids
+                      if retries.alone(i)), None)
+        if alone is not None:  # due for its next try: before anything else, by itself
+            return [items[alone]]
+        for ids in by_priority.values():
+            ids[:] = [i for i in ids if not retries.alone(i)]
         batch = by_priority[LABELLED][:self.batch]
         room = self.batch - len(batch)
         known, candidates = by_priority[KNOWN], by_priority[CANDIDATE]
@@ -169,19 +203,29 @@ class Extraction:
         return rank
 
     async def _extract(self, items: list[Item]) -> None:
-        refs, failed = [], []
-        for item in items:
+        budget = self.message_budget
+        plan = await asyncio.to_thread(plan_batch, items, budget)
+        refs, failed = [], list(plan.failed)
+        for item in plan.batch:
             try:
                 refs.append(await asyncio.to_thread(image_ref, item))
             except OSError as exc:
                 failed.append((item.id, f"unreadable: {exc.strerror or exc}"))
-        started = time.perf_counter()
+        request = feature_pb2.EmbedRequest(images=refs)
+        while len(request.images) > 1 and request.ByteSize() > budget:
+            del request.images[-1]  # a file grew since it was measured: it waits its turn
         results = []
-        if refs:
-            response = await self.stub.Embed(feature_pb2.EmbedRequest(images=refs))
+        if request.images:
+            started = time.perf_counter()
+            try:
+                response = await self.stub.Embed(request)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in WHOLE_CALL_FAILURES:
+                    failed += self._whole_call_failed(request, exc)
+                    await self._save([], failed)
+                raise
             results = list(response.results)
-            elapsed = time.perf_counter() - started
-            per_item = elapsed / len(refs)
+            per_item = (time.perf_counter() - started) / len(request.images)
             self.seconds_per_item = (per_item if not self.seconds_per_item
                                      else 0.7 * self.seconds_per_item + 0.3 * per_item)
         done: list[tuple[str, bytes]] = []
@@ -193,15 +237,33 @@ class Extraction:
                     failed.append((result.id, "feature vector of the wrong length"))
                 else:
                     done.append((result.id, result.features.vector))
-            elif result.error.kind in PERMANENT or not result.error.retryable:
-                failed.append((result.id, feature_pb2.ErrorKind.Name(result.error.kind)
-                               + ": " + result.error.message))
-            # retryable errors stay pending and come round again
-        await self.store.save(done, failed)
-        for item_id, reason in failed:
-            log.warning("item cannot be embedded", extra={"item_id": item_id, "reason": reason})
-        retry = {r.id for r in results if r.WhichOneof("outcome") == "error"} - dict(failed).keys()
-        if retry and not done:
-            await asyncio.sleep(1.0)  # only retryable failures: do not spin
+                continue
+            reason = (feature_pb2.ErrorKind.Name(result.error.kind) + ": "
+                      + result.error.message)
+            if result.error.kind in PERMANENT or not result.error.retryable:
+                failed.append((result.id, reason))
+            elif (final := self.retries.failed(result.id, reason)) is not None:
+                failed.append((result.id, final))
+            else:
+                log.info("item will be tried again", extra={
+                    "item_id": result.id, "reason": reason,
+                    "tries": self.retries.tries(result.id)})
+        self.retries.forget([i for i, _ in done])
+        await self._save(done, failed)
         if done:
             self.on_features([i for i, _ in done])
+
+    def _whole_call_failed(self, request: feature_pb2.EmbedRequest,
+                           exc: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
+        reason = f"Embed failed: {exc.code().name}: {exc.details()}"
+        alone = len(request.images) > 1
+        return [(ref.id, final) for ref in request.images
+                if (final := self.retries.failed(ref.id, reason, alone=alone)) is not None]
+
+    async def _save(self, done: list[tuple[str, bytes]], failed: list[tuple[str, str]]) -> None:
+        if not done and not failed:
+            return
+        await self.store.save(done, failed)
+        self.retries.forget([i for i, _ in failed])
+        for item_id, reason in failed:
+            log.warning("item cannot be embedded", extra={"item_id": item_id, "reason": reason})

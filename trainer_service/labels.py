@@ -58,6 +58,11 @@ class LabelLog:
         # item the ids of its annotations in force.
         self.annotations: dict[str, Annotation] = {}
         self.active: dict[str, list[str]] = {}
+        # Per (annotator, validation item), the first annotation that annotator gave it,
+        # undone or not: what a known-answer check counts (`checks.py`), so that undoing
+        # an answer and giving another ("Fix it") never turns a failed check into a
+        # passed one. The log is append-only, so replay rebuilds it after a restart.
+        self.first_checks: dict[tuple[str, str], Annotation] = {}
         # Grows with every add or undo: a model remembers the version it was trained on.
         self.version = 0
         self._queue: list[tuple[str, Annotation, JoinedWrite | None, asyncio.Future]] = []
@@ -74,6 +79,8 @@ class LabelLog:
     def _apply(self, kind: str, record: Annotation) -> Annotation:
         if kind == "add":
             self.annotations[record.annotation_id] = record
+            if record.split == Split.VALIDATION:
+                self.first_checks.setdefault((record.annotator, record.item_id), record)
             self.active.setdefault(record.item_id, []).append(record.annotation_id)
             return record
         original = replace(self.annotations[record.annotation_id], undone=True)

@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from trainer_service import metrics
+from trainer_service.checks import Checks
 from trainer_service.config import Config
 from trainer_service.datasets import Catalog
 from trainer_service.domain import (
@@ -35,7 +36,7 @@ def model_summary(info: ModelInfo, estimate: Estimate | None = None) -> ModelSum
 
 def build_status(config: Config, catalog: Catalog, labels: LabelLog, features: FeatureStore,
                  extraction: Extraction, training: Training,
-                 evaluation: Evaluation) -> Status:
+                 evaluation: Evaluation, checks: Checks) -> Status:
     counts = Counts(items=len(catalog), pool=len(catalog.pool),
                     validation=len(catalog.validation), evaluation=len(catalog.evaluation))
     items = catalog.items
@@ -62,9 +63,9 @@ def build_status(config: Config, catalog: Catalog, labels: LabelLog, features: F
                 counts.labelled_positive += 1
             elif record.label == Label.NEGATIVE:
                 counts.labelled_negative += 1
-        elif record.split == Split.VALIDATION:
-            counts.gold_checks += 1
-            counts.gold_agreements += int(record.label == items[item_id].known_label)
+    # Checks count first answers, not the labels in force (see checks.py).
+    annotators = checks.per_annotator()
+    counts.gold_checks, counts.gold_agreements = checks.totals()
     metrics.PENDING.set(len(features.pending))
     metrics.EMBEDDED.set(len(features.bank))
     info = training.model_info
@@ -72,12 +73,13 @@ def build_status(config: Config, catalog: Catalog, labels: LabelLog, features: F
         label_id=config.label_id, display_name=config.display_name, loading=catalog.loading(),
         counts=counts, target_f1=config.target_f1,
         extraction=ExtractionProgress(len(features.pending), extraction.seconds_per_item,
-                                      extraction.eta_seconds()),
+                                      extraction.eta_seconds(), len(features.failed),
+                                      extraction.retrying),
         model=(model_summary(info, evaluation.estimates.get(info.version))
                if info is not None else None),
         learning_curve=[model_summary(i, evaluation.estimates.get(i.version))
                         for i in training.curve],
-        forecast=evaluation.forecast)
+        forecast=evaluation.forecast, annotators=annotators)
 
 
 class StatusFeed:

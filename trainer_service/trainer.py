@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from trainer_service import metrics
+from trainer_service.checks import Checks
 from trainer_service.config import Config
 from trainer_service.database import Database
 from trainer_service.datasets import Catalog
@@ -64,6 +65,7 @@ class Trainer:
         self.evaluation: Evaluation
         self.ranker: Ranker
         self.loading: Loading
+        self.checks: Checks
         self._tasks: list[asyncio.Task] = []
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -74,6 +76,7 @@ class Trainer:
         self.database = await asyncio.to_thread(Database, self.data_dir / "labels.sqlite3")
         self.labels = await asyncio.to_thread(LabelLog, self.database)
         self.features = await asyncio.to_thread(FeatureStore, self.database)
+        self.checks = Checks(self.catalog, self.labels)
         self.training = Training(config, self.data_dir / "models", self.catalog, self.labels,
                                  self.features, on_adopted=self._on_adopted, notify=notify)
         self.evaluation = Evaluation(config, self.catalog, self.features, self.labels,
@@ -86,6 +89,8 @@ class Trainer:
             self.features, self.catalog, address=config.feature_addr,
             batch=config.embed_batch, deadline_s=config.embed_deadline_s,
             prefetch=config.prefetch, seed=config.seed,
+            max_message_bytes=config.max_message_bytes,
+            max_attempts=config.embed_max_attempts, retry_s=config.embed_retry_s,
             on_features=self._on_features, on_extractor=self._on_extractor)
         await self.features.restore()
         self.extraction.start()
@@ -247,7 +252,7 @@ class Trainer:
 
     def _build_status(self) -> Status:
         return build_status(self.config, self.catalog, self.labels, self.features,
-                            self.extraction, self.training, self.evaluation)
+                            self.extraction, self.training, self.evaluation, self.checks)
 
     def status(self) -> Status:
         return self._build_status()

@@ -13,7 +13,10 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from annotation_gateway.config import Config as GatewayConfig
+from annotation_gateway.identity import is_loopback, startup_refusal
 from hitl import channels
+from hitl.auth import Callers
 from hitl.config import load
 from tests.deploy.manifests import (
     KUBERNETES_VERSIONS,
@@ -286,16 +289,37 @@ def test_autoscalers_and_disruption_budgets_point_at_real_workloads(overlay: str
                 if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()]
 
 
-def test_gateway_token_comes_from_a_secret(overlay: str) -> None:
+def test_the_gateway_has_what_serving_beyond_loopback_takes(overlay: str) -> None:
+    """Bound to every interface, the gateway refuses to start without annotator tokens, a
+    session secret and its host names: each overlay gives all three, the secrets from
+    Secrets (generated in the local overlay, made by hand for the gpu one)."""
     gateway = next(containers(get(overlay, "Deployment", "gateway")))
-    token = [e for e in gateway["env"] if e["name"] == "GATEWAY_TOKEN"]
-    assert token and token[0]["valueFrom"]["secretKeyRef"]["key"] == "token"
-    assert "GATEWAY_TOKEN" not in configmap(overlay, "gateway-config")["data"]
-    secret = token[0]["valueFrom"]["secretKeyRef"]["name"]
-    rendered = [s for s in objects(overlay, "Secret") if s["metadata"]["name"] == secret]
-    # The local overlay generates a development token; the gpu overlay expects the real
-    # one to be created out of band, never committed.
-    assert bool(rendered) == (overlay == "local"), secret
+    env = container_env(overlay, gateway)
+    from_secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in gateway["env"]
+                    if "valueFrom" in e}
+    session = from_secrets["GATEWAY_SESSION_SECRET"]
+    # Generated Secrets (the local overlay's) get a hash of their content in the name.
+    assert session["key"] == "secret"
+    assert re.fullmatch(r"gateway-session(-[a-z0-9]{10})?", session["name"])
+    assert not {"GATEWAY_SESSION_SECRET", "GATEWAY_ANNOTATOR_TOKENS"} & set(
+        configmap(overlay, "gateway-config")["data"])
+    # Values from Secrets are not in the manifests: stand-ins of a valid length.
+    config = load(GatewayConfig, {k: v if v is not None else "x" * 40 for k, v in env.items()})
+    assert not is_loopback(config.host)
+    mount = {m["mountPath"]: m for m in gateway["volumeMounts"]}[config.annotator_tokens_dir]
+    assert mount.get("readOnly") is True
+    (volume,) = [v for v in pod_spec(get(overlay, "Deployment", "gateway"))["volumes"]
+                 if v["name"] == mount["name"]]
+    assert re.fullmatch(r"gateway-annotators(-[a-z0-9]{10})?", volume["secret"]["secretName"])
+    rendered = {re.sub(r"-[a-z0-9]{10}$", "", s["metadata"]["name"]): s
+                for s in objects(overlay, "Secret")}
+    assert ({"gateway-annotators", "gateway-session"} <= set(rendered)) == (overlay == "local")
+    # The annotators: the local Secret's keys; the gpu overlay's admin, as its README says.
+    names = (set(rendered["gateway-annotators"]["data"]) if overlay == "local" else {"admin"})
+    annotators = Callers.from_pairs([(name, "x" * 16) for name in names])
+    assert startup_refusal(config, annotators) is None
+    (ingress,) = objects(overlay, "Ingress")
+    assert ingress["spec"]["rules"][0]["host"] in config.allowed_hosts
 
 
 def test_grpc_services_authenticate_callers_from_a_secret_without_reflection(

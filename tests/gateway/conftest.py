@@ -61,6 +61,16 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
     return build_manifest(tmp_path_factory.mktemp("manifest"))
 
 
+def gold_ids(manifest: Manifest) -> set[str]:
+    """The items a trainer with the default settings makes its known-answer checks (its
+    validation split): the test knows them from the data, as the page never may."""
+    from trainer_service.datasets.local import load_manifest
+    from trainer_service.domain import Split
+
+    return {item.id for items, _ in load_manifest(manifest.path, 0.2, 0.2, 0)
+            for item in items if item.split == Split.VALIDATION}
+
+
 @pytest.fixture(scope="session")
 def feature_addr(shared_feature) -> str:  # type: ignore[no-untyped-def]
     """The session's one lite feature service (tests/reliability/fixtures.py), shared with

@@ -10,7 +10,14 @@ import grpc
 import pytest
 
 from hitl.v1 import trainer_pb2, trainer_pb2_grpc
-from tests.gateway.conftest import MARKUP_ID, Gateway, Manifest, TrainerProcess, artifacts_dir
+from tests.gateway.conftest import (
+    MARKUP_ID,
+    Gateway,
+    Manifest,
+    TrainerProcess,
+    artifacts_dir,
+    gold_ids,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -46,10 +53,11 @@ def exported(trainer: TrainerProcess) -> list[trainer_pb2.Annotation]:
 
 
 class Annotator:
-    """Presses the right key for the image on screen, as a careful person would."""
+    """Presses the right key for the image on screen, as a careful person would. Which
+    images are checks it knows from the data (`checks`): the page never says."""
 
-    def __init__(self, page, labels: dict[str, int]) -> None:
-        self.page, self.labels = page, labels
+    def __init__(self, page, labels: dict[str, int], checks: set[str] | None = None) -> None:
+        self.page, self.labels, self.checks = page, labels, checks or set()
         self.done: list[tuple[str, str]] = []  # (item id, key), in order
         self.gold: set[str] = set()
 
@@ -58,18 +66,18 @@ class Annotator:
             "() => document.getElementById('current').dataset.empty === 'false'", timeout=20000)
         return str(self.page.get_attribute("#current", "data-item-id"))
 
-    def strategy(self) -> str:
-        return self.page.inner_text("#current-badge")
+    def is_check(self) -> bool:
+        return self.current() in self.checks
 
     def label(self, wrong: bool = False) -> str:
-        item_id, strategy = self.current(), self.strategy()
+        item_id, check = self.current(), self.is_check()
         right = "b" if self.labels[item_id] else "n"
         key = {"b": "n", "n": "b"}[right] if wrong else right
         self.page.keyboard.press(key)
         self.page.wait_for_function(
             "id => document.getElementById('current').dataset.itemId !== id", arg=item_id)
         self.done.append((item_id, key))
-        if strategy == "gold":
+        if check:
             self.gold.add(item_id)
         return item_id
 
@@ -87,6 +95,13 @@ def test_keyboard_annotation_with_undo_zoom_live_panel_and_outage(
     context = browser.new_context(viewport={"width": 1366, "height": 850})
     page = context.new_page()
     problems: list[str] = []
+    served: list[dict] = []  # every item the page was given
+
+    def collect(response) -> None:  # type: ignore[no-untyped-def]
+        if "/api/items/next" in response.url and response.status == 200:
+            served.extend(response.json()["items"])
+
+    page.on("response", collect)
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
     page.on("console", lambda msg: problems.append(msg.text)
             if msg.type == "error" and "Content Security Policy" in msg.text else None)
@@ -97,11 +112,10 @@ def test_keyboard_annotation_with_undo_zoom_live_panel_and_outage(
     page.wait_for_selector("#thumbs li.focused")
     assert page.locator("#thumbs li").count() <= 20
     assert page.inner_text("#question") == "Does this image show a bicycle?"
-    assert page.locator("#thumbs li.focused .badge").inner_text() in (
-        "cold start", "random", "gold", "uncertain", "outlier")
     page.wait_for_selector("#connection[data-state=up]")
+    assert page.is_visible("#export")  # an open (local) gateway: everyone may export
 
-    annotator = Annotator(page, manifest.labels)
+    annotator = Annotator(page, manifest.labels, gold_ids(manifest))
     for _ in range(FIRST_ROUND):
         annotator.label()
 
@@ -121,21 +135,20 @@ def test_keyboard_annotation_with_undo_zoom_live_panel_and_outage(
 
     # A burst of keys, faster than any refill: each lands on the image that was next in
     # the column when the burst began.
-    column = page.eval_on_selector_all("#thumbs li", """els => els.map(
-        e => [e.dataset.itemId, e.querySelector('.badge').textContent])""")
+    column = page.eval_on_selector_all("#thumbs li", "els => els.map(e => e.dataset.itemId)")
     assert len(column) > 10
-    for item_id, _ in column[:10]:
+    for item_id in column[:10]:
         page.keyboard.press("b" if manifest.labels[item_id] else "n")
-    for item_id, badge in column[:10]:
+    for item_id in column[:10]:
         annotator.done.append((item_id, "b" if manifest.labels[item_id] else "n"))
-        if badge == "gold":
+        if item_id in annotator.checks:
             annotator.gold.add(item_id)
-    assert annotator.current() == column[10][0]
+    assert annotator.current() == column[10]
 
     # A wrong answer on a check image: a notice (not a dialog) offers the fix.
-    while annotator.strategy() != "gold":
+    while not annotator.is_check():
         annotator.label()
-        assert len(annotator.done) < 120, "no gold item was served"
+        assert len(annotator.done) < 120, "no check was served"
     gold_id = annotator.label(wrong=True)
     page.wait_for_selector("#notice:not([hidden])", timeout=20000)
     assert "Check image" in page.inner_text("#notice-text")
@@ -172,6 +185,18 @@ def test_keyboard_annotation_with_undo_zoom_live_panel_and_outage(
                            timeout=60000)
     page.wait_for_selector("#connection[data-state=up]", timeout=20000)
     page.screenshot(path=str(artifacts_dir() / "gateway-annotate.png"))
+
+    # Own checks, after the trainer's restart: each decided by the first answer, so the
+    # fixed one still counts as a disagreement.
+    checks = len(annotator.gold)
+    page.wait_for_function(
+        "want => document.getElementById('gold').textContent === want",
+        arg=f"{checks - 1} of {checks} agree", timeout=20000)
+    # Nothing the page was given told a check from another image.
+    assert served and {i["id"] for i in served} & annotator.checks
+    assert all(set(i) == {"id", "image_url", "thumbnail_url", "remote", "lease_expire_time"}
+               for i in served)
+    assert page.locator(".badge").count() == 0
 
     records = exported(browser_trainer)
     in_force = [a for a in records if not a.undone]
@@ -244,10 +269,12 @@ def test_markup_in_data_is_shown_as_text(browser, markup_stack):
     page.close()
 
 
-def test_with_a_token_the_page_asks_for_it_once(browser, tmp_path, feature_addr):
-    token = "a-long-enough-token"
-    gateway = Gateway(tmp_path / "gateway.log", "127.0.0.1:1", feature_addr,
-                      {"GATEWAY_TOKEN": token}).start()
+def test_annotators_sign_in_with_their_own_token_and_work_under_its_name(
+        browser, tmp_path, feature_addr):
+    tokens = {"alice": "alice-token-0123456789", "carol": "carol-token-0123456789"}
+    gateway = Gateway(tmp_path / "gateway.log", "127.0.0.1:1", feature_addr, {
+        "GATEWAY_ANNOTATOR_TOKENS": ",".join(f"{k}={v}" for k, v in tokens.items()),
+        "GATEWAY_ADMINS": "carol"}).start()
     try:
         page = browser.new_page()
         page.goto(gateway.url + "/")
@@ -256,14 +283,28 @@ def test_with_a_token_the_page_asks_for_it_once(browser, tmp_path, feature_addr)
         page.click("#login-form button[type=submit]")
         page.wait_for_function("() => document.getElementById('login-error').textContent !== ''")
         assert "not right" in page.inner_text("#login-error")
-        page.fill("#token", token)
+        page.fill("#token", tokens["alice"])
         page.click("#login-form button[type=submit]")
         page.wait_for_url(gateway.url + "/")
-        page.wait_for_selector("#name-dialog[open]")
+        # The name is the token's: no name to choose, and no export for an annotator.
+        page.wait_for_function("() => document.getElementById('annotator').textContent === 'alice'")
+        assert not page.is_visible("#name-dialog")
+        assert not page.is_visible("#export")
         page.goto(gateway.url + "/")  # the session cookie keeps it signed in
         assert not page.url.endswith("/login")
         cookies = {c["name"]: c for c in page.context.cookies()}
-        assert cookies["hitl_auth"]["httpOnly"] and cookies["hitl_auth"]["value"] != token
+        session = cookies["hitl_session"]
+        assert session["httpOnly"] and session["sameSite"] == "Strict"
+        assert tokens["alice"] not in session["value"]
+
+        # The name button signs out; carol, an admin, signs in and may export.
+        page.wait_for_function("() => document.getElementById('annotator').textContent === 'alice'")
+        page.click("#annotator")
+        page.wait_for_url(gateway.url + "/login")
+        page.fill("#token", tokens["carol"])
+        page.click("#login-form button[type=submit]")
+        page.wait_for_function("() => document.getElementById('annotator').textContent === 'carol'")
+        page.wait_for_selector("#export:not([hidden])")
         page.close()
     finally:
         gateway.stop()

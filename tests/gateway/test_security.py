@@ -8,12 +8,13 @@ import uuid
 
 import pytest
 
-from annotation_gateway import security
+from annotation_gateway.identity import SESSION_COOKIE
 from annotation_gateway.validation import MAX_BODY_BYTES
 from tests.gateway.conftest import TrainerProcess
 from tests.gateway.helpers import CSRF, client, config, error_of, sign_in
 
 TOKEN = "correct-horse-battery"
+TOKENS = (("alice", TOKEN),)
 
 
 @pytest.mark.parametrize("path", [
@@ -46,7 +47,7 @@ async def test_plain_dot_segments_never_reach_a_handler():
 
 
 async def test_without_the_token_every_api_call_is_refused():
-    async with client(config(token=TOKEN)) as c:
+    async with client(config(annotator_tokens=TOKENS)) as c:
         for method, path in (("GET", "/api/status"), ("GET", "/api/items/next"),
                              ("GET", "/api/export"), ("GET", "/api/events"),
                              ("GET", "/api/items/abc/image"), ("GET", "/api/session"),
@@ -64,33 +65,35 @@ async def test_without_the_token_every_api_call_is_refused():
 
 
 async def test_a_wrong_token_is_refused_and_the_right_one_opens_a_session():
-    async with client(config(token=TOKEN)) as c:
+    async with client(config(annotator_tokens=TOKENS)) as c:
         wrong = await c.get("/api/session", headers={"Authorization": "Bearer not-the-token"})
         assert wrong.status == 401
         bad_login = await c.post("/api/login", json={"token": "guess"}, headers=CSRF)
         assert bad_login.status == 401 and (await error_of(bad_login))["code"] == "wrong_token"
-        assert security.AUTH_COOKIE not in {k.key for k in c.session.cookie_jar}
-        forged = await c.get("/api/session", cookies={security.AUTH_COOKIE: "0" * 64})
+        assert SESSION_COOKIE not in {k.key for k in c.session.cookie_jar}
+        forged = await c.get("/api/session", cookies={SESSION_COOKIE: "0" * 64})
         assert forged.status == 401
 
         login = await c.post("/api/login", json={"token": TOKEN}, headers=CSRF)
-        assert login.status == 200
-        cookie = login.cookies[security.AUTH_COOKIE]
+        assert login.status == 200 and (await login.json())["annotator"] == "alice"
+        cookie = login.cookies[SESSION_COOKIE]
         assert cookie["httponly"] and cookie["samesite"] == "Strict"
-        assert cookie.value != TOKEN
+        assert TOKEN not in cookie.value
         session = await c.get("/api/session")
-        assert session.status == 200 and (await session.json())["auth_required"] is True
+        assert session.status == 200
+        assert await session.json() == {"annotator": "alice", "admin": False,
+                                        "auth_required": True}
         assert (await c.get("/", allow_redirects=False)).status == 200
 
 
 async def test_api_clients_may_send_the_token_as_a_bearer_header():
-    async with client(config(token=TOKEN)) as c:
+    async with client(config(annotator_tokens=TOKENS)) as c:
         r = await c.get("/api/session", headers={"Authorization": f"Bearer {TOKEN}"})
-        assert r.status == 200
+        assert r.status == 200 and (await r.json())["annotator"] == "alice"
 
 
 async def test_a_token_in_the_query_string_is_not_accepted():
-    async with client(config(token=TOKEN)) as c:
+    async with client(config(annotator_tokens=TOKENS)) as c:
         for name in ("token", "access_token"):
             r = await c.get(f"/api/session?{name}={TOKEN}")
             assert r.status == 400 and (await error_of(r))["code"] == "token_in_query"
@@ -116,6 +119,9 @@ async def test_cross_site_state_changes_are_refused(headers, code):
                             headers={"Origin": "https://evil.example"})
         assert form.status == 403
         assert (await (await c.get("/api/session")).json())["annotator"] == "tester"
+        # And a session cookie cannot be made up: it is signed.
+        jar = {SESSION_COOKIE: "eyJuIjoibWFsbG9yeSJ9.forged.sig"}
+        assert (await (await c.get("/api/session", cookies=jar)).json())["annotator"] is None
 
 
 async def test_same_origin_requests_with_the_header_pass_the_csrf_check():

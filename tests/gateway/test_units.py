@@ -25,14 +25,26 @@ def test_item_ids_that_look_like_paths_are_refused(item_id):
     assert err.value.status == 400
 
 
-def test_gold_items_do_not_reveal_their_known_label():
-    item = trainer_pb2.Item(id="g1", strategy=trainer_pb2.STRATEGY_GOLD,
-                            known_label=common_pb2.LABEL_POSITIVE)
-    body = convert.item(item)
-    assert body["strategy"] == "gold"
-    assert "known_label" not in body and "positive" not in str(body)
-    assert body["image_url"] == "/api/items/g1/image"
-    assert body["thumbnail_url"] == "/api/items/g1/thumbnail"
+def test_a_gold_item_reads_exactly_like_any_other():
+    gold = convert.item(trainer_pb2.Item(id="g1", strategy=trainer_pb2.STRATEGY_GOLD,
+                                         known_label=common_pb2.LABEL_POSITIVE))
+    uncertain = convert.item(trainer_pb2.Item(id="g1", strategy=trainer_pb2.STRATEGY_UNCERTAIN,
+                                              score=0.51, model_version="m7"))
+    assert gold == uncertain
+    assert set(gold) == {"id", "image_url", "thumbnail_url", "remote", "lease_expire_time"}
+    assert gold["image_url"] == "/api/items/g1/image"
+    assert gold["thumbnail_url"] == "/api/items/g1/thumbnail"
+
+
+def test_an_annotator_sees_their_annotation_without_why_the_item_was_served():
+    recorded = trainer_pb2.Annotation(annotation_id="a1", item_id="g1",
+                                      label=common_pb2.LABEL_NEGATIVE, annotator="ann",
+                                      strategy=trainer_pb2.STRATEGY_AUDIT,
+                                      split=trainer_pb2.SPLIT_VALIDATION, model_version="m7")
+    own = convert.own_annotation(recorded)
+    assert own["label"] == "negative" and own["annotator"] == "ann"
+    assert not {"strategy", "split", "model_version"} & set(own)
+    assert convert.annotation(recorded)["split"] == "validation"  # the export keeps it
 
 
 def test_remote_items_keep_their_urls_and_local_ids_are_url_encoded():

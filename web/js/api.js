@@ -42,6 +42,7 @@ export const api = {
   addAnnotation: (body) => request("POST", "/api/annotations", body),
   undoAnnotation: (id) => request("DELETE", `/api/annotations/${encodeURIComponent(id)}`),
   login: (token) => request("POST", "/api/login", { token }),
+  logout: () => request("POST", "/api/logout"),
 };
 
 // crypto.randomUUID needs a secure context; tablets on a plain-http LAN have none.

@@ -4,8 +4,8 @@
 import { api, newId } from "./api.js";
 import { Deck, safeImageUrl } from "./deck.js";
 import { Outbox } from "./outbox.js";
-import { renderStatus } from "./panel.js";
-import { perHour, strategyName } from "./wording.js";
+import { renderStatus, setAnnotator } from "./panel.js";
+import { perHour } from "./wording.js";
 
 const $ = (id) => document.getElementById(id);
 const REFILL_RETRY_MS = 3000;
@@ -14,6 +14,7 @@ const MAX_ERRORS = 4;
 const state = {
   task: "the target",       // display name, from the status
   annotator: "",
+  signedIn: false,          // the name comes from a sign-in (else it is chosen here)
   history: [],              // this page's annotations, newest last, for undo
   labelled: 0,
   startedAt: 0,
@@ -45,13 +46,28 @@ window.addEventListener("hitl:unauthenticated", () => { window.location.assign("
 
 let refillTimer = null;
 
+// On an open gateway the chosen name lives in a session cookie that a restart of the
+// gateway or its expiry ends: name the session again and carry on, rather than dropping a
+// queued label or going without images. (A signed-in page is sent to sign in again
+// instead, and queued labels wait.)
+async function withName(call) {
+  try {
+    return await call();
+  } catch (err) {
+    if (err.code !== "no_annotator" || !state.annotator || state.signedIn) throw err;
+    await api.setAnnotator(state.annotator);
+    return call();
+  }
+}
+
 async function fetchItems(n, held) {
   try {
-    const { items } = await api.nextItems(n, held);
+    const { items } = await withName(() => api.nextItems(n, held));
     if (items.length === 0 && deck.items.length === 0) scheduleRefill();
     return items;
   } catch (err) {
-    if (err.status !== 0 && err.status < 500) showError(`Could not load images: ${err.message}`);
+    // 429: asked too often; the refill below tries again shortly anyway.
+    if (err.status !== 0 && err.status < 500 && err.status !== 429) showError(`Could not load images: ${err.message}`);
     scheduleRefill();
     return [];
   }
@@ -78,10 +94,8 @@ function thumbnail(item) {
   img.alt = "";
   img.loading = "eager";
   img.src = safeImageUrl(item.thumbnail_url);
-  const badge = document.createElement("span");
-  badge.className = `badge ${item.strategy}`;
-  badge.textContent = strategyName(item.strategy);
-  li.append(img, badge);
+  // No badge: nothing on the page may tell a check from any other image.
+  li.append(img);
   li.addEventListener("click", () => { if (deck.current && deck.current.id === item.id) toggleZoom(); });
   thumbnails.set(item.id, li);
   return li;
@@ -100,8 +114,6 @@ function renderDeck() {
   current.dataset.itemId = item ? item.id : "";
   $("current-img").src = item ? safeImageUrl(item.thumbnail_url) : "";
   $("current-img").hidden = !item;
-  $("current-badge").textContent = item ? strategyName(item.strategy) : "";
-  $("current-badge").className = `badge ${item ? item.strategy : ""}`;
   $("empty").textContent = item ? "" : (deck.refilling ? "Loading images…" : "No images to show right now; asking the server again shortly.");
   if (state.zoomed) showZoom();
 }
@@ -151,16 +163,8 @@ async function sendOnce(op) {
   }
 }
 
-async function send(op) {
-  try {
-    return await sendOnce(op);
-  } catch (err) {
-    // The session cookie expired or was cleared: name the session again rather than
-    // dropping the queued label.
-    if (err.code !== "no_annotator" || !state.annotator) throw err;
-    await api.setAnnotator(state.annotator);
-    return sendOnce(op);
-  }
+function send(op) {
+  return withName(() => sendOnce(op));
 }
 
 function delivered(op, result) {
@@ -304,14 +308,18 @@ async function chooseName(current) {
   $("name-input").value = current || "";
   dialog.showModal();
   await new Promise((resolve) => $("name-form").addEventListener("submit", resolve, { once: true }));
-  const session = await api.setAnnotator($("name-input").value.trim());
-  return session.annotator;
+  return api.setAnnotator($("name-input").value.trim());
+}
+
+function showName(name) {
+  state.annotator = name;
+  setAnnotator(name);
+  $("annotator").textContent = name;
+  $("annotator").title = state.signedIn ? "Sign out (another annotator signs in)" : "Change your name";
 }
 
 async function start() {
   renderPending(outbox);
-  // Labels still queued from an earlier visit must not be shown (and answered) again.
-  for (const op of outbox.ops) if (op.kind === "add") deck.seen.add(op.body.item_id);
   let session;
   try {
     session = await api.session();
@@ -319,16 +327,28 @@ async function start() {
     showError(`The gateway cannot be reached (${err.message}); labels will wait in this browser.`);
     session = { annotator: null };
   }
-  let annotator = session.annotator;
-  while (!annotator) {
-    try { annotator = await chooseName(""); } catch (err) { showError(err.message); }
+  // With sign-ins the name is the one the token belongs to; on an open (local) gateway
+  // it is chosen here.
+  state.signedIn = Boolean(session.auth_required);
+  while (!session.annotator && !state.signedIn) {
+    try { session = await chooseName(""); } catch (err) { showError(err.message); }
   }
-  state.annotator = annotator;
-  $("annotator").textContent = annotator;
+  const annotator = session.annotator;
+  if (!annotator) { window.location.assign("/login"); return; }
+  if (state.signedIn) outbox.useQueue(annotator);
+  // Labels still queued from an earlier visit must not be shown (and answered) again.
+  for (const op of outbox.ops) if (op.kind === "add") deck.seen.add(op.body.item_id);
+  showName(annotator);
+  $("export").hidden = !session.admin;
   $("annotator").addEventListener("click", async () => {
     try {
-      state.annotator = await chooseName(state.annotator);
-      $("annotator").textContent = state.annotator;
+      if (state.signedIn) {
+        // Another annotator signs in with their own token; queued labels stay queued.
+        await api.logout();
+        window.location.assign("/login");
+        return;
+      }
+      showName((await chooseName(state.annotator)).annotator);
     } catch (err) { showError(err.message); }
   });
   watchStatus();

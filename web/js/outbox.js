@@ -8,7 +8,8 @@ const MIN_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 10000;
 
 export class Outbox {
-  constructor({ send, onDelivered, onFailed, onChange, storage = window.localStorage }) {
+  constructor({ send, onDelivered, onFailed, onChange, storage = window.localStorage, key = KEY }) {
+    this.key = key;
     this.send = send;
     this.onDelivered = onDelivered;
     this.onFailed = onFailed;
@@ -23,7 +24,7 @@ export class Outbox {
 
   load() {
     try {
-      const ops = JSON.parse(this.storage.getItem(KEY) || "[]");
+      const ops = JSON.parse(this.storage.getItem(this.key) || "[]");
       return Array.isArray(ops) ? ops : [];
     } catch {
       return [];
@@ -31,11 +32,22 @@ export class Outbox {
   }
 
   save() {
-    this.storage.setItem(KEY, JSON.stringify(this.ops));
+    this.storage.setItem(this.key, JSON.stringify(this.ops));
     this.onChange(this);
   }
 
   get pending() { return this.ops.length; }
+
+  // Each signed-in annotator has a queue of their own in this browser, so that labels
+  // one of them queued are never delivered under another's name: they wait for that
+  // annotator to sign in here again. Called before anything is sent.
+  useQueue(name) {
+    const key = `${KEY}.${name}`;
+    if (key === this.key) return;
+    this.key = key;
+    this.ops = this.load();
+    this.onChange(this);
+  }
 
   push(op) {
     this.ops.push(op);

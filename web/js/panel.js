@@ -6,6 +6,10 @@ import { eta, forecastWords, percent, restsOn, targetWords, withInterval } from 
 const $ = (id) => document.getElementById(id);
 
 let uPlotModule = null;
+let annotator = "";
+
+// Whose agreement with the known answers the panel shows: the signed-in annotator's.
+export function setAnnotator(name) { annotator = name; }
 let chart = null;
 let chartKey = "";
 
@@ -56,7 +60,8 @@ export function renderStatus(status, trainer) {
   const c = status.counts || {};
   text("count-pos", (c.labelled_positive || 0).toLocaleString("en"));
   text("count-neg", (c.labelled_negative || 0).toLocaleString("en"));
-  text("gold", c.gold_checks ? `${c.gold_agreements} of ${c.gold_checks} agree` : "–");
+  const own = (status.annotators || []).find((a) => a.annotator === annotator);
+  text("gold", own && own.gold_checks ? `${own.gold_agreements} of ${own.gold_checks} agree` : "–");
   text("eta", eta(status.extraction));
   renderCurve(status.learning_curve || [], target, c);
 }

@@ -29,10 +29,6 @@ export function perHour(count, startedAt, now = Date.now()) {
   return `${Math.round(count / hours).toLocaleString("en")} / hour`;
 }
 
-export function strategyName(strategy) {
-  return { cold_start: "cold start", uncertain: "uncertain", outlier: "outlier", random: "random", gold: "gold" }[strategy] || "unknown";
-}
-
 // The live estimate: "0.91 (0.84–0.96)".
 export function withInterval(value, low, high) {
   return `${percent(value)} (${percent(low)}–${percent(high)})`;
