@@ -237,8 +237,10 @@ def markup_stack(tmp_path_factory, feature_addr: str, manifest: Manifest):
         for item_id, location, label in chosen:
             writer.writerow([item_id, location])
             small.labels[item_id] = int(label)
+    # No audit reserve: every one of the eight items is to be served at once.
     trainer = TrainerProcess(folder, feature_addr, small,
-                      {"TRAINER_DISPLAY_NAME": MARKUP_NAME}).start()
+                             {"TRAINER_DISPLAY_NAME": MARKUP_NAME,
+                              "TRAINER_AUDIT_RESERVE": "0"}).start()
     gateway = Gateway(folder / "gateway.log", trainer.addr, feature_addr).start()
     yield gateway, trainer, small
     gateway.stop()
