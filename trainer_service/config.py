@@ -85,6 +85,21 @@ class Config:
                                       "deadline of one Embed call", "60")
     max_epochs: int = setting("TRAINER_MAX_EPOCHS", 60, "training epochs at most", "60")
     seed: int = setting("TRAINER_SEED", 0, "seed of splits, shuffles and training", "0")
+    near_duplicate: float = setting(
+        "TRAINER_NEAR_DUPLICATE", 0.97,
+        "cosine similarity of embeddings above which two items count as near-duplicates: "
+        "one is not served while the other is labelled or leased (1 turns it off)", "0.97")
+    review_share: float = setting(
+        "TRAINER_REVIEW_SHARE", 0.05,
+        "share of served items that are likely label errors, shown to another annotator "
+        "for a second answer (a disagreement goes to a third)", "0.05")
+    recheck_share: float = setting(
+        "TRAINER_RECHECK_SHARE", 0.02,
+        "share of served items that are the annotator's own earlier items, shown again "
+        "unannounced to measure self-agreement (never trains)", "0.02")
+    recheck_gap: int = setting(
+        "TRAINER_RECHECK_GAP", 50,
+        "answers an annotator gives before one of their items may come back", "50")
 
     def __post_init__(self) -> None:
         require(0 <= self.port <= 65535, "TRAINER_PORT", "must be a port", "50052")
@@ -98,3 +113,10 @@ class Config:
         require(self.min_per_class >= 1, "TRAINER_MIN_PER_CLASS", "must be >= 1", "5")
         require(self.embed_batch >= 1, "TRAINER_EMBED_BATCH", "must be >= 1", "32")
         require(self.max_items_per_call >= 1, "TRAINER_MAX_ITEMS", "must be >= 1", "50")
+        require(0 < self.near_duplicate <= 1, "TRAINER_NEAR_DUPLICATE",
+                "must be in (0, 1]", "0.97")
+        shares_ok = (self.review_share >= 0 and self.recheck_share >= 0
+                     and self.review_share + self.recheck_share < 1)
+        require(shares_ok, "TRAINER_REVIEW_SHARE",
+                "review and recheck shares must be >= 0 and sum below 1", "0.05")
+        require(self.recheck_gap >= 1, "TRAINER_RECHECK_GAP", "must be >= 1", "50")

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from hitl.v1 import common_pb2, trainer_pb2
 from trainer_service.domain import (
     Annotation,
+    AnnotatorStats,
     Counts,
     LeasedItem,
     LoadingProgress,
@@ -56,6 +57,11 @@ def counts(c: Counts) -> trainer_pb2.Counts:
     return trainer_pb2.Counts(**asdict(c))
 
 
+def annotator_stats(a: AnnotatorStats) -> trainer_pb2.AnnotatorStats:
+    # The kappas are optional fields: None (undefined) leaves them unset.
+    return trainer_pb2.AnnotatorStats(**{k: v for k, v in asdict(a).items() if v is not None})
+
+
 def status(s: Status) -> trainer_pb2.Status:
     message = trainer_pb2.Status(
         label_id=s.label_id, display_name=s.display_name, loading=loading_progress(s.loading),
@@ -69,6 +75,7 @@ def status(s: Status) -> trainer_pb2.Status:
         message.learning_curve.add(labels=point.labels, model_version=point.version,
                                    validation=metrics(point.validation),
                                    evaluation=metrics(point.evaluation))
+    message.annotators.extend(annotator_stats(a) for a in s.annotators)
     return message
 
 
@@ -78,6 +85,10 @@ def item(i: LeasedItem) -> trainer_pb2.Item:
         strategy=_wire(i.strategy), score=i.score, model_version=i.model_version,
         known_label=_wire(i.known_label))
     message.lease_expire_time.FromNanoseconds(_timestamp_ns(i.lease_expires))
+    if i.evidence is not None:
+        x1, y1, x2, y2 = i.evidence.box
+        message.evidence.score = i.evidence.score
+        message.evidence.box.CopyFrom(common_pb2.BoundingBox(x1=x1, y1=y1, x2=x2, y2=y2))
     return message
 
 
@@ -85,7 +96,7 @@ def annotation(a: Annotation) -> trainer_pb2.Annotation:
     message = trainer_pb2.Annotation(
         annotation_id=a.annotation_id, item_id=a.item_id, label=_wire(a.label),
         annotator=a.annotator, strategy=_wire(a.strategy), model_version=a.model_version,
-        duration_ms=a.duration_ms, undone=a.undone, split=_wire(a.split))
+        duration_ms=a.duration_ms, undone=a.undone, split=_wire(a.split), note=a.note)
     message.create_time.FromNanoseconds(_timestamp_ns(a.time))
     return message
 

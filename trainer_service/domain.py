@@ -25,6 +25,13 @@ class Label(enum.IntEnum):
     UNSPECIFIED = 0
     POSITIVE = 1
     NEGATIVE = 2
+    # Not answers: recorded in the log, never trained on, exported only on request.
+    SKIP = 3  # passed over: served to others, not to this annotator again
+    UNSURE = 4  # the annotator could not tell (with an optional note); as a skip otherwise
+
+
+ANSWERS = frozenset({Label.POSITIVE, Label.NEGATIVE})
+PASSES = frozenset({Label.SKIP, Label.UNSURE})
 
 
 class Strategy(enum.IntEnum):
@@ -36,6 +43,8 @@ class Strategy(enum.IntEnum):
     UNCERTAIN = 3
     OUTLIER = 4
     COLD_START = 5
+    REVIEW = 7  # a likely label error, for another annotator's answer
+    RECHECK = 8  # the annotator's own earlier item again, unannounced: never trains
 
 
 class LoadingState(enum.IntEnum):
@@ -83,6 +92,15 @@ class LoadingProgress:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """The detector's best target-class detection: score and box (x1, y1, x2, y2)
+    normalised to [0, 1]."""
+
+    score: float
+    box: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
 class LeasedItem:
     """An item leased to one annotator. The URLs are empty for local images, which are
     read through the trainer."""
@@ -95,6 +113,7 @@ class LeasedItem:
     model_version: str
     lease_expires: float  # seconds since the epoch
     known_label: Label = Label.UNSPECIFIED  # gold items only
+    evidence: Evidence | None = None  # when the item has features and a detection
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +128,7 @@ class Annotation:
     split: Split
     time: float
     undone: bool = False
+    note: str = ""  # the annotator's words, e.g. why they were unsure
 
 
 @dataclass(frozen=True)
@@ -137,6 +157,29 @@ class Counts:
     labelled_negative: int = 0
     gold_checks: int = 0
     gold_agreements: int = 0
+    skipped: int = 0  # skips and unsure marks in force
+    unsure: int = 0
+    reviewed: int = 0  # likely label errors answered by a second annotator
+    corrected: int = 0  # of those, labels the review changed
+    contested: int = 0  # two answers that disagree, waiting for a third
+
+
+@dataclass(frozen=True)
+class AnnotatorStats:
+    """One annotator's answers and how well they agree: with their own earlier answers on
+    items shown again (rechecks) and with the known labels of check (gold) items. A kappa
+    is None until it is defined (both answers needed among the pairs)."""
+
+    annotator: str
+    answers: int = 0
+    skipped: int = 0
+    unsure: int = 0
+    rechecks: int = 0
+    recheck_agreements: int = 0
+    self_kappa: float | None = None
+    gold_checks: int = 0
+    gold_agreements: int = 0
+    gold_kappa: float | None = None
 
 
 @dataclass(frozen=True)
@@ -167,3 +210,4 @@ class Status:
     extraction: ExtractionProgress
     model: ModelSummary | None = None  # absent before the first model
     learning_curve: list[ModelSummary] = field(default_factory=list)  # oldest first
+    annotators: list[AnnotatorStats] = field(default_factory=list)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -164,9 +164,12 @@ class Ranker:
 
     def __init__(self, catalog: Catalog, features: FeatureStore, training: Training,
                  available: Callable[[str], bool], install: Callable[[Queues, str], None],
-                 seed: int) -> None:
+                 seed: int,
+                 screen: Callable[[np.ndarray], Awaitable[np.ndarray]] | None = None) -> None:
         self.catalog, self.features, self.training = catalog, features, training
         self.available, self.install = available, install
+        # Drops candidate rows that must not be served (near-duplicates of labels).
+        self.screen = screen
         self._rng = np.random.default_rng(seed)
         self._task: asyncio.Task | None = None
 
@@ -193,6 +196,8 @@ class Ranker:
             [k for k, i in enumerate(ids)
              if i in items and items[i].split == Split.POOL and self.available(i)],
             dtype=np.int64)
+        if self.screen is not None:
+            candidates = await self.screen(candidates)
         train_ids, _ = self.training.training_set()
         matrix = bank.matrix
         labelled_x = matrix[bank.row_indices(train_ids)]
