@@ -9,7 +9,8 @@ from urllib.parse import quote
 
 from hitl.v1 import common_pb2, trainer_pb2
 
-LABELS = {common_pb2.LABEL_POSITIVE: "positive", common_pb2.LABEL_NEGATIVE: "negative"}
+LABELS = {common_pb2.LABEL_POSITIVE: "positive", common_pb2.LABEL_NEGATIVE: "negative",
+          common_pb2.LABEL_SKIP: "skip", common_pb2.LABEL_UNSURE: "unsure"}
 LABEL_BY_NAME = {name: value for value, name in LABELS.items()}
 
 STRATEGIES = {
@@ -18,7 +19,12 @@ STRATEGIES = {
     trainer_pb2.STRATEGY_UNCERTAIN: "uncertain",
     trainer_pb2.STRATEGY_OUTLIER: "outlier",
     trainer_pb2.STRATEGY_COLD_START: "cold_start",
+    trainer_pb2.STRATEGY_REVIEW: "review",
+    trainer_pb2.STRATEGY_RECHECK: "recheck",
 }
+# What the page is told of an item's strategy: a recheck must look like any random item,
+# or the annotator would know they are being measured and which answer to repeat.
+SHOWN_STRATEGIES = {**STRATEGIES, trainer_pb2.STRATEGY_RECHECK: "random"}
 SPLITS = {
     trainer_pb2.SPLIT_POOL: "pool",
     trainer_pb2.SPLIT_VALIDATION: "validation",
@@ -49,6 +55,7 @@ def _optional_metrics(message: Any, field: str) -> dict[str, Any] | None:
 
 def status(s: trainer_pb2.Status) -> dict[str, Any]:
     c, e = s.counts, s.extraction
+    kappa = ("self_kappa", "gold_kappa")
     model = None
     if s.HasField("model"):
         model = {"version": s.model.version, "labels": s.model.labels,
@@ -66,7 +73,16 @@ def status(s: trainer_pb2.Status) -> dict[str, Any]:
                    "evaluation": c.evaluation, "embedded": c.embedded,
                    "labelled_positive": c.labelled_positive,
                    "labelled_negative": c.labelled_negative,
-                   "gold_checks": c.gold_checks, "gold_agreements": c.gold_agreements},
+                   "gold_checks": c.gold_checks, "gold_agreements": c.gold_agreements,
+                   "skipped": c.skipped, "unsure": c.unsure, "reviewed": c.reviewed,
+                   "corrected": c.corrected, "contested": c.contested},
+        # Kappas are null until defined.
+        "annotators": [{"annotator": a.annotator, "answers": a.answers,
+                        "skipped": a.skipped, "unsure": a.unsure, "rechecks": a.rechecks,
+                        "recheck_agreements": a.recheck_agreements,
+                        "gold_checks": a.gold_checks, "gold_agreements": a.gold_agreements,
+                        **{k: getattr(a, k) if a.HasField(k) else None for k in kappa}}
+                       for a in s.annotators],
         "model": model,
         "learning_curve": [{"labels": p.labels, "model_version": p.model_version,
                             "validation": _optional_metrics(p, "validation"),
@@ -81,6 +97,15 @@ def image_path(item_id: str, thumbnail: bool) -> str:
     return f"/api/items/{quote(item_id, safe='')}/{'thumbnail' if thumbnail else 'image'}"
 
 
+def detector(i: trainer_pb2.Item) -> dict[str, Any] | None:
+    """Where the detector looked: its score and box [x1, y1, x2, y2] in [0, 1]."""
+    if not i.HasField("evidence") or not i.evidence.HasField("box"):
+        return None
+    b = i.evidence.box
+    return {"score": round(i.evidence.score, 4),
+            "box": [round(v, 4) for v in (b.x1, b.y1, b.x2, b.y2)]}
+
+
 def item(i: trainer_pb2.Item) -> dict[str, Any]:
     # The known label of gold items stays on the server: the check is only worth
     # something if the annotator cannot read the answer from the page.
@@ -89,10 +114,11 @@ def item(i: trainer_pb2.Item) -> dict[str, Any]:
         "image_url": i.image_url or image_path(i.id, thumbnail=False),
         "thumbnail_url": i.thumbnail_url or i.image_url or image_path(i.id, thumbnail=True),
         "remote": bool(i.image_url),
-        "strategy": STRATEGIES.get(i.strategy, "unknown"),
+        "strategy": SHOWN_STRATEGIES.get(i.strategy, "unknown"),
         "score": i.score,
         "model_version": i.model_version,
         "lease_expire_time": _time(i, "lease_expire_time"),
+        "detector": detector(i),
     }
 
 
@@ -108,6 +134,7 @@ def annotation(a: trainer_pb2.Annotation) -> dict[str, Any]:
         "create_time": _time(a, "create_time"),
         "undone": a.undone,
         "split": SPLITS.get(a.split, "unknown"),
+        "note": a.note,
     }
 
 

@@ -17,7 +17,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from annotation_gateway import handlers, security
 from annotation_gateway.config import Config
 from annotation_gateway.errors import ApiError, error_response, from_rpc_error
-from annotation_gateway.handlers import CONFIG, EXTRACTOR, FEATURES, HUB, TRAINER
+from annotation_gateway.guidelines import Guidelines
+from annotation_gateway.handlers import CONFIG, EXTRACTOR, FEATURES, GUIDELINES, HUB, TRAINER
 from annotation_gateway.live import StatusHub
 from annotation_gateway.metrics import LATENCY, REQUESTS
 from annotation_gateway.validation import MAX_BODY_BYTES
@@ -152,6 +153,7 @@ def init_app(config: Config) -> web.Application:
                      security.make_auth_middleware(config.token),
                      security.make_csrf_middleware(config.allowed_origins)])
     app[CONFIG] = config
+    app[GUIDELINES] = Guidelines.from_config(config)
     app[EXTRACTOR] = {}
     app[CLOSING] = asyncio.Event()
     app.cleanup_ctx.append(_channels)
@@ -175,6 +177,8 @@ def init_app(config: Config) -> web.Application:
     app.router.add_post("/api/annotations", handlers.add_annotation)
     app.router.add_delete("/api/annotations/{annotation_id}", handlers.undo_annotation)
     app.router.add_get("/api/export", handlers.export_labels)
+    app.router.add_get("/api/guidelines", handlers.guidelines)
+    app.router.add_get("/api/guidelines/examples/{index}", handlers.guideline_example)
     app.router.add_static("/static/", Path(config.web_dir), append_version=False)
     uplot = Path(config.vendor_dir) / "uplot" / "dist"
     if uplot.is_dir():

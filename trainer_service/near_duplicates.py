@@ -65,16 +65,21 @@ def enabled(threshold: float) -> bool:
 
 
 class LabelledScreen:
-    """Which candidates are near-duplicates of a labelled item. Remembers, per bank row,
-    the highest similarity to the labelled rows already compared, so each call only
-    compares what is new: new labels against the known candidates, new candidates against
-    every label. Called from worker threads, hence the lock."""
+    """Which candidates are near-duplicates of a labelled item. Keeps, per candidate seen,
+    its unit embedding and its highest similarity to the labelled rows compared so far, so
+    each call only compares what is new: new labels against the known candidates, new
+    candidates against every label. Called from worker threads, hence the lock."""
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
         self._lock = threading.Lock()
-        self._best: dict[int, float] = {}  # candidate row -> highest similarity so far
-        self._folded: set[int] = set()  # labelled rows compared with every tracked row
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pos: dict[int, int] = {}  # bank row -> position in the arrays below
+        self._unit = np.zeros((0, 0), dtype=np.float32)
+        self._best = np.zeros(0, dtype=np.float32)
+        self._folded: set[int] = set()  # labelled rows compared with every kept row
         self._shape: tuple[int, int] = (0, 0)
 
     def keep(self, matrix: np.ndarray, dims: int, candidates: np.ndarray,
@@ -93,23 +98,41 @@ class LabelledScreen:
         # A withdrawn label, or another extractor's features: start again.
         if (not self._folded <= labelled_set or self._shape[1] != matrix.shape[1]
                 or matrix.shape[0] < self._shape[0]):
-            self._best, self._folded = {}, set()
+            self._reset()
         self._shape = matrix.shape
+        # Rows that stopped being candidates (labelled since) are dropped now and then.
+        if len(self._pos) > 2 * len(candidates) + 1024:
+            self._compact(candidates)
         new_labels = np.asarray(sorted(labelled_set - self._folded), dtype=np.int64)
-        known = np.asarray([r for r in candidates.tolist() if r in self._best], np.int64)
-        fresh = np.asarray([r for r in candidates.tolist() if r not in self._best], np.int64)
-        best = {r: self._best[r] for r in known.tolist()}  # rows no longer candidates drop
-        if len(known) and len(new_labels):
-            sims = max_similarity(unit_rows(matrix[known], dims),
-                                  unit_rows(matrix[new_labels], dims))
-            for r, s in zip(known.tolist(), sims.tolist(), strict=True):
-                best[r] = max(best[r], s)
+        if len(new_labels) and self._pos:
+            n = len(self._pos)
+            sims = max_similarity(self._unit[:n], unit_rows(matrix[new_labels], dims))
+            np.maximum(self._best[:n], sims, out=self._best[:n])
+        fresh = np.asarray([r for r in candidates.tolist() if r not in self._pos], np.int64)
         if len(fresh):
-            sims = max_similarity(unit_rows(matrix[fresh], dims),
-                                  unit_rows(matrix[labelled], dims))
-            best.update(zip(fresh.tolist(), sims.tolist(), strict=True))
-        self._best, self._folded = best, labelled_set
-        return np.asarray([best[r] for r in candidates.tolist()], dtype=np.float32)
+            unit = unit_rows(matrix[fresh], dims)
+            self._append(fresh, unit, max_similarity(unit, unit_rows(matrix[labelled], dims)))
+        self._folded = labelled_set
+        return self._best[[self._pos[r] for r in candidates.tolist()]]
+
+    def _append(self, rows: np.ndarray, unit: np.ndarray, best: np.ndarray) -> None:
+        n = len(self._pos)
+        if n + len(rows) > len(self._unit):
+            size = max(2 * len(self._unit), n + len(rows))
+            grown = np.zeros((size, unit.shape[1]), dtype=np.float32)
+            if n:
+                grown[:n] = self._unit[:n]
+            self._unit = grown
+            self._best = np.concatenate([self._best[:n], np.zeros(size - n, np.float32)])
+        self._unit[n:n + len(rows)] = unit
+        self._best[n:n + len(rows)] = best
+        self._pos.update(zip(rows.tolist(), range(n, n + len(rows)), strict=True))
+
+    def _compact(self, candidates: np.ndarray) -> None:
+        kept = [r for r in candidates.tolist() if r in self._pos]
+        at = np.asarray([self._pos[r] for r in kept], dtype=np.int64)
+        self._unit, self._best = self._unit[at], self._best[at]
+        self._pos = {r: k for k, r in enumerate(kept)}
 
 
 class LeaseGuard:

@@ -45,7 +45,7 @@ def test_remote_items_keep_their_urls_and_local_ids_are_url_encoded():
 def _annotation(aid, item, label, undone=False):
     return {"id": aid, "item_id": item, "label": label, "annotator": "a", "strategy": "random",
             "model_version": "", "duration_ms": 5, "create_time": None, "undone": undone,
-            "split": "pool"}
+            "split": "pool", "note": ""}
 
 
 def test_openimages_export_keeps_the_latest_annotation_in_force_per_item():

@@ -3,9 +3,11 @@
 
 import { api, newId } from "./api.js";
 import { Deck, safeImageUrl } from "./deck.js";
+import { closeGuide, guideOpen, toggleGuide } from "./guide.js";
 import { Outbox } from "./outbox.js";
-import { renderStatus } from "./panel.js";
+import { renderAgreement, renderStatus } from "./panel.js";
 import { perHour, strategyName } from "./wording.js";
+import { hideZoom as closeZoomView, showZoom as openZoomView, switchZoom } from "./zoom.js";
 
 const $ = (id) => document.getElementById(id);
 const REFILL_RETRY_MS = 3000;
@@ -108,27 +110,65 @@ function renderDeck() {
 
 // --- labelling ---------------------------------------------------------------------
 
-function label(value) {
+const ANSWERS = new Set(["positive", "negative"]);
+
+function said(value, note) {
+  if (value === "skip") return "Skipped: someone else will answer it.";
+  if (value === "unsure") return note ? `Marked unsure (${note}).` : "Marked unsure.";
+  return `Labelled ${value === "positive" ? state.task : "not " + state.task}.`;
+}
+
+// Yes, no, skip or unsure for the image on screen; skips and unsure marks never train.
+function label(value, note = "") {
   const item = deck.current;
   if (!item) return;
+  hideUnsure();
   const now = performance.now();
   deck.take();
   const annotation = { id: newId(), item_id: item.id, label: value,
                        duration_ms: Math.max(0, Math.round(now - state.shownAt)) };
+  if (note) annotation.note = note;
   state.shownAt = now;
   state.history.push({ annotation, item });
-  state.labelled += 1;
-  state.startedAt ||= Date.now();
+  if (ANSWERS.has(value)) {
+    state.labelled += 1;
+    state.startedAt ||= Date.now();
+  }
   outbox.push({ kind: "add", body: annotation, item });
-  $("last").textContent = `Labelled ${value === "positive" ? state.task : "not " + state.task}.`;
+  $("last").textContent = said(value, note);
   renderRate();
 }
+
+// --- unsure, with an optional note ---------------------------------------------------
+
+function showUnsure() {
+  if (!deck.current) return;
+  $("unsure-form").hidden = false;
+  $("unsure-note").value = "";
+  $("unsure-note").focus();
+}
+
+function hideUnsure() {
+  if ($("unsure-form").hidden) return;
+  $("unsure-form").hidden = true;
+  if (document.activeElement === $("unsure-note")) $("unsure-note").blur();
+}
+
+$("unsure-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  label("unsure", $("unsure-note").value.trim().slice(0, 200));
+});
+$("unsure-cancel").addEventListener("click", hideUnsure);
+$("unsure-note").addEventListener("keydown", (event) => {
+  if (event.key === "Escape") { event.preventDefault(); hideUnsure(); }
+});
 
 function undo() {
   const last = state.history.pop();
   if (!last) return;
+  hideUnsure();
   if (!outbox.cancelAdd(last.annotation.id)) outbox.push({ kind: "undo", id: last.annotation.id });
-  state.labelled = Math.max(0, state.labelled - 1);
+  if (ANSWERS.has(last.annotation.label)) state.labelled = Math.max(0, state.labelled - 1);
   deck.putBack(last.item);
   state.shownAt = performance.now();
   $("last").textContent = "Undone: the image is back.";
@@ -225,13 +265,12 @@ function fixNotice() {
 function showZoom() {
   const item = deck.current;
   if (!item) { hideZoom(); return; }
-  $("zoom-img").src = safeImageUrl(item.image_url);
-  $("zoom").hidden = false;
+  openZoomView(item);
 }
 
 function hideZoom() {
   state.zoomed = false;
-  $("zoom").hidden = true;
+  closeZoomView();
 }
 
 function toggleZoom() {
@@ -242,29 +281,54 @@ function toggleZoom() {
 
 // --- input -------------------------------------------------------------------------
 
+function escape() {
+  if (guideOpen()) closeGuide();
+  else if (state.zoomed) hideZoom();
+  else if (!$("unsure-form").hidden) hideUnsure();
+  else hideNotice();
+}
+
 const KEYS = {
   b: () => label("positive"),
   n: () => label("negative"),
+  " ": () => label("skip"),
+  f: showUnsure,
   z: toggleZoom,
   u: undo,
+  h: toggleGuide,
   Backspace: undo,
-  Escape: () => { if (state.zoomed) hideZoom(); else hideNotice(); },
+  Escape: escape,
 };
+// While the guidelines are open, keys only close them: nothing is labelled unseen.
+const WHILE_READING = new Set(["h", "Escape"]);
 
 document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
   if (event.target.closest && event.target.closest("input, textarea, dialog[open]")) return;
-  const action = KEYS[event.key.length === 1 ? event.key.toLowerCase() : event.key];
+  const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+  const action = KEYS[key];
   if (!action) return;
   event.preventDefault();
+  if (guideOpen() && !WHILE_READING.has(key)) return;
   action();
+});
+// Space also clicks a focused button when released: the key is ours, not the button's.
+document.addEventListener("keyup", (event) => {
+  if (event.key === " " && event.target.closest && event.target.closest("button")) event.preventDefault();
 });
 
 $("btn-yes").addEventListener("click", () => label("positive"));
 $("btn-no").addEventListener("click", () => label("negative"));
+$("btn-skip").addEventListener("click", () => label("skip"));
+$("btn-unsure").addEventListener("click", showUnsure);
 $("btn-zoom").addEventListener("click", toggleZoom);
 $("btn-undo").addEventListener("click", undo);
-$("zoom").addEventListener("click", hideZoom);
+// On the picture a click switches between the detector's box and the whole image;
+// anywhere else it closes the zoom.
+$("zoom").addEventListener("click", (event) => {
+  const item = deck.current;
+  if (event.target.closest("#zoom-frame") && item && item.detector) switchZoom(); else hideZoom();
+});
 $("notice-keep").addEventListener("click", hideNotice);
 $("notice-fix").addEventListener("click", fixNotice);
 window.addEventListener("online", () => outbox.retryNow());
@@ -290,6 +354,7 @@ function watchStatus() {
     const { trainer, status } = JSON.parse(event.data);
     applyTask(status);
     renderStatus(status, trainer);
+    renderAgreement(status, state.annotator);
     // A trainer that is back takes the pending labels now rather than at the next retry.
     if (trainer === "up" && outbox.pending) outbox.retryNow();
     if (trainer === "up" && !deck.current) deck.refill();

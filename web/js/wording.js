@@ -30,5 +30,5 @@ export function perHour(count, startedAt, now = Date.now()) {
 }
 
 export function strategyName(strategy) {
-  return { cold_start: "cold start", uncertain: "uncertain", outlier: "outlier", random: "random", gold: "gold" }[strategy] || "unknown";
+  return { cold_start: "cold start", uncertain: "uncertain", outlier: "outlier", random: "random", gold: "gold", review: "review" }[strategy] || "unknown";
 }
