@@ -7,8 +7,10 @@ feature service's embeddings: the figures behind TRAINER_NEAR_DUPLICATE.
 Every image goes through a real `lite` feature service once (its LMDB cache is the
 simulator's, `.run/sim-cache/features-lite`, so later runs are fast); the vectors are
 kept in `.run/near-dup/`. Prints, per threshold, the share of pairs above it and of
-items with at least one such neighbour, and writes the most similar pairs just above
-the chosen threshold side by side (`artifacts/near-duplicates/pairs.png`) for a look.
+items with at least one such neighbour; then, for `--variants` images, how similar a
+re-encoded, resized, cropped or brightened copy stays to its original: the threshold
+belongs between the most similar different pictures and the least similar copies. The
+most similar pairs are drawn side by side in `artifacts/near-duplicates/pairs.png`.
 """
 
 from __future__ import annotations
@@ -37,12 +39,12 @@ PER_CALL = 16
 CALLERS = 4
 
 
-def embed(examples: list[Example]) -> tuple[np.ndarray, int]:
+def embed(examples: list[Example], name: str = "lite") -> tuple[np.ndarray, int]:
     """(vectors in the order of `examples`, embedding dimension), from the cache file or a
     real feature service."""
     digest = hashlib.sha256("\n".join(f"{e.id},{e.location}" for e in examples)
                             .encode()).hexdigest()[:12]
-    saved = VECTORS / f"lite-{digest}.npz"
+    saved = VECTORS / f"{name}-{digest}.npz"
     if saved.exists():
         data = np.load(saved)
         return data["vectors"], int(data["dims"])
@@ -101,13 +103,55 @@ def shares(unit: np.ndarray, thresholds: tuple[float, ...]) -> list[dict]:
     return out
 
 
+VARIANTS = ("jpeg q90", "jpeg q60", "resized 75%", "cropped 5%", "brighter 15%")
+
+
+def variant_examples(examples: list[Example], count: int) -> list[Example]:
+    """`count` images, each with a copy made every way of VARIANTS, in a scratch folder."""
+    from PIL import Image, ImageEnhance
+
+    folder = VECTORS / "variants"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for e in examples[:count]:
+        image = Image.open(e.location).convert("RGB")
+        w, h = image.size
+        made = {
+            "jpeg q90": (image, 90), "jpeg q60": (image, 60),
+            "resized 75%": (image.resize((max(1, w * 3 // 4), max(1, h * 3 // 4))), 95),
+            "cropped 5%": (image.crop((w // 20, h // 20, w - w // 20, h - h // 20)), 95),
+            "brighter 15%": (ImageEnhance.Brightness(image).enhance(1.15), 95),
+        }
+        for k, (kind, (copy, quality)) in enumerate(made.items()):
+            path = folder / f"{e.id}-{k}.jpg"
+            if not path.exists():
+                copy.save(path, quality=quality)
+            out.append(Example(f"variant-{k}-{e.id}", str(path), e.label))
+    return out
+
+
+def variant_similarity(examples: list[Example], vectors: np.ndarray, dims: int,
+                       count: int) -> list[dict]:
+    """Per way of copying: the least, median and mean cosine of copy to original."""
+    copies = variant_examples(examples, count)
+    copy_vectors, _ = embed(copies, "variants")
+    original = unit_rows(vectors[:count], dims)
+    unit = unit_rows(copy_vectors, dims).reshape(count, len(VARIANTS), -1)
+    rows = []
+    for k, kind in enumerate(VARIANTS):
+        sims = np.einsum("ij,ij->i", original, unit[:, k])
+        rows.append({"variant": kind, "min": float(sims.min()),
+                     "median": float(np.median(sims)), "mean": float(sims.mean())})
+    return rows
+
+
 def contact_sheet(examples: list[Example], pairs: list[tuple[int, int, float]],
                   path: Path, count: int = 12) -> None:
-    """The `count` least similar pairs above the threshold, side by side: are they really
-    the same picture?"""
+    """The first `count` pairs side by side, with their cosine: are they really the same
+    picture?"""
     from PIL import Image, ImageDraw
 
-    chosen = sorted(pairs, key=lambda p: p[2])[:count]
+    chosen = pairs[:count]
     if not chosen:
         return
     size = 160
@@ -131,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=0, help="a stratified subset (0: all)")
     p.add_argument("--threshold", type=float, default=Config().near_duplicate,
                    help="the threshold to show pairs for (default: the trainer's)")
+    p.add_argument("--variants", type=int, default=200,
+                   help="images to copy in every way of VARIANTS (0: none)")
     args = p.parse_args(argv)
     examples = read_labelled(args.dataset)
     if args.limit:
@@ -147,12 +193,22 @@ def main(argv: list[str] | None = None) -> int:
         mark = " (chosen)" if r["threshold"] == args.threshold else ""
         print(f"| {r['threshold']:g}{mark} | {r['pairs']:,} | {r['pair_share']:.2e} | "
               f"{r['items']:,} | {r['item_share']:.2%} |")
-    pairs = duplicate_pairs(unit, args.threshold)
-    contact_sheet(examples, pairs, OUT / "pairs.png")
+    best = max((s for _, _, s in duplicate_pairs(unit, min(THRESHOLDS))), default=None)
+    print(f"most similar two different images: {best:.4f}" if best is not None else
+          f"no two images above {min(THRESHOLDS)}")
+    variants = []
+    if args.variants:
+        variants = variant_similarity(examples, vectors, dims, min(args.variants, len(examples)))
+        print(f"\ncopies of {min(args.variants, len(examples))} images, cosine to the original:")
+        print("| copy | least | median | mean |\n|---|---:|---:|---:|")
+        for v in variants:
+            print(f"| {v['variant']} | {v['min']:.4f} | {v['median']:.4f} | {v['mean']:.4f} |")
+    top = sorted(duplicate_pairs(unit, min(THRESHOLDS)), key=lambda p: -p[2])[:12]
+    contact_sheet(examples, top, OUT / "pairs.png")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "shares.json").write_text(json.dumps(
         {"dataset": str(args.dataset), "items": len(examples), "threshold": args.threshold,
-         "rows": rows}, indent=2))
+         "rows": rows, "most_similar_different": best, "variants": variants}, indent=2))
     return 0
 
 
