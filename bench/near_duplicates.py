@@ -122,7 +122,7 @@ def variant_examples(examples: list[Example], count: int) -> list[Example]:
             "cropped 5%": (image.crop((w // 20, h // 20, w - w // 20, h - h // 20)), 95),
             "brighter 15%": (ImageEnhance.Brightness(image).enhance(1.15), 95),
         }
-        for k, (kind, (copy, quality)) in enumerate(made.items()):
+        for k, (copy, quality) in enumerate(made.values()):
             path = folder / f"{e.id}-{k}.jpg"
             if not path.exists():
                 copy.save(path, quality=quality)
@@ -131,8 +131,9 @@ def variant_examples(examples: list[Example], count: int) -> list[Example]:
 
 
 def variant_similarity(examples: list[Example], vectors: np.ndarray, dims: int,
-                       count: int) -> list[dict]:
-    """Per way of copying: the least, median and mean cosine of copy to original."""
+                       count: int, threshold: float) -> list[dict]:
+    """Per way of copying: the least, median and mean cosine of copy to original, and the
+    share of copies above `threshold` (caught as near-duplicates)."""
     copies = variant_examples(examples, count)
     copy_vectors, _ = embed(copies, "variants")
     original = unit_rows(vectors[:count], dims)
@@ -141,7 +142,8 @@ def variant_similarity(examples: list[Example], vectors: np.ndarray, dims: int,
     for k, kind in enumerate(VARIANTS):
         sims = np.einsum("ij,ij->i", original, unit[:, k])
         rows.append({"variant": kind, "min": float(sims.min()),
-                     "median": float(np.median(sims)), "mean": float(sims.mean())})
+                     "median": float(np.median(sims)), "mean": float(sims.mean()),
+                     "caught": float(np.mean(sims > threshold))})
     return rows
 
 
@@ -198,11 +200,14 @@ def main(argv: list[str] | None = None) -> int:
           f"no two images above {min(THRESHOLDS)}")
     variants = []
     if args.variants:
-        variants = variant_similarity(examples, vectors, dims, min(args.variants, len(examples)))
-        print(f"\ncopies of {min(args.variants, len(examples))} images, cosine to the original:")
-        print("| copy | least | median | mean |\n|---|---:|---:|---:|")
+        count = min(args.variants, len(examples))
+        variants = variant_similarity(examples, vectors, dims, count, args.threshold)
+        print(f"\ncopies of {count} images, cosine to the original:")
+        print(f"| copy | least | median | mean | above {args.threshold:g} |")
+        print("|---|---:|---:|---:|---:|")
         for v in variants:
-            print(f"| {v['variant']} | {v['min']:.4f} | {v['median']:.4f} | {v['mean']:.4f} |")
+            print(f"| {v['variant']} | {v['min']:.4f} | {v['median']:.4f} | {v['mean']:.4f} "
+                  f"| {v['caught']:.1%} |")
     top = sorted(duplicate_pairs(unit, min(THRESHOLDS)), key=lambda p: -p[2])[:12]
     contact_sheet(examples, top, OUT / "pairs.png")
     OUT.mkdir(parents=True, exist_ok=True)

@@ -86,9 +86,9 @@ class Config:
     max_epochs: int = setting("TRAINER_MAX_EPOCHS", 60, "training epochs at most", "60")
     seed: int = setting("TRAINER_SEED", 0, "seed of splits, shuffles and training", "0")
     near_duplicate: float = setting(
-        "TRAINER_NEAR_DUPLICATE", 0.97,
+        "TRAINER_NEAR_DUPLICATE", 0.94,
         "cosine similarity of embeddings above which two items count as near-duplicates: "
-        "one is not served while the other is labelled or leased (1 turns it off)", "0.97")
+        "one is not served while the other is labelled or leased (1 turns it off)", "0.94")
     review_share: float = setting(
         "TRAINER_REVIEW_SHARE", 0.05,
         "share of served items that are likely label errors, shown to another annotator "
@@ -114,7 +114,7 @@ class Config:
         require(self.embed_batch >= 1, "TRAINER_EMBED_BATCH", "must be >= 1", "32")
         require(self.max_items_per_call >= 1, "TRAINER_MAX_ITEMS", "must be >= 1", "50")
         require(0 < self.near_duplicate <= 1, "TRAINER_NEAR_DUPLICATE",
-                "must be in (0, 1]", "0.97")
+                "must be in (0, 1]", "0.94")
         shares_ok = (self.review_share >= 0 and self.recheck_share >= 0
                      and self.review_share + self.recheck_share < 1)
         require(shares_ok, "TRAINER_REVIEW_SHARE",

@@ -25,8 +25,9 @@ TWINS = 6
 
 
 def with_twins(folder: Path, truth: dict[str, int]) -> dict[str, tuple[str, str]]:
-    """Adds, unlabelled (so they are pool items), an exact copy and a re-encoded copy of
-    a few tiles: real near-duplicates. Returns twin id -> (its original, how made)."""
+    """Adds, unlabelled (so they are pool items), an exact copy or a re-encoded copy (JPEG
+    quality 90: cosine 0.997 or more to the original on the lite embedding, by
+    bench.near_duplicates) of a few tiles. Returns twin id -> (its original, how made)."""
     manifest = folder / "tiles.csv"
     rows = manifest.read_text().splitlines()
     originals = [r.split(",") for r in rows[1:1 + TWINS]]
@@ -38,7 +39,7 @@ def with_twins(folder: Path, truth: dict[str, int]) -> dict[str, tuple[str, str]
             shutil.copyfile(location, copy)
             how = "byte copy"
         else:
-            Image.open(location).convert("RGB").save(copy, quality=70)
+            Image.open(location).convert("RGB").save(copy, quality=90)
             how = "re-encoded"
         twins[f"twin-{k}"] = (item_id, how)
         extra.append(f"twin-{k},{copy}")
