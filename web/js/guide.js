@@ -47,7 +47,8 @@ function renderExamples(examples) {
     const figure = document.createElement("figure");
     const img = document.createElement("img");
     img.src = url;
-    img.alt = example.caption || "Example image";
+    // The caption beside it says what it shows; alt text repeating it would be read twice.
+    img.alt = example.caption ? "" : "Example image";
     img.loading = "lazy";
     const caption = document.createElement("figcaption");
     caption.textContent = example.caption;

@@ -37,6 +37,7 @@ function place(item, mode) {
   const detector = item.detector;
   const zoomed = mode === "box" && detector && img.naturalWidth > 0;
   $("zoom").dataset.mode = zoomed ? "box" : "whole";
+  $("zoom").dataset.box = zoomed ? detector.box.join(",") : "";
   for (const el of [frame, img, outline]) el.removeAttribute("style");
   outline.hidden = !zoomed;
   if (!zoomed) {
