@@ -7,7 +7,7 @@ gRPC, three runs per seed with the same budget of answers:
 - review: errors, and the trainer's review of likely label errors (a second annotator,
   then a third on a disagreement).
 
-    python -m bench.label_errors                          # 2,500 tiles, 2 seeds
+    python -m bench.label_errors                          # 3,000 tiles, 3 seeds
     python -m bench.label_errors --limit 1500 --budget 400 --seeds 1
 
 Three annotators take turns (a review item always goes to somebody else); every answer
@@ -41,6 +41,7 @@ from bench import curves, stack
 from bench.dataset import Example, read_labelled, stratified_subset, write_manifest
 from bench.progress import Progress
 from hitl.channels import open_channel
+from trainer_service.config import Config
 
 ROOT = stack.ROOT
 DEFAULT_DATASET = ROOT.parent / "shared" / "data" / "streetview-tiles" / "labels.csv"
@@ -293,13 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.label_errors",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
-    p.add_argument("--limit", type=int, default=2500, help="stratified subset (0: all)")
-    p.add_argument("--seeds", type=int, default=2)
-    p.add_argument("--budget", type=int, default=600, help="answers per run")
+    p.add_argument("--limit", type=int, default=3000, help="stratified subset (0: all)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--budget", type=int, default=1000, help="answers per run")
     p.add_argument("--step", type=int, default=50, help="answers between models")
     p.add_argument("--error-rate", type=float, default=0.05)
-    p.add_argument("--review-share", type=float, default=0.1,
-                   help="TRAINER_REVIEW_SHARE of the review run")
+    p.add_argument("--review-share", type=float, default=Config().review_share,
+                   help="TRAINER_REVIEW_SHARE of the review run (default: the trainer's)")
     args = p.parse_args(argv)
     missing = stack.missing_modules("feature_service", "trainer_service")
     if missing:

@@ -90,9 +90,9 @@ class Config:
         "cosine similarity of embeddings above which two items count as near-duplicates: "
         "one is not served while the other is labelled or leased (1 turns it off)", "0.94")
     review_share: float = setting(
-        "TRAINER_REVIEW_SHARE", 0.05,
+        "TRAINER_REVIEW_SHARE", 0.1,
         "share of served items that are likely label errors, shown to another annotator "
-        "for a second answer (a disagreement goes to a third)", "0.05")
+        "for a second answer (a disagreement goes to a third)", "0.1")
     recheck_share: float = setting(
         "TRAINER_RECHECK_SHARE", 0.02,
         "share of served items that are the annotator's own earlier items, shown again "
@@ -118,5 +118,5 @@ class Config:
         shares_ok = (self.review_share >= 0 and self.recheck_share >= 0
                      and self.review_share + self.recheck_share < 1)
         require(shares_ok, "TRAINER_REVIEW_SHARE",
-                "review and recheck shares must be >= 0 and sum below 1", "0.05")
+                "review and recheck shares must be >= 0 and sum below 1", "0.1")
         require(self.recheck_gap >= 1, "TRAINER_RECHECK_GAP", "must be >= 1", "50")

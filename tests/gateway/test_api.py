@@ -317,8 +317,8 @@ async def test_guidelines_come_from_configuration_with_example_images(tmp_path):
 
 
 def test_guideline_settings_fail_fast_with_the_variable_named(tmp_path):
-    from hitl.config import ConfigError, load
     from annotation_gateway.config import Config
+    from hitl.config import ConfigError, load
 
     with pytest.raises(ConfigError, match="GATEWAY_GUIDELINES_FILE"):
         load(Config, {"GATEWAY_GUIDELINES_FILE": str(tmp_path / "absent.txt")})
@@ -326,4 +326,5 @@ def test_guideline_settings_fail_fast_with_the_variable_named(tmp_path):
         load(Config, {"GATEWAY_GUIDELINES_EXAMPLES": str(tmp_path / "absent.jpg")})
     with pytest.raises(ConfigError, match="not both"):
         (tmp_path / "g.txt").write_text("x")
-        load(Config, {"GATEWAY_GUIDELINES": "x", "GATEWAY_GUIDELINES_FILE": str(tmp_path / "g.txt")})
+        load(Config, {"GATEWAY_GUIDELINES": "x",
+                      "GATEWAY_GUIDELINES_FILE": str(tmp_path / "g.txt")})

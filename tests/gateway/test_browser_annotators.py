@@ -141,7 +141,8 @@ def test_space_f_h_and_the_detectors_zoom(browser, stack, manifest: Manifest):
     geometry = page.evaluate("""() => {
         const r = (id) => document.getElementById(id).getBoundingClientRect();
         return {img: r('zoom-img').toJSON(), frame: r('zoom-frame').toJSON(),
-                box: r('zoom-box').toJSON(), caption: document.getElementById('zoom-caption').textContent};
+                box: r('zoom-box').toJSON(),
+                caption: document.getElementById('zoom-caption').textContent};
     }""")
     img, frame, outline = geometry["img"], geometry["frame"], geometry["box"]
     assert "detector's box" in geometry["caption"]

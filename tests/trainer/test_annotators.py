@@ -114,7 +114,7 @@ def passes_stack(shared_feature, tiles, tmp_path) -> Iterator[tuple[int, dict, d
 
 async def test_skips_and_unsure_go_to_others_never_train_and_export_on_request(
         passes_stack) -> None:  # type: ignore[no-untyped-def]
-    port, truth, _ = passes_stack
+    port, _, _ = passes_stack
     client = Client(port)
     try:
         await client.ready()
@@ -251,7 +251,7 @@ async def test_likely_errors_go_to_others_and_the_majority_corrects_them(review_
         status = await client.status()
         assert status.counts.corrected >= 2, (status.counts, len(wrong), reviewed)
         assert status.counts.reviewed >= status.counts.corrected
-        for item_id, who in reviewed.items():
+        for who in reviewed.values():
             assert len(who) == len(set(who)) and "first" not in who
         # Each correction was a real error: the majority now holds the truth.
         corrected = [i for i, who in reviewed.items() if i in wrong and len(who) == 2]
