@@ -26,7 +26,7 @@ def test_thresholds_are_per_class_self_confidence() -> None:
 
 def test_most_top_suspects_are_real_errors_under_class_imbalance() -> None:
     rng = np.random.default_rng(0)
-    n, d = 1200, 40
+    n, d = 1200, 200  # high-dimensional, like image embeddings: confident predictions
     truth = (rng.random(n) < 0.1).astype(int)
     centres = rng.normal(size=(2, d))
     x = centres[truth] * 1.5 + rng.normal(size=(n, d))
