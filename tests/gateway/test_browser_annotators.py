@@ -86,6 +86,7 @@ def test_space_f_h_and_the_detectors_zoom(browser, stack, manifest: Manifest):
     assert page.locator("#guide-text li").all_inner_texts() == [
         "a motorcycle is not a bicycle", "a bicycle drawn on the road is not one"]
     assert page.inner_text("#guide-examples figcaption").startswith("Not a bicycle")
+    page.screenshot(path=str(artifacts_dir() / "gateway-guidelines.png"))
     before = current(page)
     page.keyboard.press("b")  # nothing is labelled while the guidelines are open
     assert current(page) == before
@@ -107,6 +108,7 @@ def test_space_f_h_and_the_detectors_zoom(browser, stack, manifest: Manifest):
     page.keyboard.press("f")
     page.wait_for_selector("#unsure-note:focus")
     page.keyboard.type("a wheel, maybe a pram")
+    page.screenshot(path=str(artifacts_dir() / "gateway-unsure.png"))
     page.keyboard.press("Enter")
     moved_on(page, unsure)
     page.wait_for_selector("#unsure-form", state="hidden")
