@@ -4,9 +4,12 @@
 import { api, newId } from "./api.js";
 import { Deck, safeImageUrl } from "./deck.js";
 import { closeGuide, guideOpen, toggleGuide } from "./guide.js";
+import { bindKeys } from "./keys.js";
+import { CheckNotice } from "./notice.js";
 import { Outbox } from "./outbox.js";
 import { renderAgreement, renderStatus } from "./panel.js";
-import { perHour, strategyName } from "./wording.js";
+import { bindUnsure, hideUnsure, showUnsure as openUnsure, unsureOpen } from "./unsure.js";
+import { perHour, strategyName, withArticle } from "./wording.js";
 import { hideZoom as closeZoomView, showZoom as openZoomView, switchZoom } from "./zoom.js";
 
 const $ = (id) => document.getElementById(id);
@@ -21,7 +24,6 @@ const state = {
   startedAt: 0,
   shownAt: performance.now(),
   zoomed: false,
-  notice: null,
 };
 
 // --- errors ------------------------------------------------------------------------
@@ -139,29 +141,11 @@ function label(value, note = "") {
   renderRate();
 }
 
-// --- unsure, with an optional note ---------------------------------------------------
-
 function showUnsure() {
-  if (!deck.current) return;
-  $("unsure-form").hidden = false;
-  $("unsure-note").value = "";
-  $("unsure-note").focus();
+  if (deck.current) openUnsure();
 }
 
-function hideUnsure() {
-  if ($("unsure-form").hidden) return;
-  $("unsure-form").hidden = true;
-  if (document.activeElement === $("unsure-note")) $("unsure-note").blur();
-}
-
-$("unsure-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  label("unsure", $("unsure-note").value.trim().slice(0, 200));
-});
-$("unsure-cancel").addEventListener("click", hideUnsure);
-$("unsure-note").addEventListener("keydown", (event) => {
-  if (event.key === "Escape") { event.preventDefault(); hideUnsure(); }
-});
+bindUnsure((note) => label("unsure", note));
 
 function undo() {
   const last = state.history.pop();
@@ -172,7 +156,7 @@ function undo() {
   deck.putBack(last.item);
   state.shownAt = performance.now();
   $("last").textContent = "Undone: the image is back.";
-  if (state.notice && state.notice.annotation.id === last.annotation.id) hideNotice();
+  if (notice.about(last.annotation.id)) notice.hide();
   renderRate();
 }
 
@@ -205,7 +189,7 @@ async function send(op) {
 
 function delivered(op, result) {
   if (op.kind !== "add" || !result || !result.gold_check || result.gold_check.agrees) return;
-  showNotice(op, result.gold_check);
+  notice.show(op, result.gold_check, state.task);
 }
 
 function failed(op, err) {
@@ -224,41 +208,13 @@ const outbox = new Outbox({ send, onDelivered: delivered, onFailed: failed, onCh
 
 // --- gold check notice ---------------------------------------------------------------
 
-function withArticle(name) {
-  return (/^[aeiou]/.test(name) ? "an " : "a ") + name;
-}
-
-function answerWords(value) {
-  const thing = withArticle(state.task);
-  return value === "positive" ? `shows ${thing}` : `does not show ${thing}`;
-}
-
-function showNotice(op, check) {
-  state.notice = { annotation: op.body, item: op.item, check };
-  const known = `known ${check.known_label === "positive" ? "" : "not "}to show ${withArticle(state.task)}`;
-  $("notice-text").textContent =
-    `Check image: this one is ${known}; you answered that it ${answerWords(op.body.label)}.`;
-  $("notice").hidden = false;
-}
-
-function hideNotice() {
-  state.notice = null;
-  $("notice").hidden = true;
-}
-
-function fixNotice() {
-  const notice = state.notice;
-  if (!notice) return;
-  hideNotice();
-  const fixed = { id: newId(), item_id: notice.annotation.item_id,
-                  label: notice.annotation.label === "positive" ? "negative" : "positive",
-                  duration_ms: notice.annotation.duration_ms };
-  outbox.push({ kind: "undo", id: notice.annotation.id });
-  outbox.push({ kind: "add", body: fixed, item: notice.item });
-  const entry = state.history.find((h) => h.annotation.id === notice.annotation.id);
-  if (entry) entry.annotation = fixed;
-  $("last").textContent = "Fixed.";
-}
+const notice = new CheckNotice({
+  push: (op) => outbox.push(op),
+  replaced: (oldId, fixed) => {
+    const entry = state.history.find((h) => h.annotation.id === oldId);
+    if (entry) entry.annotation = fixed;
+  },
+});
 
 // --- zoom --------------------------------------------------------------------------
 
@@ -284,8 +240,8 @@ function toggleZoom() {
 function escape() {
   if (guideOpen()) closeGuide();
   else if (state.zoomed) hideZoom();
-  else if (!$("unsure-form").hidden) hideUnsure();
-  else hideNotice();
+  else if (unsureOpen()) hideUnsure();
+  else notice.hide();
 }
 
 const KEYS = {
@@ -299,23 +255,7 @@ const KEYS = {
   Backspace: undo,
   Escape: escape,
 };
-// While the guidelines are open, keys only close them: nothing is labelled unseen.
-const WHILE_READING = new Set(["h", "Escape"]);
-
-document.addEventListener("keydown", (event) => {
-  if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
-  if (event.target.closest && event.target.closest("input, textarea, dialog[open]")) return;
-  const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
-  const action = KEYS[key];
-  if (!action) return;
-  event.preventDefault();
-  if (guideOpen() && !WHILE_READING.has(key)) return;
-  action();
-});
-// Space also clicks a focused button when released: the key is ours, not the button's.
-document.addEventListener("keyup", (event) => {
-  if (event.key === " " && event.target.closest && event.target.closest("button")) event.preventDefault();
-});
+bindKeys(KEYS, guideOpen);
 
 $("btn-yes").addEventListener("click", () => label("positive"));
 $("btn-no").addEventListener("click", () => label("negative"));
@@ -329,8 +269,6 @@ $("zoom").addEventListener("click", (event) => {
   const item = deck.current;
   if (event.target.closest("#zoom-frame") && item && item.detector) switchZoom(); else hideZoom();
 });
-$("notice-keep").addEventListener("click", hideNotice);
-$("notice-fix").addEventListener("click", fixNotice);
 window.addEventListener("online", () => outbox.retryNow());
 
 // --- status ------------------------------------------------------------------------

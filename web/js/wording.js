@@ -32,3 +32,7 @@ export function perHour(count, startedAt, now = Date.now()) {
 export function strategyName(strategy) {
   return { cold_start: "cold start", uncertain: "uncertain", outlier: "outlier", random: "random", gold: "gold", review: "review" }[strategy] || "unknown";
 }
+
+export function withArticle(name) {
+  return (/^[aeiou]/.test(name) ? "an " : "a ") + name;
+}
