@@ -245,7 +245,10 @@ def _mean(values: list[float]) -> float:
 def report(args: argparse.Namespace, examples: list[Example], runs: list[Run],
            suspects: list[dict]) -> dict:
     OUT.mkdir(parents=True, exist_ok=True)
-    rows = [row for run in runs for row in run.curve]
+    # A model is trained once `step` answers are in, a few more when a batch overshoots:
+    # on the step's grid the seeds line up for the chart.
+    rows = [{**row, "labels": args.step * round(row["labels"] / args.step)}
+            for run in runs for row in run.curve]
     with (OUT / "curves.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, ("run", "seed", "labels", "f1", "precision", "recall"))
         writer.writeheader()

@@ -295,17 +295,17 @@ async def test_a_bad_note_is_refused(trainer: TrainerProcess, feature_addr, note
 async def test_guidelines_come_from_configuration_with_example_images(tmp_path):
     from tests.support import PHOTOS, require_data
 
-    photo = sorted(require_data(PHOTOS).glob("*.jpg"))[0]
+    photo = require_data(PHOTOS) / "dog.jpg"  # a dog in front of a bicycle
     text = tmp_path / "guidelines.txt"
     text.write_text("Count a bicycle even when only part of it shows.\n\n- parked: yes\n")
     cfg = config(guidelines_file=str(text), guidelines_examples=(
-        f"{photo}|Yes: a bicycle in a rack", "https://img.example/moto.jpg|No: a motorcycle"))
+        f"{photo}|Yes: a bicycle behind a dog", "https://img.example/moto.jpg|No: a motorcycle"))
     async with client(cfg) as c:
         body = await (await c.get("/api/guidelines")).json()
         assert body["text"].startswith("Count a bicycle") and "- parked: yes" in body["text"]
         local, remote = body["examples"]
         assert local == {"url": "/api/guidelines/examples/0",
-                         "caption": "Yes: a bicycle in a rack"}
+                         "caption": "Yes: a bicycle behind a dog"}
         assert remote["url"] == "https://img.example/moto.jpg"
         image = await c.get(local["url"])
         assert image.status == 200 and image.content_type == "image/jpeg"
