@@ -46,7 +46,9 @@ STRATEGIES: dict[str, dict[str, str]] = {
 
 
 def trainer_env(strategy: str, seed: int) -> dict[str, str]:
-    return {**STRATEGIES[strategy], "TRAINER_SEED": str(seed)}
+    # One simulated annotator answers every item once: no rechecks of its own items (they
+    # would count as labels and never train); review needs a second annotator anyway.
+    return {**STRATEGIES[strategy], "TRAINER_SEED": str(seed), "TRAINER_RECHECK_SHARE": "0"}
 
 
 def answer(truth: bool, error_rate: float, rng: random.Random) -> bool:
