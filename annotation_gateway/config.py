@@ -98,6 +98,20 @@ class Config:
     vendor_dir: str = setting("GATEWAY_VENDOR_DIR", str(ROOT / "node_modules"),
                               "Folder holding the pinned npm packages the UI uses (uplot)",
                               "/srv/node_modules")
+    guidelines: str = setting(
+        "GATEWAY_GUIDELINES", "",
+        "The task's instructions shown by the page's guidelines panel (h): plain text, a "
+        "blank line between paragraphs, lines starting with '- ' as a list",
+        "Count a bicycle even when only part of it shows.")
+    guidelines_file: str = setting(
+        "GATEWAY_GUIDELINES_FILE", "",
+        "A UTF-8 text file with the instructions, instead of GATEWAY_GUIDELINES",
+        "/srv/guidelines.txt")
+    guidelines_examples: tuple[str, ...] = setting(
+        "GATEWAY_GUIDELINES_EXAMPLES", (),
+        "Example images for the guidelines, comma-separated: an image file or an http(s) "
+        "URL, each optionally followed by '|' and a caption",
+        "/srv/ex/rack.jpg|Yes: bicycles in a rack,/srv/ex/moto.jpg|No: a motorcycle")
 
     def __post_init__(self) -> None:
         require(0 < self.port < 65536, "GATEWAY_PORT", "must be a TCP port", "8080")
@@ -116,3 +130,15 @@ class Config:
                 "/etc/hitl/tls/tls.key")
         require(not self.grpc_client_cert or bool(self.grpc_ca), "GATEWAY_GRPC_CA",
                 "mutual TLS needs the services' CA too", "/etc/hitl/tls/ca.crt")
+        require(not (self.guidelines and self.guidelines_file), "GATEWAY_GUIDELINES_FILE",
+                "set GATEWAY_GUIDELINES or GATEWAY_GUIDELINES_FILE, not both",
+                "/srv/guidelines.txt")
+        require(not self.guidelines_file or Path(self.guidelines_file).is_file(),
+                "GATEWAY_GUIDELINES_FILE", f"{self.guidelines_file} is not a file",
+                "/srv/guidelines.txt")
+        for entry in self.guidelines_examples:
+            location = entry.partition("|")[0].strip()
+            remote = location.startswith(("http://", "https://"))
+            require(remote or Path(location).is_file(), "GATEWAY_GUIDELINES_EXAMPLES",
+                    f"{location} is neither an image file nor an http(s) URL",
+                    "/srv/ex/rack.jpg|Yes: bicycles in a rack")

@@ -9,7 +9,8 @@ from urllib.parse import quote
 
 from hitl.v1 import common_pb2, trainer_pb2
 
-LABELS = {common_pb2.LABEL_POSITIVE: "positive", common_pb2.LABEL_NEGATIVE: "negative"}
+LABELS = {common_pb2.LABEL_POSITIVE: "positive", common_pb2.LABEL_NEGATIVE: "negative",
+          common_pb2.LABEL_SKIP: "skip", common_pb2.LABEL_UNSURE: "unsure"}
 LABEL_BY_NAME = {name: value for value, name in LABELS.items()}
 
 STRATEGIES = {
@@ -19,6 +20,8 @@ STRATEGIES = {
     trainer_pb2.STRATEGY_OUTLIER: "outlier",
     trainer_pb2.STRATEGY_COLD_START: "cold_start",
     trainer_pb2.STRATEGY_AUDIT: "audit",
+    trainer_pb2.STRATEGY_REVIEW: "review",
+    trainer_pb2.STRATEGY_RECHECK: "recheck",
 }
 SPLITS = {
     trainer_pb2.SPLIT_POOL: "pool",
@@ -74,6 +77,7 @@ def forecast(f: trainer_pb2.Forecast) -> dict[str, Any]:
 
 def status(s: trainer_pb2.Status) -> dict[str, Any]:
     c, e = s.counts, s.extraction
+    kappa = ("self_kappa", "gold_kappa")
     model = None
     if s.HasField("model"):
         model = {"version": s.model.version, "labels": s.model.labels,
@@ -97,7 +101,16 @@ def status(s: trainer_pb2.Status) -> dict[str, Any]:
                    "audit_labels": c.audit_labels, "audit_reserve": c.audit_reserve,
                    "audit_embedded": c.audit_embedded,
                    "validation_embedded": c.validation_embedded,
-                   "evaluation_embedded": c.evaluation_embedded},
+                   "evaluation_embedded": c.evaluation_embedded,
+                   "skipped": c.skipped, "unsure": c.unsure, "reviewed": c.reviewed,
+                   "corrected": c.corrected, "contested": c.contested},
+        # Kappas are null until defined.
+        "annotators": [{"annotator": a.annotator, "answers": a.answers,
+                        "skipped": a.skipped, "unsure": a.unsure, "rechecks": a.rechecks,
+                        "recheck_agreements": a.recheck_agreements,
+                        "gold_checks": a.gold_checks, "gold_agreements": a.gold_agreements,
+                        **{k: getattr(a, k) if a.HasField(k) else None for k in kappa}}
+                       for a in s.annotators],
         "model": model,
         "forecast": forecast(s.forecast) if s.HasField("forecast") else None,
         "learning_curve": [{"labels": p.labels, "labels_given": p.labels_given,
@@ -109,13 +122,20 @@ def status(s: trainer_pb2.Status) -> dict[str, Any]:
         "extraction": {"pending": e.pending, "seconds_per_item": e.seconds_per_item,
                        "eta_seconds": e.eta_seconds, "failed": e.failed,
                        "retrying": e.retrying},
-        "annotators": [{"annotator": a.annotator, "gold_checks": a.gold_checks,
-                        "gold_agreements": a.gold_agreements} for a in s.annotators],
     }
 
 
 def image_path(item_id: str, thumbnail: bool) -> str:
     return f"/api/items/{quote(item_id, safe='')}/{'thumbnail' if thumbnail else 'image'}"
+
+
+def detector(i: trainer_pb2.Item) -> dict[str, Any] | None:
+    """Where the detector looked: its score and box [x1, y1, x2, y2] in [0, 1]."""
+    if not i.HasField("evidence") or not i.evidence.HasField("box"):
+        return None
+    b = i.evidence.box
+    return {"score": round(i.evidence.score, 4),
+            "box": [round(v, 4) for v in (b.x1, b.y1, b.x2, b.y2)]}
 
 
 def item(i: trainer_pb2.Item) -> dict[str, Any]:
@@ -129,6 +149,7 @@ def item(i: trainer_pb2.Item) -> dict[str, Any]:
         "thumbnail_url": i.thumbnail_url or i.image_url or image_path(i.id, thumbnail=True),
         "remote": bool(i.image_url),
         "lease_expire_time": _time(i, "lease_expire_time"),
+        "detector": detector(i),
     }
 
 
@@ -144,6 +165,7 @@ def annotation(a: trainer_pb2.Annotation) -> dict[str, Any]:
         "create_time": _time(a, "create_time"),
         "undone": a.undone,
         "split": SPLITS.get(a.split, "unknown"),
+        "note": a.note,
     }
 
 

@@ -15,7 +15,7 @@ FORMATS = {
     "openimages": ("text/csv; charset=utf-8", "labels-openimages.csv"),
 }
 CSV_COLUMNS = ("id", "item_id", "label", "annotator", "strategy", "model_version",
-               "duration_ms", "create_time", "undone", "split")
+               "duration_ms", "create_time", "undone", "split", "note")
 OPENIMAGES_COLUMNS = ("ImageID", "Source", "LabelName", "Confidence")
 # A cell starting with one of these runs as a formula when the file is opened in a
 # spreadsheet; ids and annotator names come from users, so such cells get a quote first.
@@ -48,15 +48,23 @@ def jsonl_row(annotation: dict[str, Any]) -> str:
 
 
 def openimages_rows(annotations: Iterable[dict[str, Any]], label_id: str) -> str:
-    """Annotations come oldest first, so the last one seen for an item wins."""
-    latest: dict[str, dict[str, Any]] = {}
+    """The label in force per item, as the trainer decides it: each annotator's latest
+    answer is one vote (a recheck votes only when it is their only answer), the majority
+    rules, and a tie (a disagreement waiting for a third answer) is left out. Annotations
+    come oldest first."""
+    votes: dict[str, dict[str, dict[str, Any]]] = {}  # item -> annotator -> answer
     for a in annotations:
         if a["undone"] or a["label"] not in ("positive", "negative"):
             continue
-        latest.pop(a["item_id"], None)
-        latest[a["item_id"]] = a
+        cast = votes.pop(a["item_id"], {})
+        if not (a["strategy"] == "recheck" and a["annotator"] in cast):
+            cast.pop(a["annotator"], None)
+            cast[a["annotator"]] = a
+        votes[a["item_id"]] = cast  # re-inserted: items in order of their latest answer
     lines = [_csv_line(OPENIMAGES_COLUMNS)]
-    for item_id, a in latest.items():
-        lines.append(_csv_line((item_id, "verification", label_id,
-                                1 if a["label"] == "positive" else 0)))
+    for item_id, cast in votes.items():
+        positive = sum(1 for a in cast.values() if a["label"] == "positive")
+        if 2 * positive != len(cast):
+            lines.append(_csv_line((item_id, "verification", label_id,
+                                    1 if 2 * positive > len(cast) else 0)))
     return "".join(lines)

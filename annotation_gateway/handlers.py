@@ -14,6 +14,7 @@ from aiohttp import web
 from annotation_gateway import convert, export, validation
 from annotation_gateway.config import Config
 from annotation_gateway.errors import ApiError
+from annotation_gateway.guidelines import Guidelines, serve_example
 from annotation_gateway.identity import annotator_of, identity_of, requires_admin, status_for
 from annotation_gateway.live import StatusHub, stream_status
 from annotation_gateway.metrics import ANNOTATIONS, UNDOS
@@ -31,6 +32,7 @@ TRAINER = web.AppKey("trainer", trainer_pb2_grpc.TrainerServiceStub)
 FEATURES = web.AppKey("features", feature_pb2_grpc.FeatureServiceStub)
 HUB = web.AppKey("hub", StatusHub)
 EXTRACTOR = web.AppKey("extractor", dict)
+GUIDELINES = web.AppKey("guidelines", Guidelines)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -120,6 +122,16 @@ async def thumbnail(request: web.Request) -> web.Response:
     return await _image(request, thumbnail=True)
 
 
+# --- guidelines --------------------------------------------------------------------
+
+async def guidelines(request: web.Request) -> web.Response:
+    return json_response(request.app[GUIDELINES].body())
+
+
+async def guideline_example(request: web.Request) -> web.FileResponse:
+    return await serve_example(request.app[GUIDELINES], request.match_info["index"])
+
+
 # --- annotations -------------------------------------------------------------------
 
 async def add_annotation(request: web.Request) -> web.Response:
@@ -128,12 +140,14 @@ async def add_annotation(request: web.Request) -> web.Response:
     raw_label = body.get("label")
     label = convert.LABEL_BY_NAME.get(raw_label) if isinstance(raw_label, str) else None
     if label is None:
-        raise ApiError(400, "invalid_label", "label must be \"positive\" or \"negative\"")
+        raise ApiError(400, "invalid_label", "label must be \"positive\", \"negative\", "
+                       "\"skip\" or \"unsure\"")
     request_pb = trainer_pb2.AddAnnotationRequest(
         annotation_id=validation.annotation_id(body.get("id")),
         item_id=validation.item_id(str(body.get("item_id") or "")),
         label=label, annotator=annotator,
-        duration_ms=validation.duration_ms(body.get("duration_ms")))
+        duration_ms=validation.duration_ms(body.get("duration_ms")),
+        note=validation.note(body.get("note")))
     response = await request.app[TRAINER].AddAnnotation(request_pb, timeout=_deadline(request))
     ANNOTATIONS.labels("duplicate" if response.duplicate else "new").inc()
     return json_response({"annotation": convert.own_annotation(response.annotation),
@@ -158,9 +172,11 @@ async def export_labels(request: web.Request) -> web.StreamResponse:
     if fmt not in export.FORMATS:
         raise ApiError(400, "invalid_format", "format must be csv, jsonl or openimages")
     include_undone = validation.flag(request.query.get("include_undone"), "include_undone")
+    include_skipped = validation.flag(request.query.get("include_skipped"), "include_skipped")
     config = request.app[CONFIG]
     call = request.app[TRAINER].ExportLabels(
-        trainer_pb2.ExportLabelsRequest(include_undone=include_undone),
+        trainer_pb2.ExportLabelsRequest(include_undone=include_undone,
+                                        include_skipped=include_skipped),
         timeout=config.export_deadline_s)
     batches = aiter(call)
     # The first batch is read before answering, so that an unavailable trainer is an

@@ -17,7 +17,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from annotation_gateway import access, handlers, security, sessions
 from annotation_gateway.config import Config
 from annotation_gateway.errors import ApiError, error_response, from_rpc_error
-from annotation_gateway.handlers import CONFIG, EXTRACTOR, FEATURES, HUB, TRAINER
+from annotation_gateway.guidelines import Guidelines
+from annotation_gateway.handlers import CONFIG, EXTRACTOR, FEATURES, GUIDELINES, HUB, TRAINER
 from annotation_gateway.identity import Identities
 from annotation_gateway.live import StatusHub
 from annotation_gateway.metrics import LATENCY, REQUESTS
@@ -163,6 +164,7 @@ def init_app(config: Config) -> web.Application:
     app[sessions.IDENTITIES] = identities
     app[LOGINS] = RateLimit(config.login_rate, "sign-in attempts")
     app[LEASES] = RateLimit(config.lease_rate, "item requests")
+    app[GUIDELINES] = Guidelines.from_config(config)
     app[EXTRACTOR] = {}
     app[CLOSING] = asyncio.Event()
     app.cleanup_ctx.append(_channels)
@@ -186,6 +188,8 @@ def init_app(config: Config) -> web.Application:
     app.router.add_post("/api/annotations", handlers.add_annotation)
     app.router.add_delete("/api/annotations/{annotation_id}", handlers.undo_annotation)
     app.router.add_get("/api/export", handlers.export_labels)
+    app.router.add_get("/api/guidelines", handlers.guidelines)
+    app.router.add_get("/api/guidelines/examples/{index}", handlers.guideline_example)
     app.router.add_static("/static/", Path(config.web_dir), append_version=False)
     uplot = Path(config.vendor_dir) / "uplot" / "dist"
     if uplot.is_dir():

@@ -13,6 +13,7 @@ MAX_ITEMS_PER_REQUEST = 50
 MAX_HELD_IDS = 50
 MAX_ITEM_ID_CHARS = 256
 MAX_DURATION_MS = 24 * 3600 * 1000
+MAX_NOTE_CHARS = 200
 
 ANNOTATION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 ANNOTATOR = re.compile(r"^[A-Za-z0-9_ .@-]{1,40}$")
@@ -21,6 +22,8 @@ ANNOTATOR = re.compile(r"^[A-Za-z0-9_ .@-]{1,40}$")
 # which looks them up in its catalogue. Anything shaped like a path escape is refused
 # anyway, so that no id can be mistaken for a path by anything downstream.
 _ITEM_ID_FORBIDDEN = re.compile(r"[\\\x00-\x1f\x7f]")
+# Control characters (line breaks included) have no place in a one-line note.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def item_id(raw: str) -> str:
@@ -69,6 +72,17 @@ def duration_ms(raw: Any) -> int:
     if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw <= MAX_DURATION_MS:
         raise ApiError(400, "invalid_duration", "duration_ms must be an integer in milliseconds")
     return raw
+
+
+def note(raw: Any) -> str:
+    """An optional short note (e.g. why unsure): plain text on one line."""
+    if raw is None:
+        return ""
+    if (not isinstance(raw, str) or len(raw) > MAX_NOTE_CHARS
+            or _CONTROL.search(raw)):
+        raise ApiError(400, "invalid_note",
+                       f"note must be text of at most {MAX_NOTE_CHARS} characters on one line")
+    return raw.strip()
 
 
 def flag(raw: str | None, name: str) -> bool:

@@ -17,7 +17,7 @@ from hitl.channels import open_channel
 
 ANNOTATOR = "simulated-annotator"
 METRICS = ("f1", "precision", "recall", "roc_auc", "average_precision", "threshold")
-ROW_FIELDS = ("strategy", "seed", "labels", "training", "audit", "gold", *METRICS,
+ROW_FIELDS = ("strategy", "seed", "labels", "training", "audit", "gold", "repeats", *METRICS,
               "positives_labelled", "eval_positives", "eval_negatives", "model_version",
               "estimate_f1", "estimate_low", "estimate_high", "estimate_labels",
               "forecast_labels", "forecast_low", "forecast_high", "forecast_reached",
@@ -102,11 +102,23 @@ class Tally:
     training: int = 0
     audit: int = 0
     gold: int = 0
+    repeats: int = 0  # the annotator's own earlier items again (rechecks), and reviews
     positives: int = 0
 
     @property
     def labels(self) -> int:
-        return self.training + self.audit + self.gold
+        return self.training + self.audit + self.gold + self.repeats
+
+    def count(self, pb, item, positive: bool) -> None:  # type: ignore[no-untyped-def]
+        if item.strategy == pb.STRATEGY_GOLD:
+            self.gold += 1
+        elif item.strategy == pb.STRATEGY_AUDIT:
+            self.audit += 1
+        elif item.strategy in (pb.STRATEGY_RECHECK, pb.STRATEGY_REVIEW):
+            self.repeats += 1
+        else:
+            self.training += 1
+            self.positives += positive
 
 
 def metrics_row(reply, status, strategy: str, seed: int, tally: Tally,  # type: ignore[no-untyped-def]
@@ -115,6 +127,7 @@ def metrics_row(reply, status, strategy: str, seed: int, tally: Tally,  # type: 
     has_estimate, has_forecast = reply.model.HasField("estimate"), status.HasField("forecast")
     return {"strategy": strategy, "seed": seed, "labels": tally.labels,
             "training": tally.training, "audit": tally.audit, "gold": tally.gold,
+            "repeats": tally.repeats,
             **{k: round(getattr(m, k), 6) for k in METRICS},
             "positives_labelled": tally.positives, "eval_positives": m.positives,
             "eval_negatives": m.negatives, "model_version": reply.model.version,
@@ -150,13 +163,7 @@ async def replay(trainer: TrainerClient, truth: dict[str, bool], strategy: str, 
             positive = answer(truth[item.id], error_rate, rng)
             await trainer.annotate(item.id, positive)
             result.served[pb.Strategy.Name(item.strategy)] += 1
-            if item.strategy == pb.STRATEGY_GOLD:
-                tally.gold += 1
-            elif item.strategy == pb.STRATEGY_AUDIT:
-                tally.audit += 1
-            else:
-                tally.training += 1
-                tally.positives += positive
+            tally.count(pb, item, positive)
         if tally.labels >= next_mark or tally.labels >= budget:
             reply = await trainer.retrain()
             if reply.HasField("model"):
@@ -183,13 +190,7 @@ async def full_pool(trainer: TrainerClient, truth: dict[str, bool], seed: int) -
         empty = 0 if items else empty + 1
         for item in items:
             await trainer.annotate(item.id, truth[item.id])
-            if item.strategy == trainer.pb.STRATEGY_GOLD:
-                tally.gold += 1
-            elif item.strategy == trainer.pb.STRATEGY_AUDIT:
-                tally.audit += 1
-            else:
-                tally.training += 1
-                tally.positives += truth[item.id]
+            tally.count(trainer.pb, item, truth[item.id])
         advance(progress, min(tally.labels, pool))
     progress.close()
     reply = await trainer.retrain()

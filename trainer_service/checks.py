@@ -12,38 +12,33 @@ changes nothing.
 from __future__ import annotations
 
 from trainer_service.datasets import Catalog
-from trainer_service.domain import AnnotatorStats, Label
+from trainer_service.domain import ANSWERS, Label
 from trainer_service.labels import LabelLog
-
-ANSWERS = (Label.POSITIVE, Label.NEGATIVE)
 
 
 class Checks:
     def __init__(self, catalog: Catalog, labels: LabelLog) -> None:
         self.catalog, self.labels = catalog, labels
         # Recounted only when the log changed (or more of the catalog was loaded).
-        self._cache: tuple[tuple[int, int], list[AnnotatorStats]] | None = None
+        self._cache: tuple[tuple[int, int], dict[str, list[tuple[Label, Label]]]] | None = None
 
-    def per_annotator(self) -> list[AnnotatorStats]:
-        """Checks and agreements of every annotator who answered a gold item, in order of
-        their first such answer."""
+    def per_annotator(self) -> dict[str, list[tuple[Label, Label]]]:
+        """(known label, first answer) of every gold item each annotator answered, by
+        annotator in order of their first such answer."""
         key = (self.labels.version, len(self.catalog))
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
-        stats: dict[str, AnnotatorStats] = {}
+        pairs: dict[str, list[tuple[Label, Label]]] = {}
         items = self.catalog.items
         for (annotator, item_id), first in self.labels.first_checks.items():
             item = items.get(item_id)
             if item is None or item.known_label not in ANSWERS or first.label not in ANSWERS:
                 continue  # not loaded yet after a restart, or no known answer
-            one = stats.setdefault(annotator, AnnotatorStats(annotator))
-            one.gold_checks += 1
-            one.gold_agreements += int(first.label == item.known_label)
-        out = list(stats.values())
-        self._cache = (key, out)
-        return out
+            pairs.setdefault(annotator, []).append((Label(item.known_label), first.label))
+        self._cache = (key, pairs)
+        return pairs
 
     def totals(self) -> tuple[int, int]:
         """(checks, agreements) over every annotator."""
-        stats = self.per_annotator()
-        return sum(s.gold_checks for s in stats), sum(s.gold_agreements for s in stats)
+        pairs = [p for one in self.per_annotator().values() for p in one]
+        return len(pairs), sum(known == first for known, first in pairs)

@@ -139,6 +139,21 @@ class Config:
         "TRAINER_EVIDENCE_WEIGHT", 10.0,
         "weight of the standardised detector evidence against the embedding (1: none)", "10")
     seed: int = setting("TRAINER_SEED", 0, "seed of splits, shuffles and training", "0")
+    near_duplicate: float = setting(
+        "TRAINER_NEAR_DUPLICATE", 0.94,
+        "cosine similarity of embeddings above which two items count as near-duplicates: "
+        "one is not served while the other is labelled or leased (1 turns it off)", "0.94")
+    review_share: float = setting(
+        "TRAINER_REVIEW_SHARE", 0.1,
+        "share of served items that are likely label errors, shown to another annotator "
+        "for a second answer (a disagreement goes to a third)", "0.1")
+    recheck_share: float = setting(
+        "TRAINER_RECHECK_SHARE", 0.02,
+        "share of served items that are the annotator's own earlier items, shown again "
+        "unannounced to measure self-agreement (never trains)", "0.02")
+    recheck_gap: int = setting(
+        "TRAINER_RECHECK_GAP", 50,
+        "answers an annotator gives before one of their items may come back", "50")
 
     caller_tokens: tuple[tuple[str, str], ...] = server_setting("TRAINER", "caller_tokens")
     caller_tokens_dir: str = server_setting("TRAINER", "caller_tokens_dir")
@@ -188,3 +203,10 @@ class Config:
         require(self.model_c > 0, "TRAINER_MODEL_C", "must be positive", "0.1")
         require(self.evidence_weight > 0, "TRAINER_EVIDENCE_WEIGHT", "must be positive", "10")
         require(self.max_items_per_call >= 1, "TRAINER_MAX_ITEMS", "must be >= 1", "50")
+        require(0 < self.near_duplicate <= 1, "TRAINER_NEAR_DUPLICATE",
+                "must be in (0, 1]", "0.94")
+        shares_ok = (self.review_share >= 0 and self.recheck_share >= 0
+                     and self.review_share + self.recheck_share < 1)
+        require(shares_ok, "TRAINER_REVIEW_SHARE",
+                "review and recheck shares must be >= 0 and sum below 1", "0.1")
+        require(self.recheck_gap >= 1, "TRAINER_RECHECK_GAP", "must be >= 1", "50")

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from hitl.v1 import common_pb2, trainer_pb2
 from trainer_service.domain import (
     Annotation,
+    AnnotatorStats,
     Counts,
     Estimate,
     Forecast,
@@ -75,6 +76,11 @@ def counts(c: Counts) -> trainer_pb2.Counts:
     return trainer_pb2.Counts(**asdict(c))
 
 
+def annotator_stats(a: AnnotatorStats) -> trainer_pb2.AnnotatorStats:
+    # The kappas are optional fields: None (undefined) leaves them unset.
+    return trainer_pb2.AnnotatorStats(**{k: v for k, v in asdict(a).items() if v is not None})
+
+
 def status(s: Status) -> trainer_pb2.Status:
     message = trainer_pb2.Status(
         label_id=s.label_id, display_name=s.display_name, loading=loading_progress(s.loading),
@@ -83,11 +89,7 @@ def status(s: Status) -> trainer_pb2.Status:
                                           seconds_per_item=s.extraction.seconds_per_item,
                                           eta_seconds=s.extraction.eta_seconds,
                                           failed=s.extraction.failed,
-                                          retrying=s.extraction.retrying),
-        annotators=[trainer_pb2.AnnotatorStats(annotator=a.annotator,
-                                               gold_checks=a.gold_checks,
-                                               gold_agreements=a.gold_agreements)
-                    for a in s.annotators])
+                                          retrying=s.extraction.retrying))
     if s.model is not None:
         message.model.CopyFrom(model_summary(s.model))
     for point in s.learning_curve:
@@ -99,6 +101,7 @@ def status(s: Status) -> trainer_pb2.Status:
             added.estimate.CopyFrom(estimate(point.estimate))
     if s.forecast is not None:
         message.forecast.CopyFrom(forecast(s.forecast))
+    message.annotators.extend(annotator_stats(a) for a in s.annotators)
     return message
 
 
@@ -108,6 +111,10 @@ def item(i: LeasedItem) -> trainer_pb2.Item:
         strategy=_wire(i.strategy), score=i.score, model_version=i.model_version,
         known_label=_wire(i.known_label))
     message.lease_expire_time.FromNanoseconds(_timestamp_ns(i.lease_expires))
+    if i.evidence is not None:
+        x1, y1, x2, y2 = i.evidence.box
+        message.evidence.score = i.evidence.score
+        message.evidence.box.CopyFrom(common_pb2.BoundingBox(x1=x1, y1=y1, x2=x2, y2=y2))
     return message
 
 
@@ -115,7 +122,7 @@ def annotation(a: Annotation) -> trainer_pb2.Annotation:
     message = trainer_pb2.Annotation(
         annotation_id=a.annotation_id, item_id=a.item_id, label=_wire(a.label),
         annotator=a.annotator, strategy=_wire(a.strategy), model_version=a.model_version,
-        duration_ms=a.duration_ms, undone=a.undone, split=_wire(a.split))
+        duration_ms=a.duration_ms, undone=a.undone, split=_wire(a.split), note=a.note)
     message.create_time.FromNanoseconds(_timestamp_ns(a.time))
     return message
 

@@ -25,6 +25,13 @@ class Label(enum.IntEnum):
     UNSPECIFIED = 0
     POSITIVE = 1
     NEGATIVE = 2
+    # Not answers: recorded in the log, never trained on, exported only on request.
+    SKIP = 3  # passed over: served to others, not to this annotator again
+    UNSURE = 4  # the annotator could not tell (with an optional note); as a skip otherwise
+
+
+ANSWERS = frozenset({Label.POSITIVE, Label.NEGATIVE})
+PASSES = frozenset({Label.SKIP, Label.UNSURE})
 
 
 class Strategy(enum.IntEnum):
@@ -37,6 +44,8 @@ class Strategy(enum.IntEnum):
     OUTLIER = 4
     COLD_START = 5
     AUDIT = 6  # a stratified draw from the audit reserve: scores models, never trains
+    REVIEW = 7  # a likely label error, for another annotator's answer
+    RECHECK = 8  # the annotator's own earlier item again, unannounced: never trains
 
 
 class LoadingState(enum.IntEnum):
@@ -90,6 +99,15 @@ class LoadingProgress:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """The detector's best target-class detection: score and box (x1, y1, x2, y2)
+    normalised to [0, 1]."""
+
+    score: float
+    box: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
 class LeasedItem:
     """An item leased to one annotator. The URLs are empty for local images, which are
     read through the trainer."""
@@ -102,6 +120,7 @@ class LeasedItem:
     model_version: str
     lease_expires: float  # seconds since the epoch
     known_label: Label = Label.UNSPECIFIED  # gold items only
+    evidence: Evidence | None = None  # when the item has features and a detection
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +135,7 @@ class Annotation:
     split: Split
     time: float
     undone: bool = False
+    note: str = ""  # the annotator's words, e.g. why they were unsure
 
 
 @dataclass(frozen=True)
@@ -149,16 +169,30 @@ class Counts:
     audit_embedded: int = 0
     validation_embedded: int = 0
     evaluation_embedded: int = 0
+    skipped: int = 0  # skips and unsure marks in force
+    unsure: int = 0
+    reviewed: int = 0  # likely label errors answered by a second annotator
+    corrected: int = 0  # of those, labels the review changed
+    contested: int = 0  # two answers that disagree, waiting for a third
 
 
-@dataclass
+@dataclass(frozen=True)
 class AnnotatorStats:
-    """One annotator's known-answer checks: each decided by their first answer to a gold
-    item, and how many of those agreed with the known label."""
+    """One annotator's answers and how well they agree: with their own earlier answers on
+    items shown again (rechecks) and with the known labels of check (gold) items, each
+    check decided by their first answer to it (`checks.py`). A kappa is None until it is
+    defined (both answers needed among the pairs)."""
 
     annotator: str
+    answers: int = 0
+    skipped: int = 0
+    unsure: int = 0
+    rechecks: int = 0
+    recheck_agreements: int = 0
+    self_kappa: float | None = None
     gold_checks: int = 0
     gold_agreements: int = 0
+    gold_kappa: float | None = None
 
 
 @dataclass(frozen=True)
@@ -225,4 +259,4 @@ class Status:
     model: ModelSummary | None = None  # absent before the first model
     learning_curve: list[ModelSummary] = field(default_factory=list)  # oldest first
     forecast: Forecast | None = None
-    annotators: list[AnnotatorStats] = field(default_factory=list)  # their checks
+    annotators: list[AnnotatorStats] = field(default_factory=list)

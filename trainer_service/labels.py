@@ -4,6 +4,9 @@ Every write happens on the database's one thread. Concurrent annotations are com
 together (group commit): each caller is answered only after the transaction holding its
 annotation is on disk, and one fsync serves many annotators. Undo appends a tombstone;
 nothing is deleted from the log.
+
+Answers (yes or no) and passes (skip, unsure) share the log but not the indexes: an item
+someone passed over is still unlabelled for everybody else and never trains.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from trainer_service.answers import resolve
 from trainer_service.database import Database, JoinedWrite
-from trainer_service.domain import Annotation, Label, Split, Strategy
+from trainer_service.domain import PASSES, Annotation, Label, Split, Strategy
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -30,9 +34,14 @@ CREATE TABLE IF NOT EXISTS events (
     duration_ms INTEGER NOT NULL,
     split INTEGER NOT NULL,
     time REAL NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
     UNIQUE (annotation_id, kind)
 );
 """
+# Logs written before notes existed gain the column (empty for their rows).
+_ADD_NOTE = "ALTER TABLE events ADD COLUMN note TEXT NOT NULL DEFAULT ''"
+_COLUMNS = ("seq, kind, annotation_id, item_id, label, annotator, strategy, model_version, "
+            "duration_ms, split, time, note")
 
 
 class UnknownAnnotation(KeyError):
@@ -45,24 +54,37 @@ class NotYours(PermissionError):
 
 def _from_row(row: tuple) -> Annotation:
     """An `events` row from `annotation_id` on, with the stored ints back as enums."""
-    annotation_id, item_id, label, annotator, strategy, version, duration_ms, split, at = row
+    (annotation_id, item_id, label, annotator, strategy, version, duration_ms, split, at,
+     note) = row
     return Annotation(annotation_id, item_id, Label(label), annotator, Strategy(strategy),
-                      version, duration_ms, Split(split), at)
+                      version, duration_ms, Split(split), at, note=note)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    db.executescript(_SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+    if "note" not in columns:
+        db.execute(_ADD_NOTE)
 
 
 class LabelLog:
     def __init__(self, database: Database) -> None:
         self.database = database
-        database.call(lambda db: db.executescript(_SCHEMA))
-        # In memory, rebuilt from the log at start: every annotation in order, and per
-        # item the ids of its annotations in force.
+        database.call(_migrate)
+        # In memory, rebuilt from the log at start: every annotation in order, per item
+        # the ids of its answers in force, and per item the ids of its passes in force.
         self.annotations: dict[str, Annotation] = {}
         self.active: dict[str, list[str]] = {}
-        # Per (annotator, validation item), the first annotation that annotator gave it,
+        # Per (annotator, validation item), the first answer that annotator gave it,
         # undone or not: what a known-answer check counts (`checks.py`), so that undoing
         # an answer and giving another ("Fix it") never turns a failed check into a
         # passed one. The log is append-only, so replay rebuilds it after a restart.
         self.first_checks: dict[tuple[str, str], Annotation] = {}
+        self.passes: dict[str, list[str]] = {}
+        # annotator -> item -> passes in force: what not to serve them again.
+        self._passed: dict[str, dict[str, int]] = {}
+        # annotator -> ids of every annotation they made, oldest first.
+        self.by_annotator: dict[str, list[str]] = {}
         # Grows with every add or undo: a model remembers the version it was trained on.
         self.version = 0
         self._queue: list[tuple[str, Annotation, JoinedWrite | None, asyncio.Future]] = []
@@ -71,31 +93,55 @@ class LabelLog:
 
     def _replay(self) -> None:
         rows = self.database.call(
-            lambda db: db.execute("SELECT * FROM events ORDER BY seq").fetchall())
+            lambda db: db.execute(f"SELECT {_COLUMNS} FROM events ORDER BY seq").fetchall())
         for row in rows:
             self._apply(row[1], _from_row(row[2:]))
             self.version = row[0]
 
     def _apply(self, kind: str, record: Annotation) -> Annotation:
+        passed = record.label in PASSES
+        index = self.passes if passed else self.active
         if kind == "add":
             self.annotations[record.annotation_id] = record
-            if record.split == Split.VALIDATION:
+            if record.split == Split.VALIDATION and not passed:
                 self.first_checks.setdefault((record.annotator, record.item_id), record)
-            self.active.setdefault(record.item_id, []).append(record.annotation_id)
+            index.setdefault(record.item_id, []).append(record.annotation_id)
+            self.by_annotator.setdefault(record.annotator, []).append(record.annotation_id)
+            if passed:
+                mine = self._passed.setdefault(record.annotator, {})
+                mine[record.item_id] = mine.get(record.item_id, 0) + 1
             return record
         original = replace(self.annotations[record.annotation_id], undone=True)
         self.annotations[record.annotation_id] = original
-        ids = self.active.get(original.item_id, [])
+        ids = index.get(original.item_id, [])
         if record.annotation_id in ids:
             ids.remove(record.annotation_id)
+            if passed:
+                mine = self._passed[original.annotator]
+                mine[original.item_id] -= 1
+                if not mine[original.item_id]:
+                    del mine[original.item_id]
         if not ids:
-            self.active.pop(original.item_id, None)
+            index.pop(original.item_id, None)
         return original
 
+    def answers(self, item_id: str) -> list[Annotation]:
+        """The item's answers in force (yes or no, not withdrawn), oldest first."""
+        return [self.annotations[i] for i in self.active.get(item_id, ())]
+
     def current(self, item_id: str) -> Annotation | None:
-        """The annotation in force for an item: the latest one not undone."""
+        """The answer in force for an item (see `answers.resolve`): the latest one when a
+        single person answered it; None when unanswered or contested."""
         ids = self.active.get(item_id)
-        return self.annotations[ids[-1]] if ids else None
+        if not ids:
+            return None
+        if len(ids) == 1:
+            return self.annotations[ids[0]]
+        return resolve(self.answers(item_id))
+
+    def passed_by(self, annotator: str) -> dict[str, int]:
+        """Items the annotator skipped or marked unsure (in force)."""
+        return self._passed.get(annotator, {})
 
     async def add(self, record: Annotation,
                   joined: JoinedWrite | None = None) -> tuple[Annotation, bool]:
@@ -158,10 +204,11 @@ class LabelLog:
             for kind, r, joined in batch:
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO events (kind, annotation_id, item_id, label, "
-                    "annotator, strategy, model_version, duration_ms, split, time) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "annotator, strategy, model_version, duration_ms, split, time, note) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (kind, r.annotation_id, r.item_id, int(r.label), r.annotator,
-                     int(r.strategy), r.model_version, r.duration_ms, int(r.split), r.time))
+                     int(r.strategy), r.model_version, r.duration_ms, int(r.split), r.time,
+                     r.note))
                 out.append((cursor.lastrowid if cursor.rowcount else None, r))
                 if joined is not None and cursor.rowcount:
                     joined.write(db)

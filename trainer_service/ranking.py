@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -178,9 +178,12 @@ class Ranker:
 
     def __init__(self, catalog: Catalog, features: FeatureStore, training: Training,
                  available: Callable[[str], bool], install: Callable[[Queues, str], None],
-                 seed: int, evaluation: Evaluation) -> None:
+                 seed: int, evaluation: Evaluation,
+                 screen: Callable[[np.ndarray], Awaitable[np.ndarray]] | None = None) -> None:
         self.catalog, self.features, self.training = catalog, features, training
         self.available, self.install, self.evaluation = available, install, evaluation
+        # Drops candidate rows that must not be served (near-duplicates of labels).
+        self.screen = screen
         self._rng = np.random.default_rng(seed)
         self._task: asyncio.Task | None = None
 
@@ -207,6 +210,8 @@ class Ranker:
         candidates = np.asarray(
             [k for k, i in enumerate(ids) if i in items and items[i].split == Split.POOL
              and self.available(i) and not reserved(i)], dtype=np.int64)
+        if self.screen is not None:
+            candidates = await self.screen(candidates)
         train_ids, _ = self.training.training_set()
         matrix = bank.matrix
         labelled_x = matrix[bank.row_indices(train_ids)]

@@ -60,7 +60,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         try:
             recorded = await self.trainer.add_annotation(
                 request.annotation_id, request.item_id, convert.to_enum(Label, request.label),
-                request.annotator, request.duration_ms)
+                request.annotator, request.duration_ms, request.note)
         except TrainerError as exc:
             await _abort(context, exc)
         return convert.recorded(recorded)
@@ -100,7 +100,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         return self._watched[1]
 
     async def ExportLabels(self, request, context):  # type: ignore[no-untyped-def]
-        records = self.trainer.export(request.include_undone)
+        records = self.trainer.export(request.include_undone, request.include_skipped)
         for start in range(0, len(records), EXPORT_BATCH):
             yield trainer_pb2.ExportLabelsResponse(
                 annotations=[convert.annotation(a)

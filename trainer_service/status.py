@@ -64,7 +64,6 @@ def build_status(config: Config, catalog: Catalog, labels: LabelLog, features: F
             elif record.label == Label.NEGATIVE:
                 counts.labelled_negative += 1
     # Checks count first answers, not the labels in force (see checks.py).
-    annotators = checks.per_annotator()
     counts.gold_checks, counts.gold_agreements = checks.totals()
     metrics.PENDING.set(len(features.pending))
     metrics.EMBEDDED.set(len(features.bank))
@@ -79,7 +78,7 @@ def build_status(config: Config, catalog: Catalog, labels: LabelLog, features: F
                if info is not None else None),
         learning_curve=[model_summary(i, evaluation.estimates.get(i.version))
                         for i in training.curve],
-        forecast=evaluation.forecast, annotators=annotators)
+        forecast=evaluation.forecast)
 
 
 class StatusFeed:

@@ -3,7 +3,9 @@ holds what the servicer calls, in plain arguments and `domain` records.
 
 The parts: `loading` (datasets into the catalog), `labels` (the annotation log),
 `feature_store` and `extraction` (features and the feature-service worker), `training`
-(models), `ranking` and `leasing` (what to serve next), `status` and `images`.
+(models), `ranking` and `leasing` (what to serve next), `status` and `images`; and for
+the annotators' sake: `label_errors` (likely errors to review), `consistency` (rechecks
+and agreement), `near_duplicates` and `serving` (what one lease may hold).
 """
 
 from __future__ import annotations
@@ -11,14 +13,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 from trainer_service import metrics
 from trainer_service.checks import Checks
 from trainer_service.config import Config
+from trainer_service.consistency import Rechecks
 from trainer_service.database import Database
 from trainer_service.datasets import Catalog
 from trainer_service.domain import (
+    ANSWERS,
+    PASSES,
     Annotation,
     DatasetKind,
     GoldCheck,
@@ -37,14 +43,18 @@ from trainer_service.evaluation import Evaluation
 from trainer_service.extraction import Extraction
 from trainer_service.feature_store import LABELLED, FeatureStore
 from trainer_service.images import item_image
+from trainer_service.label_errors import LabelReview
 from trainer_service.labels import LabelLog, NotYours, UnknownAnnotation
 from trainer_service.leasing import Sampler, leased_item
 from trainer_service.loading import Loading, configured_dataset
+from trainer_service.near_duplicates import NearDuplicates
 from trainer_service.ranking import Ranker
+from trainer_service.serving import Admission, evidence
 from trainer_service.status import StatusFeed, build_status, model_summary
 from trainer_service.training import Training
 
 MAX_ID_CHARS = 256
+MAX_NOTE_CHARS = 200
 # New features change the estimate's population a little: it is recomputed this long after.
 FEATURES_REFRESH_S = 5.0
 
@@ -66,6 +76,9 @@ class Trainer:
         self.ranker: Ranker
         self.loading: Loading
         self.checks: Checks
+        self.review: LabelReview
+        self.rechecks: Rechecks
+        self.duplicates: NearDuplicates
         self._tasks: list[asyncio.Task] = []
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -81,8 +94,16 @@ class Trainer:
                                  self.features, on_adopted=self._on_adopted, notify=notify)
         self.evaluation = Evaluation(config, self.catalog, self.features, self.labels,
                                      self.training, notify)
+        self.duplicates = NearDuplicates(config.near_duplicate, self.features, self.labels)
         self.ranker = Ranker(self.catalog, self.features, self.training, self.available,
-                             self.sampler.install, config.seed, self.evaluation)
+                             self.sampler.install, config.seed, self.evaluation,
+                             screen=self.duplicates.screen)
+        self.review = LabelReview(self.catalog, self.labels, self.features, config.seed)
+        self.rechecks = Rechecks(self.catalog, self.labels, self.checks, config.recheck_gap,
+                                 config.seed)
+        self.sampler.add_source(Strategy.REVIEW, config.review_share, self.review.candidates)
+        self.sampler.add_source(Strategy.RECHECK, config.recheck_share,
+                                self.rechecks.candidates)
         self.loading = Loading(config, self.data_dir / "datasets", self.catalog, self.features,
                                notify)
         self.extraction = Extraction(
@@ -109,6 +130,7 @@ class Trainer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.feed.close()
+        await self.review.close()
         await self.ranker.close()
         await self.evaluation.close()
         await self.extraction.close()
@@ -147,23 +169,29 @@ class Trainer:
         if self.training.model is not None:
             # Before ranking: the audit draws follow the new model's estimate.
             await self.evaluation.refresh()
+        if self.config.review_share > 0:
+            self.review.schedule()
         await self.ranker.rerank()
 
     def available(self, item_id: str) -> bool:
-        """Whether an item may be served: not labelled, and not known to be unreadable."""
-        return self.labels.current(item_id) is None and item_id not in self.features.failed
+        """Whether an item may be served as new: nobody answered it (a skip is no answer),
+        and it is not known to be unreadable."""
+        return item_id not in self.labels.active and item_id not in self.features.failed
 
     # -- annotations ---------------------------------------------------------------------
 
     async def add_annotation(self, annotation_id: str, item_id: str, label: Label,
-                             annotator: str, duration_ms: int = 0) -> Recorded:
+                             annotator: str, duration_ms: int = 0, note: str = "") -> Recorded:
         if not annotation_id:
             raise TrainerError("INVALID_ARGUMENT", "annotation_id is required")
-        if label not in (Label.POSITIVE, Label.NEGATIVE):
-            raise TrainerError("INVALID_ARGUMENT",
-                               "label must be LABEL_POSITIVE or LABEL_NEGATIVE")
+        if label not in ANSWERS | PASSES:
+            raise TrainerError("INVALID_ARGUMENT", "label must be LABEL_POSITIVE, "
+                               "LABEL_NEGATIVE, LABEL_SKIP or LABEL_UNSURE")
         if duration_ms < 0:
             raise TrainerError("INVALID_ARGUMENT", "duration_ms must be >= 0")
+        if len(note) > MAX_NOTE_CHARS:
+            raise TrainerError("INVALID_ARGUMENT",
+                               f"note is longer than {MAX_NOTE_CHARS} characters")
         for name, value in (("annotation_id", annotation_id), ("annotator", annotator)):
             if len(value) > MAX_ID_CHARS:
                 raise TrainerError("INVALID_ARGUMENT",
@@ -181,8 +209,10 @@ class Trainer:
         if lease is not None and lease.annotator == annotator:
             strategy, version = lease.strategy, lease.model_version
         record = Annotation(annotation_id, item.id, Label(label), annotator, strategy, version,
-                            duration_ms, item.split, time.time())
-        needs_features = self.features.needs_features(item.id)
+                            duration_ms, item.split, time.time(), note=note)
+        answer = record.label in ANSWERS
+        # A pass never trains, so it needs no features.
+        needs_features = answer and self.features.needs_features(item.id)
         started = time.perf_counter()
         # The extraction a new label needs is queued in the annotation's own transaction.
         joined = self.features.queue_with(item.id, LABELLED) if needs_features else None
@@ -192,14 +222,16 @@ class Trainer:
                                    "duplicate" if duplicate else "recorded").inc()
         if not duplicate:
             self.sampler.release(stored.item_id)
-            if not needs_features and stored.split == Split.POOL:
+            if answer:
+                self.duplicates.answered(stored.item_id)
+            if answer and not needs_features and stored.split == Split.POOL:
                 self.training.labels_changed.set()
             if stored.strategy == Strategy.AUDIT:
                 self.evaluation.schedule()
             self.feed.notify()
         shown = self.catalog.items.get(stored.item_id, item)
         gold = None
-        if shown.known_label and stored.split == Split.VALIDATION:
+        if shown.known_label and stored.split == Split.VALIDATION and stored.label in ANSWERS:
             gold = GoldCheck(shown.known_label, stored.label == shown.known_label)
         return Recorded(stored, duplicate, gold)
 
@@ -212,15 +244,16 @@ class Trainer:
             raise TrainerError("PERMISSION_DENIED",
                                f"annotation {annotation_id!r} belongs to another annotator"
                                ) from None
-        if record.split == Split.POOL:
+        if record.split == Split.POOL and record.label in ANSWERS:
             self.training.labels_changed.set()
         if record.strategy == Strategy.AUDIT:
             self.evaluation.schedule()
         self.feed.notify()
         return record
 
-    def export(self, include_undone: bool) -> list[Annotation]:
-        return [a for a in self.labels.annotations.values() if include_undone or not a.undone]
+    def export(self, include_undone: bool, include_skipped: bool = False) -> list[Annotation]:
+        return [a for a in self.labels.annotations.values()
+                if (include_undone or not a.undone) and (include_skipped or a.label in ANSWERS)]
 
     # -- serving -------------------------------------------------------------------------
 
@@ -232,8 +265,13 @@ class Trainer:
             raise TrainerError("INVALID_ARGUMENT", "count must be >= 0")
         count = min(count or 1, self.config.max_items_per_call)
         self.sampler.expire()
-        leases = self.sampler.lease(annotator, count, held_item_ids, self.available)
-        return [leased_item(lease, self.catalog.items[lease.item_id]) for lease in leases]
+        guard = self.duplicates.guard(list(self.sampler.leases), count)
+        admission = Admission(self.labels.passed_by(annotator), guard)
+        leases = self.sampler.lease(annotator, count, held_item_ids, self.available,
+                                    admission=admission)
+        bank, dims = self.features.bank, self.features.embedding_dimension
+        return [leased_item(lease, self.catalog.items[lease.item_id],
+                            evidence(bank, lease.item_id, dims)) for lease in leases]
 
     async def image(self, item_id: str, thumbnail: bool) -> tuple[bytes, str]:
         return await item_image(self.catalog, item_id, thumbnail)
@@ -251,8 +289,17 @@ class Trainer:
     # -- status --------------------------------------------------------------------------
 
     def _build_status(self) -> Status:
-        return build_status(self.config, self.catalog, self.labels, self.features,
-                            self.extraction, self.training, self.evaluation, self.checks)
+        status = build_status(self.config, self.catalog, self.labels, self.features,
+                              self.extraction, self.training, self.evaluation, self.checks)
+        counts = status.counts
+        for ids in self.labels.passes.values():
+            for annotation_id in ids:
+                if self.labels.annotations[annotation_id].label == Label.SKIP:
+                    counts.skipped += 1
+                else:
+                    counts.unsure += 1
+        counts.reviewed, counts.corrected, counts.contested = self.review.counts()
+        return replace(status, annotators=self.rechecks.stats())
 
     def status(self) -> Status:
         return self._build_status()

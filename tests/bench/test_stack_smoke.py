@@ -44,7 +44,8 @@ def test_simulator_replays_real_tiles_through_the_real_services(stack_ready, cac
         assert int(row["eval_positives"]) + int(row["eval_negatives"]) == 60
         assert int(row["eval_positives"]) >= 1
         # Every answer is a label: training, audit and gold.
-        assert int(row["labels"]) == int(row["training"]) + int(row["audit"]) + int(row["gold"])
+        assert int(row["labels"]) == sum(int(row[k]) for k in ("training", "audit", "gold",
+                                                               "repeats"))
     learning = [r for r in rows if r["strategy"] != "full-pool"]
     assert all(int(r["labels"]) % 5 == 0 and int(r["labels"]) <= 50 for r in learning)
     assert any(int(r["labels"]) == 50 for r in learning)
@@ -96,3 +97,17 @@ def test_gateway_benchmark_measures_latency_under_load(stack_ready, cache):
         assert 0 < figures["next_items"]["p50_ms"] <= figures["next_items"]["p99_ms"]
     assert "annotate p50, 3 annotators / direct gRPC" in result["ratios"]
     assert all(v and v > 0 for v in result["peak_rss_mib"].values())
+
+
+def test_annotators_get_detector_guided_items_before_the_known_splits_are_embedded(
+        stack_ready, tmp_path):
+    """A labelled manifest 40% of which are validation and evaluation items: the first
+    detector-guided items come while those splits are still a small background sample."""
+    from bench import startup
+
+    result = startup.measure(3000, tmp_path)
+    assert "detector_guided_s" in result, result
+    then = result["status_then"]
+    known = then["validation_embedded"] + then["evaluation_embedded"]
+    assert then["pool_embedded"] > 0 and then["pool_embedded"] >= 2 * known
+    assert then["pending"] > 0  # the rest of the known splits still waits

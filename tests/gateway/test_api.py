@@ -236,3 +236,95 @@ async def test_the_trainer_export_sees_what_the_gateway_recorded(
     assert len(found) == 1 and found[0].annotator == "export-check"
     assert MARKUP_ID in manifest.labels
     assert grpc is not None
+
+
+async def test_skip_and_unsure_are_recorded_and_exported_only_on_request(
+        trainer: TrainerProcess, feature_addr):
+    async with client(config(trainer_addr=trainer.addr, feature_addr=feature_addr)) as c:
+        await sign_in(c, "passer")
+        first, second = (await (await c.get("/api/items/next?n=2")).json())["items"]
+        skip_id, unsure_id = uuid.uuid4().hex, uuid.uuid4().hex
+        skipped = await _annotate(c, first["id"], "skip", skip_id)
+        assert skipped.status == 201
+        assert (await skipped.json())["annotation"]["label"] == "skip"
+        unsure = await c.post("/api/annotations", headers=CSRF, json={
+            "id": unsure_id, "item_id": second["id"], "label": "unsure",
+            "note": "half hidden behind a car"})
+        assert unsure.status == 201
+        assert (await unsure.json())["annotation"]["note"] == "half hidden behind a car"
+        # Idempotent by id, like every annotation.
+        assert (await (await _annotate(c, first["id"], "skip", skip_id)).json())["duplicate"]
+
+        default = await (await c.get("/api/export?format=jsonl")).text()
+        assert skip_id not in default and unsure_id not in default
+        rows = [json.loads(line) for line in (await (await c.get(
+            "/api/export?format=jsonl&include_skipped=true")).text()).splitlines()]
+        by_id = {r["id"]: r for r in rows}
+        assert by_id[skip_id]["label"] == "skip" and by_id[skip_id]["annotator"] == "passer"
+        assert (by_id[unsure_id]["label"], by_id[unsure_id]["note"]) == (
+            "unsure", "half hidden behind a car")
+        table = await (await c.get("/api/export?format=csv&include_skipped=1")).text()
+        header, *lines = table.splitlines()
+        assert header.endswith(",split,note")
+        assert any(line.startswith(unsure_id) and line.endswith(",half hidden behind a car")
+                   for line in lines)
+        openimages = await (await c.get("/api/export?format=openimages&include_skipped=true")
+                            ).text()
+        assert first["id"] not in openimages  # a pass is no label
+
+        status = await (await c.get("/api/status")).json()
+        assert status["counts"]["skipped"] >= 1 and status["counts"]["unsure"] >= 1
+        mine = next(a for a in status["annotators"] if a["annotator"] == "passer")
+        assert (mine["skipped"], mine["unsure"], mine["self_kappa"]) == (1, 1, None)
+
+        # Undone like any annotation: the skip is withdrawn from the export.
+        assert (await c.delete(f"/api/annotations/{skip_id}", headers=CSRF)).status == 200
+        after = await (await c.get("/api/export?format=jsonl&include_skipped=true")).text()
+        assert skip_id not in after and unsure_id in after
+
+
+@pytest.mark.parametrize("note", ["x" * 201, "two\nlines", 42])
+async def test_a_bad_note_is_refused(trainer: TrainerProcess, feature_addr, note):
+    async with client(config(trainer_addr=trainer.addr, feature_addr=feature_addr)) as c:
+        await sign_in(c)
+        r = await c.post("/api/annotations", headers=CSRF, json={
+            "id": uuid.uuid4().hex, "item_id": "x", "label": "unsure", "note": note})
+        assert r.status == 400 and (await error_of(r))["code"] == "invalid_note"
+
+
+async def test_guidelines_come_from_configuration_with_example_images(tmp_path):
+    from tests.support import PHOTOS, require_data
+
+    photo = require_data(PHOTOS) / "dog.jpg"  # a dog in front of a bicycle
+    text = tmp_path / "guidelines.txt"
+    text.write_text("Count a bicycle even when only part of it shows.\n\n- parked: yes\n")
+    cfg = config(guidelines_file=str(text), guidelines_examples=(
+        f"{photo}|Yes: a bicycle behind a dog", "https://img.example/moto.jpg|No: a motorcycle"))
+    async with client(cfg) as c:
+        body = await (await c.get("/api/guidelines")).json()
+        assert body["text"].startswith("Count a bicycle") and "- parked: yes" in body["text"]
+        local, remote = body["examples"]
+        assert local == {"url": "/api/guidelines/examples/0",
+                         "caption": "Yes: a bicycle behind a dog"}
+        assert remote["url"] == "https://img.example/moto.jpg"
+        image = await c.get(local["url"])
+        assert image.status == 200 and image.content_type == "image/jpeg"
+        assert await image.read() == photo.read_bytes()
+        for missing in ("1", "7", "-1", "x"):  # remote, out of range, not an index
+            assert (await c.get(f"/api/guidelines/examples/{missing}")).status == 404
+    async with client(config()) as c:
+        assert await (await c.get("/api/guidelines")).json() == {"text": "", "examples": []}
+
+
+def test_guideline_settings_fail_fast_with_the_variable_named(tmp_path):
+    from annotation_gateway.config import Config
+    from hitl.config import ConfigError, load
+
+    with pytest.raises(ConfigError, match="GATEWAY_GUIDELINES_FILE"):
+        load(Config, {"GATEWAY_GUIDELINES_FILE": str(tmp_path / "absent.txt")})
+    with pytest.raises(ConfigError, match="GATEWAY_GUIDELINES_EXAMPLES"):
+        load(Config, {"GATEWAY_GUIDELINES_EXAMPLES": str(tmp_path / "absent.jpg")})
+    with pytest.raises(ConfigError, match="not both"):
+        (tmp_path / "g.txt").write_text("x")
+        load(Config, {"GATEWAY_GUIDELINES": "x",
+                      "GATEWAY_GUIDELINES_FILE": str(tmp_path / "g.txt")})

@@ -57,7 +57,7 @@ def test_remote_items_keep_their_urls_and_local_ids_are_url_encoded():
 def _annotation(aid, item, label, undone=False):
     return {"id": aid, "item_id": item, "label": label, "annotator": "a", "strategy": "random",
             "model_version": "", "duration_ms": 5, "create_time": None, "undone": undone,
-            "split": "pool"}
+            "split": "pool", "note": ""}
 
 
 def test_openimages_export_keeps_the_latest_annotation_in_force_per_item():
@@ -82,3 +82,52 @@ def test_csv_export_quotes_awkward_values():
     line = export.csv_row(_annotation("1", 'has,comma "and quotes"', "positive"))
     parsed = next(csv.reader(io.StringIO(line)))
     assert parsed[1] == 'has,comma "and quotes"' and parsed[8] == "false"
+
+
+def test_a_recheck_looks_like_any_random_item_and_items_carry_the_detectors_box():
+    item = trainer_pb2.Item(id="r1", strategy=trainer_pb2.STRATEGY_RECHECK)
+    assert convert.item(item)["strategy"] == "random" and convert.item(item)["detector"] is None
+    review = trainer_pb2.Item(id="v1", strategy=trainer_pb2.STRATEGY_REVIEW)
+    review.evidence.score = 0.83
+    review.evidence.box.x1, review.evidence.box.y1 = 0.1, 0.2
+    review.evidence.box.x2, review.evidence.box.y2 = 0.5, 0.9
+    body = convert.item(review)
+    assert body["strategy"] == "review"
+    assert body["detector"] == {"score": 0.83, "box": [0.1, 0.2, 0.5, 0.9]}
+    # The export says what it was, though.
+    record = trainer_pb2.Annotation(annotation_id="a", strategy=trainer_pb2.STRATEGY_RECHECK,
+                                    label=common_pb2.LABEL_UNSURE, note="dark")
+    assert (convert.annotation(record)["strategy"], convert.annotation(record)["label"],
+            convert.annotation(record)["note"]) == ("recheck", "unsure", "dark")
+
+
+def test_status_annotators_have_null_kappas_until_defined():
+    status = trainer_pb2.Status()
+    status.counts.corrected = 3
+    status.annotators.add(annotator="ann", rechecks=4, recheck_agreements=3, self_kappa=0.5)
+    status.annotators.add(annotator="bob")
+    body = convert.status(status)
+    assert body["counts"]["corrected"] == 3
+    ann, bob = body["annotators"]
+    assert (ann["self_kappa"], ann["gold_kappa"], ann["recheck_agreements"]) == (0.5, None, 3)
+    assert bob["self_kappa"] is None
+
+
+def test_openimages_export_follows_the_majority_and_leaves_ties_out():
+    def by(aid, item, label, annotator, strategy="random"):
+        return {**_annotation(aid, item, label), "annotator": annotator, "strategy": strategy}
+
+    rows = [by("1", "a", "positive", "ann"), by("2", "a", "negative", "bob", "review"),
+            by("3", "b", "positive", "ann"), by("4", "b", "negative", "bob", "review"),
+            by("5", "b", "negative", "cat", "review"),
+            by("6", "c", "negative", "ann"), by("7", "c", "positive", "ann", "recheck"),
+            by("8", "d", "skip", "ann")]
+    table = list(csv.reader(io.StringIO(export.openimages_rows(rows, "/m/0199g"))))
+    assert table[1:] == [["b", "verification", "/m/0199g", "0"],
+                         ["c", "verification", "/m/0199g", "0"]]
+
+
+@pytest.mark.parametrize("note,ok", [(None, ""), ("  half hidden ", "half hidden"),
+                                     ("é" * 200, "é" * 200)])
+def test_notes_that_are_accepted(note, ok):
+    assert validation.note(note) == ok

@@ -89,3 +89,32 @@ def test_items_annotations_and_gold_checks() -> None:
     assert response.gold_check.known_label == common_pb2.LABEL_POSITIVE
     assert not response.gold_check.agrees and not response.duplicate
     assert not convert.recorded(Recorded(record, True)).HasField("gold_check")
+
+
+def test_evidence_notes_new_counts_and_annotator_agreement() -> None:
+    from trainer_service.domain import AnnotatorStats, Evidence
+
+    item = convert.item(LeasedItem("a", "", "", Strategy.REVIEW, 0.9, "v2", 1.0,
+                                   evidence=Evidence(0.75, (0.1, 0.2, 0.6, 0.8))))
+    assert item.strategy == trainer_pb2.STRATEGY_REVIEW
+    assert item.evidence.score == pytest.approx(0.75)
+    assert (item.evidence.box.x1, item.evidence.box.y2) == (pytest.approx(0.1),
+                                                            pytest.approx(0.8))
+    assert not convert.item(LeasedItem("b", "", "", Strategy.RANDOM, 0, "", 1.0)).HasField(
+        "evidence")
+    note = convert.annotation(Annotation("n", "a", Label.UNSURE, "ann", Strategy.RECHECK, "",
+                                         0, Split.POOL, 1.0, note="blurry"))
+    assert (note.label, note.note, note.strategy) == (common_pb2.LABEL_UNSURE, "blurry",
+                                                      trainer_pb2.STRATEGY_RECHECK)
+    status = convert.status(Status(
+        "/m/x", "X", LoadingProgress(LoadingState.READY, "", 1.0, 5),
+        Counts(skipped=2, unsure=1, reviewed=4, corrected=3, contested=1), 0.85,
+        ExtractionProgress(0, 0.0, 0.0),
+        annotators=[AnnotatorStats("ann", answers=9, rechecks=2, recheck_agreements=2,
+                                   self_kappa=None, gold_checks=3, gold_agreements=2,
+                                   gold_kappa=0.25)]))
+    c = status.counts
+    assert (c.skipped, c.unsure, c.reviewed, c.corrected, c.contested) == (2, 1, 4, 3, 1)
+    (ann,) = status.annotators
+    assert (ann.annotator, ann.answers, ann.gold_agreements) == ("ann", 9, 2)
+    assert not ann.HasField("self_kappa") and ann.gold_kappa == pytest.approx(0.25)

@@ -3,9 +3,14 @@
 
 import { api, newId } from "./api.js";
 import { Deck, safeImageUrl } from "./deck.js";
+import { closeGuide, guideOpen, toggleGuide } from "./guide.js";
+import { bindKeys } from "./keys.js";
+import { CheckNotice } from "./notice.js";
 import { Outbox } from "./outbox.js";
-import { renderStatus, setAnnotator } from "./panel.js";
-import { perHour } from "./wording.js";
+import { renderAgreement, renderStatus, setAnnotator } from "./panel.js";
+import { bindUnsure, hideUnsure, showUnsure as openUnsure, unsureOpen } from "./unsure.js";
+import { perHour, withArticle } from "./wording.js";
+import { hideZoom as closeZoomView, showZoom as openZoomView, switchZoom } from "./zoom.js";
 
 const $ = (id) => document.getElementById(id);
 const REFILL_RETRY_MS = 3000;
@@ -20,7 +25,6 @@ const state = {
   startedAt: 0,
   shownAt: performance.now(),
   zoomed: false,
-  notice: null,
 };
 
 // --- errors ------------------------------------------------------------------------
@@ -120,31 +124,51 @@ function renderDeck() {
 
 // --- labelling ---------------------------------------------------------------------
 
-function label(value) {
+const ANSWERS = new Set(["positive", "negative"]);
+
+function said(value, note) {
+  if (value === "skip") return "Skipped: someone else will answer it.";
+  if (value === "unsure") return note ? `Marked unsure (${note}).` : "Marked unsure.";
+  return `Labelled ${value === "positive" ? state.task : "not " + state.task}.`;
+}
+
+// Yes, no, skip or unsure for the image on screen; skips and unsure marks never train.
+function label(value, note = "") {
   const item = deck.current;
   if (!item) return;
+  hideUnsure();
   const now = performance.now();
   deck.take();
   const annotation = { id: newId(), item_id: item.id, label: value,
                        duration_ms: Math.max(0, Math.round(now - state.shownAt)) };
+  if (note) annotation.note = note;
   state.shownAt = now;
   state.history.push({ annotation, item });
-  state.labelled += 1;
-  state.startedAt ||= Date.now();
+  if (ANSWERS.has(value)) {
+    state.labelled += 1;
+    state.startedAt ||= Date.now();
+  }
   outbox.push({ kind: "add", body: annotation, item });
-  $("last").textContent = `Labelled ${value === "positive" ? state.task : "not " + state.task}.`;
+  $("last").textContent = said(value, note);
   renderRate();
 }
+
+function showUnsure() {
+  if (deck.current) openUnsure();
+}
+
+bindUnsure((note) => label("unsure", note));
 
 function undo() {
   const last = state.history.pop();
   if (!last) return;
+  hideUnsure();
   if (!outbox.cancelAdd(last.annotation.id)) outbox.push({ kind: "undo", id: last.annotation.id });
-  state.labelled = Math.max(0, state.labelled - 1);
+  if (ANSWERS.has(last.annotation.label)) state.labelled = Math.max(0, state.labelled - 1);
   deck.putBack(last.item);
   state.shownAt = performance.now();
   $("last").textContent = "Undone: the image is back.";
-  if (state.notice && state.notice.annotation.id === last.annotation.id) hideNotice();
+  if (notice.about(last.annotation.id)) notice.hide();
   renderRate();
 }
 
@@ -169,7 +193,7 @@ function send(op) {
 
 function delivered(op, result) {
   if (op.kind !== "add" || !result || !result.gold_check || result.gold_check.agrees) return;
-  showNotice(op, result.gold_check);
+  notice.show(op, result.gold_check, state.task);
 }
 
 function failed(op, err) {
@@ -188,54 +212,25 @@ const outbox = new Outbox({ send, onDelivered: delivered, onFailed: failed, onCh
 
 // --- gold check notice ---------------------------------------------------------------
 
-function withArticle(name) {
-  return (/^[aeiou]/.test(name) ? "an " : "a ") + name;
-}
-
-function answerWords(value) {
-  const thing = withArticle(state.task);
-  return value === "positive" ? `shows ${thing}` : `does not show ${thing}`;
-}
-
-function showNotice(op, check) {
-  state.notice = { annotation: op.body, item: op.item, check };
-  const known = `known ${check.known_label === "positive" ? "" : "not "}to show ${withArticle(state.task)}`;
-  $("notice-text").textContent =
-    `Check image: this one is ${known}; you answered that it ${answerWords(op.body.label)}.`;
-  $("notice").hidden = false;
-}
-
-function hideNotice() {
-  state.notice = null;
-  $("notice").hidden = true;
-}
-
-function fixNotice() {
-  const notice = state.notice;
-  if (!notice) return;
-  hideNotice();
-  const fixed = { id: newId(), item_id: notice.annotation.item_id,
-                  label: notice.annotation.label === "positive" ? "negative" : "positive",
-                  duration_ms: notice.annotation.duration_ms };
-  outbox.push({ kind: "undo", id: notice.annotation.id });
-  outbox.push({ kind: "add", body: fixed, item: notice.item });
-  const entry = state.history.find((h) => h.annotation.id === notice.annotation.id);
-  if (entry) entry.annotation = fixed;
-  $("last").textContent = "Fixed.";
-}
+const notice = new CheckNotice({
+  push: (op) => outbox.push(op),
+  replaced: (oldId, fixed) => {
+    const entry = state.history.find((h) => h.annotation.id === oldId);
+    if (entry) entry.annotation = fixed;
+  },
+});
 
 // --- zoom --------------------------------------------------------------------------
 
 function showZoom() {
   const item = deck.current;
   if (!item) { hideZoom(); return; }
-  $("zoom-img").src = safeImageUrl(item.image_url);
-  $("zoom").hidden = false;
+  openZoomView(item);
 }
 
 function hideZoom() {
   state.zoomed = false;
-  $("zoom").hidden = true;
+  closeZoomView();
 }
 
 function toggleZoom() {
@@ -246,31 +241,38 @@ function toggleZoom() {
 
 // --- input -------------------------------------------------------------------------
 
+function escape() {
+  if (guideOpen()) closeGuide();
+  else if (state.zoomed) hideZoom();
+  else if (unsureOpen()) hideUnsure();
+  else notice.hide();
+}
+
 const KEYS = {
   b: () => label("positive"),
   n: () => label("negative"),
+  " ": () => label("skip"),
+  f: showUnsure,
   z: toggleZoom,
   u: undo,
+  h: toggleGuide,
   Backspace: undo,
-  Escape: () => { if (state.zoomed) hideZoom(); else hideNotice(); },
+  Escape: escape,
 };
-
-document.addEventListener("keydown", (event) => {
-  if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
-  if (event.target.closest && event.target.closest("input, textarea, dialog[open]")) return;
-  const action = KEYS[event.key.length === 1 ? event.key.toLowerCase() : event.key];
-  if (!action) return;
-  event.preventDefault();
-  action();
-});
+bindKeys(KEYS, guideOpen);
 
 $("btn-yes").addEventListener("click", () => label("positive"));
 $("btn-no").addEventListener("click", () => label("negative"));
+$("btn-skip").addEventListener("click", () => label("skip"));
+$("btn-unsure").addEventListener("click", showUnsure);
 $("btn-zoom").addEventListener("click", toggleZoom);
 $("btn-undo").addEventListener("click", undo);
-$("zoom").addEventListener("click", hideZoom);
-$("notice-keep").addEventListener("click", hideNotice);
-$("notice-fix").addEventListener("click", fixNotice);
+// On the picture a click switches between the detector's box and the whole image;
+// anywhere else it closes the zoom.
+$("zoom").addEventListener("click", (event) => {
+  const item = deck.current;
+  if (event.target.closest("#zoom-frame") && item && item.detector) switchZoom(); else hideZoom();
+});
 window.addEventListener("online", () => outbox.retryNow());
 
 // --- status ------------------------------------------------------------------------
@@ -294,6 +296,7 @@ function watchStatus() {
     const { trainer, status } = JSON.parse(event.data);
     applyTask(status);
     renderStatus(status, trainer);
+    renderAgreement(status, state.annotator);
     // A trainer that is back takes the pending labels now rather than at the next retry.
     if (trainer === "up" && outbox.pending) outbox.retryNow();
     if (trainer === "up" && !deck.current) deck.refill();

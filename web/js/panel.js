@@ -62,8 +62,26 @@ export function renderStatus(status, trainer) {
   text("count-neg", (c.labelled_negative || 0).toLocaleString("en"));
   const own = (status.annotators || []).find((a) => a.annotator === annotator);
   text("gold", own && own.gold_checks ? `${own.gold_agreements} of ${own.gold_checks} agree` : "–");
+  text("passes", `${(c.skipped || 0).toLocaleString("en")} / ${(c.unsure || 0).toLocaleString("en")}`);
+  text("corrected", c.reviewed
+    ? `${(c.corrected || 0).toLocaleString("en")} of ${c.reviewed.toLocaleString("en")} reviewed`
+    : (c.corrected || 0).toLocaleString("en"));
   text("eta", eta(status.extraction));
   renderCurve(status.learning_curve || [], target, c);
+}
+
+// The annotator's own agreement: with their earlier answers on images shown again, and
+// with the known answers of check images (Cohen's kappa once it is defined).
+export function renderAgreement(status, annotator) {
+  const mine = status && (status.annotators || []).find((a) => a.annotator === annotator);
+  if (!mine || (!mine.rechecks && !mine.gold_checks)) { text("consistency", "–"); return; }
+  const parts = [];
+  if (mine.rechecks) {
+    const kappa = mine.self_kappa === null ? "" : `, κ ${mine.self_kappa.toFixed(2)}`;
+    parts.push(`${mine.recheck_agreements} of ${mine.rechecks} repeated${kappa}`);
+  }
+  if (mine.gold_checks && mine.gold_kappa !== null) parts.push(`checks κ ${mine.gold_kappa.toFixed(2)}`);
+  text("consistency", parts.join("; ") || "–");
 }
 
 function renderCurve(curve, target, counts) {

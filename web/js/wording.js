@@ -62,3 +62,7 @@ export function forecastWords(forecast) {
   if (forecast.labels === null) return `The learning curve cannot tell yet how many more labels the target needs (at least ${low}).`;
   return `About ${round(forecast.labels)} more labels to the target (80% interval: ${low} to ${high}).`;
 }
+
+export function withArticle(name) {
+  return (/^[aeiou]/.test(name) ? "an " : "a ") + name;
+}
