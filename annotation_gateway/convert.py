@@ -169,7 +169,8 @@ def annotation(a: trainer_pb2.Annotation) -> dict[str, Any]:
     }
 
 
-OWN_FIELDS = ("id", "item_id", "label", "annotator", "duration_ms", "create_time", "undone")
+OWN_FIELDS = ("id", "item_id", "label", "annotator", "duration_ms", "create_time", "undone",
+              "note")
 
 
 def own_annotation(a: trainer_pb2.Annotation) -> dict[str, Any]:

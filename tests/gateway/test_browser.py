@@ -194,8 +194,8 @@ def test_keyboard_annotation_with_undo_zoom_live_panel_and_outage(
         arg=f"{checks - 1} of {checks} agree", timeout=20000)
     # Nothing the page was given told a check from another image.
     assert served and {i["id"] for i in served} & annotator.checks
-    assert all(set(i) == {"id", "image_url", "thumbnail_url", "remote", "lease_expire_time"}
-               for i in served)
+    assert all(set(i) == {"id", "image_url", "thumbnail_url", "remote", "lease_expire_time",
+                          "detector"} for i in served)
     assert page.locator(".badge").count() == 0
 
     records = exported(browser_trainer)

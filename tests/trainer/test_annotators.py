@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from hitl.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
+from tests.reliability.stack import TOKENS
 from tests.support import free_port, running, tiles_manifest
 
 POS, NEG = common_pb2.LABEL_POSITIVE, common_pb2.LABEL_NEGATIVE
@@ -52,7 +53,9 @@ def env(port: int, folder: Path, data: Path, feature: str, **extra: str) -> dict
             "TRAINER_FEATURE_ADDR": feature, "TRAINER_DATASET": str(folder / "tiles.csv"),
             "TRAINER_DATA_DIR": str(data), "TRAINER_VALIDATION_FRACTION": "0.1",
             "TRAINER_EVALUATION_FRACTION": "0.1", "TRAINER_DEBOUNCE_S": "0.3",
-            "TRAINER_EMBED_BATCH": "16", "LOG_LEVEL": "WARNING", **extra}
+            "TRAINER_EMBED_BATCH": "16", "LOG_LEVEL": "WARNING",
+            # The session's shared feature service knows its callers (tests/reliability).
+            "TRAINER_FEATURE_TOKEN": TOKENS["trainer"], **extra}
 
 
 class Client:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
+from trainer_service.checks import Checks
 from trainer_service.consistency import Rechecks, kappa
 from trainer_service.database import Database
 from trainer_service.datasets import Catalog, Item
@@ -43,7 +44,7 @@ def test_kappa_is_sklearns_and_undefined_without_variety() -> None:
 async def test_earlier_items_come_back_after_the_gap_once_and_only_to_their_annotator(
         tmp_path: Path) -> None:
     labels = LabelLog(Database(tmp_path / "labels.sqlite3"))
-    rechecks = Rechecks(catalog(), labels, gap=5, seed=0)
+    rechecks = Rechecks(cat := catalog(), labels, Checks(cat, labels), gap=5, seed=0)
     for k in range(8):
         await labels.add(record(f"a{k}", f"p{k}", POS if k % 3 == 0 else NEG))
     await labels.add(record("s", "p8", Label.SKIP))  # a pass is no answer to recheck
@@ -67,7 +68,7 @@ async def test_earlier_items_come_back_after_the_gap_once_and_only_to_their_anno
 
 async def test_self_and_gold_agreement_per_annotator(tmp_path: Path) -> None:
     labels = LabelLog(Database(tmp_path / "labels.sqlite3"))
-    rechecks = Rechecks(catalog(), labels, gap=1, seed=0)
+    rechecks = Rechecks(cat := catalog(), labels, Checks(cat, labels), gap=1, seed=0)
     first = [POS, NEG, NEG, POS, NEG]
     again = [POS, NEG, POS, POS, NEG]
     for k, label in enumerate(first):
