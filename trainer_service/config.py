@@ -90,6 +90,12 @@ class Config:
         "TRAINER_EVIDENCE_WEIGHT", 10.0,
         "weight of the standardised detector evidence against the embedding (1: none)", "10")
     seed: int = setting("TRAINER_SEED", 0, "seed of splits, shuffles and training", "0")
+    keep_models: int = setting(
+        "TRAINER_KEEP_MODELS", 20,
+        "models whose weights are kept on disk (the oldest are pruned first, never the one "
+        "pinned in use; their learning-curve points stay); 0 keeps all", "20")
+    max_classify: int = setting("TRAINER_MAX_CLASSIFY", 64,
+                                "most images one Classify call takes", "64")
 
     def __post_init__(self) -> None:
         require(0 <= self.port <= 65535, "TRAINER_PORT", "must be a port", "50052")
@@ -105,3 +111,5 @@ class Config:
         require(self.model_c > 0, "TRAINER_MODEL_C", "must be positive", "0.1")
         require(self.evidence_weight > 0, "TRAINER_EVIDENCE_WEIGHT", "must be positive", "10")
         require(self.max_items_per_call >= 1, "TRAINER_MAX_ITEMS", "must be >= 1", "50")
+        require(self.keep_models >= 0, "TRAINER_KEEP_MODELS", "must be >= 0", "20")
+        require(self.max_classify >= 1, "TRAINER_MAX_CLASSIFY", "must be >= 1", "64")

@@ -9,11 +9,13 @@ The parts: `loading` (datasets into the catalog), `labels` (the annotation log),
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from trainer_service import metrics
+from trainer_service.classify import classify
 from trainer_service.config import Config
 from trainer_service.database import Database
 from trainer_service.datasets import Catalog
@@ -27,18 +29,30 @@ from trainer_service.domain import (
     LoadingState,
     ModelSummary,
     Recorded,
+    ScoringProgress,
     Split,
     Status,
     Strategy,
     TrainerError,
 )
-from trainer_service.extraction import Extraction
+from trainer_service.extraction import Extraction, FeatureServiceError, embed_images
 from trainer_service.feature_store import LABELLED, FeatureStore
 from trainer_service.images import item_image
 from trainer_service.labels import LabelLog, NotYours, UnknownAnnotation
 from trainer_service.leasing import Sampler, leased_item
 from trainer_service.loading import Loading, configured_dataset
+from trainer_service.model_catalog import ModelCatalog
+from trainer_service.outputs import (
+    Classification,
+    Estimate,
+    ImageSource,
+    PredictionBatch,
+    PredictionOrder,
+    PredictionPage,
+)
+from trainer_service.predictions import Predictions
 from trainer_service.ranking import Ranker
+from trainer_service.scoring import ScoringJob
 from trainer_service.status import StatusFeed, build_status, model_summary
 from trainer_service.training import Training
 
@@ -60,6 +74,9 @@ class Trainer:
         self.training: Training
         self.ranker: Ranker
         self.loading: Loading
+        self.predictions: Predictions
+        self.models: ModelCatalog
+        self.scoring: ScoringJob
         self._tasks: list[asyncio.Task] = []
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -81,6 +98,7 @@ class Trainer:
             batch=config.embed_batch, deadline_s=config.embed_deadline_s,
             prefetch=config.prefetch, seed=config.seed,
             on_features=self._on_features, on_extractor=self._on_extractor)
+        self._open_outputs()
         await self.features.restore()
         self.extraction.start()
         await self.training.load_history()
@@ -98,6 +116,7 @@ class Trainer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.feed.close()
+        await self.scoring.close()
         await self.ranker.close()
         await self.extraction.close()
         await self.database.close()
@@ -225,11 +244,63 @@ class Trainer:
     # -- status --------------------------------------------------------------------------
 
     def _build_status(self) -> Status:
-        return build_status(self.config, self.catalog, self.labels, self.features,
-                            self.extraction, self.training)
+        status = build_status(self.config, self.catalog, self.labels, self.features,
+                              self.extraction, self.training)
+        return dataclasses.replace(status, scoring=self.scoring.progress)
 
     def status(self) -> Status:
         return self._build_status()
 
     def watch(self, min_interval_s: float = 0.25) -> AsyncIterator[Status]:
         return self.feed.watch(min_interval_s)
+
+    # -- what the models give: classifications and predictions (the model list, files and
+    # activation are `self.models`) -------------------------------------------------------
+
+    def _open_outputs(self) -> None:
+        config = self.config
+        self.predictions = Predictions(self.catalog, self.features, self.training, self.labels)
+        task = {"label_id": config.label_id, "display_name": config.display_name}
+        self.models = ModelCatalog(self.training, self.features, task, self.model_estimate)
+        self.scoring = ScoringJob(
+            self.catalog, self.features, self.extraction.stub, batch=config.embed_batch,
+            deadline_s=config.embed_deadline_s, score=self._score_all,
+            on_features=self._on_features, notify=self.feed.notify)
+
+    def model_estimate(self, version: str) -> Estimate | None:
+        """A model's live quality estimate; none is measured yet."""
+        return None
+
+    async def classify(self, images: list[ImageSource]
+                       ) -> tuple[list[Classification], str, float]:
+        """(one result per image, the model's version, its threshold)."""
+        model, info = self.training.model, self.training.model_info
+
+        async def embed(sources: list[ImageSource]):  # type: ignore[no-untyped-def]
+            try:
+                return await embed_images(self.extraction.stub, sources,
+                                          self.config.embed_deadline_s)
+            except FeatureServiceError as exc:
+                raise TrainerError("UNAVAILABLE",
+                                   f"the feature service failed: {exc.code}") from None
+
+        results = await classify(images, model, info, embed, self.config.max_classify)
+        assert model is not None and info is not None  # classify refuses to work without
+        return results, info.version, model.threshold
+
+    async def prediction_batches(self) -> Iterator[PredictionBatch]:
+        return self.predictions.batches(await self.predictions.scores())
+
+    async def prediction_page(self, order: PredictionOrder, page_size: int,
+                              page_token: str) -> PredictionPage:
+        return self.predictions.page(await self.predictions.scores(), order, page_size,
+                                     page_token)
+
+    async def _score_all(self) -> int | None:
+        """Items scored, or None without a model to score with."""
+        if self.training.model is None:
+            return None
+        return len((await self.predictions.scores()).ids)
+
+    def score_dataset(self) -> ScoringProgress:
+        return self.scoring.start()
