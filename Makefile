@@ -9,11 +9,14 @@ BUF := node_modules/.bin/buf
 DATASET ?= openimages
 EXTRACTOR ?= resnext50-frcnn
 PORT ?= 8080
+# `make predict` choices: where the running trainer is, and the file to write.
+TRAINER ?= localhost:50052
+OUT ?= predictions.csv
 
 PROTOS := $(wildcard protos/hitl/v1/*.proto)
 STUBS := hitl/v1/__init__.py
 
-.PHONY: install protos models weights run test test-fast lint bench bench-full simulate reliability clean
+.PHONY: install protos models weights run predict test test-fast lint bench bench-full simulate reliability clean
 
 install: $(VENV)/.installed $(BUF) $(STUBS) models
 
@@ -48,6 +51,11 @@ weights: $(VENV)/.installed $(STUBS)
 
 run: install
 	$(PY) -m hitl.run_local --dataset "$(DATASET)" --extractor "$(EXTRACTOR)" --port "$(PORT)"
+
+# Predictions for every item of the running trainer's dataset, with progress bars;
+# DATASET, when given here, is imported into that dataset first.
+predict: $(VENV)/.installed $(STUBS)
+	$(PY) -m hitl.predict --trainer "$(TRAINER)" --out "$(OUT)" $(if $(filter command line environment,$(origin DATASET)),--dataset "$(DATASET)")
 
 test: install
 	$(PY) -m pytest tests
