@@ -8,6 +8,7 @@ refused (413) after at most the limit has been read, never buffered whole."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -23,10 +24,10 @@ READ_CHUNK = 64 * 1024
 DECISIONS = {common_pb2.LABEL_POSITIVE: "positive", common_pb2.LABEL_NEGATIVE: "negative"}
 
 
-async def _read_limited(stream: Any, limit: int) -> bytes:
-    """The rest of `stream`, or 413 once it passes `limit` bytes."""
+async def _read_limited(read: Callable[[int], Awaitable[bytes]], limit: int) -> bytes:
+    """Everything `read` gives, or 413 once it passes `limit` bytes."""
     chunks, size = [], 0
-    while chunk := await stream.read(READ_CHUNK):
+    while chunk := await read(READ_CHUNK):
         size += len(chunk)
         if size > limit:
             raise ApiError(413, "too_large", f"the request is larger than {limit} bytes")
@@ -71,7 +72,7 @@ async def _refs_from_multipart(request: web.Request, max_images: int,
             raise ApiError(400, "unexpected_part", "send each image as a part named image")
         if len(refs) >= max_images:
             raise ApiError(400, "too_many_images", f"at most {max_images} images per request")
-        data = await _read_limited(part, budget)
+        data = await _read_limited(part.read_chunk, budget)
         budget -= len(data)
         names.append((part.filename or f"image {len(refs) + 1}")[:MAX_NAME_CHARS])
         refs.append(feature_pb2.ImageRef(id=str(len(refs)), data=data))
@@ -99,7 +100,7 @@ def _result(name: str, r: trainer_pb2.ClassifyResult) -> dict[str, Any]:
 async def classify(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     if request.content_type == "application/json":
-        names, refs = _refs_from_json(await _read_limited(request.content, MAX_JSON_BYTES),
+        names, refs = _refs_from_json(await _read_limited(request.content.read, MAX_JSON_BYTES),
                                       config.classify_max_images)
     elif request.content_type == "multipart/form-data":
         names, refs = await _refs_from_multipart(request, config.classify_max_images,
