@@ -88,7 +88,7 @@ def test_a_pin_holds_a_rollback_across_restarts_and_survives_pruning(tmp_path: P
 
     restarted = ModelRegistry(tmp_path, keep=3)
     assert restarted.pin == "v0001"
-    model, active = restarted.active_compatible(EXTRACTOR)
+    _, active = restarted.active_compatible(EXTRACTOR)
     assert active.version == "v0001" and restarted.holds(active)
     # Labels last trained the newest model, whichever is in use.
     assert restarted.newest_fingerprint(EXTRACTOR) == "set2"
