@@ -12,11 +12,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from annotation_gateway.errors import ApiError
 from annotation_gateway.handlers import CONFIG, TRAINER
 from hitl.v1 import common_pb2, feature_pb2, trainer_pb2
 
+# What aiohttp raises for a malformed multipart body (bad boundary, headers or encoding).
+MALFORMED = (ValueError, AssertionError, HttpProcessingError)
 MAX_JSON_BYTES = 64 * 1024
 MAX_URL_CHARS = 2048
 MAX_NAME_CHARS = 256
@@ -55,7 +58,7 @@ async def _refs_from_multipart(request: web.Request, max_images: int,
                                max_bytes: int) -> tuple[list[str], list[feature_pb2.ImageRef]]:
     try:
         reader = await request.multipart()
-    except (ValueError, AssertionError):
+    except MALFORMED:
         raise ApiError(400, "invalid_multipart", "the multipart body cannot be read") from None
     names: list[str] = []
     refs: list[feature_pb2.ImageRef] = []
@@ -63,7 +66,7 @@ async def _refs_from_multipart(request: web.Request, max_images: int,
     while True:
         try:
             part = await reader.next()
-        except (ValueError, AssertionError):
+        except MALFORMED:
             raise ApiError(400, "invalid_multipart",
                            "the multipart body cannot be read") from None
         if part is None:
@@ -72,7 +75,11 @@ async def _refs_from_multipart(request: web.Request, max_images: int,
             raise ApiError(400, "unexpected_part", "send each image as a part named image")
         if len(refs) >= max_images:
             raise ApiError(400, "too_many_images", f"at most {max_images} images per request")
-        data = await _read_limited(part.read_chunk, budget)
+        try:
+            data = await _read_limited(part.read_chunk, budget)
+        except MALFORMED:
+            raise ApiError(400, "invalid_multipart",
+                           "the multipart body cannot be read") from None
         budget -= len(data)
         names.append((part.filename or f"image {len(refs) + 1}")[:MAX_NAME_CHARS])
         refs.append(feature_pb2.ImageRef(id=str(len(refs)), data=data))

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from hitl.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
-from tests.gateway.conftest import Manifest, TrainerProcess
+from tests.gateway.conftest import Gateway, Manifest, TrainerProcess
 from tests.support import (
     PHOTOS,
     free_port,
@@ -104,3 +104,12 @@ def predict_trainer(tmp_path_factory: pytest.TempPathFactory, predict_feature: F
         yield trainer
     finally:
         trainer.stop()
+
+
+@pytest.fixture(scope="session")
+def predict_gateway(tmp_path_factory: pytest.TempPathFactory, predict_trainer: TrainerProcess,
+                    predict_feature: Feature) -> Iterator[Gateway]:
+    service = Gateway(tmp_path_factory.mktemp("predict-gateway") / "gateway.log",
+                      predict_trainer.addr, predict_feature.addr).start()
+    yield service
+    service.stop()

@@ -4,28 +4,16 @@ withdraws one, and the page notices the newer model they train."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import grpc
 import pytest
 
 from hitl.v1 import trainer_pb2, trainer_pb2_grpc
 from tests.gateway.conftest import Gateway, Manifest, TrainerProcess
-from tests.predict.conftest import Feature
 
 pytestmark = pytest.mark.browser
 
 REVIEWER = "reviewer"
 ANSWERS = 6
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory, predict_trainer: TrainerProcess,
-            predict_feature: Feature) -> Iterator[Gateway]:
-    service = Gateway(tmp_path_factory.mktemp("review-gateway") / "gateway.log",
-                      predict_trainer.addr, predict_feature.addr).start()
-    yield service
-    service.stop()
 
 
 def reviewer_annotations(trainer: TrainerProcess) -> list[trainer_pb2.Annotation]:
@@ -41,12 +29,12 @@ def probabilities(page) -> list[float]:  # type: ignore[no-untyped-def]
 
 
 def test_review_keys_confirm_and_correct_predictions_as_annotations(
-        browser, gateway: Gateway, predict_trainer: TrainerProcess, tiles: Manifest):
+        browser, predict_gateway: Gateway, predict_trainer: TrainerProcess, tiles: Manifest):
     page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
     problems: list[str] = []
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
     page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
-    page.goto(gateway.url + "/review")
+    page.goto(predict_gateway.url + "/review")
     page.fill("#name-input", REVIEWER)
     page.click("#name-form button[type=submit]")
     page.wait_for_selector("#cards[data-loaded=true] li.focused")
