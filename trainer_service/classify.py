@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 
 from trainer_service.domain import TrainerError
+from trainer_service.extraction import FeatureServiceError, embed_images
 from trainer_service.model import LinearModel
 from trainer_service.outputs import Classification, Embedded, ImageError, ImageSource
 from trainer_service.predictions import decision, probabilities
@@ -17,6 +18,19 @@ from trainer_service.registry import ModelInfo
 # (images) -> (the extractor that embedded them, one result per image in order)
 Embed = Callable[[list[ImageSource]], Awaitable[tuple[dict, list[Embedded]]]]
 MAX_ID_CHARS = 256
+
+
+def feature_service(stub: object, deadline_s: float) -> Embed:
+    """Embedding by the feature service; its failure as a whole is UNAVAILABLE."""
+
+    async def embed(images: list[ImageSource]) -> tuple[dict, list[Embedded]]:
+        try:
+            return await embed_images(stub, images, deadline_s)  # type: ignore[arg-type]
+        except FeatureServiceError as exc:
+            raise TrainerError("UNAVAILABLE",
+                               f"the feature service failed: {exc.code}") from None
+
+    return embed
 
 
 def _invalid(image: ImageSource) -> ImageError | None:

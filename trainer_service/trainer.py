@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from trainer_service import metrics
-from trainer_service.classify import classify
+from trainer_service.classify import classify, feature_service
 from trainer_service.config import Config
 from trainer_service.database import Database
 from trainer_service.datasets import Catalog
@@ -35,7 +35,7 @@ from trainer_service.domain import (
     Strategy,
     TrainerError,
 )
-from trainer_service.extraction import Extraction, FeatureServiceError, embed_images
+from trainer_service.extraction import Extraction
 from trainer_service.feature_store import LABELLED, FeatureStore
 from trainer_service.images import item_image
 from trainer_service.labels import LabelLog, NotYours, UnknownAnnotation
@@ -275,15 +275,7 @@ class Trainer:
                        ) -> tuple[list[Classification], str, float]:
         """(one result per image, the model's version, its threshold)."""
         model, info = self.training.model, self.training.model_info
-
-        async def embed(sources: list[ImageSource]):  # type: ignore[no-untyped-def]
-            try:
-                return await embed_images(self.extraction.stub, sources,
-                                          self.config.embed_deadline_s)
-            except FeatureServiceError as exc:
-                raise TrainerError("UNAVAILABLE",
-                                   f"the feature service failed: {exc.code}") from None
-
+        embed = feature_service(self.extraction.stub, self.config.embed_deadline_s)
         results = await classify(images, model, info, embed, self.config.max_classify)
         assert model is not None and info is not None  # classify refuses to work without
         return results, info.version, model.threshold

@@ -159,3 +159,22 @@ async def test_classification_keeps_each_images_outcome_in_order() -> None:
         with pytest.raises(TrainerError) as refused:
             await call()
         assert refused.value.code == code
+
+
+async def test_a_feature_service_that_cannot_be_reached_is_unavailable() -> None:
+    from hitl.channels import open_channel
+    from hitl.probes import free_port
+    from hitl.v1 import feature_pb2_grpc
+    from trainer_service.classify import feature_service
+
+    x, y = blobs(10, 10, d=12)
+    model = train(x, y, evidence_dim=0)
+    info = ModelInfo("v0001", EXTRACTOR, 20, 0, Metrics(), Metrics())
+    channel = open_channel(f"127.0.0.1:{free_port()}", "hitl.v1.FeatureService")
+    try:
+        embed = feature_service(feature_pb2_grpc.FeatureServiceStub(channel), 2.0)
+        with pytest.raises(TrainerError) as refused:
+            await classify([ImageSource("a", data=b"x")], model, info, embed, 8)
+        assert refused.value.code == "UNAVAILABLE" and "feature service" in str(refused.value)
+    finally:
+        await channel.close()
