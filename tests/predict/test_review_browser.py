@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from hitl.v1 import trainer_pb2, trainer_pb2_grpc
-from tests.gateway.conftest import Gateway, Manifest, TrainerProcess
+from tests.gateway.conftest import Gateway, Manifest, TrainerProcess, artifacts_dir
 
 pytestmark = pytest.mark.browser
 
@@ -25,7 +25,9 @@ def reviewer_annotations(trainer: TrainerProcess) -> list[trainer_pb2.Annotation
 
 
 def probabilities(page) -> list[float]:  # type: ignore[no-untyped-def]
-    return [float(t) for t in page.locator("#cards .probability").all_inner_texts()]
+    """As the API gave them (the cards show three decimals)."""
+    return [float(p) for p in page.locator("#cards li").evaluate_all(
+        "cards => cards.map(c => c.dataset.probability)")]
 
 
 def test_review_keys_confirm_and_correct_predictions_as_annotations(
@@ -87,6 +89,7 @@ def test_review_keys_confirm_and_correct_predictions_as_annotations(
     assert all(a.split == trainer_pb2.SPLIT_POOL for a in recorded)
     # Ordinary annotations: the answer on screen, then retrained on (a newer model).
     page.wait_for_selector("#newer:not([hidden])", timeout=60000)
+    page.screenshot(path=str(artifacts_dir() / "review.png"))
 
     page.click("#tab-borderline")
     page.wait_for_function("() => document.getElementById('tab-borderline')"

@@ -77,6 +77,7 @@ function card(item) {
   const li = document.createElement("li");
   li.className = "card";
   li.dataset.itemId = item.id;
+  li.dataset.probability = String(item.probability);
   const img = document.createElement("img");
   img.alt = "";
   img.loading = "lazy";
@@ -91,7 +92,8 @@ function card(item) {
   const predicted = document.createElement("span");
   predicted.className = "predicted";
   predicted.dataset.decision = item.decision;
-  predicted.textContent = item.decision === "positive" ? "predicted yes" : "predicted no";
+  predicted.textContent = item.decision === "positive" ? "yes" : "no";
+  predicted.title = "the model's decision";
   meta.append(p, predicted);
   li.append(img, verdict, meta);
   const entry = { item, li, answer: null, verdict: null, annotationId: null };
