@@ -55,7 +55,7 @@ run: install
 # Predictions for every item of the running trainer's dataset, with progress bars;
 # DATASET, when given here, is imported into that dataset first.
 predict: $(VENV)/.installed $(STUBS)
-	$(PY) -m hitl.predict --trainer "$(TRAINER)" --out "$(OUT)" $(if $(filter command line environment,$(origin DATASET)),--dataset "$(DATASET)")
+	$(PY) -m tools.predict --trainer "$(TRAINER)" --out "$(OUT)" $(if $(filter command line environment,$(origin DATASET)),--dataset "$(DATASET)")
 
 test: install
 	$(PY) -m pytest tests

@@ -1,6 +1,6 @@
 """Rows of the predictions export, from the trainer's column batches
 (`ExportPredictionsResponse`) to CSV or JSON lines: shared by the gateway's
-`GET /api/predictions` and the `python -m hitl.predict` command, so both write the same
+`GET /api/predictions` and the `python -m tools.predict` command, so both write the same
 file. Built with plain string joins: an export of 100,000 rows must take well under
 two seconds."""
 

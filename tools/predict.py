@@ -1,7 +1,7 @@
-"""`make predict` / `python -m hitl.predict`: the running trainer's prediction for every
+"""`make predict` / `python -m tools.predict`: the running trainer's prediction for every
 item of its dataset, written to a CSV or JSON-lines file, with progress bars.
 
-    python -m hitl.predict --out predictions.csv [--trainer localhost:50052]
+    python -m tools.predict --out predictions.csv [--trainer localhost:50052]
                            [--dataset PATH] [--format csv|jsonl] [--no-score]
 
 It asks the trainer to score the whole dataset (the job that embeds every item still
@@ -91,7 +91,7 @@ def export(stub: trainer_pb2_grpc.TrainerServiceStub, out: Path, fmt: str) -> tu
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hitl.predict",
+    parser = argparse.ArgumentParser(prog="python -m tools.predict",
                                      description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, required=True, help="file to write")
     parser.add_argument("--trainer", default=os.environ.get("TRAINER_ADDR", "localhost:50052"),
