@@ -10,11 +10,14 @@ BUF := node_modules/.bin/buf
 DATASET ?=
 EXTRACTOR ?=
 PORT ?= 8080
+# `make predict` choices: where the running trainer is, and the file to write.
+TRAINER ?= localhost:50052
+OUT ?= predictions.csv
 
 PROTOS := $(wildcard protos/hitl/v1/*.proto)
 STUBS := hitl/v1/__init__.py
 
-.PHONY: install protos models weights run test test-fast lint lock bench bench-full simulate reliability clean
+.PHONY: install protos models weights run predict test test-fast lint lock bench bench-full simulate reliability clean
 
 install: $(VENV)/.installed $(BUF) $(STUBS) models
 
@@ -66,6 +69,11 @@ weights: $(VENV)/.installed $(STUBS)
 run: install
 	$(PY) -m tools.run_local $(if $(DATASET),--dataset "$(DATASET)") \
 	  $(if $(EXTRACTOR),--extractor "$(EXTRACTOR)") --port "$(PORT)"
+
+# Predictions for every item of the running trainer's dataset, with progress bars;
+# DATASET, when given here, is imported into that dataset first.
+predict: $(VENV)/.installed $(STUBS)
+	$(PY) -m tools.predict --trainer "$(TRAINER)" --out "$(OUT)" $(if $(filter command line environment,$(origin DATASET)),--dataset "$(DATASET)")
 
 test: install
 	$(PY) -m pytest tests

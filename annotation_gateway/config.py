@@ -93,6 +93,14 @@ class Config:
                                     "Deadline of each unary call to a service", "5")
     export_deadline_s: float = setting("GATEWAY_EXPORT_DEADLINE_S", 120.0,
                                        "Deadline of a label export stream", "120")
+    classify_max_images: int = setting("GATEWAY_CLASSIFY_MAX_IMAGES", 16,
+                                       "Most images one POST /api/classify takes", "16")
+    classify_max_bytes: int = setting(
+        "GATEWAY_CLASSIFY_MAX_BYTES", 32 << 20,
+        "Most bytes of images one POST /api/classify uploads, all parts together", "33554432")
+    classify_deadline_s: float = setting(
+        "GATEWAY_CLASSIFY_DEADLINE_S", 60.0,
+        "Deadline of a classification (new images are fetched and embedded first)", "60")
     web_dir: str = setting("GATEWAY_WEB_DIR", str(ROOT / "web"),
                            "Folder of the browser UI", "/srv/web")
     vendor_dir: str = setting("GATEWAY_VENDOR_DIR", str(ROOT / "node_modules"),
@@ -142,3 +150,9 @@ class Config:
             require(remote or Path(location).is_file(), "GATEWAY_GUIDELINES_EXAMPLES",
                     f"{location} is neither an image file nor an http(s) URL",
                     "/srv/ex/rack.jpg|Yes: bicycles in a rack")
+        require(self.classify_max_images >= 1, "GATEWAY_CLASSIFY_MAX_IMAGES",
+                "must be >= 1", "16")
+        require(self.classify_max_bytes >= 1024, "GATEWAY_CLASSIFY_MAX_BYTES",
+                "must be at least 1024", "33554432")
+        require(self.classify_deadline_s > 0, "GATEWAY_CLASSIFY_DEADLINE_S",
+                "must be positive", "60")

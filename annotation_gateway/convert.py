@@ -122,7 +122,23 @@ def status(s: trainer_pb2.Status) -> dict[str, Any]:
         "extraction": {"pending": e.pending, "seconds_per_item": e.seconds_per_item,
                        "eta_seconds": e.eta_seconds, "failed": e.failed,
                        "retrying": e.retrying},
+        "scoring": scoring(s.scoring) if s.HasField("scoring") else None,
     }
+
+
+SCORING_STATES = {
+    trainer_pb2.SCORING_STATE_RUNNING: "running",
+    trainer_pb2.SCORING_STATE_DONE: "done",
+    trainer_pb2.SCORING_STATE_FAILED: "failed",
+}
+
+
+def scoring(s: trainer_pb2.Scoring) -> dict[str, Any]:
+    """The dataset scoring job's progress."""
+    return {"state": SCORING_STATES.get(s.state, "unknown"), "total": s.total,
+            "embedded": s.embedded, "failed": s.failed,
+            "items_per_second": s.items_per_second, "eta_seconds": s.eta_seconds,
+            "message": s.message, "scored": s.scored, "start_time": _time(s, "start_time")}
 
 
 def image_path(item_id: str, thumbnail: bool) -> str:

@@ -14,7 +14,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from annotation_gateway import access, handlers, security, sessions
+from annotation_gateway import access, classify, handlers, models, predictions, security, sessions
 from annotation_gateway.config import Config
 from annotation_gateway.errors import ApiError, error_response, from_rpc_error
 from annotation_gateway.guidelines import Guidelines
@@ -173,6 +173,7 @@ def init_app(config: Config) -> web.Application:
 
     app.router.add_get("/", _page("index.html"))
     app.router.add_get("/login", _page("login.html"))
+    app.router.add_get("/review", _page("review.html"))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/openapi.json", openapi)
@@ -190,6 +191,13 @@ def init_app(config: Config) -> web.Application:
     app.router.add_get("/api/export", handlers.export_labels)
     app.router.add_get("/api/guidelines", handlers.guidelines)
     app.router.add_get("/api/guidelines/examples/{index}", handlers.guideline_example)
+    app.router.add_post("/api/classify", classify.classify)
+    app.router.add_get("/api/predictions", predictions.export)
+    app.router.add_get("/api/predictions/review", predictions.review)
+    app.router.add_post("/api/predictions/job", predictions.start_job)
+    app.router.add_get("/api/models", models.list_models)
+    app.router.add_get("/api/models/{version}", models.download)
+    app.router.add_post("/api/models/{version}/activate", models.activate)
     app.router.add_static("/static/", Path(config.web_dir), append_version=False)
     uplot = Path(config.vendor_dir) / "uplot" / "dist"
     if uplot.is_dir():

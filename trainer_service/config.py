@@ -171,6 +171,12 @@ class Config:
     max_connection_age_s: float = server_setting("TRAINER", "max_connection_age_s", 3600.0)
     max_connection_age_grace_s: float = server_setting(
         "TRAINER", "max_connection_age_grace_s", 3600.0)
+    keep_models: int = setting(
+        "TRAINER_KEEP_MODELS", 20,
+        "models whose weights are kept on disk (the oldest are pruned first, never the one "
+        "pinned in use; their learning-curve points stay); 0 keeps all", "20")
+    max_classify: int = setting("TRAINER_MAX_CLASSIFY", 64,
+                                "most images one Classify call takes", "64")
 
     def __post_init__(self) -> None:
         require(0 <= self.port <= 65535, "TRAINER_PORT", "must be a port", "50052")
@@ -210,3 +216,5 @@ class Config:
         require(shares_ok, "TRAINER_REVIEW_SHARE",
                 "review and recheck shares must be >= 0 and sum below 1", "0.1")
         require(self.recheck_gap >= 1, "TRAINER_RECHECK_GAP", "must be >= 1", "50")
+        require(self.keep_models >= 0, "TRAINER_KEEP_MODELS", "must be >= 0", "20")
+        require(self.max_classify >= 1, "TRAINER_MAX_CLASSIFY", "must be >= 1", "64")

@@ -248,6 +248,28 @@ class ExtractionProgress:
     retrying: int = 0  # pending items waiting to be tried again after a retryable failure
 
 
+class ScoringState(enum.IntEnum):
+    UNSPECIFIED = 0
+    RUNNING = 1
+    DONE = 2
+    FAILED = 3  # stopped early; what was embedded stays
+
+
+@dataclass(frozen=True)
+class ScoringProgress:
+    """The dataset scoring job: items to embed, done so far, and the time left."""
+
+    state: ScoringState
+    total: int = 0
+    embedded: int = 0
+    failed: int = 0
+    items_per_second: float = 0.0
+    eta_seconds: float = -1.0  # -1 when unknown
+    message: str = ""
+    scored: int = 0  # items with a prediction once done
+    start_time: float = 0.0
+
+
 @dataclass(frozen=True)
 class Status:
     label_id: str
@@ -260,3 +282,4 @@ class Status:
     learning_curve: list[ModelSummary] = field(default_factory=list)  # oldest first
     forecast: Forecast | None = None
     annotators: list[AnnotatorStats] = field(default_factory=list)
+    scoring: ScoringProgress | None = None  # absent until the scoring job is started

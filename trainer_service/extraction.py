@@ -18,7 +18,7 @@ import hashlib
 import heapq
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
@@ -30,6 +30,7 @@ from trainer_service.datasets import Catalog, Item
 from trainer_service.domain import Split
 from trainer_service.embed_plan import Retries, plan_batch
 from trainer_service.feature_store import CANDIDATE, KNOWN, LABELLED, FeatureStore
+from trainer_service.outputs import Embedded, Evidence, ImageError, ImageSource
 
 log = logging.getLogger(__name__)
 
@@ -267,3 +268,74 @@ class Extraction:
         self.retries.forget([i for i, _ in failed])
         for item_id, reason in failed:
             log.warning("item cannot be embedded", extra={"item_id": item_id, "reason": reason})
+
+# -- calls for classification and the scoring job (plain records in, plain records out) --
+
+
+class FeatureServiceError(Exception):
+    """A whole call to the feature service failed (it is down, or refused the call)."""
+
+    def __init__(self, code: str, details: str) -> None:
+        super().__init__(f"{code}: {details}")
+        self.code, self.details = code, details
+
+
+def embedded(result: feature_pb2.EmbedResult) -> Embedded:
+    if result.WhichOneof("outcome") == "features":
+        evidence = result.features.evidence
+        box = evidence.box
+        corners = (box.x1, box.y1, box.x2, box.y2) if evidence.HasField("box") else None
+        return Embedded(result.id, np.frombuffer(result.features.vector, dtype="<f4"),
+                        Evidence(evidence.score, corners, evidence.count))
+    kind = feature_pb2.ErrorKind.Name(result.error.kind).removeprefix("ERROR_KIND_")
+    return Embedded(result.id, None, error=ImageError(kind, result.error.message,
+                                                      result.error.retryable))
+
+
+async def describe(stub: feature_pb2_grpc.FeatureServiceStub) -> dict:
+    try:
+        response = await stub.Describe(feature_pb2.DescribeRequest(), timeout=10)
+    except grpc.aio.AioRpcError as exc:
+        raise FeatureServiceError(exc.code().name, exc.details() or "") from None
+    return extractor_key(response.extractor)
+
+
+async def embed_images(stub: feature_pb2_grpc.FeatureServiceStub, images: list[ImageSource],
+                       deadline_s: float) -> tuple[dict, list[Embedded]]:
+    """(the extractor, one result per image in order). New images go without an id, so
+    the feature service keys them by content and never mixes them up with dataset items."""
+    refs = [feature_pb2.ImageRef(url=i.url) if i.url else feature_pb2.ImageRef(data=i.data)
+            for i in images]
+    try:
+        response = await stub.Embed(feature_pb2.EmbedRequest(images=refs), timeout=deadline_s)
+    except grpc.aio.AioRpcError as exc:
+        raise FeatureServiceError(exc.code().name, exc.details() or "") from None
+    return extractor_key(response.extractor), [embedded(r) for r in response.results]
+
+
+async def embed_stream(stub: feature_pb2_grpc.FeatureServiceStub, items: list[Item],
+                       batch: int, deadline_s: float,
+                       unreadable: list[tuple[str, str]]) -> AsyncIterator[list[Embedded]]:
+    """Embeds `items` through one EmbedStream, `batch` per message, yielding results as
+    they come (in any order). Local files are read only as the stream asks for more, so
+    memory stays bounded; those that cannot be read are appended to `unreadable`."""
+
+    async def requests() -> AsyncIterator[feature_pb2.EmbedStreamRequest]:
+        for start in range(0, len(items), batch):
+            refs = []
+            for item in items[start:start + batch]:
+                try:
+                    refs.append(await asyncio.to_thread(image_ref, item))
+                except OSError as exc:
+                    unreadable.append((item.id, f"unreadable: {exc.strerror or exc}"))
+            if refs:
+                yield feature_pb2.EmbedStreamRequest(images=refs)
+
+    call = stub.EmbedStream(requests(), timeout=deadline_s)
+    try:
+        async for response in call:
+            yield [embedded(r) for r in response.results]
+    except grpc.aio.AioRpcError as exc:
+        raise FeatureServiceError(exc.code().name, exc.details() or "") from None
+    finally:
+        call.cancel()

@@ -10,6 +10,8 @@ class FeatureBank:
         self.ids: list[str] = []
         self.index: dict[str, int] = {}
         self._matrix = np.zeros((0, 0), dtype=np.float32)
+        # Grows with every change: what was computed from the bank is stale once it moves.
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -20,6 +22,7 @@ class FeatureBank:
     def add(self, ids: list[str], vectors: np.ndarray) -> None:
         if not ids:
             return
+        self.generation += 1
         if self._matrix.shape[1] != vectors.shape[1]:
             self.clear()
             self._matrix = np.zeros((max(1024, len(ids)), vectors.shape[1]), dtype=np.float32)
@@ -47,5 +50,6 @@ class FeatureBank:
         return self._matrix[:len(self.ids)]
 
     def clear(self) -> None:
+        self.generation += 1
         self.ids, self.index = [], {}
         self._matrix = np.zeros((0, 0), dtype=np.float32)

@@ -16,6 +16,7 @@ from trainer_service import convert
 from trainer_service.config import Config
 from trainer_service.datasets import download, is_url
 from trainer_service.domain import DatasetKind, Label, Status, TrainerError
+from trainer_service.outputs import ModelFormat, PredictionOrder
 from trainer_service.trainer import Trainer
 
 SERVICE_NAME = "hitl.v1.TrainerService"
@@ -115,6 +116,58 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         if summary is not None:
             response.model.CopyFrom(convert.model_summary(summary))
         return response
+
+    async def Classify(self, request, context):  # type: ignore[no-untyped-def]
+        try:
+            results, version, threshold = await self.trainer.classify(
+                convert.image_sources(request.images))
+        except TrainerError as exc:
+            await _abort(context, exc)
+        return convert.classify_response(results, version, threshold)
+
+    async def ExportPredictions(self, request, context):  # type: ignore[no-untyped-def]
+        try:
+            batches = await self.trainer.prediction_batches()
+        except TrainerError as exc:
+            await _abort(context, exc)
+        for batch in batches:
+            yield convert.prediction_batch(batch)
+
+    async def ListPredictions(self, request, context):  # type: ignore[no-untyped-def]
+        try:
+            page = await self.trainer.prediction_page(
+                convert.to_enum(PredictionOrder, request.order), request.page_size,
+                request.page_token)
+        except TrainerError as exc:
+            await _abort(context, exc)
+        return convert.prediction_page(page)
+
+    async def ScoreDataset(self, request, context):  # type: ignore[no-untyped-def]
+        return trainer_pb2.ScoreDatasetResponse(
+            scoring=convert.scoring(self.trainer.score_dataset()))
+
+    async def ListModels(self, request, context):  # type: ignore[no-untyped-def]
+        entries, pinned = await self.trainer.models.entries()
+        return trainer_pb2.ListModelsResponse(
+            models=[convert.model_record(e) for e in entries], pinned=pinned)
+
+    async def GetModel(self, request, context):  # type: ignore[no-untyped-def]
+        try:
+            found = await self.trainer.models.file(
+                request.version, convert.to_enum(ModelFormat, request.format))
+        except TrainerError as exc:
+            await _abort(context, exc)
+        return trainer_pb2.GetModelResponse(
+            model=convert.model_record(found.entry), data=found.data,
+            filename=found.filename, content_type=found.content_type)
+
+    async def ActivateModel(self, request, context):  # type: ignore[no-untyped-def]
+        try:
+            entry, pinned = await self.trainer.models.activate(request.version)
+        except TrainerError as exc:
+            await _abort(context, exc)
+        return trainer_pb2.ActivateModelResponse(model=convert.model_record(entry),
+                                                 pinned=pinned)
 
 
 def build_service(config: Config) -> GrpcService:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from trainer_service import metrics
 from trainer_service.checks import Checks
+from trainer_service.classify import classify, feature_service
 from trainer_service.config import Config
 from trainer_service.consistency import Rechecks
 from trainer_service.database import Database
@@ -34,6 +35,7 @@ from trainer_service.domain import (
     LoadingState,
     ModelSummary,
     Recorded,
+    ScoringProgress,
     Split,
     Status,
     Strategy,
@@ -47,8 +49,19 @@ from trainer_service.label_errors import LabelReview
 from trainer_service.labels import LabelLog, NotYours, UnknownAnnotation
 from trainer_service.leasing import Sampler, leased_item
 from trainer_service.loading import Loading, configured_dataset
+from trainer_service.model_catalog import ModelCatalog
 from trainer_service.near_duplicates import NearDuplicates
+from trainer_service.outputs import (
+    Classification,
+    Estimate,
+    ImageSource,
+    PredictionBatch,
+    PredictionOrder,
+    PredictionPage,
+)
+from trainer_service.predictions import Predictions
 from trainer_service.ranking import Ranker
+from trainer_service.scoring import ScoringJob
 from trainer_service.serving import Admission, evidence
 from trainer_service.status import StatusFeed, build_status, model_summary
 from trainer_service.training import Training
@@ -79,6 +92,9 @@ class Trainer:
         self.review: LabelReview
         self.rechecks: Rechecks
         self.duplicates: NearDuplicates
+        self.predictions: Predictions
+        self.models: ModelCatalog
+        self.scoring: ScoringJob
         self._tasks: list[asyncio.Task] = []
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -113,6 +129,7 @@ class Trainer:
             max_message_bytes=config.max_message_bytes,
             max_attempts=config.embed_max_attempts, retry_s=config.embed_retry_s,
             on_features=self._on_features, on_extractor=self._on_extractor)
+        self._open_outputs()
         await self.features.restore()
         self.extraction.start()
         await self.training.load_history()
@@ -131,6 +148,7 @@ class Trainer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.feed.close()
         await self.review.close()
+        await self.scoring.close()
         await self.ranker.close()
         await self.evaluation.close()
         await self.extraction.close()
@@ -299,10 +317,53 @@ class Trainer:
                 else:
                     counts.unsure += 1
         counts.reviewed, counts.corrected, counts.contested = self.review.counts()
-        return replace(status, annotators=self.rechecks.stats())
+        return replace(status, annotators=self.rechecks.stats(), scoring=self.scoring.progress)
 
     def status(self) -> Status:
         return self._build_status()
 
     def watch(self, min_interval_s: float = 0.25) -> AsyncIterator[Status]:
         return self.feed.watch(min_interval_s)
+
+    # -- what the models give: classifications and predictions (the model list, files and
+    # activation are `self.models`) -------------------------------------------------------
+
+    def _open_outputs(self) -> None:
+        config = self.config
+        self.predictions = Predictions(self.catalog, self.features, self.training, self.labels)
+        task = {"label_id": config.label_id, "display_name": config.display_name}
+        self.models = ModelCatalog(self.training, self.features, task, self.model_estimate)
+        self.scoring = ScoringJob(
+            self.catalog, self.features, self.extraction.stub, batch=config.embed_batch,
+            deadline_s=config.embed_deadline_s, score=self._score_all,
+            on_features=self._on_features, notify=self.feed.notify)
+
+    def model_estimate(self, version: str) -> Estimate | None:
+        """A model's live quality estimate; none is measured yet."""
+        return None
+
+    async def classify(self, images: list[ImageSource]
+                       ) -> tuple[list[Classification], str, float]:
+        """(one result per image, the model's version, its threshold)."""
+        model, info = self.training.model, self.training.model_info
+        embed = feature_service(self.extraction.stub, self.config.embed_deadline_s)
+        results = await classify(images, model, info, embed, self.config.max_classify)
+        assert model is not None and info is not None  # classify refuses to work without
+        return results, info.version, model.threshold
+
+    async def prediction_batches(self) -> Iterator[PredictionBatch]:
+        return self.predictions.batches(await self.predictions.scores())
+
+    async def prediction_page(self, order: PredictionOrder, page_size: int,
+                              page_token: str) -> PredictionPage:
+        return self.predictions.page(await self.predictions.scores(), order, page_size,
+                                     page_token)
+
+    async def _score_all(self) -> int | None:
+        """Items scored, or None without a model to score with."""
+        if self.training.model is None:
+            return None
+        return len((await self.predictions.scores()).ids)
+
+    def score_dataset(self) -> ScoringProgress:
+        return self.scoring.start()

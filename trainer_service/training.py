@@ -33,7 +33,7 @@ class Training:
                  features: FeatureStore, *, on_adopted: Callable[[], Awaitable[None]],
                  notify: Callable[[], None]) -> None:
         self.config, self.catalog, self.labels, self.features = config, catalog, labels, features
-        self.registry = ModelRegistry(models_dir)
+        self.registry = ModelRegistry(models_dir, keep=config.keep_models)
         self.on_adopted, self.notify = on_adopted, notify
         self.model: LinearModel | None = None
         self.model_info: ModelInfo | None = None
@@ -58,11 +58,11 @@ class Training:
             return False
         self.model, self.model_info = None, None
         self._trained_on = None
-        found = self.registry.newest_compatible(extractor)
+        found = self.registry.active_compatible(extractor)  # a pinned model, or the newest
         if found is not None:
             self.model, self.model_info = found
             # Nothing to train again unless the labels changed while it was stopped.
-            self._trained_on = self.model_info.fingerprint or None
+            self._trained_on = self.registry.newest_fingerprint(extractor) or None
             log.info("model loaded", extra={"model_version": self.model_info.version})
         self.labels_changed.set()
         return True
@@ -138,13 +138,17 @@ class Training:
             info = ModelInfo(self.registry.next_version(), dict(extractor), len(ids),
                              self.labels.version, validation, evaluation,
                              train_seconds=round(seconds, 3), fingerprint=trained_on,
-                             labels_given=self.labels_given())
+                             labels_given=self.labels_given(), positives=positives,
+                             negatives=negatives)
             await asyncio.to_thread(self.registry.save, model, info)
             self.curve.append(info)
             metrics.MODELS.labels("true").inc()
             self._trained_on = trained_on
             log.info("model trained", extra={"model_version": info.version, "labels": len(ids),
                                              "seconds": info.train_seconds})
+            if self.registry.holds(self.model_info):  # a rollback pins the model in use
+                self.notify()
+                return self.model_info, False
             self.model, self.model_info, self.provisional = model, info, None
             await self.on_adopted()
             self.notify()

@@ -44,7 +44,9 @@ def stack(tmp_path_factory):
                    "FEATURE_EXTRACTOR": "lite", "FEATURE_CACHE_DIR": str(tmp / "cache")}
     trainer_env = {"TRAINER_PORT": str(tport), "TRAINER_METRICS_PORT": "0",
                    "TRAINER_DATASET": str(_manifest(tmp)), "TRAINER_DATA_DIR": str(tmp / "t"),
-                   "TRAINER_FEATURE_ADDR": f"127.0.0.1:{fport}"}
+                   "TRAINER_FEATURE_ADDR": f"127.0.0.1:{fport}",
+                   # Two labels make a model, so that the model RPCs have one to work on.
+                   "TRAINER_MIN_PER_CLASS": "1"}
     with running("feature_service", feature_env, tmp / "feature.log", fport), \
             running("trainer_service", trainer_env, tmp / "trainer.log", tport):
         yield fport, tport, tmp
@@ -106,5 +108,33 @@ def test_every_trainer_rpc_through_reflection(stack):
     # deadline the client set ends the call.
     _, out = curl(port, "hitl.v1.TrainerService/WatchStatus", {}, timeout="3s")
     assert '"targetF1"' in out, out
-    assert set(calls) | {"hitl.v1.TrainerService/GetNextItems",
-                         "hitl.v1.TrainerService/WatchStatus"} == _rpcs(trainer_pb2)
+
+    # A model, then what the models give.
+    code, out = curl(port, "hitl.v1.TrainerService/GetNextItems",
+                     {"annotator": "curl", "count": 10})
+    first, second = [i["id"] for i in json.loads(out)["items"]
+                     if i["strategy"] != "STRATEGY_GOLD"][:2]  # gold answers never train
+    for n, (item_id, label) in enumerate(((first, "LABEL_POSITIVE"),
+                                          (second, "LABEL_NEGATIVE"))):
+        assert curl(port, "hitl.v1.TrainerService/AddAnnotation", {
+            "annotationId": f"m{n}", "itemId": item_id, "label": label,
+            "annotator": "curl"})[0] == 0
+    code, out = curl(port, "hitl.v1.TrainerService/Retrain", {})
+    assert code == 0 and '"version": "v0001"' in out, out
+    dog = base64.b64encode((PHOTOS / "dog.jpg").read_bytes()).decode()
+    model_calls = {
+        "Classify": ({"images": [{"id": "dog", "data": dog}]}, '"probability"'),
+        "ExportPredictions": ({}, '"itemIds"'),
+        "ListPredictions": ({"order": "PREDICTION_ORDER_BORDERLINE", "pageSize": 3},
+                            '"probability"'),
+        "ScoreDataset": ({}, '"scoring"'),
+        "ListModels": ({}, '"version": "v0001"'),
+        "GetModel": ({"version": "v0001", "format": "MODEL_FORMAT_JSON"}, '"data"'),
+        "ActivateModel": ({"version": "v0001"}, '"active": true'),
+    }
+    for name, (body, wanted) in model_calls.items():
+        code, out = curl(port, f"hitl.v1.TrainerService/{name}", body)
+        assert code == 0 and wanted in out, f"{name}: {out}"
+    assert set(calls) | {f"hitl.v1.TrainerService/{n}" for n in model_calls} | {
+        "hitl.v1.TrainerService/GetNextItems",
+        "hitl.v1.TrainerService/WatchStatus"} == _rpcs(trainer_pb2)

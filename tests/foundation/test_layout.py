@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.support import ROOT
 
 SERVICES = ("feature_service", "trainer_service", "annotation_gateway")
-PACKAGES = (*SERVICES, "hitl", "bench")
+PACKAGES = (*SERVICES, "hitl", "bench", "tools")
 TRAINER_STUB_USERS = {"trainer_service.server", "trainer_service.convert",
                       "trainer_service.extraction"}
 

@@ -28,7 +28,7 @@ def routes() -> list[tuple[str, str]]:
 
 def concrete(path: str) -> str:
     return path.replace("{item_id}", "some-item").replace("{annotation_id}",
-                                                          "a" * 32)
+                                                          "a" * 32).replace("{version}", "v0001")
 
 
 def call(base: str, method: str, path: str, **kwargs) -> requests.Response:  # type: ignore[no-untyped-def]

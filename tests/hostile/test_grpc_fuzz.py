@@ -1,9 +1,9 @@
 """Hypothesis-generated request messages for every RPC of the feature and trainer
-services (except the ones that start long work: importing a dataset, retraining), sent
-with the admin's token: the services answer each with a sensible status code, never an
-internal error, and keep serving. Undecodable bytes in place of a message are
-INVALID_ARGUMENT too. Callers without a known token are refused on every RPC (health
-checking aside), and callers other than the gateway and admins on the trainer's."""
+services (except the ones that start long work: importing a dataset, retraining, scoring
+the whole dataset), sent with the admin's token: the services answer each with a sensible
+status code, never an internal error, and keep serving. Undecodable bytes in place of a
+message are INVALID_ARGUMENT too. Callers without a known token are refused on every RPC
+(health checking aside), and callers other than the gateway and admins on the trainer's."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ SENSIBLE = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCod
             grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED,
             grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.RESOURCE_EXHAUSTED,
             grpc.StatusCode.ALREADY_EXISTS}
-SKIPPED = {"ImportDataset", "Retrain", "WatchStatus"}
+SKIPPED = {"ImportDataset", "Retrain", "WatchStatus", "ScoreDataset"}
 URLS = st.sampled_from([
     "http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:1/x.jpg", "file:///etc/passwd",
     "gopher://127.0.0.1:70/_x", "http://[::1]/x", "javascript:alert(1)", "http://", "",

@@ -1,0 +1,83 @@
+"""The models: the list, one model as a downloadable self-describing file, and
+activation (roll back or forward).
+
+Activation needs no more than the API's access token for now (GATEWAY_TOKEN); an
+administrator role is to come with annotator accounts."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from annotation_gateway import convert
+from annotation_gateway.errors import ApiError
+from annotation_gateway.handlers import CONFIG, TRAINER
+from annotation_gateway.identity import requires_admin
+from hitl.v1 import trainer_pb2
+
+VERSION = re.compile(r"^v[0-9]{1,9}$")
+FORMATS = {"npz": trainer_pb2.MODEL_FORMAT_NPZ, "json": trainer_pb2.MODEL_FORMAT_JSON}
+
+
+def _version(request: web.Request) -> str:
+    version = request.match_info["version"]
+    if not VERSION.match(version):
+        raise ApiError(400, "invalid_version", "a model version looks like v0012")
+    return version
+
+
+def record(m: trainer_pb2.ModelRecord) -> dict[str, Any]:
+    estimate = None
+    if m.HasField("estimate"):
+        e = m.estimate
+        estimate = {"f1": e.f1, "f1_low": e.f1_low, "f1_high": e.f1_high,
+                    "precision": e.precision, "recall": e.recall, "labels": e.labels}
+    return {
+        "version": m.version,
+        "create_time": m.create_time.ToJsonString() if m.HasField("create_time") else None,
+        "labels": {"total": m.labels, "positive": m.positives, "negative": m.negatives},
+        "validation": convert.metrics(m.validation) if m.HasField("validation") else None,
+        "evaluation": convert.metrics(m.evaluation) if m.HasField("evaluation") else None,
+        "estimate": estimate,
+        "extractor": {"name": m.extractor.name, "version": m.extractor.version,
+                      "dimension": m.extractor.dimension},
+        "threshold": m.threshold,
+        "active": m.active,
+        "compatible": m.compatible,
+        "download_url": f"/api/models/{m.version}",
+    }
+
+
+@requires_admin
+async def list_models(request: web.Request) -> web.Response:
+    response = await request.app[TRAINER].ListModels(
+        trainer_pb2.ListModelsRequest(), timeout=request.app[CONFIG].rpc_deadline_s)
+    return web.json_response({"pinned": response.pinned,
+                              "models": [record(m) for m in response.models]})
+
+
+@requires_admin
+async def download(request: web.Request) -> web.Response:
+    version = _version(request)
+    fmt = request.query.get("format", "npz")
+    if fmt not in FORMATS:
+        raise ApiError(400, "invalid_format", "format must be npz or json")
+    response = await request.app[TRAINER].GetModel(
+        trainer_pb2.GetModelRequest(version=version, format=FORMATS[fmt]),
+        timeout=request.app[CONFIG].rpc_deadline_s)
+    filename = re.sub(r"[^A-Za-z0-9._-]", "-", response.filename) or f"{version}.{fmt}"
+    return web.Response(body=response.data, headers={
+        "Content-Type": "application/json" if fmt == "json" else "application/octet-stream",
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Cache-Control": "private, max-age=3600"})
+
+
+@requires_admin
+async def activate(request: web.Request) -> web.Response:
+    version = _version(request)
+    response = await request.app[TRAINER].ActivateModel(
+        trainer_pb2.ActivateModelRequest(version=version),
+        timeout=request.app[CONFIG].rpc_deadline_s)
+    return web.json_response({"model": record(response.model), "pinned": response.pinned})

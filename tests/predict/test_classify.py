@@ -1,0 +1,97 @@
+"""POST /api/classify against real feature (lite) and trainer services, after a model was
+trained on the street tiles: uploads and URLs, per-image errors, and the limits."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tests.gateway.conftest import TrainerProcess
+from tests.gateway.helpers import CSRF, client, config, error_of
+from tests.predict.conftest import Feature
+from tests.support import PHOTOS
+
+MAX_IMAGES = 4
+MAX_BYTES = 1 << 20  # kite.jpg (1.4 MB) is over it
+
+
+def gateway_config(trainer: TrainerProcess, feature: Feature):  # type: ignore[no-untyped-def]
+    return config(trainer_addr=trainer.addr, feature_addr=feature.addr,
+                  classify_max_images=MAX_IMAGES, classify_max_bytes=MAX_BYTES,
+                  classify_deadline_s=120.0)
+
+
+def upload(*parts: tuple[str, bytes]) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    for filename, data in parts:
+        form.add_field("image", data, filename=filename, content_type="image/jpeg")
+    return form
+
+
+async def test_an_upload_of_the_dog_photo_is_a_bicycle_and_a_corrupt_one_fails_alone(
+        predict_trainer: TrainerProcess, predict_feature: Feature):
+    dog = (PHOTOS / "dog.jpg").read_bytes()
+    corrupt = dog[:2000]  # a JPEG cut off: not decodable
+    async with client(gateway_config(predict_trainer, predict_feature)) as c:
+        r = await c.post("/api/classify", headers=CSRF, data=upload(
+            ("dog.jpg", dog), ("broken.jpg", corrupt), ("person.jpg",
+                                                        (PHOTOS / "person.jpg").read_bytes()),
+            ("empty.jpg", b"")))
+        assert r.status == 200, await r.text()
+        body = await r.json()
+    dog_result, broken, person, empty = body["results"]
+    assert [x["name"] for x in body["results"]] == ["dog.jpg", "broken.jpg", "person.jpg",
+                                                    "empty.jpg"]
+    assert dog_result["decision"] == "positive" and dog_result["probability"] >= 0.5
+    assert dog_result["model_version"] == body["model_version"]
+    assert dog_result["evidence"]["score"] > 0.5 and dog_result["evidence"]["box"] is not None
+    assert broken["error"]["code"] == "bad_image" and broken["error"]["retryable"] is False
+    assert "probability" not in broken
+    assert 0 <= person["probability"] <= 1 and person["decision"] in ("positive", "negative")
+    assert empty["error"]["code"] == "invalid"
+
+
+async def test_urls_are_fetched_and_each_failure_is_its_own(
+        predict_trainer: TrainerProcess, predict_feature: Feature, photo_urls: str):
+    urls = [f"{photo_urls}/dog.jpg", f"{photo_urls}/no-such.jpg",
+            "http://169.254.169.254/latest/meta-data/", f"{photo_urls}/eagle.jpg"]
+    async with client(gateway_config(predict_trainer, predict_feature)) as c:
+        r = await c.post("/api/classify", headers=CSRF, json={"urls": urls})
+        assert r.status == 200, await r.text()
+        results = (await r.json())["results"]
+    assert [x["name"] for x in results] == urls
+    assert results[0]["decision"] == "positive"
+    assert results[1]["error"]["code"] == "not_found"
+    assert results[2]["error"]["code"] == "forbidden_url"
+    assert results[3]["decision"] == "negative"
+
+
+async def test_limits_and_malformed_requests_get_clear_errors(
+        predict_trainer: TrainerProcess, predict_feature: Feature):
+    small = (PHOTOS / "person.jpg").read_bytes()
+    async with client(gateway_config(predict_trainer, predict_feature)) as c:
+        too_big = await c.post("/api/classify", headers=CSRF, data=upload(
+            ("kite.jpg", (PHOTOS / "kite.jpg").read_bytes())))
+        assert too_big.status == 413 and (await error_of(too_big))["code"] == "too_large"
+        many = await c.post("/api/classify", headers=CSRF,
+                            data=upload(*[("p.jpg", small)] * (MAX_IMAGES + 1)))
+        assert many.status == 400 and (await error_of(many))["code"] == "too_many_images"
+        form = aiohttp.FormData()
+        form.add_field("picture", small, filename="p.jpg")
+        wrong = await c.post("/api/classify", headers=CSRF, data=form)
+        assert wrong.status == 400 and (await error_of(wrong))["code"] == "unexpected_part"
+        for body, code in [({"urls": []}, "invalid_urls"), ({"urls": "x"}, "invalid_urls"),
+                           ({"urls": ["x" * 3000]}, "invalid_urls"), ([1], "invalid_urls")]:
+            r = await c.post("/api/classify", headers=CSRF, json=body)
+            assert r.status == 400 and (await error_of(r))["code"] == code, body
+        text = await c.post("/api/classify", headers={**CSRF, "Content-Type": "text/plain"},
+                            data=b"dog")
+        assert text.status == 415
+        huge_json = await c.post("/api/classify", headers={**CSRF,
+                                                           "Content-Type": "application/json"},
+                                 data=b'{"urls": ["' + b"x" * 70_000 + b'"]}')
+        assert huge_json.status == 413
+        no_csrf = await c.post("/api/classify", json={"urls": ["https://example.org/a.jpg"]})
+        assert no_csrf.status == 403
+        # The gateway still answers a good request afterwards.
+        ok = await c.post("/api/classify", headers=CSRF, data=upload(("p.jpg", small)))
+        assert ok.status == 200 and "probability" in (await ok.json())["results"][0]

@@ -1,0 +1,140 @@
+"""What the models give the outside world, as plain records: classifications of new
+images, predictions for the dataset and the kept models (the scoring job's progress is
+part of the status, in `domain`).
+Only `convert.py` translates them to and from messages."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+from trainer_service.domain import Label, Metrics, Split
+
+
+class PredictionOrder(enum.IntEnum):
+    UNSPECIFIED = 0
+    MOST_LIKELY = 1  # highest probability first
+    BORDERLINE = 2  # closest to the threshold first
+
+
+class ModelFormat(enum.IntEnum):
+    UNSPECIFIED = 0  # read as NPZ
+    NPZ = 1
+    JSON = 2
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """A new image to classify: exactly one of `url` and `data` is set."""
+
+    id: str  # the caller's name for it, only echoed back
+    url: str = ""
+    data: bytes = b""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The detector's evidence for the target class in one image."""
+
+    score: float
+    box: tuple[float, float, float, float] | None  # x1, y1, x2, y2 in [0, 1]
+    count: int
+
+
+@dataclass(frozen=True)
+class ImageError:
+    kind: str  # the feature service's error kind, e.g. "BAD_IMAGE"
+    message: str
+    retryable: bool
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """The feature service's answer for one image: a vector or an error."""
+
+    id: str
+    vector: np.ndarray | None  # float32
+    evidence: Evidence | None = None
+    error: ImageError | None = None
+
+
+@dataclass(frozen=True)
+class Classification:
+    id: str
+    probability: float = 0.0
+    decision: Label = Label.UNSPECIFIED
+    model_version: str = ""
+    evidence: Evidence | None = None
+    error: ImageError | None = None
+
+
+@dataclass(frozen=True)
+class PredictionBatch:
+    """Rows of the predictions export as columns of equal length."""
+
+    model_version: str
+    threshold: float
+    item_ids: list[str]
+    probabilities: np.ndarray  # float64
+    labels: list[Label]  # the annotation in force; UNSPECIFIED when nobody labelled it
+    known_labels: list[Label]
+    splits: list[Split]
+    total: int
+
+
+@dataclass(frozen=True)
+class PredictedItem:
+    id: str
+    image_url: str
+    thumbnail_url: str
+    probability: float
+    decision: Label
+
+
+@dataclass(frozen=True)
+class PredictionPage:
+    items: list[PredictedItem]
+    next_page_token: str
+    model_version: str
+    threshold: float
+    total: int
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A model's live quality estimate, from labels it was not trained on."""
+
+    f1: float
+    f1_low: float
+    f1_high: float
+    precision: float
+    recall: float
+    labels: int
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A kept model as the model list shows it."""
+
+    version: str
+    create_time: float
+    labels: int
+    positives: int
+    negatives: int
+    validation: Metrics
+    evaluation: Metrics
+    extractor: dict  # name, version, dimension, embedding_dimension
+    threshold: float
+    active: bool
+    compatible: bool
+    estimate: Estimate | None = None
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    entry: ModelEntry
+    data: bytes
+    filename: str
+    content_type: str
