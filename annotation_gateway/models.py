@@ -29,11 +29,7 @@ def _version(request: web.Request) -> str:
 
 
 def record(m: trainer_pb2.ModelRecord) -> dict[str, Any]:
-    estimate = None
-    if m.HasField("estimate"):
-        e = m.estimate
-        estimate = {"f1": e.f1, "f1_low": e.f1_low, "f1_high": e.f1_high,
-                    "precision": e.precision, "recall": e.recall, "labels": e.labels}
+    estimate = convert.estimate(m.estimate) if m.HasField("estimate") else None
     return {
         "version": m.version,
         "create_time": m.create_time.ToJsonString() if m.HasField("create_time") else None,

@@ -33,7 +33,7 @@ from bench import stack
 from bench.dataset import read_labelled
 from bench.gateway import CSRF, TILES, percentile
 from hitl.channels import open_channel
-from hitl.probes import free_port
+from tools.probes import free_port
 
 ROWS = 100_000
 # lite's dimension in the full form; the short form's smaller vectors write the trainer's
@@ -128,6 +128,11 @@ async def _direct(address: str) -> tuple[int, float]:
 async def _through_gateway(base: str, fmt: str) -> tuple[int, float, int]:
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(timeout=timeout) as http:
+        # The export needs the admin role: every signed-in name has it without tokens.
+        async with http.post(f"{base}/api/session", json={"annotator": "bench"},
+                             headers={**CSRF, "Origin": base}) as r:
+            if r.status != 200:
+                raise RuntimeError(f"POST /api/session: {r.status} {await r.text()}")
         started, lines, size = time.perf_counter(), 0, 0
         async with http.get(f"{base}/api/predictions", params={"format": fmt}) as r:
             if r.status != 200:

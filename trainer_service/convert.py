@@ -238,5 +238,5 @@ def model_record(e: ModelEntry) -> trainer_pb2.ModelRecord:
         active=e.active, threshold=e.threshold, compatible=e.compatible)
     record.create_time.FromNanoseconds(_timestamp_ns(e.create_time))
     if e.estimate is not None:
-        record.estimate.CopyFrom(trainer_pb2.Estimate(**asdict(e.estimate)))
+        record.estimate.CopyFrom(estimate(e.estimate))
     return record

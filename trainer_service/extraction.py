@@ -3,7 +3,7 @@
 It asks the feature service for the pending items of the feature store: labelled items
 first, then the pool candidates it adds itself to keep `prefetch` of the pool embedded,
 which is what annotators wait for, with a share of each batch for validation and
-evaluation items (`_next_batch`), and hands the results back to the store,
+evaluation items (`extraction_order.py`), and hands the results back to the store,
 which persists them, so a restart resumes where it stopped. When the feature service is
 down, nothing else waits: the worker backs off and tries again. Each call stays under the
 message limits and items that keep failing are given up after a few tries
@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import heapq
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,9 +25,9 @@ import numpy as np
 from hitl.channels import open_channel
 from hitl.v1 import feature_pb2, feature_pb2_grpc
 from trainer_service.datasets import Catalog, Item
-from trainer_service.domain import Split
 from trainer_service.embed_plan import Retries, plan_batch
-from trainer_service.feature_store import CANDIDATE, KNOWN, LABELLED, FeatureStore
+from trainer_service.extraction_order import ExtractionOrder
+from trainer_service.feature_store import FeatureStore
 from trainer_service.outputs import Embedded, Evidence, ImageError, ImageSource
 
 log = logging.getLogger(__name__)
@@ -39,8 +37,6 @@ PERMANENT = {feature_pb2.ERROR_KIND_NOT_FOUND, feature_pb2.ERROR_KIND_BAD_IMAGE,
              feature_pb2.ERROR_KIND_TOO_LARGE, feature_pb2.ERROR_KIND_FORBIDDEN_URL,
              feature_pb2.ERROR_KIND_INVALID}
 MAX_BACKOFF_S = 10.0
-# Share of each batch given to known-label items while pool candidates wait.
-KNOWN_SHARE = 0.25
 # A whole Embed call failing with these says nothing about the service being away: one of
 # the images may be what breaks it, so each try counts against every image in the call.
 WHOLE_CALL_FAILURES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
@@ -72,13 +68,11 @@ class Extraction:
         self.own_limit, self.service_limit = max_message_bytes, 0
         self.retries = Retries(max_attempts, retry_s)
         self.stub = feature_pb2_grpc.FeatureServiceStub(self.channel)
-        self.batch, self.prefetch_size = batch, prefetch
+        self.order = ExtractionOrder(store, catalog, self.retries, batch=batch,
+                                     prefetch=prefetch, seed=seed)
         self.on_features, self.on_extractor = on_features, on_extractor
         self.described = False
         self.seconds_per_item = 0.0
-        self._rng = np.random.default_rng(seed)
-        self.seed = seed
-        self._ranks: dict[str, bytes] = {}
         self._task: asyncio.Task | None = None
 
     @property
@@ -124,13 +118,13 @@ class Extraction:
             try:
                 if not self.described:
                     await self._describe()
-                await self._top_up()
-                batch = self._next_batch()
+                await self.order.top_up()
+                batch = self.order.next_batch()
                 if not batch:
                     self.store.queued.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.store.queued.wait(),
-                                               timeout=self._idle_s())
+                                               timeout=self.order.idle_s())
                     continue
                 await self._extract(batch)
                 backoff = 0.5
@@ -145,63 +139,6 @@ class Extraction:
                 log.exception("extraction failed; retrying")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
-
-    async def _top_up(self) -> None:
-        """Keeps `prefetch` pool candidates embedded or on their way (random picks)."""
-        pool, items = self.catalog.pool, self.catalog.items
-        bank, pending, failed = self.store.bank, self.store.pending, self.store.failed
-        have = sum(1 for p in pending.values() if p == CANDIDATE) + sum(
-            1 for i in bank.ids if i in items and items[i].split == Split.POOL)
-        need = min(self.prefetch_size, len(pool)) - have
-        if need <= 0 or not pool:
-            return
-        picks: list[str] = []
-        for index in self._rng.choice(len(pool), min(len(pool), need * 2), replace=False):
-            item_id = pool[int(index)]
-            if item_id not in bank and item_id not in pending and item_id not in failed:
-                picks.append(item_id)
-                if len(picks) >= need:
-                    break
-        if picks:
-            await self.store.enqueue(picks, CANDIDATE)
-
-    def _idle_s(self) -> float:
-        """How long to wait for new work: at most until the next retry is due."""
-        due = self.retries.next_due()
-        return 2.0 if due is None else min(2.0, max(0.05, due - time.monotonic()))
-
-    def _next_batch(self) -> list[Item]:
-        """Labelled items first; then pool candidates, which serve the annotators, with a
-        quarter of each batch for known-label items (validation, evaluation), taken in a
-        fixed random order so that the embedded part of each split is a random sample of
-        it that grows in the background. Items waiting for a retry are left out; one that
-        was in a call that failed whole goes alone, so that only it pays for it."""
-        items, now, retries = self.catalog.items, time.monotonic(), self.retries
-        by_priority: dict[int, list[str]] = {LABELLED: [], KNOWN: [], CANDIDATE: []}
-        for item_id, priority in self.store.pending.items():
-            if item_id in items and not retries.waiting(item_id, now):
-                by_priority.setdefault(priority, []).append(item_id)
-        alone = next((i for _, ids in sorted(by_priority.items()) for i in ids
-                      if retries.alone(i)), None)
-        if alone is not None:  # due for its next try: before anything else, by itself
-            return [items[alone]]
-        for ids in by_priority.values():
-            ids[:] = [i for i in ids if not retries.alone(i)]
-        batch = by_priority[LABELLED][:self.batch]
-        room = self.batch - len(batch)
-        known, candidates = by_priority[KNOWN], by_priority[CANDIDATE]
-        if room and known:
-            share = max(1, round(room * KNOWN_SHARE)) if candidates else room
-            batch += heapq.nsmallest(min(share, len(known)), known, key=self._sample_rank)
-        batch += candidates[:self.batch - len(batch)]
-        return [items[i] for i in batch]
-
-    def _sample_rank(self, item_id: str) -> bytes:
-        rank = self._ranks.get(item_id)
-        if rank is None:
-            rank = hashlib.sha1(f"{self.seed}:{item_id}".encode()).digest()
-            self._ranks[item_id] = rank
-        return rank
 
     async def _extract(self, items: list[Item]) -> None:
         budget = self.message_budget

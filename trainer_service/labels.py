@@ -129,6 +129,11 @@ class LabelLog:
         """The item's answers in force (yes or no, not withdrawn), oldest first."""
         return [self.annotations[i] for i in self.active.get(item_id, ())]
 
+    def pass_counts(self) -> tuple[int, int]:
+        """(skips, unsure marks) in force."""
+        marks = [self.annotations[i].label for ids in self.passes.values() for i in ids]
+        return sum(m == Label.SKIP for m in marks), sum(m == Label.UNSURE for m in marks)
+
     def current(self, item_id: str) -> Annotation | None:
         """The answer in force for an item (see `answers.resolve`): the latest one when a
         single person answered it; None when unanswered or contested."""

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from trainer_service.domain import TrainerError
+from trainer_service.domain import Estimate, TrainerError
 from trainer_service.feature_store import FeatureStore
 from trainer_service.model_files import model_file
-from trainer_service.outputs import Estimate, ModelEntry, ModelFile, ModelFormat
+from trainer_service.outputs import ModelEntry, ModelFile, ModelFormat
 from trainer_service.registry import ModelInfo
 from trainer_service.training import Training
 
@@ -58,7 +58,7 @@ class ModelCatalog:
 
     async def file(self, version: str, fmt: ModelFormat) -> ModelFile:
         info = self._kept(version)
-        model = await asyncio.to_thread(self.registry.load, info)
+        model = await asyncio.to_thread(self.registry.load, info.version)
         if model is None:
             raise TrainerError("FAILED_PRECONDITION",
                                f"the weights of model {version} cannot be read")
@@ -74,7 +74,7 @@ class ModelCatalog:
             raise TrainerError("FAILED_PRECONDITION",
                                f"model {version} was trained on other features "
                                f"({info.extractor['name']} {info.extractor['version']})")
-        model = await asyncio.to_thread(self.registry.load, info)
+        model = await asyncio.to_thread(self.registry.load, info.version)
         if model is None:
             raise TrainerError("FAILED_PRECONDITION",
                                f"the weights of model {version} cannot be read")

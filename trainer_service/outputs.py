@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainer_service.domain import Label, Metrics, Split
+from trainer_service.domain import Estimate, Label, Metrics, Split
 
 
 class PredictionOrder(enum.IntEnum):
@@ -100,18 +100,6 @@ class PredictionPage:
     model_version: str
     threshold: float
     total: int
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A model's live quality estimate, from labels it was not trained on."""
-
-    f1: float
-    f1_low: float
-    f1_high: float
-    precision: float
-    recall: float
-    labels: int
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     async def Classify(self, request, context):  # type: ignore[no-untyped-def]
         try:
-            results, version, threshold = await self.trainer.classify(
+            results, version, threshold = await self.trainer.outputs.classify(
                 convert.image_sources(request.images))
         except TrainerError as exc:
             await _abort(context, exc)
@@ -127,7 +127,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     async def ExportPredictions(self, request, context):  # type: ignore[no-untyped-def]
         try:
-            batches = await self.trainer.prediction_batches()
+            batches = await self.trainer.outputs.prediction_batches()
         except TrainerError as exc:
             await _abort(context, exc)
         for batch in batches:
@@ -135,7 +135,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     async def ListPredictions(self, request, context):  # type: ignore[no-untyped-def]
         try:
-            page = await self.trainer.prediction_page(
+            page = await self.trainer.outputs.prediction_page(
                 convert.to_enum(PredictionOrder, request.order), request.page_size,
                 request.page_token)
         except TrainerError as exc:
@@ -144,16 +144,16 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     async def ScoreDataset(self, request, context):  # type: ignore[no-untyped-def]
         return trainer_pb2.ScoreDatasetResponse(
-            scoring=convert.scoring(self.trainer.score_dataset()))
+            scoring=convert.scoring(self.trainer.outputs.score_dataset()))
 
     async def ListModels(self, request, context):  # type: ignore[no-untyped-def]
-        entries, pinned = await self.trainer.models.entries()
+        entries, pinned = await self.trainer.outputs.models.entries()
         return trainer_pb2.ListModelsResponse(
             models=[convert.model_record(e) for e in entries], pinned=pinned)
 
     async def GetModel(self, request, context):  # type: ignore[no-untyped-def]
         try:
-            found = await self.trainer.models.file(
+            found = await self.trainer.outputs.models.file(
                 request.version, convert.to_enum(ModelFormat, request.format))
         except TrainerError as exc:
             await _abort(context, exc)
@@ -163,7 +163,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     async def ActivateModel(self, request, context):  # type: ignore[no-untyped-def]
         try:
-            entry, pinned = await self.trainer.models.activate(request.version)
+            entry, pinned = await self.trainer.outputs.models.activate(request.version)
         except TrainerError as exc:
             await _abort(context, exc)
         return trainer_pb2.ActivateModelResponse(model=convert.model_record(entry),

@@ -1,33 +1,29 @@
 """The trainer's core, behind the thin gRPC servicer: it wires the parts together and
-holds what the servicer calls, in plain arguments and `domain` records.
-
-The parts: `loading` (datasets into the catalog), `labels` (the annotation log),
-`feature_store` and `extraction` (features and the feature-service worker), `training`
-(models), `ranking` and `leasing` (what to serve next), `status` and `images`; and for
-the annotators' sake: `label_errors` (likely errors to review), `consistency` (rechecks
-and agreement), `near_duplicates` and `serving` (what one lease may hold).
-"""
+holds what the servicer calls, in plain arguments and `domain` records. The parts:
+`loading`, `labels`, `feature_store` and `extraction`, `training`, `evaluation` (the live
+score), `ranking` and `leasing`, `status` and `images`; for the annotators,
+`label_errors`, `checks` and `consistency`, `near_duplicates` and `serving`; for the
+outside world, `model_outputs`."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
 from trainer_service import metrics
 from trainer_service.checks import Checks
-from trainer_service.classify import classify, feature_service
 from trainer_service.config import Config
 from trainer_service.consistency import Rechecks
 from trainer_service.database import Database
 from trainer_service.datasets import Catalog
 from trainer_service.domain import (
     ANSWERS,
-    PASSES,
     Annotation,
     DatasetKind,
+    Estimate,
     GoldCheck,
     Label,
     LeasedItem,
@@ -35,7 +31,6 @@ from trainer_service.domain import (
     LoadingState,
     ModelSummary,
     Recorded,
-    ScoringProgress,
     Split,
     Status,
     Strategy,
@@ -49,25 +44,14 @@ from trainer_service.label_errors import LabelReview
 from trainer_service.labels import LabelLog, NotYours, UnknownAnnotation
 from trainer_service.leasing import Sampler, leased_item
 from trainer_service.loading import Loading, configured_dataset
-from trainer_service.model_catalog import ModelCatalog
+from trainer_service.model_outputs import ModelOutputs
 from trainer_service.near_duplicates import NearDuplicates
-from trainer_service.outputs import (
-    Classification,
-    Estimate,
-    ImageSource,
-    PredictionBatch,
-    PredictionOrder,
-    PredictionPage,
-)
-from trainer_service.predictions import Predictions
 from trainer_service.ranking import Ranker
-from trainer_service.scoring import ScoringJob
 from trainer_service.serving import Admission, evidence
 from trainer_service.status import StatusFeed, build_status, model_summary
 from trainer_service.training import Training
+from trainer_service.validation import check_annotation
 
-MAX_ID_CHARS = 256
-MAX_NOTE_CHARS = 200
 # New features change the estimate's population a little: it is recomputed this long after.
 FEATURES_REFRESH_S = 5.0
 
@@ -92,9 +76,7 @@ class Trainer:
         self.review: LabelReview
         self.rechecks: Rechecks
         self.duplicates: NearDuplicates
-        self.predictions: Predictions
-        self.models: ModelCatalog
-        self.scoring: ScoringJob
+        self.outputs: ModelOutputs
         self._tasks: list[asyncio.Task] = []
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -129,7 +111,10 @@ class Trainer:
             max_message_bytes=config.max_message_bytes,
             max_attempts=config.embed_max_attempts, retry_s=config.embed_retry_s,
             on_features=self._on_features, on_extractor=self._on_extractor)
-        self._open_outputs()
+        self.outputs = ModelOutputs(
+            config, self.catalog, self.features, self.training, self.labels, self.extraction,
+            estimate=self.model_estimate, on_features=self._on_features,
+            notify=self.feed.notify)
         await self.features.restore()
         self.extraction.start()
         await self.training.load_history()
@@ -148,7 +133,7 @@ class Trainer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.feed.close()
         await self.review.close()
-        await self.scoring.close()
+        await self.outputs.close()
         await self.ranker.close()
         await self.evaluation.close()
         await self.extraction.close()
@@ -200,20 +185,7 @@ class Trainer:
 
     async def add_annotation(self, annotation_id: str, item_id: str, label: Label,
                              annotator: str, duration_ms: int = 0, note: str = "") -> Recorded:
-        if not annotation_id:
-            raise TrainerError("INVALID_ARGUMENT", "annotation_id is required")
-        if label not in ANSWERS | PASSES:
-            raise TrainerError("INVALID_ARGUMENT", "label must be LABEL_POSITIVE, "
-                               "LABEL_NEGATIVE, LABEL_SKIP or LABEL_UNSURE")
-        if duration_ms < 0:
-            raise TrainerError("INVALID_ARGUMENT", "duration_ms must be >= 0")
-        if len(note) > MAX_NOTE_CHARS:
-            raise TrainerError("INVALID_ARGUMENT",
-                               f"note is longer than {MAX_NOTE_CHARS} characters")
-        for name, value in (("annotation_id", annotation_id), ("annotator", annotator)):
-            if len(value) > MAX_ID_CHARS:
-                raise TrainerError("INVALID_ARGUMENT",
-                                   f"{name} is longer than {MAX_ID_CHARS} characters")
+        check_annotation(annotation_id, label, annotator, duration_ms, note)
         item = self.catalog.get(item_id)
         if item is None and self.catalog.state == LoadingState.LOADING:
             # After a restart the item may be in the part of the dataset not read yet: a
@@ -310,14 +282,10 @@ class Trainer:
         status = build_status(self.config, self.catalog, self.labels, self.features,
                               self.extraction, self.training, self.evaluation, self.checks)
         counts = status.counts
-        for ids in self.labels.passes.values():
-            for annotation_id in ids:
-                if self.labels.annotations[annotation_id].label == Label.SKIP:
-                    counts.skipped += 1
-                else:
-                    counts.unsure += 1
+        counts.skipped, counts.unsure = self.labels.pass_counts()
         counts.reviewed, counts.corrected, counts.contested = self.review.counts()
-        return replace(status, annotators=self.rechecks.stats(), scoring=self.scoring.progress)
+        return replace(status, annotators=self.rechecks.stats(),
+                       scoring=self.outputs.scoring.progress)
 
     def status(self) -> Status:
         return self._build_status()
@@ -325,45 +293,6 @@ class Trainer:
     def watch(self, min_interval_s: float = 0.25) -> AsyncIterator[Status]:
         return self.feed.watch(min_interval_s)
 
-    # -- what the models give: classifications and predictions (the model list, files and
-    # activation are `self.models`) -------------------------------------------------------
-
-    def _open_outputs(self) -> None:
-        config = self.config
-        self.predictions = Predictions(self.catalog, self.features, self.training, self.labels)
-        task = {"label_id": config.label_id, "display_name": config.display_name}
-        self.models = ModelCatalog(self.training, self.features, task, self.model_estimate)
-        self.scoring = ScoringJob(
-            self.catalog, self.features, self.extraction.stub, batch=config.embed_batch,
-            deadline_s=config.embed_deadline_s, score=self._score_all,
-            on_features=self._on_features, notify=self.feed.notify)
-
     def model_estimate(self, version: str) -> Estimate | None:
-        """A model's live quality estimate; none is measured yet."""
-        return None
-
-    async def classify(self, images: list[ImageSource]
-                       ) -> tuple[list[Classification], str, float]:
-        """(one result per image, the model's version, its threshold)."""
-        model, info = self.training.model, self.training.model_info
-        embed = feature_service(self.extraction.stub, self.config.embed_deadline_s)
-        results = await classify(images, model, info, embed, self.config.max_classify)
-        assert model is not None and info is not None  # classify refuses to work without
-        return results, info.version, model.threshold
-
-    async def prediction_batches(self) -> Iterator[PredictionBatch]:
-        return self.predictions.batches(await self.predictions.scores())
-
-    async def prediction_page(self, order: PredictionOrder, page_size: int,
-                              page_token: str) -> PredictionPage:
-        return self.predictions.page(await self.predictions.scores(), order, page_size,
-                                     page_token)
-
-    async def _score_all(self) -> int | None:
-        """Items scored, or None without a model to score with."""
-        if self.training.model is None:
-            return None
-        return len((await self.predictions.scores()).ids)
-
-    def score_dataset(self) -> ScoringProgress:
-        return self.scoring.start()
+        """A model's live quality estimate, where the last refresh measured one."""
+        return self.evaluation.estimates.get(version)

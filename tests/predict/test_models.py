@@ -12,7 +12,7 @@ import pytest
 
 from hitl.v1 import feature_pb2, trainer_pb2, trainer_pb2_grpc
 from tests.gateway.conftest import Manifest, TrainerProcess
-from tests.gateway.helpers import CSRF, client, config, error_of
+from tests.gateway.helpers import CSRF, client, config, error_of, sign_in
 from tests.predict.conftest import Feature, labelled_tiles, train_on_truth
 from tests.support import PHOTOS
 
@@ -53,10 +53,12 @@ async def models(c) -> dict:  # type: ignore[no-untyped-def]
 async def test_rollback_holds_across_restarts_and_new_labels_until_rolled_forward(
         models_trainer: TrainerProcess, predict_feature: Feature, small_tiles: Manifest):
     truth = small_tiles.labels
-    assert train_on_truth(models_trainer, truth, 20, "first").model.version == "v0001"
+    # Enough labels that both classes reach the minimum whatever the cold start serves.
+    assert train_on_truth(models_trainer, truth, 30, "first").model.version == "v0001"
     assert train_on_truth(models_trainer, truth, 20, "second").model.version == "v0002"
     cfg = config(trainer_addr=models_trainer.addr, feature_addr=predict_feature.addr)
     async with client(cfg) as c:
+        await sign_in(c)  # model routes and the export need the admin role
         listed = await models(c)
         assert [m["version"] for m in listed["models"]] == ["v0002", "v0001"]
         assert [m["active"] for m in listed["models"]] == [True, False]
@@ -81,6 +83,7 @@ async def test_rollback_holds_across_restarts_and_new_labels_until_rolled_forwar
     trained = train_on_truth(models_trainer, truth, 15, "third")
     assert trained.adopted is False and trained.model.version == "v0001"
     async with client(cfg) as c:
+        await sign_in(c)  # model routes and the export need the admin role
         listed = await models(c)
         assert [m["version"] for m in listed["models"]] == ["v0003", "v0002", "v0001"]
         assert [m["active"] for m in listed["models"]] == [False, False, True]
@@ -95,6 +98,7 @@ async def test_old_models_are_pruned_but_never_the_pinned_one(
         models_trainer: TrainerProcess, predict_feature: Feature, small_tiles: Manifest):
     cfg = config(trainer_addr=models_trainer.addr, feature_addr=predict_feature.addr)
     async with client(cfg) as c:
+        await sign_in(c)  # model routes and the export need the admin role
         oldest = (await models(c))["models"][-1]["version"]
         assert (await c.post(f"/api/models/{oldest}/activate", headers=CSRF)).status == 200
         for k in range(KEEP):

@@ -16,7 +16,7 @@ import numpy as np
 
 from hitl.v1 import feature_pb2, feature_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from tests.gateway.conftest import Manifest, TrainerProcess
-from tests.gateway.helpers import CSRF, client, config
+from tests.gateway.helpers import CSRF, client, config, sign_in
 from tests.predict.conftest import Feature
 
 JOB_TIMEOUT_S = 600
@@ -51,6 +51,7 @@ async def test_one_row_per_embedded_item_with_how_people_labelled_it(
         predict_trainer: TrainerProcess, predict_feature: Feature, tiles: Manifest):
     async with client(config(trainer_addr=predict_trainer.addr,
                              feature_addr=predict_feature.addr)) as c:
+        await sign_in(c)  # model routes and the export need the admin role
         before = status(predict_trainer)
         rows, version = await read_csv(c)
         jsonl = await c.get("/api/predictions?format=jsonl")
@@ -83,6 +84,7 @@ async def test_the_job_embeds_the_rest_through_embedstream_then_every_item_has_a
         predict_trainer: TrainerProcess, predict_feature: Feature, tiles: Manifest):
     async with client(config(trainer_addr=predict_trainer.addr,
                              feature_addr=predict_feature.addr)) as c:
+        await sign_in(c)  # model routes and the export need the admin role
         missing = status(predict_trainer).counts.pool - status(predict_trainer).counts.embedded
         started = await c.post("/api/predictions/job", headers=CSRF)
         assert started.status == 202, await started.text()
@@ -111,6 +113,7 @@ async def test_a_downloaded_model_reproduces_the_services_probabilities(
         predict_trainer: TrainerProcess, predict_feature: Feature):
     async with client(config(trainer_addr=predict_trainer.addr,
                              feature_addr=predict_feature.addr)) as c:
+        await sign_in(c)  # model routes and the export need the admin role
         rows, version = await read_csv(c)
         listing = await (await c.get("/api/models")).json()
         npz = await c.get(f"/api/models/{version}")
@@ -123,7 +126,10 @@ async def test_a_downloaded_model_reproduces_the_services_probabilities(
     entry = next(m for m in listing["models"] if m["version"] == version)
     assert entry["active"] and entry["compatible"] and entry["extractor"]["name"] == "lite"
     assert entry["labels"]["total"] == entry["labels"]["positive"] + entry["labels"]["negative"]
-    assert entry["estimate"] is None  # no live estimate is measured yet
+    # The manifest ships labels, so the live estimate rests on its embedded validation items.
+    estimate = entry["estimate"]
+    assert estimate["labels"] > 0 and estimate["source"] == "validation", estimate
+    assert 0 <= estimate["f1_low"] <= estimate["f1"] <= estimate["f1_high"] <= 1
 
     rows = sorted(rows, key=lambda r: r["item_id"])[:CHECKED]
     assert len(rows) == CHECKED

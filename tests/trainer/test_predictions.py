@@ -163,8 +163,8 @@ async def test_classification_keeps_each_images_outcome_in_order() -> None:
 
 async def test_a_feature_service_that_cannot_be_reached_is_unavailable() -> None:
     from hitl.channels import open_channel
-    from hitl.probes import free_port
     from hitl.v1 import feature_pb2_grpc
+    from tools.probes import free_port
     from trainer_service.classify import feature_service
 
     x, y = blobs(10, 10, d=12)
