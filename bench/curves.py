@@ -27,18 +27,20 @@ def labels_to_reach(curve: Curve, level: float) -> int | None:
 
 
 def mean_f1_area(curve: Curve, budget: int | None = None) -> float:
-    """Area under F1 against labels, divided by the label span: the mean F1 over the run
-    (1.0 would be a perfect model from the first point on). `budget` extends the last
-    point flat so that runs that stopped early compare fairly."""
+    """Area under F1 against labels from the first label on, divided by the label span:
+    the mean F1 over the run (1.0 would be a perfect model from the first label on).
+    Before its first model a run has no classifier, so F1 counts as 0 there: a strategy
+    that needs many labels before it can train at all pays for them. `budget` extends
+    the last point flat so that runs that stopped early compare fairly."""
     if not curve:
         return 0.0
-    points = list(curve)
+    points = [(0, 0.0), (curve[0][0], 0.0), *curve]
     if budget is not None and points[-1][0] < budget:
         points.append((budget, points[-1][1]))
-    if len(points) == 1 or points[-1][0] == points[0][0]:
-        return points[0][1]
+    if points[-1][0] == 0:
+        return 0.0
     area = sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in pairwise(points))
-    return area / (points[-1][0] - points[0][0])
+    return area / points[-1][0]
 
 
 def curves_by_run(rows: Iterable[dict]) -> dict[str, dict[int, Curve]]:

@@ -35,10 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import stack
+from bench import progress, stack
 from bench.dataset import Example, read_labelled, stratified_subset, write_manifest
 from bench.label_errors_report import RUNS, TOP, Run, report
-from bench.progress import Progress
 from hitl.channels import open_channel
 from trainer_service.config import Config
 
@@ -71,7 +70,7 @@ async def replay(address: str, truth: dict[str, int], run: Run, budget: int, ste
     stub = trainer_pb2_grpc.TrainerServiceStub(channel)
     given: dict[str, dict[str, int]] = {}  # pool item -> annotator -> answer
     answers, next_mark, turn = 0, step, 0
-    bar = Progress(f"{run.name} seed {run.seed}", budget)
+    bar = progress.bar(f"{run.name} seed {run.seed}", budget)
     try:
         while answers < budget:
             annotator = ANNOTATORS[turn % len(ANNOTATORS)]
@@ -104,14 +103,15 @@ async def replay(address: str, truth: dict[str, int], run: Run, budget: int, ste
                     run.curve.append({"run": run.name, "seed": run.seed, "labels": answers,
                                       "f1": round(m.f1, 6), "precision": round(m.precision, 6),
                                       "recall": round(m.recall, 6)})
-                    bar.update(answers, f"F1 {m.f1:.3f}")
+                    progress.advance(bar, answers, f"F1 {m.f1:.3f}")
                 next_mark += step
         counts = (await stub.GetStatus(trainer_pb2.GetStatusRequest())).status.counts
         run.counts = {k: getattr(counts, k) for k in ("reviewed", "corrected", "contested")}
     finally:
         await channel.close()
     run.labels = {i: m for i, a in given.items() if (m := majority(a)) is not None}
-    bar.close(answers, f"F1 {run.curve[-1]['f1']:.3f}" if run.curve else "no model")
+    progress.advance(bar, answers, f"F1 {run.curve[-1]['f1']:.3f}" if run.curve else "no model")
+    bar.close()
     return run
 
 

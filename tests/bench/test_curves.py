@@ -14,9 +14,10 @@ def test_labels_to_reach_is_the_first_point_at_or_above_the_level():
     assert curves.labels_to_reach(curve, 0.9) is None
 
 
-def test_area_is_the_mean_f1_over_the_label_span():
+def test_area_is_the_mean_f1_from_the_first_label_with_none_before_the_first_model():
     assert curves.mean_f1_area([(0, 0.0), (100, 1.0)]) == pytest.approx(0.5)
-    assert curves.mean_f1_area([(25, 0.8), (50, 0.8)]) == pytest.approx(0.8)
+    # No model for the first 25 labels: a quarter of the span at F1 0.
+    assert curves.mean_f1_area([(25, 0.8), (100, 0.8)]) == pytest.approx(0.6)
     # A run that stopped early keeps its last F1 up to the budget.
     assert curves.mean_f1_area([(0, 0.0), (50, 1.0)], budget=100) == pytest.approx(0.75)
     assert curves.mean_f1_area([]) == 0.0

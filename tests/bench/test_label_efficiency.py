@@ -2,8 +2,12 @@
 confirming half of the shared tiles (file names starting 5-9, never tuned on) and fixed
 seeds, through the real feature (lite) and trainer services, counting every label:
 
-- the default strategy reaches F1 0.85 on the evaluation split in at most half of
-  random sampling's labels;
+- the default strategy reaches F1 0.85 on the evaluation split within 80 labels in every
+  seed, and its mean F1 over the budget (F1 0 before a run's first model) is at least
+  0.2 above random sampling's. The area is the margin judged, not the ratio of labels to
+  0.85: with two seeds, random's labels to the target swing from 40 to 155 (they wait
+  for its fifth positive), while the area gap stays near 0.4 and vanishes if ranking
+  stops helping.
 - the live score's 90% interval holds the evaluation F1 at three checkpoints in four at
   least.
 
@@ -13,7 +17,6 @@ The full measurement (3 seeds, whole halves) is `python -m bench.simulate --half
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 
 import pytest
@@ -29,6 +32,8 @@ BUDGET = 150
 # split would hold 18 and its own F1 would be too noisy to judge an interval by.
 EVALUATION_FRACTION = 0.3
 COVERAGE_FROM = 50
+TARGET_LABELS = 80
+AREA_MARGIN = 0.2
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +60,14 @@ def test_the_default_strategy_beats_random_by_a_clear_margin(
         simulation: tuple[list[dict], dict]) -> None:
     rows, _ = simulation
     summaries = {s.strategy: s for s in curves.summarise(curves.curves_by_run(rows), BUDGET)}
-    default = summaries["default"].reach[curves.TARGET_F1]
-    assert default.mean is not None, f"default did not reach F1 0.85: {default.per_seed}"
-    # A random seed that never reaches the target (or never has a model) counts as the
-    # whole budget: the margin asked for is then only a lower bound of the real one.
-    random = summaries.get("random")
-    needed = random.reach[curves.TARGET_F1].per_seed if random else (None,) * SEEDS
-    baseline = statistics.fmean(n if n is not None else BUDGET for n in needed)
-    assert default.mean <= 0.5 * baseline, (
-        f"default needs {default.per_seed}, random {needed} labels to F1 0.85")
+    default, random = summaries["default"], summaries["random"]
+    reach = default.reach[curves.TARGET_F1]
+    assert reach.mean is not None and max(reach.per_seed) <= TARGET_LABELS, (  # type: ignore[type-var]
+        f"default reached F1 0.85 after {reach.per_seed} labels")
+    assert default.area >= random.area + AREA_MARGIN, (
+        f"mean F1 over {BUDGET} labels: default {default.area:.3f}, random "
+        f"{random.area:.3f}; labels to F1 0.85: default {reach.per_seed}, "
+        f"random {random.reach[curves.TARGET_F1].per_seed}")
 
 
 def test_the_live_interval_holds_the_evaluation_f1(simulation: tuple[list[dict], dict]) -> None:
