@@ -72,7 +72,9 @@ class Reach:
         if self.mean is None:
             if self.reached == 0:
                 return "not reached"
-            return f"not reached ({self.reached}/{len(self.per_seed)} seeds)"
+            values = sorted(n for n in self.per_seed if n is not None)
+            return (f"{self.reached}/{len(self.per_seed)} seeds "
+                    f"({', '.join(map(str, values))}; not the others)")
         values = [n for n in self.per_seed if n is not None]
         if len(values) == 1:
             return f"{values[0]}"

@@ -34,11 +34,13 @@ class Coverage:
         return self.covered / self.checkpoints if self.checkpoints else float("nan")
 
 
-def coverage(rows: Iterable[dict], min_labels: int = 100) -> Coverage:
+def coverage(rows: Iterable[dict], min_labels: int = 100, truth: str = "f1") -> Coverage:
     """Checkpoints from `min_labels` labels on that have an estimate: how many intervals
-    hold the evaluation F1."""
-    checked = [r for r in rows if int(r["labels"]) >= min_labels and _has(r, "estimate_low")]
-    covered = sum(float(r["estimate_low"]) <= float(r["f1"]) <= float(r["estimate_high"])
+    hold the evaluation F1 (`truth="f1"`) or the F1 over every pool item the model never
+    trained on (`truth="pool_f1"`)."""
+    checked = [r for r in rows if int(r["labels"]) >= min_labels and _has(r, "estimate_low")
+               and _has(r, truth)]
+    covered = sum(float(r["estimate_low"]) <= float(r[truth]) <= float(r["estimate_high"])
                   for r in checked)
     width = (sum(float(r["estimate_high"]) - float(r["estimate_low"]) for r in checked)
              / len(checked)) if checked else float("nan")

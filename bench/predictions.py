@@ -127,7 +127,9 @@ async def _direct(address: str) -> tuple[int, float]:
 
 async def _through_gateway(base: str, fmt: str) -> tuple[int, float, int]:
     timeout = aiohttp.ClientTimeout(total=600)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
+    # unsafe: keep the session cookie of a numeric host (the gateway on 127.0.0.1).
+    async with aiohttp.ClientSession(timeout=timeout,
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         # The export needs the admin role: every signed-in name has it without tokens.
         async with http.post(f"{base}/api/session", json={"annotator": "bench"},
                              headers={**CSRF, "Origin": base}) as r:

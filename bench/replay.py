@@ -1,7 +1,10 @@
 """The simulated annotator: leases items from a real trainer over gRPC, answers from the
 dataset's labels (wrong at a configurable rate), and records after every `step` labels
-the model's metrics on the held-out evaluation split, its live estimate and the
-forecast. Every answer counts as a label: training, audit and gold alike."""
+the model's metrics on the held-out evaluation split, its F1 over every pool item it never
+trained on (from the trainer's own predictions export, scored with the dataset's labels:
+a far larger sample than the evaluation split, of what the live estimate describes), its
+live estimate and the forecast. Every answer counts as a label: training, audit and gold
+alike."""
 
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ from hitl.channels import open_channel
 ANNOTATOR = "simulated-annotator"
 METRICS = ("f1", "precision", "recall", "roc_auc", "average_precision", "threshold")
 ROW_FIELDS = ("strategy", "seed", "labels", "training", "audit", "gold", "repeats", *METRICS,
-              "positives_labelled", "eval_positives", "eval_negatives", "model_version",
+              "positives_labelled", "eval_positives", "eval_negatives", "pool_f1",
+              "pool_positives", "model_version",
               "estimate_f1", "estimate_low", "estimate_high", "estimate_labels",
               "forecast_labels", "forecast_low", "forecast_high", "forecast_reached",
               "seconds")
@@ -88,6 +92,32 @@ class TrainerClient:
     async def retrain(self):  # type: ignore[no-untyped-def]
         return await self.stub.Retrain(self.pb.RetrainRequest())
 
+    async def pool_decisions(self, version: str) -> dict[str, bool]:
+        """The decision of model `version` on every embedded pool item."""
+        out: dict[str, bool] = {}
+        async for batch in self.stub.ExportPredictions(self.pb.ExportPredictionsRequest()):
+            if batch.model_version != version:
+                raise RuntimeError(f"predictions of {batch.model_version}, not {version}")
+            for item_id, p, split in zip(batch.item_ids, batch.probabilities, batch.splits,
+                                         strict=True):
+                if split == self.pb.SPLIT_POOL:
+                    out[item_id] = p >= batch.threshold
+        return out
+
+
+def pool_f1(decisions: dict[str, bool], truth: dict[str, bool], trained: set[str]
+            ) -> tuple[float, int]:
+    """F1 and positives over the pool items that never trained the model."""
+    tp = fp = fn = 0
+    for item_id, decided in decisions.items():
+        if item_id in trained:
+            continue
+        actual = truth[item_id]
+        tp += decided and actual
+        fp += decided and not actual
+        fn += actual and not decided
+    return (2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0), tp + fn
+
 
 @dataclass
 class RunResult:
@@ -122,7 +152,7 @@ class Tally:
 
 
 def metrics_row(reply, status, strategy: str, seed: int, tally: Tally,  # type: ignore[no-untyped-def]
-                seconds: float) -> dict:
+                seconds: float, pool: tuple[float, int] | None = None) -> dict:
     m, e, f = reply.model.evaluation, reply.model.estimate, status.forecast
     has_estimate, has_forecast = reply.model.HasField("estimate"), status.HasField("forecast")
     return {"strategy": strategy, "seed": seed, "labels": tally.labels,
@@ -130,7 +160,9 @@ def metrics_row(reply, status, strategy: str, seed: int, tally: Tally,  # type: 
             "repeats": tally.repeats,
             **{k: round(getattr(m, k), 6) for k in METRICS},
             "positives_labelled": tally.positives, "eval_positives": m.positives,
-            "eval_negatives": m.negatives, "model_version": reply.model.version,
+            "eval_negatives": m.negatives,
+            "pool_f1": round(pool[0], 6) if pool else "", "pool_positives": pool[1] if pool else "",
+            "model_version": reply.model.version,
             "estimate_f1": round(e.f1, 6) if has_estimate else "",
             "estimate_low": round(e.f1_low, 6) if has_estimate else "",
             "estimate_high": round(e.f1_high, 6) if has_estimate else "",
@@ -153,6 +185,7 @@ async def replay(trainer: TrainerClient, truth: dict[str, bool], strategy: str, 
     started = time.monotonic()
     progress = bar(f"{strategy} seed {seed}", budget)
     pb = trainer.pb
+    trained: set[str] = set()  # items whose labels may train (every answer but audits)
     while tally.labels < budget:
         items = await trainer.lease(min(next_mark - tally.labels, 50))
         if not items:
@@ -164,12 +197,16 @@ async def replay(trainer: TrainerClient, truth: dict[str, bool], strategy: str, 
             await trainer.annotate(item.id, positive)
             result.served[pb.Strategy.Name(item.strategy)] += 1
             tally.count(pb, item, positive)
+            if item.strategy != pb.STRATEGY_AUDIT:
+                trained.add(item.id)
         if tally.labels >= next_mark or tally.labels >= budget:
             reply = await trainer.retrain()
             if reply.HasField("model"):
                 status = await trainer.status()
-                result.rows.append(metrics_row(reply, status, strategy, seed, tally,
-                                               time.monotonic() - started))
+                decisions = await trainer.pool_decisions(reply.model.version)
+                result.rows.append(metrics_row(
+                    reply, status, strategy, seed, tally, time.monotonic() - started,
+                    pool_f1(decisions, truth, trained)))
             f1 = result.rows[-1]["f1"] if result.rows else float("nan")
             advance(progress, min(tally.labels, budget), f"F1 {f1:.3f}")
             next_mark = tally.labels - tally.labels % step + step

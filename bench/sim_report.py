@@ -71,6 +71,8 @@ def write(out: Path, report: Report, rows: list[dict], ceilings: list[dict]) -> 
                              report.budget)
     covered = {s: honesty.coverage([r for r in rows if r["strategy"] == s], COVERAGE_FROM)
                for s in runs}
+    covered_pool = {s: honesty.coverage([r for r in rows if r["strategy"] == s],
+                                        COVERAGE_FROM, truth="pool_f1") for s in runs}
     backtests = {t: honesty.backtest([r for r in rows if r["strategy"] == "default"], t)
                  for t in BACKTEST_TARGETS}
     text = [f"# Active-learning simulation\n\n{report.title}; {len(report.seeds)} seed(s), "
@@ -86,7 +88,10 @@ def write(out: Path, report: Report, rows: list[dict], ceilings: list[dict]) -> 
                 + "; ".join(f"{c.covered}/{c.checkpoints} checkpoints ({c.share:.0%}, mean "
                             f"width {c.mean_width:.3f}) for {s}"
                             for s, c in covered.items() if c.checkpoints)
-                + f", from {COVERAGE_FROM} labels on.\n")
+                + f", from {COVERAGE_FROM} labels on; the F1 over every pool item the model "
+                "never trained on at "
+                + "; ".join(f"{c.covered}/{c.checkpoints} ({c.share:.0%}) for {s}"
+                            for s, c in covered_pool.items() if c.checkpoints) + ".\n")
     text.append("\nForecast backtest (default mix): "
                 + "; ".join(f"to F1 {b.target:g}, {b.covered}/{b.forecasts} forecasts "
                             f"({b.share:.0%}) and {b.runs_covered}/{b.runs} runs' first "
@@ -108,7 +113,9 @@ def write(out: Path, report: Report, rows: list[dict], ceilings: list[dict]) -> 
             "labels_to_reach": {f"{lv:g}": list(r.per_seed) for lv, r in s.reach.items()},
             "mean_labels_to_reach": {f"{lv:g}": r.mean for lv, r in s.reach.items()},
             "mean_f1_area": s.area, "final_f1": s.final_f1,
-            "coverage": vars(covered[s.strategy]) if s.strategy in covered else None}
+            "coverage": vars(covered[s.strategy]) if s.strategy in covered else None,
+            "coverage_of_pool_f1": vars(covered_pool[s.strategy])
+            if s.strategy in covered_pool else None}
             for s in summaries},
         "ceiling_f1": ceiling, "ceiling_per_seed": ceilings,
         "default_beats_random": verdict, "default_over_random_to_target": ratio,

@@ -37,7 +37,7 @@ def test_summary_averages_over_seeds_and_reports_misses():
     assert default.reach[0.6].per_seed == (25, 50)
     assert default.reach[0.6].mean == pytest.approx(37.5)
     assert default.reach[0.6].text() == "38 (25-50)"
-    assert random.reach[0.8].text() == "not reached (1/2 seeds)"
+    assert random.reach[0.8].text() == "1/2 seeds (75; not the others)"
     assert random.reach[0.85].text() == "not reached"
     assert default.final_f1 == pytest.approx(0.88)
     verdict = curves.beats(default, random)
