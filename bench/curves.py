@@ -51,6 +51,17 @@ def curves_by_run(rows: Iterable[dict]) -> dict[str, dict[int, Curve]]:
     return {s: {seed: sorted(c) for seed, c in seeds.items()} for s, seeds in runs.items()}
 
 
+def with_every_seed(runs: dict[str, dict[int, Curve]], strategies: Iterable[str],
+                    seeds: Iterable[int]) -> dict[str, dict[int, Curve]]:
+    """`runs` with an empty curve for every (strategy, seed) that never had a model within
+    the budget: such a run is a miss that must count, not a run that did not happen."""
+    out = {s: dict(c) for s, c in runs.items()}
+    for strategy in [*strategies, *runs]:
+        for seed in seeds:
+            out.setdefault(strategy, {}).setdefault(seed, [])
+    return {s: dict(sorted(c.items())) for s, c in out.items()}
+
+
 @dataclass(frozen=True)
 class Reach:
     """Labels to reach one F1 level over several seeds."""

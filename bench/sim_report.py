@@ -54,10 +54,8 @@ def write(out: Path, report: Report, rows: list[dict], ceilings: list[dict]) -> 
         writer = csv.DictWriter(f, ROW_FIELDS)
         writer.writeheader()
         writer.writerows(rows + ceilings)
-    runs = curves.curves_by_run(rows)
-    for strategy in report.meta.get("strategies", []):
-        # A strategy that never had a model within the budget still has its row.
-        runs.setdefault(strategy, {seed: [] for seed in report.seeds})
+    runs = curves.with_every_seed(curves.curves_by_run(rows),
+                                  report.meta.get("strategies", []), report.seeds)
     summaries = curves.summarise(runs, report.budget)
     ceiling = (sum(r["f1"] for r in ceilings) / len(ceilings)) if ceilings else None
     curves.plot(runs, [out / "f1.png", out / "f1.svg"], report.title, ceiling,

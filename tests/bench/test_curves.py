@@ -56,3 +56,12 @@ def test_chart_is_written_as_png_and_svg(tmp_path):
     assert paths[0].read_bytes().startswith(b"\x89PNG")
     svg = paths[1].read_text()
     assert "<svg" in svg and "target F1 0.85" in svg
+
+
+def test_a_seed_without_any_model_counts_as_a_miss_not_as_a_missing_run():
+    data = rows("random", 1, [0.9, 0.9, 0.9])
+    runs = curves.with_every_seed(curves.curves_by_run(data), ["random", "default"], [0, 1])
+    assert runs["random"][0] == [] and runs["default"] == {0: [], 1: []}
+    random = {s.strategy: s for s in curves.summarise(runs, 75)}["random"]
+    assert random.seeds == 2 and random.reach[0.85].text() == "1/2 seeds (25; not the others)"
+    assert random.area == pytest.approx((0.0 + curves.mean_f1_area(runs["random"][1], 75)) / 2)
