@@ -1,0 +1,91 @@
+"""How noisy is the F1 of one evaluation split? The simulator checks the live score's
+interval against the F1 of an evaluation split of a few hundred tiles; that F1 is
+itself a sample. This trains the trainer's own model on `--labels` random pool labels
+per seed, with the trainer's own splits (`stratified_split`) and audit reserve
+(`in_reserve`), and gives each seed's F1 on the evaluation split, on the reserve and on
+the rest of the pool: their spread over seeds is the noise of the yardstick, and their
+mean difference says whether the splits differ in kind.
+
+    python -m bench.split_noise --half confirm --seeds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bench import stack
+from bench.dataset import read_labelled
+from bench.label_errors import embed
+from bench.simulate import DEFAULT_CACHE, DEFAULT_DATASET, half_of
+
+
+def f1(decided: np.ndarray, truth: np.ndarray) -> float:
+    tp = int((decided & truth).sum())
+    return 2 * tp / max(int(decided.sum() + truth.sum()), 1)
+
+
+def measure(x: np.ndarray, y: np.ndarray, ids: list[str], seed: int, labels: int,
+            fraction: float = 0.2) -> tuple[float, float, float] | None:
+    from trainer_service.audit import in_reserve
+    from trainer_service.datasets.local import split_rank
+    from trainer_service.model import train
+
+    evaluation = np.zeros(len(ids), bool)
+    for label in (0, 1):
+        rows = sorted(np.flatnonzero(y == label), key=lambda k: split_rank(ids[k], seed))
+        evaluation[rows[:round(len(rows) * fraction)]] = True
+    reserve = ~evaluation & np.array([in_reserve(i, fraction, seed) for i in ids])
+    rest = ~evaluation & ~reserve
+    chosen = np.random.default_rng(seed).choice(np.flatnonzero(rest), labels, replace=False)
+    if len(set(y[chosen])) < 2:
+        return None
+    model = train(x[chosen], y[chosen], seed=seed)
+    rest[chosen] = False
+    decided = model.probability(x) >= model.threshold
+    truth = y == 1
+    return tuple(f1(decided[m], truth[m]) for m in (evaluation, reserve, rest))  # type: ignore[return-value]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.split_noise", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
+    p.add_argument("--half", choices=("all", "tune", "confirm"), default="confirm")
+    p.add_argument("--seeds", type=int, default=20)
+    p.add_argument("--labels", type=int, default=300)
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    args = p.parse_args(argv)
+    examples = half_of(read_labelled(args.dataset), args.half)
+    with tempfile.TemporaryDirectory() as work:
+        feature = stack.feature_service(Path(work), args.cache / "features-lite").start()
+        try:
+            feature.wait_healthy()
+            vectors = embed(feature.address, examples)
+        finally:
+            feature.stop()
+    ids = [e.id for e in examples]
+    x = np.stack([vectors[i] for i in ids])
+    y = np.array([int(e.label) for e in examples])
+    rows = [r for s in range(args.seeds) if (r := measure(x, y, ids, s, args.labels))]
+    print(f"{args.half} half, {len(ids)} items, {args.labels} random labels, "
+          f"{len(rows)} seeds; F1 per seed (evaluation, reserve, rest of the pool):")
+    for seed, r in enumerate(rows):
+        print(f"  {seed:2d}  " + "  ".join(f"{v:.3f}" for v in r))
+    for name, k in (("evaluation", 0), ("reserve", 1), ("rest", 2)):
+        values = [r[k] for r in rows]
+        print(f"{name:10s} mean {statistics.fmean(values):.3f} "
+              f"sd {statistics.stdev(values):.3f}")
+    gap = [r[1] - r[0] for r in rows]
+    print(f"reserve - evaluation: mean {statistics.fmean(gap):+.3f} "
+          f"sd {statistics.stdev(gap):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
