@@ -85,7 +85,9 @@ def test_simulator_replays_real_tiles_through_the_real_services(stack_ready, cac
 def test_gateway_benchmark_measures_latency_under_load(stack_ready, cache):
     if stack.missing_modules("annotation_gateway"):
         pytest.skip("annotation_gateway not in this checkout yet")
-    tiny = gateway.Shape(items=ITEMS, seconds_per_level=1.0, annotations_per_level=40,
+    # Three seconds a level: on a loaded 2-core machine the first lease alone can take
+    # one, and a level that ends before its first annotation measures nothing.
+    tiny = gateway.Shape(items=ITEMS, seconds_per_level=3.0, annotations_per_level=40,
                          levels=(1, 3))
     result = gateway.run(short=True, cache=cache, shape=tiny)
     assert result["status"] == "ok"
