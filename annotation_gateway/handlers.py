@@ -6,12 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-import grpc
 from aiohttp import web
 
-from annotation_gateway import convert, export, validation
+from annotation_gateway import convert, downloads, export, validation
 from annotation_gateway.config import Config
 from annotation_gateway.errors import ApiError
 from annotation_gateway.guidelines import Guidelines, serve_example
@@ -192,27 +192,19 @@ async def export_labels(request: web.Request) -> web.StreamResponse:
         return web.Response(text=export.openimages_rows(rows, status.status.label_id),
                             content_type=content_type.split(";")[0], charset="utf-8",
                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-    response = web.StreamResponse(headers={
+    row = export.csv_row if fmt == "csv" else export.jsonl_row
+
+    def text_of(annotations: Iterable[trainer_pb2.Annotation]) -> str:
+        return "".join(row(convert.annotation(a)) for a in annotations)
+
+    async def rest() -> AsyncIterator[str]:
+        if first is not None:
+            async for batch in batches:
+                yield text_of(batch.annotations)
+
+    head = (export.csv_header() if fmt == "csv" else "") + (
+        text_of(first.annotations) if first is not None else "")
+    return await downloads.stream(request, {
         "Content-Type": content_type,
         "Content-Disposition": f'attachment; filename="{filename}"',
-        "Cache-Control": "no-store"})
-    await response.prepare(request)
-    row = export.csv_row if fmt == "csv" else export.jsonl_row
-    if fmt == "csv":
-        await response.write(export.csv_header().encode())
-    try:
-        if first is not None:
-            await response.write("".join(row(convert.annotation(a))
-                                         for a in first.annotations).encode())
-            async for batch in batches:
-                await response.write("".join(row(convert.annotation(a))
-                                             for a in batch.annotations).encode())
-    except grpc.aio.AioRpcError as exc:
-        # Too late for an error status: cut the connection so that the client sees a
-        # failed download instead of a silently truncated file.
-        log.warning("export interrupted", extra={"code": exc.code().name})
-        if request.transport is not None:
-            request.transport.abort()
-        return response
-    await response.write_eof()
-    return response
+        "Cache-Control": "no-store"}, head, rest(), "export")

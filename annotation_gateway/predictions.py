@@ -3,23 +3,22 @@ ordered for the review view, and the job that scores every item."""
 
 from __future__ import annotations
 
-import logging
+from collections.abc import AsyncIterator
 
-import grpc
 from aiohttp import web
 
-from annotation_gateway import convert
+from annotation_gateway import convert, downloads
 from annotation_gateway.errors import ApiError
 from annotation_gateway.handlers import CONFIG, TRAINER
 from annotation_gateway.identity import requires_admin
 from hitl import prediction_rows
 from hitl.v1 import common_pb2, trainer_pb2
 
-log = logging.getLogger(__name__)
-
 ORDERS = {"most_likely": trainer_pb2.PREDICTION_ORDER_MOST_LIKELY,
           "borderline": trainer_pb2.PREDICTION_ORDER_BORDERLINE}
 MAX_TOKEN_CHARS = 100
+
+
 @requires_admin
 async def export(request: web.Request) -> web.StreamResponse:
     fmt = request.query.get("format", "csv")
@@ -32,31 +31,20 @@ async def export(request: web.Request) -> web.StreamResponse:
     # not an empty file.
     first = await anext(batches, None)
     content_type, filename = prediction_rows.FORMATS[fmt]
-    response = web.StreamResponse(headers={
-        "Content-Type": content_type, "Cache-Control": "no-store",
-        "Content-Disposition": f'attachment; filename="{filename}"'})
+    headers = {"Content-Type": content_type, "Cache-Control": "no-store",
+               "Content-Disposition": f'attachment; filename="{filename}"'}
+    head = prediction_rows.header(fmt)
     if first is not None:
-        response.headers["X-Model-Version"] = first.model_version
-        response.headers["X-Total-Rows"] = str(first.total)
-    await response.prepare(request)
-    try:
-        text = prediction_rows.header(fmt)
+        headers["X-Model-Version"] = first.model_version
+        headers["X-Total-Rows"] = str(first.total)
+        head += prediction_rows.rows(fmt, first)
+
+    async def rest() -> AsyncIterator[str]:
         if first is not None:
-            text += prediction_rows.rows(fmt, first)
-            await response.write(text.encode())
             async for batch in batches:
-                await response.write(prediction_rows.rows(fmt, batch).encode())
-        else:
-            await response.write(text.encode())
-    except grpc.aio.AioRpcError as exc:
-        # Too late for an error status: cut the connection, so that the client sees a
-        # failed download rather than a silently short file.
-        log.warning("predictions export interrupted", extra={"code": exc.code().name})
-        if request.transport is not None:
-            request.transport.abort()
-        return response
-    await response.write_eof()
-    return response
+                yield prediction_rows.rows(fmt, batch)
+
+    return await downloads.stream(request, headers, head, rest(), "predictions export")
 
 
 def _limit(raw: str | None) -> int:
