@@ -166,28 +166,6 @@ async def grpc_baseline(address: str, seconds: float, annotations: int) -> dict:
     return samples.summary(time.monotonic() - started)
 
 
-async def _wait_embedded(address: str, timeout_s: float = 900) -> None:
-    from hitl.channels import open_channel
-    from hitl.v1 import trainer_pb2, trainer_pb2_grpc
-
-    channel = open_channel(address, "hitl.v1.TrainerService")
-    stub = trainer_pb2_grpc.TrainerServiceStub(channel)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            s = (await stub.GetStatus(trainer_pb2.GetStatusRequest())).status
-            if s.loading.state == trainer_pb2.LOADING_STATE_FAILED:
-                raise RuntimeError(f"trainer failed to load: {s.loading.message}")
-            if (s.loading.state == trainer_pb2.LOADING_STATE_READY and s.counts.pool
-                    and s.counts.embedded >= s.counts.pool and s.extraction.pending == 0):
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError("trainer did not embed its pool in time")
-            await asyncio.sleep(0.5)
-    finally:
-        await channel.close()
-
-
 def run(short: bool = True, dataset: Path = TILES, cache: Path = CACHE,
         shape: Shape | None = None) -> dict:
     """Starts feature, trainer and gateway on a tile subset and measures them."""
@@ -210,7 +188,8 @@ def run(short: bool = True, dataset: Path = TILES, cache: Path = CACHE,
     try:
         feature.start().wait_healthy()
         trainer.start().wait_healthy()
-        asyncio.run(_wait_embedded(trainer.address))
+        asyncio.run(stack.wait_for_trainer(trainer.address, stack.pool_embedded,
+                                           "embed its pool", 900))
         gateway = stack.gateway(work, trainer.address, feature.address)
         services.append(gateway)
         gateway.start().wait_healthy()

@@ -194,7 +194,8 @@ async def _trainer(work: Path, feature: stack.Service, manifest: Path, name: str
     service.start()
     try:
         service.wait_healthy()
-        await wait_embedded(service.address)
+        await stack.wait_for_trainer(service.address, stack.pool_embedded, "embed its pool",
+                                     3600)
         if job is not None:
             await job(service.address)
     finally:
@@ -202,26 +203,6 @@ async def _trainer(work: Path, feature: stack.Service, manifest: Path, name: str
         if keep is not None and service.popen is not None and service.popen.returncode == 0:
             shutil.copytree(data, keep)
         shutil.rmtree(data, ignore_errors=True)
-
-
-async def wait_embedded(address: str, timeout_s: float = 3600) -> None:
-    """Until the dataset is loaded and every pool item embedded."""
-    from hitl.v1 import trainer_pb2, trainer_pb2_grpc
-
-    deadline = time.monotonic() + timeout_s
-    channel = open_channel(address, "hitl.v1.TrainerService", default_deadline_s=30)
-    try:
-        stub = trainer_pb2_grpc.TrainerServiceStub(channel)
-        while True:
-            s = (await stub.GetStatus(trainer_pb2.GetStatusRequest())).status
-            if (s.loading.state == trainer_pb2.LOADING_STATE_READY and s.counts.pool
-                    and s.counts.embedded >= s.counts.pool and not s.extraction.pending):
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"trainer not ready: {s.counts.embedded}/{s.counts.pool}")
-            await asyncio.sleep(0.5)
-    finally:
-        await channel.close()
 
 
 def main(argv: list[str] | None = None) -> int:

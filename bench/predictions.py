@@ -24,7 +24,9 @@ import json
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -89,26 +91,15 @@ async def _write_state(data_dir: Path, manifest: Path, ids: list[str], extractor
                                    positives=int(y.sum()), negatives=int(n - y.sum())))
 
 
-async def _wait_loaded(address: str, items: int, timeout_s: float = 600) -> None:
-    from hitl.v1 import trainer_pb2, trainer_pb2_grpc
-
-    channel = open_channel(address, "hitl.v1.TrainerService")
-    stub = trainer_pb2_grpc.TrainerServiceStub(channel)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            s = (await stub.GetStatus(trainer_pb2.GetStatusRequest())).status
-            if (s.loading.state == trainer_pb2.LOADING_STATE_READY and s.counts.items >= items
-                    and s.HasField("model")):
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"trainer not ready with a model: {s.loading.message}")
-            await asyncio.sleep(0.3)
-    finally:
-        await channel.close()
-
-
 # -- export ------------------------------------------------------------------------------
+
+
+def _loaded_with_model(items: int) -> Callable[[Any], bool]:
+    """The dataset is loaded with at least `items` items, and a model is in use."""
+    from hitl.v1 import trainer_pb2
+
+    return lambda s: bool(s.loading.state == trainer_pb2.LOADING_STATE_READY
+                          and s.counts.items >= items and s.HasField("model"))
 
 
 async def _direct(address: str) -> tuple[int, float]:
@@ -167,7 +158,8 @@ def export_part(short: bool, rows: int = ROWS) -> dict:
     repeats = 2 if short else 5
     try:
         trainer.start().wait_healthy()
-        asyncio.run(_wait_loaded(trainer.address, rows))
+        asyncio.run(stack.wait_for_trainer(trainer.address, _loaded_with_model(rows),
+                                           "load with a model", 600, 0.3))
         gateway = stack.gateway(work, trainer.address, dead)
         services.append(gateway)
         gateway.start().wait_healthy()
@@ -270,7 +262,8 @@ def classify_part(short: bool, samples: int | None = None) -> dict:
                                         work / "manifest.csv", {"TRAINER_PREFETCH": "0"})
         services.append(trainer)
         trainer.start().wait_healthy()
-        asyncio.run(_wait_loaded(trainer.address, 10))
+        asyncio.run(stack.wait_for_trainer(trainer.address, _loaded_with_model(10),
+                                           "load with a model", 600, 0.3))
         gateway = stack.gateway(work, trainer.address, feature.address)
         services.append(gateway)
         gateway.start().wait_healthy()

@@ -25,21 +25,20 @@ from bench.label_errors import embed
 from bench.simulate import DEFAULT_CACHE, DEFAULT_DATASET, half_of
 
 
-def f1(decided: np.ndarray, truth: np.ndarray) -> float:
-    tp = int((decided & truth).sum())
-    return 2 * tp / max(int(decided.sum() + truth.sum()), 1)
-
-
 def measure(x: np.ndarray, y: np.ndarray, ids: list[str], seed: int, labels: int,
             fraction: float = 0.2) -> tuple[float, float, float] | None:
+    """One seed: the F1 of a model of `labels` random labels on the evaluation split, the
+    audit reserve and the rest of the pool, split as the trainer splits them."""
     from trainer_service.audit import in_reserve
-    from trainer_service.datasets.local import split_rank
+    from trainer_service.datasets.local import stratified_split
+    from trainer_service.domain import Label, Split
+    from trainer_service.model import measure as metrics
     from trainer_service.model import train
 
-    evaluation = np.zeros(len(ids), bool)
-    for label in (0, 1):
-        rows = sorted(np.flatnonzero(y == label), key=lambda k: split_rank(ids[k], seed))
-        evaluation[rows[:round(len(rows) * fraction)]] = True
+    labelled = [(i, "", Label.POSITIVE if v else Label.NEGATIVE)
+                for i, v in zip(ids, y, strict=True)]
+    splits = {item.id: item.split for item in stratified_split(labelled, 0.0, fraction, seed)}
+    evaluation = np.array([splits[i] == Split.EVALUATION for i in ids])
     reserve = ~evaluation & np.array([in_reserve(i, fraction, seed) for i in ids])
     rest = ~evaluation & ~reserve
     chosen = np.random.default_rng(seed).choice(np.flatnonzero(rest), labels, replace=False)
@@ -47,9 +46,9 @@ def measure(x: np.ndarray, y: np.ndarray, ids: list[str], seed: int, labels: int
         return None
     model = train(x[chosen], y[chosen], seed=seed)
     rest[chosen] = False
-    decided = model.probability(x) >= model.threshold
-    truth = y == 1
-    return tuple(f1(decided[m], truth[m]) for m in (evaluation, reserve, rest))  # type: ignore[return-value]
+    p = model.probability(x)
+    return tuple(metrics(y[m], p[m], model.threshold).f1  # type: ignore[return-value]
+                 for m in (evaluation, reserve, rest))
 
 
 def main(argv: list[str] | None = None) -> int:

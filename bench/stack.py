@@ -3,13 +3,17 @@ quiet logs, as named helpers around the one supervisor (tools/supervisor.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tools.probes import free_port
 from tools.supervisor import ROOT, ServiceProcess, peak_rss_mib
 
 __all__ = ["ROOT", "feature_service", "free_port", "gateway", "missing_modules",
-           "peak_rss_mib", "trainer_service"]
+           "peak_rss_mib", "pool_embedded", "trainer_service", "wait_for_trainer"]
 
 
 def feature_service(state: Path, cache_dir: Path, extractor: str = "lite") -> ServiceProcess:
@@ -59,3 +63,39 @@ def gateway(state: Path, trainer_addr: str, feature_addr: str) -> ServiceProcess
 def missing_modules(*modules: str) -> list[str]:
     """Service packages without a `__main__` in this checkout (not built yet)."""
     return [m for m in modules if not (ROOT / m / "__main__.py").exists()]
+
+
+def pool_embedded(status: Any) -> bool:
+    """The dataset is loaded and every pool item embedded, nothing left to extract."""
+    from hitl.v1 import trainer_pb2
+
+    return bool(status.loading.state == trainer_pb2.LOADING_STATE_READY and status.counts.pool
+                and status.counts.embedded >= status.counts.pool
+                and not status.extraction.pending)
+
+
+async def wait_for_trainer(address: str, ready: Callable[[Any], bool], what: str,
+                           timeout_s: float, pause_s: float = 0.5) -> None:
+    """Polls the trainer's status until `ready(status)`. A failed dataset load stops at
+    once, the deadline with an error saying what was awaited (`what`) and how far the
+    trainer got."""
+    from hitl.channels import open_channel
+    from hitl.v1 import trainer_pb2, trainer_pb2_grpc
+
+    channel = open_channel(address, "hitl.v1.TrainerService", default_deadline_s=30)
+    stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            s = (await stub.GetStatus(trainer_pb2.GetStatusRequest())).status
+            if s.loading.state == trainer_pb2.LOADING_STATE_FAILED:
+                raise RuntimeError(f"trainer failed to load: {s.loading.message}")
+            if ready(s):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"trainer did not {what} in {timeout_s:.0f}s (loading: "
+                                   f"{s.loading.message!r}, embedded {s.counts.embedded}/"
+                                   f"{s.counts.pool})")
+            await asyncio.sleep(pause_s)
+    finally:
+        await channel.close()

@@ -18,4 +18,3 @@ def test_each_seed_gives_the_f1_of_the_evaluation_split_the_reserve_and_the_rest
     # Labels flipped at random: no split can do well.
     noise = split_noise.measure(x, rng.permutation(y), ids, seed=1, labels=200)
     assert noise is not None and max(noise) < 0.5, noise
-    assert split_noise.f1(np.array([True, False]), np.array([True, True])) == 2 / 3
