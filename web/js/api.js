@@ -45,6 +45,18 @@ export const api = {
   logout: () => request("POST", "/api/logout"),
 };
 
+// One queued operation of an outbox, delivered once: an annotation, or the undo of one.
+export async function deliver(op) {
+  if (op.kind === "add") return api.addAnnotation(op.body);
+  try {
+    return await api.undoAnnotation(op.id);
+  } catch (err) {
+    // Already withdrawn or never recorded: the undo has nothing left to do.
+    if (err.status === 404 || (err.status === 409 && err.code !== "no_annotator")) return null;
+    throw err;
+  }
+}
+
 // crypto.randomUUID needs a secure context; tablets on a plain-http LAN have none.
 export function newId() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));

@@ -1,7 +1,7 @@
 // The annotation page: keyboard and buttons act on the first image at once; labels go
 // through the outbox; the panel follows the gateway's live status stream.
 
-import { api, newId } from "./api.js";
+import { api, deliver, newId } from "./api.js";
 import { Deck, safeImageUrl } from "./deck.js";
 import { closeGuide, guideOpen, toggleGuide } from "./guide.js";
 import { bindKeys } from "./keys.js";
@@ -176,19 +176,8 @@ function renderRate() {
   $("rate").textContent = perHour(state.labelled, state.startedAt);
 }
 
-async function sendOnce(op) {
-  if (op.kind === "add") return api.addAnnotation(op.body);
-  try {
-    return await api.undoAnnotation(op.id);
-  } catch (err) {
-    // Already withdrawn or never recorded: the undo has nothing left to do.
-    if (err.status === 404 || (err.status === 409 && err.code !== "no_annotator")) return null;
-    throw err;
-  }
-}
-
 function send(op) {
-  return withName(() => sendOnce(op));
+  return withName(() => deliver(op));
 }
 
 function delivered(op, result) {

@@ -3,7 +3,7 @@
 // answer that agrees with the prediction confirms it, one that does not corrects it;
 // both are ordinary annotations, delivered through the same outbox.
 
-import { api, newId, request } from "./api.js";
+import { api, deliver, newId, request } from "./api.js";
 import { safeImageUrl } from "./deck.js";
 import { Outbox } from "./outbox.js";
 
@@ -39,23 +39,13 @@ window.addEventListener("hitl:unauthenticated", () => { window.location.assign("
 
 // --- delivery ----------------------------------------------------------------------
 
-async function sendOnce(op) {
-  if (op.kind === "add") return api.addAnnotation(op.body);
-  try {
-    return await api.undoAnnotation(op.id);
-  } catch (err) {
-    if (err.status === 404 || (err.status === 409 && err.code !== "no_annotator")) return null;
-    throw err;
-  }
-}
-
 async function send(op) {
   try {
-    return await sendOnce(op);
+    return await deliver(op);
   } catch (err) {
     if (err.code !== "no_annotator" || !state.annotator) throw err;
     await api.setAnnotator(state.annotator);
-    return sendOnce(op);
+    return deliver(op);
   }
 }
 
