@@ -55,6 +55,13 @@ def tiles_manifest(path: Path, positives: int, negatives: int,
     return truth
 
 
+def lite_feature_env(port: int, cache_dir: Path, **extra: str) -> dict[str, str]:
+    """The settings of a `lite` feature service on `port` with its metrics port off and its
+    cache in `cache_dir`; `extra` (setting names as keywords) adds to or overrides them."""
+    return {"FEATURE_PORT": str(port), "FEATURE_METRICS_PORT": "0", "FEATURE_EXTRACTOR": "lite",
+            "FEATURE_CACHE_DIR": str(cache_dir), **extra}
+
+
 def require_lite_models() -> Path:
     if not (MODELS / "lite").exists():
         pytest.skip(f"lite models not found under {MODELS / 'lite'}: run `make models`")

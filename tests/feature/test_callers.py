@@ -20,7 +20,14 @@ from hitl.v1 import feature_pb2, feature_pb2_grpc
 from tests.feature.conftest import ImageServer, Running
 from tests.feature.helpers import TinyExtractor
 from tests.feature.test_service import OK, by_data, by_url, outcome, vector_of
-from tests.support import PHOTOS, free_port, require_data, require_lite_models, running
+from tests.support import (
+    PHOTOS,
+    free_port,
+    lite_feature_env,
+    require_data,
+    require_lite_models,
+    running,
+)
 
 E = feature_pb2
 TOKENS = {"team-a": "team-a-token-0123456789", "team-b": "team-b-token-0123456789"}
@@ -170,10 +177,9 @@ def lite_with_callers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]
     require_data(PHOTOS)
     tmp = tmp_path_factory.mktemp("lite-callers")
     port = free_port()
-    env = {"FEATURE_PORT": str(port), "FEATURE_METRICS_PORT": "0", "FEATURE_EXTRACTOR": "lite",
-           "FEATURE_DEVICE": "cpu", "FEATURE_CACHE_DIR": str(tmp / "cache"),
-           "FEATURE_CALLER_TOKENS": ",".join(f"{k}={v}" for k, v in TOKENS.items()),
-           "LOG_LEVEL": "WARNING"}
+    env = lite_feature_env(
+        port, tmp / "cache", FEATURE_DEVICE="cpu", LOG_LEVEL="WARNING",
+        FEATURE_CALLER_TOKENS=",".join(f"{k}={v}" for k, v in TOKENS.items()))
     with running("feature_service", env, tmp / "feature.log", port):
         yield port
 

@@ -29,6 +29,7 @@ from tests.support import (
     TILES,
     ServiceProcess,
     free_port,
+    lite_feature_env,
     require_data,
     require_lite_models,
     running,
@@ -63,10 +64,10 @@ def lite_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     require_lite_models()
     tmp = tmp_path_factory.mktemp("lite")
     port, metrics_port = free_port(), free_port()
-    env = {"FEATURE_PORT": str(port), "FEATURE_METRICS_PORT": str(metrics_port),
-           "FEATURE_EXTRACTOR": "lite", "FEATURE_DEVICE": "cpu",
-           "FEATURE_CACHE_DIR": str(tmp / "cache"), "FEATURE_URL_ALLOWLIST": "127.0.0.1",
-           "FEATURE_MAX_WAIT_MS": "50", "FEATURE_READ_TIMEOUT_S": "3", "LOG_LEVEL": "WARNING"}
+    env = lite_feature_env(port, tmp / "cache", FEATURE_METRICS_PORT=str(metrics_port),
+                           FEATURE_DEVICE="cpu", FEATURE_URL_ALLOWLIST="127.0.0.1",
+                           FEATURE_MAX_WAIT_MS="50", FEATURE_READ_TIMEOUT_S="3",
+                           LOG_LEVEL="WARNING")
     with running("feature_service", env, tmp / "feature.log", port) as process:
         service = Service(process, port, metrics_port)
         yield service

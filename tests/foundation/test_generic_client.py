@@ -11,7 +11,15 @@ import pytest
 
 from hitl.v1 import feature_pb2, trainer_pb2
 from tests.foundation.test_lifecycle import _manifest
-from tests.support import PHOTOS, ROOT, free_port, require_data, require_lite_models, running
+from tests.support import (
+    PHOTOS,
+    ROOT,
+    free_port,
+    lite_feature_env,
+    require_data,
+    require_lite_models,
+    running,
+)
 
 BUF = ROOT / "node_modules" / ".bin" / "buf"
 
@@ -40,8 +48,7 @@ def stack(tmp_path_factory):
     require_data(PHOTOS)
     tmp = tmp_path_factory.mktemp("curl")
     fport, tport = free_port(), free_port()
-    feature_env = {"FEATURE_PORT": str(fport), "FEATURE_METRICS_PORT": "0",
-                   "FEATURE_EXTRACTOR": "lite", "FEATURE_CACHE_DIR": str(tmp / "cache")}
+    feature_env = lite_feature_env(fport, tmp / "cache")
     trainer_env = {"TRAINER_PORT": str(tport), "TRAINER_METRICS_PORT": "0",
                    "TRAINER_DATASET": str(_manifest(tmp)), "TRAINER_DATA_DIR": str(tmp / "t"),
                    "TRAINER_FEATURE_ADDR": f"127.0.0.1:{fport}",

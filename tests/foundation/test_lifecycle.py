@@ -22,6 +22,7 @@ from tests.support import (
     ROOT,
     ServiceProcess,
     free_port,
+    lite_feature_env,
     require_lite_models,
     running,
     tiles_manifest,
@@ -40,9 +41,7 @@ def _manifest(tmp: Path, rows: int = 40) -> Path:
 
 def feature_env(tmp: Path, port: int) -> dict[str, str]:
     require_lite_models()
-    return {"FEATURE_PORT": str(port), "FEATURE_METRICS_PORT": "0",
-            "FEATURE_EXTRACTOR": "lite", "FEATURE_CACHE_DIR": str(tmp / "cache"),
-            "FEATURE_GRACE_S": str(GRACE_S)}
+    return lite_feature_env(port, tmp / "cache", FEATURE_GRACE_S=str(GRACE_S))
 
 
 def trainer_env(tmp: Path, port: int) -> dict[str, str]:

@@ -58,25 +58,38 @@ def fuzz(operation, session: requests.Session, base: str, examples: int,  # type
     return run
 
 
-def test_fuzz_every_operation_from_the_openapi_document(schema, shared_gateway, shape):  # type: ignore[no-untyped-def]
-    base = f"http://127.0.0.1:{shared_gateway.port}"
+def signed_in(base: str, annotator: str = "fuzzer") -> requests.Session:
+    """A session signed in (every role where no tokens are configured), so that the
+    handlers behind the session and role checks are reached too."""
     session = requests.Session()
-    # Signed in, so that the handlers behind the session check are reached too.
-    assert session.post(base + "/api/session", json={"annotator": "fuzzer"},
+    assert session.post(base + "/api/session", json={"annotator": annotator},
                         headers={**CSRF, "Origin": base}, timeout=10).status_code == 200
-    examples = shape.pick(15, 150)
+    return session
+
+
+def fuzz_all(operations: list, session: requests.Session, base: str, examples: int,
+             title: str) -> list[str]:
+    """Valid and invalid requests for each operation; each one's outcomes go into the
+    report under `title`. Returns the failures."""
     failures: list[str] = []
-    for operation in operations(schema):
+    for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             statuses: Counter[str] = Counter()
             try:
                 fuzz(operation, session, base, examples, statuses, failures, mode)()
             except Unsatisfiable:  # nothing to make invalid: no parameters, no body
                 continue
-            report.inputs(f"OpenAPI fuzz ({mode.name.lower()}) {operation.method.upper()} "
+            report.inputs(f"{title} ({mode.name.lower()}) {operation.method.upper()} "
                           f"{operation.path}",
                           " ".join(f"{k}:{v}" for k, v in sorted(statuses.items())),
                           sum(statuses.values()))
+    return failures
+
+
+def test_fuzz_every_operation_from_the_openapi_document(schema, shared_gateway, shape):  # type: ignore[no-untyped-def]
+    base = f"http://127.0.0.1:{shared_gateway.port}"
+    session = signed_in(base)
+    failures = fuzz_all(operations(schema), session, base, shape.pick(15, 150), "OpenAPI fuzz")
     assert failures == []
     assert session.get(base + "/api/status", timeout=10).status_code == 200
     assert requests.get(base + "/healthz", timeout=10).status_code == 200

@@ -17,6 +17,7 @@ from tests.gateway.conftest import Gateway, Manifest, TrainerProcess
 from tests.support import (
     PHOTOS,
     free_port,
+    lite_feature_env,
     require_data,
     require_lite_models,
     running,
@@ -47,9 +48,8 @@ def predict_feature(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Featur
     state = tmp_path_factory.mktemp("predict-feature")
     port = free_port()
     # INFO: every call is logged with its method, which shows how the trainer calls it.
-    env = {"FEATURE_PORT": str(port), "FEATURE_METRICS_PORT": "0", "FEATURE_EXTRACTOR": "lite",
-           "FEATURE_CACHE_DIR": str(state / "cache"), "FEATURE_URL_ALLOWLIST": "127.0.0.1",
-           "LOG_LEVEL": "INFO"}
+    env = lite_feature_env(port, state / "cache", FEATURE_URL_ALLOWLIST="127.0.0.1",
+                           LOG_LEVEL="INFO")
     with running("feature_service", env, state / "feature.log", port) as service:
         yield Feature(f"127.0.0.1:{port}", service.log_path)
 

@@ -5,16 +5,10 @@ it would pin a model for the other tests of this trainer; tests/hostile fuzzes i
 
 from __future__ import annotations
 
-from collections import Counter
-
-import requests
 import schemathesis
-from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode
 
 from tests.gateway.conftest import Gateway
-from tests.hostile.test_openapi_fuzz import fuzz
-from tests.reliability import report
+from tests.hostile.test_openapi_fuzz import fuzz_all, signed_in
 from tests.reliability.stack import CSRF
 
 FUZZED = {("POST", "/api/classify"), ("GET", "/api/predictions"),
@@ -29,23 +23,9 @@ def test_fuzz_the_prediction_routes_with_a_model_in_use(predict_gateway: Gateway
     operations = [op for op in (r.ok() for r in schema.get_all_operations())
                   if (op.method.upper(), op.path) in FUZZED]
     assert len(operations) == len(FUZZED)
-    session = requests.Session()
-    # Signed in (every role when no tokens are configured), so generated requests reach
-    # the admin-only export and model routes rather than stopping at 401.
-    assert session.post(base + "/api/session", json={"annotator": "fuzzer"},
-                        headers={**CSRF, "Origin": base}, timeout=30).status_code == 200
-    failures: list[str] = []
-    for operation in operations:
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            statuses: Counter[str] = Counter()
-            try:
-                fuzz(operation, session, base, shape.pick(15, 100), statuses, failures, mode)()
-            except Unsatisfiable:
-                continue
-            report.inputs(f"OpenAPI fuzz with a model ({mode.name.lower()}) "
-                          f"{operation.method.upper()} {operation.path}",
-                          " ".join(f"{k}:{v}" for k, v in sorted(statuses.items())),
-                          sum(statuses.values()))
+    session = signed_in(base)
+    failures = fuzz_all(operations, session, base, shape.pick(15, 100),
+                        "OpenAPI fuzz with a model")
     assert failures == []
     ok = session.post(base + "/api/classify", headers={**CSRF, "Origin": base},
                       json={"urls": ["http://169.254.169.254/x"]}, timeout=60)

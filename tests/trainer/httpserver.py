@@ -1,5 +1,6 @@
 """A local HTTP file server with Range support, and switches to cut bodies short (to test
-resumed downloads), to redirect and to send a body slowly (to test the download policy)."""
+resumed downloads), to redirect and to send a body slowly (to test the download policy),
+and to fail every request (a host that is down)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class FileServer:
         self.redirects: dict[str, str] = {}  # path -> Location
         self.drip_s: float | None = None  # pause between 1 KiB pieces of a body
         self.requests: list[tuple[str, str]] = []  # (path, Range header)
+        self.error: int | None = None  # answer every request with this HTTP status
 
     @contextlib.contextmanager
     def serve(self) -> Iterator[str]:
@@ -29,6 +31,9 @@ class FileServer:
 
             def do_GET(self) -> None:
                 owner.requests.append((self.path, self.headers.get("Range", "")))
+                if owner.error is not None:
+                    self.send_error(owner.error)
+                    return
                 if self.path in owner.redirects:
                     self.send_response(302)
                     self.send_header("Location", owner.redirects[self.path])

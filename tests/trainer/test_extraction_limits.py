@@ -5,13 +5,10 @@ instead of coming round forever."""
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import grpc
@@ -23,10 +20,12 @@ from tests.support import (
     PHOTOS,
     TILES,
     free_port,
+    lite_feature_env,
     require_data,
     require_lite_models,
     running,
 )
+from tests.trainer.httpserver import FileServer
 from trainer_service.datasets import Item
 from trainer_service.domain import Split
 from trainer_service.embed_plan import Retries, plan_batch
@@ -42,11 +41,10 @@ def feature(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     require_lite_models()
     tmp = tmp_path_factory.mktemp("feature")
     port = free_port()
-    env = {"FEATURE_PORT": str(port), "FEATURE_METRICS_PORT": "0", "FEATURE_EXTRACTOR": "lite",
-           "FEATURE_CACHE_DIR": str(tmp / "cache"), "LOG_LEVEL": "WARNING",
-           "FEATURE_MAX_MESSAGE_BYTES": str(LIMIT),
-           # The failing image host of the retry test listens on loopback.
-           "FEATURE_URL_ALLOWLIST": "127.0.0.1"}
+    env = lite_feature_env(port, tmp / "cache", LOG_LEVEL="WARNING",
+                           FEATURE_MAX_MESSAGE_BYTES=str(LIMIT),
+                           # The failing image host of the retry test listens on loopback.
+                           FEATURE_URL_ALLOWLIST="127.0.0.1")
     with running("feature_service", env, tmp / "feature.log", port):
         yield f"127.0.0.1:{port}"
 
@@ -144,37 +142,10 @@ def test_large_photos_are_sent_in_batches_that_fit_the_message_limit(feature: st
     assert all(f'"item_id": "{name}"' in text for name in too_large)
 
 
-class FailingHost:
-    """An image host that answers 503 to everything, counting requests per path."""
-
-    def __init__(self) -> None:
-        self.hits: Counter[str] = Counter()
-
-    @contextlib.contextmanager
-    def serve(self) -> Iterator[str]:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                owner.hits[self.path] += 1
-                self.send_error(503)
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
-        finally:
-            server.shutdown()
-            server.server_close()
-
-
 def test_items_whose_host_keeps_failing_are_given_up_after_the_tries_allowed(
         feature: str, tmp_path):
-    host = FailingHost()
+    host = FileServer(tmp_path)
+    host.error = 503  # an image host that is down
     tiles = sorted(TILES.rglob("*.jpg"))[:4]
     with host.serve() as base:
         rows = {f"tile-{i}": str(p) for i, p in enumerate(tiles)}
@@ -193,7 +164,8 @@ def test_items_whose_host_keeps_failing_are_given_up_after_the_tries_allowed(
         assert reason.startswith("ERROR_KIND_UPSTREAM: ") and "HTTP 503" in reason, reason
         assert f"gave up after {TRIES} tries" in reason
     # Exactly the tries allowed reached the host: no more, and none remembered early.
-    assert host.hits == {"/one.jpg": TRIES, "/two.jpg": TRIES}
+    assert Counter(path for path, _ in host.requests) == {"/one.jpg": TRIES,
+                                                          "/two.jpg": TRIES}
     assert status.extraction.failed == 2 and status.extraction.retrying == 0
     assert "item will be tried again" in log.read_text()
 

@@ -19,6 +19,7 @@ from tests.support import (
     TILES,
     ServiceProcess,
     free_port,
+    lite_feature_env,
     require_data,
     require_lite_models,
     running,
@@ -36,8 +37,7 @@ def feature(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     require_lite_models()
     tmp = tmp_path_factory.mktemp("feature")
     port = free_port()
-    env = {"FEATURE_PORT": str(port), "FEATURE_METRICS_PORT": "0", "FEATURE_EXTRACTOR": "lite",
-           "FEATURE_CACHE_DIR": str(tmp / "cache"), "LOG_LEVEL": "WARNING"}
+    env = lite_feature_env(port, tmp / "cache", LOG_LEVEL="WARNING")
     with running("feature_service", env, tmp / "feature.log", port):
         yield f"127.0.0.1:{port}"
 
