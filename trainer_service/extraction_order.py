@@ -6,13 +6,13 @@ in the background. Plain Python over the feature store's queue: no wire format h
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import time
 
 import numpy as np
 
 from trainer_service.datasets import Catalog, Item
+from trainer_service.datasets.local import split_rank
 from trainer_service.domain import Split
 from trainer_service.embed_plan import Retries
 from trainer_service.feature_store import CANDIDATE, KNOWN, LABELLED, FeatureStore
@@ -28,7 +28,7 @@ class ExtractionOrder:
         self.batch, self.prefetch = batch, prefetch
         self.seed = seed
         self._rng = np.random.default_rng(seed)
-        self._ranks: dict[str, bytes] = {}
+        self._ranks: dict[str, str] = {}
 
     async def top_up(self) -> None:
         """Keeps `prefetch` pool candidates embedded or on their way (random picks)."""
@@ -77,9 +77,10 @@ class ExtractionOrder:
         batch += candidates[:self.batch - len(batch)]
         return [items[i] for i in batch]
 
-    def _sample_rank(self, item_id: str) -> bytes:
+    def _sample_rank(self, item_id: str) -> str:
+        # The splits' own stable order; cached, since every batch ranks every known item.
         rank = self._ranks.get(item_id)
         if rank is None:
-            rank = hashlib.sha1(f"{self.seed}:{item_id}".encode()).digest()
+            rank = split_rank(item_id, self.seed)
             self._ranks[item_id] = rank
         return rank

@@ -69,4 +69,3 @@ class ModelOutputs:
 
     async def close(self) -> None:
         await self.scoring.close()
-
