@@ -61,12 +61,14 @@ def write(out: Path, report: Report, rows: list[dict], ceilings: list[dict]) -> 
     curves.plot(runs, [out / "f1.png", out / "f1.svg"], report.title, ceiling,
                 estimates=curves.estimates_by_run(rows))
     by_name = {s.strategy: s for s in summaries}
-    verdict = ratio = None
+    verdict = ratio = spread = None
     if "default" in by_name and "random" in by_name:
         verdict = {f"{lv:g}": ok for lv, ok in
                    curves.beats(by_name["default"], by_name["random"]).items()}
         ratio = curves.ratio(by_name["default"], by_name["random"], curves.TARGET_F1,
                              report.budget)
+        spread = curves.ratio_interval(by_name["default"], by_name["random"],
+                                       curves.TARGET_F1, report.budget)
     covered = {s: honesty.coverage([r for r in rows if r["strategy"] == s], COVERAGE_FROM)
                for s in runs}
     covered_pool = {s: honesty.coverage([r for r in rows if r["strategy"] == s],
@@ -81,7 +83,9 @@ def write(out: Path, report: Report, rows: list[dict], ceilings: list[dict]) -> 
         text.append("\nDefault mix reaches each level in fewer labels than random: "
                     + ", ".join(f"F1 {k}: {'yes' if v else 'no'}" for k, v in verdict.items())
                     + (f"; to F1 {curves.TARGET_F1:g} it needs {ratio:.2f} of random's "
-                       "labels" if ratio is not None else "") + ".\n")
+                       "labels" if ratio is not None else "")
+                    + (f" ({spread[0]:.2f}-{spread[1]:.2f}, a 90% bootstrap interval over "
+                       "seeds)" if spread is not None else "") + ".\n")
     text.append("\nLive score: its 90% interval holds the evaluation F1 at "
                 + "; ".join(f"{c.covered}/{c.checkpoints} checkpoints ({c.share:.0%}, mean "
                             f"width {c.mean_width:.3f}) for {s}"
@@ -117,6 +121,7 @@ def write(out: Path, report: Report, rows: list[dict], ceilings: list[dict]) -> 
             for s in summaries},
         "ceiling_f1": ceiling, "ceiling_per_seed": ceilings,
         "default_beats_random": verdict, "default_over_random_to_target": ratio,
+        "default_over_random_interval": spread,
         "backtest": {f"{t:g}": vars(b) for t, b in backtests.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -6,7 +6,8 @@ per seed, with the trainer's own splits (`stratified_split`) and audit reserve
 the rest of the pool: their spread over seeds is the noise of the yardstick, and their
 mean difference says whether the splits differ in kind.
 
-    python -m bench.split_noise --half confirm --seeds 20
+    python -m bench.split_noise --half tune --seeds 20
+    python -m bench.split_noise --half tune --seeds 20 --evaluation-fraction 0.2
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ import numpy as np
 from bench import stack
 from bench.dataset import read_labelled
 from bench.label_errors import embed
-from bench.simulate import DEFAULT_CACHE, DEFAULT_DATASET, half_of
+from bench.simulate import DEFAULT_CACHE, DEFAULT_DATASET, EVALUATION_FRACTION, half_of
 
 
 def measure(x: np.ndarray, y: np.ndarray, ids: list[str], seed: int, labels: int,
-            fraction: float = 0.2) -> tuple[float, float, float] | None:
+            fraction: float = EVALUATION_FRACTION) -> tuple[float, float, float] | None:
     """One seed: the F1 of a model of `labels` random labels on the evaluation split, the
     audit reserve and the rest of the pool, split as the trainer splits them."""
     from trainer_service.audit import in_reserve
+    from trainer_service.config import Config
     from trainer_service.datasets.local import stratified_split
     from trainer_service.domain import Label, Split
     from trainer_service.model import measure as metrics
@@ -39,7 +41,8 @@ def measure(x: np.ndarray, y: np.ndarray, ids: list[str], seed: int, labels: int
                 for i, v in zip(ids, y, strict=True)]
     splits = {item.id: item.split for item in stratified_split(labelled, 0.0, fraction, seed)}
     evaluation = np.array([splits[i] == Split.EVALUATION for i in ids])
-    reserve = ~evaluation & np.array([in_reserve(i, fraction, seed) for i in ids])
+    share = Config.audit_reserve  # the trainer's default reserve share
+    reserve = ~evaluation & np.array([in_reserve(i, share, seed) for i in ids])
     rest = ~evaluation & ~reserve
     chosen = np.random.default_rng(seed).choice(np.flatnonzero(rest), labels, replace=False)
     if len(set(y[chosen])) < 2:
@@ -58,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--half", choices=("all", "tune", "confirm"), default="confirm")
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--labels", type=int, default=300)
+    p.add_argument("--evaluation-fraction", type=float, default=EVALUATION_FRACTION,
+                   help="the evaluation split's share, as in bench.simulate")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     args = p.parse_args(argv)
     examples = half_of(read_labelled(args.dataset), args.half)
@@ -71,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     ids = [e.id for e in examples]
     x = np.stack([vectors[i] for i in ids])
     y = np.array([int(e.label) for e in examples])
-    rows = [r for s in range(args.seeds) if (r := measure(x, y, ids, s, args.labels))]
+    rows = [r for s in range(args.seeds) if (r := measure(x, y, ids, s, args.labels,
+                                                               args.evaluation_fraction))]
     print(f"{args.half} half, {len(ids)} items, {args.labels} random labels, "
+          f"evaluation split {args.evaluation_fraction:g}, "
           f"{len(rows)} seeds; F1 per seed (evaluation, reserve, rest of the pool):")
     for seed, r in enumerate(rows):
         print(f"  {seed:2d}  " + "  ".join(f"{v:.3f}" for v in r))

@@ -65,3 +65,19 @@ def test_a_seed_without_any_model_counts_as_a_miss_not_as_a_missing_run():
     random = {s.strategy: s for s in curves.summarise(runs, 75)}["random"]
     assert random.seeds == 2 and random.reach[0.85].text() == "1/2 seeds (25; not the others)"
     assert random.area == pytest.approx((0.0 + curves.mean_f1_area(runs["random"][1], 75)) / 2)
+
+
+def test_ratio_counts_a_baseline_miss_as_the_budget_and_its_interval_spans_the_seeds():
+    mine = curves.StrategySummary("default", 3, {0.85: curves.Reach((20, 30, 25))}, 0.8, 0.9)
+    theirs = curves.StrategySummary("random", 3, {0.85: curves.Reach((50, 150, None))},
+                                    0.6, 0.8)
+    assert curves.ratio(mine, theirs, 0.85, 300) == pytest.approx(25 / ((50 + 150 + 300) / 3))
+    low, high = curves.ratio_interval(mine, theirs, 0.85, 300)
+    # The extremes: the candidate's best seed over the baseline's worst, and the reverse.
+    assert 20 / 300 <= low < curves.ratio(mine, theirs, 0.85, 300) < high <= 30 / 50
+    assert high - low > 0.2  # three seeds this far apart leave the ratio uncertain
+    same = curves.StrategySummary("random", 3, {0.85: curves.Reach((100, 100, 100))}, 0.6, 0.8)
+    steady = curves.StrategySummary("default", 3, {0.85: curves.Reach((25, 25, 25))}, 0.8, 0.9)
+    assert curves.ratio_interval(steady, same, 0.85, 300) == pytest.approx((0.25, 0.25))
+    missed = curves.StrategySummary("default", 3, {0.85: curves.Reach((25, None, 25))}, 0.8, 0.9)
+    assert curves.ratio_interval(missed, same, 0.85, 300) is None
