@@ -26,23 +26,31 @@ from bench.label_errors import embed
 from bench.simulate import DEFAULT_CACHE, DEFAULT_DATASET, EVALUATION_FRACTION, half_of
 
 
-def measure(x: np.ndarray, y: np.ndarray, ids: list[str], seed: int, labels: int,
-            fraction: float = EVALUATION_FRACTION) -> tuple[float, float, float] | None:
-    """One seed: the F1 of a model of `labels` random labels on the evaluation split, the
-    audit reserve and the rest of the pool, split as the trainer splits them."""
+def trainer_splits(ids: list[str], y: np.ndarray, fraction: float,
+                   seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(evaluation, reserve) masks over `ids`, made as the trainer makes them: its
+    stratified evaluation split, and its audit reserve (its default share) of the rest."""
     from trainer_service.audit import in_reserve
     from trainer_service.config import Config
     from trainer_service.datasets.local import stratified_split
     from trainer_service.domain import Label, Split
-    from trainer_service.model import measure as metrics
-    from trainer_service.model import train
 
     labelled = [(i, "", Label.POSITIVE if v else Label.NEGATIVE)
                 for i, v in zip(ids, y, strict=True)]
     splits = {item.id: item.split for item in stratified_split(labelled, 0.0, fraction, seed)}
     evaluation = np.array([splits[i] == Split.EVALUATION for i in ids])
-    share = Config.audit_reserve  # the trainer's default reserve share
-    reserve = ~evaluation & np.array([in_reserve(i, share, seed) for i in ids])
+    reserve = ~evaluation & np.array([in_reserve(i, Config.audit_reserve, seed) for i in ids])
+    return evaluation, reserve
+
+
+def measure(x: np.ndarray, y: np.ndarray, ids: list[str], seed: int, labels: int,
+            fraction: float = EVALUATION_FRACTION) -> tuple[float, float, float] | None:
+    """One seed: the F1 of a model of `labels` random labels on the evaluation split, the
+    audit reserve and the rest of the pool, split as the trainer splits them."""
+    from trainer_service.model import measure as metrics
+    from trainer_service.model import train
+
+    evaluation, reserve = trainer_splits(ids, y, fraction, seed)
     rest = ~evaluation & ~reserve
     chosen = np.random.default_rng(seed).choice(np.flatnonzero(rest), labels, replace=False)
     if len(set(y[chosen])) < 2:
@@ -52,6 +60,23 @@ def measure(x: np.ndarray, y: np.ndarray, ids: list[str], seed: int, labels: int
     p = model.probability(x)
     return tuple(metrics(y[m], p[m], model.threshold).f1  # type: ignore[return-value]
                  for m in (evaluation, reserve, rest))
+
+
+def load_vectors(dataset: Path, half: str, cache: Path) -> tuple[np.ndarray, np.ndarray,
+                                                                   list[str]]:
+    """The `lite` vectors, labels and ids of one half of a labelled dataset, from the
+    simulator's feature cache (a feature service started on it for the while)."""
+    examples = half_of(read_labelled(dataset), half)
+    with tempfile.TemporaryDirectory() as work:
+        feature = stack.feature_service(Path(work), cache / "features-lite").start()
+        try:
+            feature.wait_healthy()
+            vectors = embed(feature.address, examples)
+        finally:
+            feature.stop()
+    ids = [e.id for e in examples]
+    return (np.stack([vectors[i] for i in ids]), np.array([int(e.label) for e in examples]),
+            ids)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,17 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="the evaluation split's share, as in bench.simulate")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     args = p.parse_args(argv)
-    examples = half_of(read_labelled(args.dataset), args.half)
-    with tempfile.TemporaryDirectory() as work:
-        feature = stack.feature_service(Path(work), args.cache / "features-lite").start()
-        try:
-            feature.wait_healthy()
-            vectors = embed(feature.address, examples)
-        finally:
-            feature.stop()
-    ids = [e.id for e in examples]
-    x = np.stack([vectors[i] for i in ids])
-    y = np.array([int(e.label) for e in examples])
+    x, y, ids = load_vectors(args.dataset, args.half, args.cache)
     rows = [r for s in range(args.seeds) if (r := measure(x, y, ids, s, args.labels,
                                                                args.evaluation_fraction))]
     print(f"{args.half} half, {len(ids)} items, {args.labels} random labels, "
