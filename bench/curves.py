@@ -136,8 +136,13 @@ def ratio(candidate: StrategySummary, baseline: StrategySummary, level: float,
     mine, theirs = candidate.reach.get(level), baseline.reach.get(level)
     if mine is None or theirs is None or mine.mean is None:
         return None
-    base = statistics.fmean(n if n is not None else budget for n in theirs.per_seed)
+    base = statistics.fmean(_or_budget(theirs, budget))
     return mine.mean / base if base else None
+
+
+def _or_budget(reach: Reach, budget: int) -> list[int]:
+    """Labels to reach per seed, a seed that never reached counted as the whole budget."""
+    return [n if n is not None else budget for n in reach.per_seed]
 
 
 def ratio_interval(candidate: StrategySummary, baseline: StrategySummary, level: float,
@@ -153,7 +158,7 @@ def ratio_interval(candidate: StrategySummary, baseline: StrategySummary, level:
         return None
     rng = np.random.default_rng(seed)
     a = np.asarray(mine.per_seed, dtype=float)
-    b = np.asarray([n if n is not None else budget for n in theirs.per_seed], dtype=float)
+    b = np.asarray(_or_budget(theirs, budget), dtype=float)
     ratios = (rng.choice(a, (draws, len(a))).mean(axis=1)
               / rng.choice(b, (draws, len(b))).mean(axis=1))
     low, high = np.quantile(ratios, [(1 - share) / 2, (1 + share) / 2])

@@ -15,15 +15,12 @@ different sizes:
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from bench.simulate import DEFAULT_CACHE, DEFAULT_DATASET, EVALUATION_FRACTION
-from bench.split_noise import load_vectors, trainer_splits
+from bench.split_noise import load_vectors, offline_arguments, trainer_splits
 
 AUDIT_EVERY = 10  # one answer in ten is an audit answer, as in the default mix
 
@@ -38,17 +35,12 @@ class Checkpoint:
     reserve_f1: float
 
 
-def _f1(y: np.ndarray, decided: np.ndarray) -> float:
-    tp = float(np.sum(decided & (y == 1)))
-    return 2 * tp / max(float(np.sum(decided)) + float(np.sum(y)), 1.0)
-
-
 def replay(x: np.ndarray, y: np.ndarray, ids: list[str], seed: int, fraction: float,
            budget: int = 300, start: int = 100) -> list[Checkpoint]:
     """One seed's checkpoints, every AUDIT_EVERY labels from `start` to `budget`."""
     from trainer_service import audit, estimate
     from trainer_service.domain import EstimateSource
-    from trainer_service.model import EVIDENCE_DIM, train
+    from trainer_service.model import EVIDENCE_DIM, measure, train
 
     rng = np.random.default_rng(seed)
     evaluation, in_reserve = trainer_splits(ids, y, fraction, seed)
@@ -59,21 +51,20 @@ def replay(x: np.ndarray, y: np.ndarray, ids: list[str], seed: int, fraction: fl
     chosen = list(by_score[:5]) + list(rng.choice(by_score[5:], 5, replace=False))
     audited: list[int] = []  # positions in `reserve`
     out: list[Checkpoint] = []
-    while len(chosen) + len(audited) < budget:
+    while (given := len(chosen) + len(audited)) < budget:
         model = train(x[chosen], y[chosen], seed=seed) if len(set(y[chosen])) == 2 else None
         if model is None:
             chosen += list(rng.choice(np.setdiff1d(rest, chosen), AUDIT_EVERY, replace=False))
             continue
-        logits, threshold = model.logit(x[reserve]), 0.0  # threshold 0.5: logit 0
+        logits, threshold = model.logit(x[reserve]), model.threshold_logit
         rows = np.asarray(audited, dtype=np.int64)
         answers = y[reserve][rows].astype(float)
         found = estimate.estimate(stratum, logits, threshold, rows, answers,
                                   EstimateSource.AUDIT, seed=seed)
-        if found is not None and len(chosen) + len(audited) >= start:
-            out.append(Checkpoint(len(chosen) + len(audited), found.f1.value, found.f1.low,
-                                  found.f1.high,
-                                  _f1(y[evaluation], model.logit(x[evaluation]) >= 0),
-                                  _f1(y[reserve], logits >= 0)))
+        if found is not None and given >= start:
+            scored = [measure(y[m], model.probability(x[m]), model.threshold).f1
+                      for m in (evaluation, in_reserve)]
+            out.append(Checkpoint(given, found.f1.value, found.f1.low, found.f1.high, *scored))
         f1 = found.f1.value if found is not None else audit.DEFAULT_F1
         spread = audit.stratum_variances(stratum, logits, threshold, rows, answers, f1)
         drawn = np.bincount(stratum[rows], minlength=estimate.STRATA)
@@ -101,14 +92,7 @@ def summary(points: list[Checkpoint]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.estimator_replay", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
-    p.add_argument("--half", choices=("all", "tune", "confirm"), default="tune")
-    p.add_argument("--seeds", type=int, default=20)
-    p.add_argument("--evaluation-fraction", type=float, default=EVALUATION_FRACTION)
-    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    args = p.parse_args(argv)
+    args = offline_arguments("python -m bench.estimator_replay", __doc__, "tune").parse_args(argv)
     x, y, ids = load_vectors(args.dataset, args.half, args.cache)
     points = [c for s in range(args.seeds)
               for c in replay(x, y, ids, s, args.evaluation_fraction)]

@@ -23,7 +23,13 @@ import numpy as np
 from bench import stack
 from bench.dataset import read_labelled
 from bench.label_errors import embed
-from bench.simulate import DEFAULT_CACHE, DEFAULT_DATASET, EVALUATION_FRACTION, half_of
+from bench.simulate import (
+    DEFAULT_CACHE,
+    DEFAULT_DATASET,
+    EVALUATION_FRACTION,
+    HALVES,
+    half_of,
+)
 
 
 def trainer_splits(ids: list[str], y: np.ndarray, fraction: float,
@@ -79,16 +85,22 @@ def load_vectors(dataset: Path, half: str, cache: Path) -> tuple[np.ndarray, np.
             ids)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.split_noise", description=__doc__,
+def offline_arguments(prog: str, description: str, half: str) -> argparse.ArgumentParser:
+    """The arguments of the offline benches over the simulator's cached vectors."""
+    p = argparse.ArgumentParser(prog=prog, description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
-    p.add_argument("--half", choices=("all", "tune", "confirm"), default="confirm")
+    p.add_argument("--half", choices=["all", *HALVES], default=half)
     p.add_argument("--seeds", type=int, default=20)
-    p.add_argument("--labels", type=int, default=300)
     p.add_argument("--evaluation-fraction", type=float, default=EVALUATION_FRACTION,
                    help="the evaluation split's share, as in bench.simulate")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = offline_arguments("python -m bench.split_noise", __doc__, "confirm")
+    p.add_argument("--labels", type=int, default=300)
     args = p.parse_args(argv)
     x, y, ids = load_vectors(args.dataset, args.half, args.cache)
     rows = [r for s in range(args.seeds) if (r := measure(x, y, ids, s, args.labels,

@@ -141,7 +141,7 @@ class Evaluation:
         if len(population.ids) == 0:
             return []
         logits = model.logit(self.features.bank.matrix[population.rows])
-        threshold = _logit(model.threshold)
+        threshold = model.threshold_logit
         current = self.estimates.get(self._version())
         f1 = current.f1.value if current is not None else audit.DEFAULT_F1
         variances = audit.stratum_variances(population.stratum, logits, threshold,
@@ -218,11 +218,6 @@ class Evaluation:
         return self._models[version]
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-9), 1 - 1e-9)
-    return float(np.log(p / (1 - p)))
-
-
 def _estimate_all(population: Population, models: dict[str, LinearModel], matrix: np.ndarray,
                   seed: int, curve: list[tuple[int, str]], target: float
                   ) -> tuple[dict[str, Estimate], Forecast | None]:
@@ -232,7 +227,7 @@ def _estimate_all(population: Population, models: dict[str, LinearModel], matrix
     for version, model in models.items():
         if x is None:
             break
-        found = estimate.estimate(population.stratum, model.logit(x), _logit(model.threshold),
+        found = estimate.estimate(population.stratum, model.logit(x), model.threshold_logit,
                                   population.labelled, population.labels, population.source,
                                   seed=seed)
         if found is not None:

@@ -52,6 +52,12 @@ class LinearModel:
     def probability(self, x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.logit(x)))
 
+    @property
+    def threshold_logit(self) -> float:
+        """The threshold on the logit scale: an item is positive where its logit reaches it."""
+        p = min(max(self.threshold, 1e-9), 1 - 1e-9)
+        return float(np.log(p / (1 - p)))
+
     def outlier_dims(self) -> np.ndarray:
         influence = np.abs(self.weight)
         k = min(OUTLIER_DIMS, influence.size)
