@@ -134,7 +134,9 @@ def test_keyboard_annotation_with_undo_zoom_live_panel_and_outage(
     page.wait_for_selector("#zoom", state="hidden")
 
     # A burst of keys, faster than any refill: each lands on the image that was next in
-    # the column when the burst began.
+    # the column when the burst began. The column refills in the background after the
+    # answers above; on a loaded machine that can take a moment, so the burst waits for it.
+    page.wait_for_function("() => document.querySelectorAll('#thumbs li').length > 10")
     column = page.eval_on_selector_all("#thumbs li", "els => els.map(e => e.dataset.itemId)")
     assert len(column) > 10
     for item_id in column[:10]:
