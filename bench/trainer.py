@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from bench import stack
-from trainer_service.model import train
-from trainer_service.ranking import rank
+from trainer_service.models.classifier import train
+from trainer_service.selection.ranking import rank
 
 DIMENSION = 2058
 EMBEDDING = 2048
@@ -72,7 +72,7 @@ def time_train(n: int, x_val: np.ndarray, y_val: np.ndarray) -> tuple[float, flo
     started = time.perf_counter()
     model = train(x, y)
     seconds = time.perf_counter() - started
-    from trainer_service.model import measure
+    from trainer_service.models.classifier import measure
     return seconds, measure(y_val, model.probability(x_val), model.threshold).f1
 
 

@@ -23,11 +23,9 @@ from trainer_service.domain import (
     ScoringProgress,
     Status,
 )
-from trainer_service.outputs import (
+from trainer_service.features.records import Evidence, ImageError, ImageSource
+from trainer_service.outputs.records import (
     Classification,
-    Evidence,
-    ImageError,
-    ImageSource,
     ModelEntry,
     PredictionBatch,
     PredictionPage,

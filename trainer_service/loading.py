@@ -13,7 +13,7 @@ from trainer_service.datasets import Catalog, Item, Progress
 from trainer_service.datasets.local import Batches, DatasetError, load_folder, load_manifest
 from trainer_service.datasets.openimages import OpenImages
 from trainer_service.domain import DatasetKind, LoadingProgress, LoadingState, Split
-from trainer_service.feature_store import KNOWN, FeatureStore
+from trainer_service.features.store import KNOWN, FeatureStore
 
 log = logging.getLogger(__name__)
 

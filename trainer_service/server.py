@@ -14,10 +14,10 @@ from hitl.security import server_options
 from hitl.v1 import trainer_pb2, trainer_pb2_grpc
 from trainer_service import convert
 from trainer_service.config import Config
+from trainer_service.core import Trainer
 from trainer_service.datasets import download, is_url
 from trainer_service.domain import DatasetKind, Label, Status, TrainerError
-from trainer_service.outputs import ModelFormat, PredictionOrder
-from trainer_service.trainer import Trainer
+from trainer_service.outputs.records import ModelFormat, PredictionOrder
 
 SERVICE_NAME = "hitl.v1.TrainerService"
 EXPORT_BATCH = 500

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from trainer_service import metrics
-from trainer_service.checks import Checks
+from trainer_service.annotators.checks import Checks
 from trainer_service.config import Config
 from trainer_service.datasets import Catalog
 from trainer_service.domain import (
@@ -21,12 +21,12 @@ from trainer_service.domain import (
     Status,
     Strategy,
 )
-from trainer_service.evaluation import Evaluation
-from trainer_service.extraction import Extraction
-from trainer_service.feature_store import FeatureStore
-from trainer_service.labels import LabelLog
-from trainer_service.registry import ModelInfo
-from trainer_service.training import Training
+from trainer_service.features.extraction import Extraction
+from trainer_service.features.store import FeatureStore
+from trainer_service.models.registry import ModelInfo
+from trainer_service.models.training import Training
+from trainer_service.quality.evaluation import Evaluation
+from trainer_service.store.labels import LabelLog
 
 
 def model_summary(info: ModelInfo, estimate: Estimate | None = None) -> ModelSummary:

@@ -8,7 +8,7 @@ them as JSON. Run from the repository root:
   pretrained ones);
 - decode cost: JPEG decode + resize per image on one core, on the real photos;
 - trainer: memory per catalog item, and the time of the real ranking code
-  (trainer_service.ranking.rank) at growing numbers of embedded items;
+  (trainer_service.selection.ranking.rank) at growing numbers of embedded items;
 - LMDB: bytes on disk per cached feature vector, with the real FeatureCache.
 
 Extrapolations to 1M and 100M items are done in docs/scaling.md, from these figures.
@@ -122,8 +122,8 @@ def trainer_cost(quick: bool) -> dict[str, Any]:
     from trainer_service.datasets.base import Item
     from trainer_service.datasets.catalog import Catalog
     from trainer_service.domain import Split
-    from trainer_service.model import LinearModel
-    from trainer_service.ranking import rank
+    from trainer_service.models.classifier import LinearModel
+    from trainer_service.selection.ranking import rank
 
     out: dict[str, Any] = {"feature_dim": FEATURE_DIM}
     # Catalog memory per item, with Open Images-like ids and URLs.

@@ -32,7 +32,7 @@ def test_lmdb_stores_a_vector_in_whole_overflow_pages() -> None:
 
 
 def test_trainer_figures_come_from_the_real_ranking_code() -> None:
-    pytest.importorskip("trainer_service.ranking")
+    pytest.importorskip("trainer_service.selection.ranking")
     figures = measure().trainer_cost(quick=True)
     assert figures["feature_bytes_per_item"] == 2058 * 4
     assert 100 < figures["catalog_bytes_per_item"] < 2000

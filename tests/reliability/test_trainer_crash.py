@@ -14,8 +14,8 @@ from tests.reliability import report
 from tests.reliability import stack as rs
 from tests.reliability.annotators import Annotator, Tally
 from trainer_service.config import Config
+from trainer_service.core import Trainer
 from trainer_service.domain import Label, LoadingState, TrainerError
-from trainer_service.trainer import Trainer
 
 ANNOTATORS = 20
 KILLS = 3

@@ -28,7 +28,7 @@ from tests.support import (
 from tests.trainer.httpserver import FileServer
 from trainer_service.datasets import Item
 from trainer_service.domain import Split
-from trainer_service.embed_plan import Retries, plan_batch
+from trainer_service.features.embed_plan import Retries, plan_batch
 
 LIMIT = 1 << 20  # the feature service's FEATURE_MAX_MESSAGE_BYTES here
 TRIES = 3

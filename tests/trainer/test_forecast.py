@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainer_service.domain import Estimate, EstimateSource, Interval
-from trainer_service.forecast import forecast
+from trainer_service.quality.forecast import forecast
 
 
 def point(f1: float, half_width: float) -> Estimate:

@@ -13,11 +13,11 @@ import numpy as np
 
 from tests.trainer.test_model import blobs
 from trainer_service.domain import Metrics
-from trainer_service.model import train
-from trainer_service.model_files import model_file
-from trainer_service.outputs import ModelFormat
-from trainer_service.predictions import probabilities, sigmoid
-from trainer_service.registry import ModelInfo, ModelRegistry
+from trainer_service.models.classifier import train
+from trainer_service.models.registry import ModelInfo, ModelRegistry
+from trainer_service.outputs.model_files import model_file
+from trainer_service.outputs.predictions import probabilities, sigmoid
+from trainer_service.outputs.records import ModelFormat
 
 EXTRACTOR = {"name": "lite", "version": "7", "dimension": 12, "embedding_dimension": 2}
 TASK = {"label_id": "/m/0199g", "display_name": "Bicycle"}

@@ -9,8 +9,8 @@ import time
 import numpy as np
 
 from trainer_service.domain import Strategy
-from trainer_service.leasing import Sampler
-from trainer_service.near_duplicates import (
+from trainer_service.selection.leasing import Sampler
+from trainer_service.selection.near_duplicates import (
     LabelledScreen,
     LeaseGuard,
     duplicate_pairs,

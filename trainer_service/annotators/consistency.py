@@ -13,10 +13,10 @@ import hashlib
 import warnings
 from collections.abc import Iterator, Sequence
 
-from trainer_service.checks import Checks
+from trainer_service.annotators.checks import Checks
 from trainer_service.datasets import Catalog
 from trainer_service.domain import ANSWERS, AnnotatorStats, Label, Split, Strategy
-from trainer_service.labels import LabelLog
+from trainer_service.store.labels import LabelLog
 
 
 def kappa(first: Sequence[Label], second: Sequence[Label]) -> float | None:

@@ -1,7 +1,7 @@
-"""What the models give the outside world, as plain records: classifications of new
+"""The records of what the models give the outside world: classifications of new
 images, predictions for the dataset and the kept models (the scoring job's progress is
-part of the status, in `domain`).
-Only `convert.py` translates them to and from messages."""
+part of the status, in `domain`). Only `convert.py` translates them to and from
+messages."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trainer_service.domain import Estimate, Label, Metrics, Split
+from trainer_service.features.records import Evidence, ImageError
 
 
 class PredictionOrder(enum.IntEnum):
@@ -23,41 +24,6 @@ class ModelFormat(enum.IntEnum):
     UNSPECIFIED = 0  # read as NPZ
     NPZ = 1
     JSON = 2
-
-
-@dataclass(frozen=True)
-class ImageSource:
-    """A new image to classify: exactly one of `url` and `data` is set."""
-
-    id: str  # the caller's name for it, only echoed back
-    url: str = ""
-    data: bytes = b""
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """The detector's evidence for the target class in one image."""
-
-    score: float
-    box: tuple[float, float, float, float] | None  # x1, y1, x2, y2 in [0, 1]
-    count: int
-
-
-@dataclass(frozen=True)
-class ImageError:
-    kind: str  # the feature service's error kind, e.g. "BAD_IMAGE"
-    message: str
-    retryable: bool
-
-
-@dataclass(frozen=True)
-class Embedded:
-    """The feature service's answer for one image: a vector or an error."""
-
-    id: str
-    vector: np.ndarray | None  # float32
-    evidence: Evidence | None = None
-    error: ImageError | None = None
 
 
 @dataclass(frozen=True)

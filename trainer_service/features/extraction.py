@@ -25,10 +25,10 @@ import numpy as np
 from hitl.channels import open_channel
 from hitl.v1 import feature_pb2, feature_pb2_grpc
 from trainer_service.datasets import Catalog, Item
-from trainer_service.embed_plan import Retries, plan_batch
-from trainer_service.extraction_order import ExtractionOrder
-from trainer_service.feature_store import FeatureStore
-from trainer_service.outputs import Embedded, Evidence, ImageError, ImageSource
+from trainer_service.features.embed_plan import Retries, plan_batch
+from trainer_service.features.order import ExtractionOrder
+from trainer_service.features.records import Embedded, Evidence, ImageError, ImageSource
+from trainer_service.features.store import FeatureStore
 
 log = logging.getLogger(__name__)
 

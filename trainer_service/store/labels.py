@@ -17,9 +17,9 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from trainer_service.answers import resolve
-from trainer_service.database import Database, JoinedWrite
 from trainer_service.domain import PASSES, Annotation, Label, Split, Strategy
+from trainer_service.store.answers import resolve
+from trainer_service.store.database import Database, JoinedWrite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

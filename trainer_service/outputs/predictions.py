@@ -19,16 +19,16 @@ import numpy as np
 
 from trainer_service.datasets import Catalog
 from trainer_service.domain import Label, Split, TrainerError
-from trainer_service.feature_store import FeatureStore
-from trainer_service.labels import LabelLog
-from trainer_service.model import LinearModel
-from trainer_service.outputs import (
+from trainer_service.features.store import FeatureStore
+from trainer_service.models.classifier import LinearModel
+from trainer_service.models.training import Training
+from trainer_service.outputs.records import (
     PredictedItem,
     PredictionBatch,
     PredictionOrder,
     PredictionPage,
 )
-from trainer_service.training import Training
+from trainer_service.store.labels import LabelLog
 
 # Rows widened to float64 at once, into one reused buffer that stays in the CPU's cache
 # (2.5 MB at 1290-d): ten times faster than large chunks.

@@ -17,10 +17,10 @@ from trainer_service import metrics
 from trainer_service.config import Config
 from trainer_service.datasets import Catalog
 from trainer_service.domain import Label, Metrics, Split, Strategy
-from trainer_service.feature_store import LABELLED, FeatureStore
-from trainer_service.labels import LabelLog
-from trainer_service.model import LinearModel, measure, train
-from trainer_service.registry import ModelInfo, ModelRegistry
+from trainer_service.features.store import LABELLED, FeatureStore
+from trainer_service.models.classifier import LinearModel, measure, train
+from trainer_service.models.registry import ModelInfo, ModelRegistry
+from trainer_service.store.labels import LabelLog
 
 log = logging.getLogger(__name__)
 

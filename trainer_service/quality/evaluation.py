@@ -22,14 +22,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainer_service import audit, estimate, forecast
 from trainer_service.config import Config
 from trainer_service.datasets import Catalog
 from trainer_service.domain import Estimate, EstimateSource, Forecast, Label, Split, Strategy
-from trainer_service.feature_store import FeatureStore
-from trainer_service.labels import LabelLog
-from trainer_service.model import LinearModel
-from trainer_service.training import Training
+from trainer_service.features.store import FeatureStore
+from trainer_service.models.classifier import LinearModel
+from trainer_service.models.training import Training
+from trainer_service.quality import audit, estimate, forecast
+from trainer_service.store.labels import LabelLog
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from dataclasses import asdict
 
 import numpy as np
 
-from trainer_service.model import EVIDENCE_DIM, LinearModel
-from trainer_service.outputs import ModelFormat
-from trainer_service.registry import ModelInfo
+from trainer_service.models.classifier import EVIDENCE_DIM, LinearModel
+from trainer_service.models.registry import ModelInfo
+from trainer_service.outputs.records import ModelFormat
 
 FORMAT = "hitl-linear-model/1"
 FORMULA = "p = 1 / (1 + exp(-(((x - mean) / scale) @ weight + bias)))"

@@ -14,11 +14,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from trainer_service import metrics
-from trainer_service.checks import Checks
+from trainer_service.annotators.checks import Checks
+from trainer_service.annotators.consistency import Rechecks
+from trainer_service.annotators.label_errors import LabelReview
 from trainer_service.config import Config
-from trainer_service.consistency import Rechecks
-from trainer_service.database import Database
 from trainer_service.datasets import Catalog
+from trainer_service.datasets.images import item_image
 from trainer_service.domain import (
     ANSWERS,
     Annotation,
@@ -36,21 +37,20 @@ from trainer_service.domain import (
     Strategy,
     TrainerError,
 )
-from trainer_service.evaluation import Evaluation
-from trainer_service.extraction import Extraction
-from trainer_service.feature_store import LABELLED, FeatureStore
-from trainer_service.images import item_image
-from trainer_service.label_errors import LabelReview
-from trainer_service.labels import LabelLog, NotYours, UnknownAnnotation
-from trainer_service.leasing import Sampler, leased_item
+from trainer_service.features.extraction import Extraction
+from trainer_service.features.store import LABELLED, FeatureStore
 from trainer_service.loading import Loading, configured_dataset
-from trainer_service.model_outputs import ModelOutputs
-from trainer_service.near_duplicates import NearDuplicates
-from trainer_service.ranking import Ranker
-from trainer_service.serving import Admission, evidence
+from trainer_service.models.training import Training
+from trainer_service.outputs.model_outputs import ModelOutputs
+from trainer_service.quality.evaluation import Evaluation
+from trainer_service.selection.leasing import Sampler, leased_item
+from trainer_service.selection.near_duplicates import NearDuplicates
+from trainer_service.selection.ranking import Ranker
+from trainer_service.selection.serving import Admission, evidence
 from trainer_service.status import StatusFeed, build_status, model_summary
-from trainer_service.training import Training
-from trainer_service.validation import check_annotation
+from trainer_service.store.database import Database
+from trainer_service.store.labels import LabelLog, NotYours, UnknownAnnotation
+from trainer_service.store.validation import check_annotation
 
 # New features change the estimate's population a little: it is recomputed this long after.
 FEATURES_REFRESH_S = 5.0

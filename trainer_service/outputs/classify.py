@@ -9,11 +9,12 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 
 from trainer_service.domain import TrainerError
-from trainer_service.extraction import FeatureServiceError, embed_images
-from trainer_service.model import LinearModel
-from trainer_service.outputs import Classification, Embedded, ImageError, ImageSource
-from trainer_service.predictions import decision, probabilities
-from trainer_service.registry import ModelInfo
+from trainer_service.features.extraction import FeatureServiceError, embed_images
+from trainer_service.features.records import Embedded, ImageError, ImageSource
+from trainer_service.models.classifier import LinearModel
+from trainer_service.models.registry import ModelInfo
+from trainer_service.outputs.predictions import decision, probabilities
+from trainer_service.outputs.records import Classification
 
 # (images) -> (the extractor that embedded them, one result per image in order)
 Embed = Callable[[list[ImageSource]], Awaitable[tuple[dict, list[Embedded]]]]

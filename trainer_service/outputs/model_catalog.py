@@ -13,11 +13,11 @@ import asyncio
 from collections.abc import Callable
 
 from trainer_service.domain import Estimate, TrainerError
-from trainer_service.feature_store import FeatureStore
-from trainer_service.model_files import model_file
-from trainer_service.outputs import ModelEntry, ModelFile, ModelFormat
-from trainer_service.registry import ModelInfo
-from trainer_service.training import Training
+from trainer_service.features.store import FeatureStore
+from trainer_service.models.registry import ModelInfo
+from trainer_service.models.training import Training
+from trainer_service.outputs.model_files import model_file
+from trainer_service.outputs.records import ModelEntry, ModelFile, ModelFormat
 
 
 class ModelCatalog:

@@ -5,8 +5,8 @@ once, and the detector's evidence on each item for the page's zoom."""
 from __future__ import annotations
 
 from trainer_service.domain import Evidence
-from trainer_service.feature_bank import FeatureBank
-from trainer_service.near_duplicates import LeaseGuard
+from trainer_service.features.bank import FeatureBank
+from trainer_service.selection.near_duplicates import LeaseGuard
 
 # The detector evidence after the embedding: score, then x1, y1, x2, y2 (normalised).
 SCORE, BOX = 0, slice(1, 5)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from trainer_service.datasets import Catalog
 from trainer_service.domain import ANSWERS, Label
-from trainer_service.labels import LabelLog
+from trainer_service.store.labels import LabelLog
 
 
 class Checks:

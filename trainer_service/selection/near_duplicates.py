@@ -20,8 +20,8 @@ import threading
 
 import numpy as np
 
-from trainer_service.feature_store import FeatureStore
-from trainer_service.labels import LabelLog
+from trainer_service.features.store import FeatureStore
+from trainer_service.store.labels import LabelLog
 
 # Rows per matrix product: 2,048 x 5,000 float32 similarities is 40 MB.
 CHUNK = 2048

@@ -14,8 +14,8 @@ import numpy as np
 from trainer_service.datasets import Catalog, Item
 from trainer_service.datasets.local import split_rank
 from trainer_service.domain import Split
-from trainer_service.embed_plan import Retries
-from trainer_service.feature_store import CANDIDATE, KNOWN, LABELLED, FeatureStore
+from trainer_service.features.embed_plan import Retries
+from trainer_service.features.store import CANDIDATE, KNOWN, LABELLED, FeatureStore
 
 # Share of each batch given to known-label items while pool candidates wait.
 KNOWN_SHARE = 0.25

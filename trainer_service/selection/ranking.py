@@ -27,10 +27,10 @@ import numpy as np
 from trainer_service import metrics
 from trainer_service.datasets import Catalog
 from trainer_service.domain import Split, Strategy
-from trainer_service.evaluation import Evaluation
-from trainer_service.feature_store import FeatureStore
-from trainer_service.model import LinearModel
-from trainer_service.training import Training
+from trainer_service.features.store import FeatureStore
+from trainer_service.models.classifier import LinearModel
+from trainer_service.models.training import Training
+from trainer_service.quality.evaluation import Evaluation
 
 # Labelled items the outlier distance is measured against (a sample when there are more).
 OUTLIER_REFERENCE = 256

@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
-from trainer_service.database import Database, JoinedWrite
-from trainer_service.feature_bank import FeatureBank
+from trainer_service.features.bank import FeatureBank
+from trainer_service.store.database import Database, JoinedWrite
 
 log = logging.getLogger(__name__)
 

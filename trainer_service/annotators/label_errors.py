@@ -26,8 +26,8 @@ import numpy as np
 
 from trainer_service.datasets import Catalog
 from trainer_service.domain import Label, Split, Strategy
-from trainer_service.feature_store import FeatureStore
-from trainer_service.labels import LabelLog
+from trainer_service.features.store import FeatureStore
+from trainer_service.store.labels import LabelLog
 
 log = logging.getLogger(__name__)
 

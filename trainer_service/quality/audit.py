@@ -18,7 +18,7 @@ import hashlib
 
 import numpy as np
 
-from trainer_service.estimate import PRIOR_LABELS, STRATA, centre_shift, prevalence_shift
+from trainer_service.quality.estimate import PRIOR_LABELS, STRATA, centre_shift, prevalence_shift
 
 _SALT = "hitl-audit-reserve"
 # F1 assumed by the allocation before there is an estimate.

@@ -18,9 +18,9 @@ from dataclasses import replace
 
 from trainer_service.datasets import Catalog
 from trainer_service.domain import ScoringProgress, ScoringState
-from trainer_service.extraction import FeatureServiceError, describe, embed_stream
-from trainer_service.feature_store import FeatureStore
-from trainer_service.outputs import Embedded
+from trainer_service.features.extraction import FeatureServiceError, describe, embed_stream
+from trainer_service.features.records import Embedded
+from trainer_service.features.store import FeatureStore
 
 log = logging.getLogger(__name__)
 

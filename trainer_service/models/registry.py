@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer_service.domain import Metrics
-from trainer_service.model import LinearModel
+from trainer_service.models.classifier import LinearModel
 
 log = logging.getLogger(__name__)
 

@@ -6,24 +6,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from trainer_service.classify import classify, feature_service
 from trainer_service.config import Config
 from trainer_service.datasets import Catalog
 from trainer_service.domain import Estimate, ScoringProgress
-from trainer_service.extraction import Extraction
-from trainer_service.feature_store import FeatureStore
-from trainer_service.labels import LabelLog
-from trainer_service.model_catalog import ModelCatalog
-from trainer_service.outputs import (
+from trainer_service.features.extraction import Extraction
+from trainer_service.features.records import ImageSource
+from trainer_service.features.store import FeatureStore
+from trainer_service.models.training import Training
+from trainer_service.outputs.classify import classify, feature_service
+from trainer_service.outputs.model_catalog import ModelCatalog
+from trainer_service.outputs.predictions import Predictions
+from trainer_service.outputs.records import (
     Classification,
-    ImageSource,
     PredictionBatch,
     PredictionOrder,
     PredictionPage,
 )
-from trainer_service.predictions import Predictions
-from trainer_service.scoring import ScoringJob
-from trainer_service.training import Training
+from trainer_service.outputs.scoring import ScoringJob
+from trainer_service.store.labels import LabelLog
 
 
 class ModelOutputs:

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from trainer_service.datasets import Item
 from trainer_service.domain import Evidence, Label, LeasedItem, Strategy
-from trainer_service.ranking import FALLBACK, Queue
+from trainer_service.selection.ranking import FALLBACK, Queue
 
 BY_NAME = {"gold": Strategy.GOLD, "audit": Strategy.AUDIT, "random": Strategy.RANDOM,
            "uncertain": Strategy.UNCERTAIN, "outlier": Strategy.OUTLIER}
