@@ -100,7 +100,7 @@ class MicroBatcher:
         with torch.inference_mode():
             vectors = np.asarray(self.extractor.extract(prepared), dtype=np.float32)
         metrics.INFERENCE_SECONDS.observe(time.perf_counter() - started)
-        expected = (len(prepared), self.extractor.info.dimension)
+        expected = (len(prepared), self.extractor.info.stored_dimension)
         if vectors.shape != expected:
             raise RuntimeError(f"extractor returned {vectors.shape}, expected {expected}")
         return vectors

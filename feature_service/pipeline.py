@@ -18,13 +18,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numpy as np
-
 from feature_service import content, metrics
 from feature_service.batching import MicroBatcher
 from feature_service.cache import Entry, FeatureCache
 from feature_service.decode import decode
-from feature_service.extractors.base import EVIDENCE_DIM, Extractor
+from feature_service.extractors.base import Extractor
 from feature_service.fetch import Fetcher
 from feature_service.outcomes import REMEMBERED, ItemFailure, Kind
 from hitl.auth import ANONYMOUS
@@ -43,13 +41,11 @@ class ImageInput:
 @dataclass(frozen=True)
 class Result:
     key: str
-    vector: bytes | None = None  # little-endian float32, ExtractorInfo.dimension values
+    # Little-endian float32, as stored: ExtractorInfo.stored_dimension values (the
+    # embedding and every detector class's evidence; vector_layout.py makes the reply).
+    vector: bytes | None = None
     failure: ItemFailure | None = None
     cached: bool = False
-
-    def evidence(self) -> np.ndarray:
-        assert self.vector is not None
-        return np.frombuffer(self.vector, dtype="<f4")[-EVIDENCE_DIM:]
 
 
 def _from_entry(key: str, entry: Entry) -> Result:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -16,12 +15,14 @@ from feature_service.batching import MicroBatcher
 from feature_service.budget import RequestBytes
 from feature_service.cache import FeatureCache
 from feature_service.config import Config
-from feature_service.extractors.base import EVIDENCE_DIM, Extractor
+from feature_service.extractors.base import Extractor
 from feature_service.fetch import Fetcher, FetchLimits
 from feature_service.outcomes import Kind
 from feature_service.pipeline import FeaturePipeline, ImageInput, Result
+from feature_service.vector_layout import VectorLayout, describe
 from hitl.addresses import Allowlist
 from hitl.auth import ANONYMOUS
+from hitl.evidence import EVIDENCE_VERSION
 from hitl.grpc_server import GrpcService
 from hitl.logs import caller_name
 from hitl.security import server_options
@@ -29,7 +30,6 @@ from hitl.v1 import feature_pb2, feature_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-_EVIDENCE = struct.Struct(f"<{EVIDENCE_DIM}f")
 _ERROR_KINDS = {kind: getattr(feature_pb2, "ERROR_KIND_" + kind.name) for kind in Kind}
 SERVICE_NAME = feature_pb2.DESCRIPTOR.services_by_name["FeatureService"].full_name
 
@@ -43,17 +43,14 @@ def load_configured_extractor(config: Config) -> Extractor:
 
 
 def extractor_info(extractor: Extractor) -> feature_pb2.ExtractorInfo:
-    info = extractor.info
-    return feature_pb2.ExtractorInfo(
-        name=info.name, version=info.version, dimension=info.dimension,
-        embedding_dimension=info.embedding_dim, evidence_dimension=EVIDENCE_DIM,
-        backbone=info.backbone, detector=info.detector, target_class=info.target_class,
-        device=info.device)
+    return describe(extractor.info)
 
 
-def fill_result(message: feature_pb2.EmbedResult, result: Result) -> None:
+def fill_result(message: feature_pb2.EmbedResult, result: Result, layout: VectorLayout,
+                every_class: bool = False) -> None:
     """Writes `result` into `message` in place (`results.add()`): building submessages
-    separately and copying them in costs several times more on large responses."""
+    separately and copying them in costs several times more on large responses.
+    `every_class` adds every detector class's evidence."""
     message.id = result.key
     if result.failure is not None:
         failure = result.failure
@@ -64,21 +61,8 @@ def fill_result(message: feature_pb2.EmbedResult, result: Result) -> None:
         return
     assert result.vector is not None
     features = message.features
-    features.vector = result.vector
+    layout.fill(features, result.vector, every_class)
     features.cached = result.cached
-    score, x1, y1, x2, y2, *_rest, count = _EVIDENCE.unpack_from(
-        result.vector, len(result.vector) - _EVIDENCE.size)
-    evidence = features.evidence
-    evidence.score, evidence.count = score, int(count)
-    if score > 0:
-        box = evidence.box
-        box.x1, box.y1, box.x2, box.y2 = x1, y1, x2, y2
-
-
-def result_message(result: Result) -> feature_pb2.EmbedResult:
-    message = feature_pb2.EmbedResult()
-    fill_result(message, result)
-    return message
 
 
 def image_inputs(images: Sequence[feature_pb2.ImageRef]) -> list[ImageInput]:
@@ -104,6 +88,7 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         self.max_message_bytes = max_message_bytes
         self.request_bytes = request_bytes
         self.info = extractor_info(pipeline.extractor)
+        self.layout = VectorLayout(pipeline.extractor.info)
 
     @contextlib.asynccontextmanager
     async def _admitted(self, size: int, context: grpc.aio.ServicerContext
@@ -140,14 +125,16 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
                                                 request.bypass_cache, _caller())
         response = feature_pb2.EmbedResponse(extractor=self.info)
         for result in results:
-            fill_result(response.results.add(), result)
+            fill_result(response.results.add(), result, self.layout,
+                        request.include_class_evidence)
         return response
 
     async def Lookup(self, request, context):  # type: ignore[no-untyped-def]
         await self._check_count(len(request.ids), context)
         response = feature_pb2.LookupResponse()
         for result in self.pipeline.lookup(list(request.ids), _caller()):
-            fill_result(response.results.add(), result)
+            fill_result(response.results.add(), result, self.layout,
+                        request.include_class_evidence)
         return response
 
     async def EmbedStream(self, request_iterator, context):  # type: ignore[no-untyped-def]
@@ -159,11 +146,11 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         done: asyncio.Queue[feature_pb2.EmbedStreamResponse | None] = asyncio.Queue()
         tasks: set[asyncio.Task] = set()
 
-        async def work(images: list[ImageInput], size: int) -> None:
+        async def work(images: list[ImageInput], size: int, every_class: bool) -> None:
             try:
                 response = feature_pb2.EmbedStreamResponse()
                 for result in await self.pipeline.embed(images, caller=caller):
-                    fill_result(response.results.add(), result)
+                    fill_result(response.results.add(), result, self.layout, every_class)
             finally:
                 await self.request_bytes.give(size)
             await done.put(response)
@@ -176,7 +163,8 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
                 await slots.acquire()
                 size = message.ByteSize()
                 await self.request_bytes.take(size)
-                task = asyncio.create_task(work(image_inputs(message.images), size))
+                task = asyncio.create_task(work(image_inputs(message.images), size,
+                                                message.include_class_evidence))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             await asyncio.gather(*list(tasks))
@@ -212,7 +200,10 @@ def build_service(config: Config, extractor: Extractor | None = None) -> GrpcSer
     (raising MissingWeightsError when its weights are absent)."""
     extractor = extractor or load_configured_extractor(config)
     info = extractor.info
-    cache = FeatureCache(config.cache_dir, f"{info.name}/{info.version}/{content.LAYOUT}",
+    # The stored layout (every class's evidence) is part of the namespace: entries of an
+    # earlier layout are never read as this one.
+    cache = FeatureCache(config.cache_dir,
+                         f"{info.name}/{info.version}/{EVIDENCE_VERSION}/{content.LAYOUT}",
                          config.cache_map_bytes, config.cache_max_bytes)
     fetcher = Fetcher(Allowlist.from_entries(config.url_allowlist), FetchLimits(
         max_bytes=config.max_image_bytes, connect_timeout_s=config.connect_timeout_s,

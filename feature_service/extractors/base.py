@@ -1,8 +1,11 @@
-"""What every extractor provides, and the detector-evidence layout they all share.
+"""What every extractor provides.
 
-A feature vector is the image embedding followed by EVIDENCE_DIM values of detector
-evidence for the task's target class (see `evidence_vector`). The service decodes images
-to RGB, calls `prepare` on worker threads, then `extract` on batches.
+`extract` gives each image's stored vector: the embedding followed by one row of
+EVIDENCE_DIM evidence values for every class the detector knows (`info.classes`, in
+order; the layout is `hitl.evidence`'s), so the one cached entry serves every task. The
+vector served to callers that do not ask for every class is the embedding and the row of
+`info.target_class`, as before. The service decodes images to RGB, calls `prepare` on
+worker threads, then `extract` on batches.
 """
 
 from __future__ import annotations
@@ -13,11 +16,17 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-# score, x1, y1, x2, y2, width, height, centre_x, centre_y, count
-EVIDENCE_FIELDS = ("score", "x1", "y1", "x2", "y2", "width", "height", "centre_x", "centre_y",
-                   "count")
-EVIDENCE_DIM = len(EVIDENCE_FIELDS)
-COUNT_THRESHOLD = 0.5
+from feature_service.extractors.classes import DetectorClass
+from hitl.evidence import (
+    COUNT_THRESHOLD,
+    EVIDENCE_DIM,
+    EVIDENCE_FIELDS,
+    evidence_vector,
+    stored_dimension,
+)
+
+__all__ = ["COUNT_THRESHOLD", "EVIDENCE_DIM", "EVIDENCE_FIELDS", "DetectorClass", "Extractor",
+           "ExtractorInfo", "MissingWeightsError", "evidence_vector"]
 
 
 class MissingWeightsError(RuntimeError):
@@ -34,26 +43,29 @@ class ExtractorInfo:
     detector: str
     target_class: str
     device: str
+    # Every class the detector knows, in the order of the evidence rows; empty means one
+    # row, of `target_class`.
+    classes: tuple[DetectorClass, ...] = ()
 
     @property
     def dimension(self) -> int:
+        """Length of the served vector: the embedding and the target class's evidence."""
         return self.embedding_dim + EVIDENCE_DIM
 
+    @property
+    def stored_dimension(self) -> int:
+        """Length of what `extract` gives and the cache keeps: every class's evidence."""
+        return stored_dimension(self.embedding_dim, len(self.classes))
 
-def evidence_vector(scores: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Evidence from the target-class detections of one image.
+    @property
+    def detector_classes(self) -> tuple[DetectorClass, ...]:
+        return self.classes or (DetectorClass(self.target_class),)
 
-    `scores` (N,) and `boxes` (N, 4: x1, y1, x2, y2 normalised to [0, 1]) must hold only
-    detections whose *label* is the target class.
-    """
-    out = np.zeros(EVIDENCE_DIM, dtype=np.float32)
-    if len(scores) == 0:
-        return out
-    best = int(np.argmax(scores))
-    x1, y1, x2, y2 = np.clip(boxes[best], 0.0, 1.0)
-    out[:9] = (scores[best], x1, y1, x2, y2, x2 - x1, y2 - y1, (x1 + x2) / 2, (y1 + y2) / 2)
-    out[9] = float(np.sum(scores > COUNT_THRESHOLD))
-    return out
+    @property
+    def target_row(self) -> int:
+        """The evidence row of `target_class` in a stored vector."""
+        return next(i for i, c in enumerate(self.detector_classes)
+                    if c.name == self.target_class)
 
 
 class Extractor(abc.ABC):

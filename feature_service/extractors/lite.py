@@ -1,4 +1,5 @@
-"""`lite`: EfficientNet-Lite2 embedding + Open Images SSD-MobileNetV2 bicycle evidence.
+"""`lite`: EfficientNet-Lite2 embedding + Open Images SSD-MobileNetV2 evidence for each of
+its 23 classes (`classes.LITE_CLASSES`; Bicycle is the served vector's target class).
 
 Runs offline on a CPU. Both models were converted once to ONNX by `make models`
 (feature_service.fetch_models) and run here in ONNX Runtime, which on this class of CPU
@@ -18,6 +19,7 @@ from PIL import Image
 
 from . import ssd
 from .base import Extractor, ExtractorInfo, MissingWeightsError, evidence_vector
+from .classes import LITE_CLASSES
 from .lite_models import EFFICIENTNET_ONNX, SSD_ONNX, corrupt_files, lite_ready, lite_version
 from .runtime import cpu_threads
 
@@ -59,8 +61,10 @@ def prepare_lite(image: Image.Image) -> LiteInput:
 
 def lite_vectors(embeddings: np.ndarray, raw_boxes: np.ndarray,
                  logits: np.ndarray) -> np.ndarray:
-    """Model outputs for a batch to (N, 1290) feature vectors: embedding then evidence."""
-    evidence = [evidence_vector(*ssd.class_detections(raw_boxes[i], logits[i]))
+    """Model outputs for a batch to (N, 1280 + 23 x 10) stored vectors: the embedding,
+    then every class's evidence in `LITE_CLASSES` order."""
+    evidence = [np.concatenate([evidence_vector(*found) for found in
+                                ssd.every_class_detections(raw_boxes[i], logits[i])])
                 for i in range(len(embeddings))]
     return np.concatenate([embeddings.astype(np.float32), np.stack(evidence)], axis=1)
 
@@ -87,7 +91,7 @@ def lite_info(device: str = "cpu") -> ExtractorInfo:
         name="lite", version=lite_version(), embedding_dim=EMBEDDING_DIM,
         backbone="EfficientNet-Lite2 (ImageNet), 1280-d pooled, ONNX Runtime",
         detector="SSD-MobileNetV2 Open Images v4 (MediaPipe objectron), ONNX Runtime",
-        target_class="Bicycle", device=device)
+        target_class="Bicycle", device=device, classes=LITE_CLASSES)
 
 
 class LiteExtractor(Extractor):
@@ -115,7 +119,7 @@ class LiteExtractor(Extractor):
 
     def extract(self, prepared: list[object]) -> np.ndarray:
         if not prepared:
-            return np.zeros((0, self.info.dimension), np.float32)
+            return np.zeros((0, self.info.stored_dimension), np.float32)
         items = [p for p in prepared if isinstance(p, LiteInput)]
         if len(items) != len(prepared):
             raise TypeError("extract() takes what this extractor's prepare() returned")

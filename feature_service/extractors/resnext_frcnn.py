@@ -1,4 +1,5 @@
-"""`resnext50-frcnn`: ResNeXt50 ImageNet embedding + Faster R-CNN COCO bicycle evidence.
+"""`resnext50-frcnn`: ResNeXt50 ImageNet embedding + Faster R-CNN COCO evidence for each of
+its 80 classes (`classes.coco_classes`; bicycle is the served vector's target class).
 
 Pretrained weights come only from torchvision's cache (TORCH_HOME, filled by
 `make weights`); without them `ResNeXtFrcnnExtractor.pretrained` raises
@@ -23,13 +24,15 @@ from torchvision.models.detection import (
 )
 from torchvision.transforms import functional as F
 
-from .base import Extractor, ExtractorInfo, MissingWeightsError, evidence_vector
+from .base import EVIDENCE_DIM, Extractor, ExtractorInfo, MissingWeightsError, evidence_vector
+from .classes import coco_classes
 from .runtime import reduced_dtype, use_cpu_threads
 
 BACKBONE_WEIGHTS = ResNeXt50_32X4D_Weights.IMAGENET1K_V1
 DETECTOR_WEIGHTS = FasterRCNN_ResNet50_FPN_Weights.COCO_V1
 WEIGHTS = (BACKBONE_WEIGHTS, DETECTOR_WEIGHTS)
 COCO_BICYCLE = 2  # category id in torchvision's COCO label list
+COCO_CLASSES, COCO_LABEL_IDS = coco_classes(list(DETECTOR_WEIGHTS.meta["categories"]))
 EMBEDDING_DIM = 2048
 RESIZE, CROP = 256, 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -46,14 +49,17 @@ def weights_file(weights: ResNeXt50_32X4D_Weights | FasterRCNN_ResNet50_FPN_Weig
 
 
 def frcnn_evidence(detections: dict[str, torch.Tensor], width: int, height: int) -> np.ndarray:
-    """Evidence from one image's Faster R-CNN output, boxes in pixels of a width x height
-    input. Detections are chosen by their *label*: the position of a detection in the
-    list says nothing about its class."""
+    """Every class's evidence (`COCO_CLASSES` order) from one image's Faster R-CNN output,
+    boxes in pixels of a width x height input. Detections are chosen by their *label*:
+    the position of a detection in the list says nothing about its class."""
     labels = detections["labels"].cpu().numpy()
-    keep = labels == COCO_BICYCLE
-    scores = detections["scores"].float().cpu().numpy()[keep]
-    boxes = detections["boxes"].float().cpu().numpy()[keep].reshape(-1, 4)
-    return evidence_vector(scores, boxes / np.array([width, height, width, height], np.float32))
+    scores = detections["scores"].float().cpu().numpy()
+    boxes = (detections["boxes"].float().cpu().numpy().reshape(-1, 4)
+             / np.array([width, height, width, height], np.float32))
+    rows = [evidence_vector(scores[labels == label], boxes[labels == label])
+            if label in labels else np.zeros(EVIDENCE_DIM, np.float32)
+            for label in COCO_LABEL_IDS]
+    return np.concatenate(rows)
 
 
 def to_float32(value: object) -> object:
@@ -131,7 +137,7 @@ class ResNeXtFrcnnExtractor(Extractor):
             name="resnext50-frcnn", version=version, embedding_dim=EMBEDDING_DIM,
             backbone="torchvision resnext50_32x4d IMAGENET1K_V1, 2048-d pooled",
             detector="torchvision fasterrcnn_resnet50_fpn COCO_V1", target_class="bicycle",
-            device=device)
+            device=device, classes=COCO_CLASSES)
 
     @classmethod
     def pretrained(cls, device: str, precision: str = "auto",
@@ -181,7 +187,7 @@ class ResNeXtFrcnnExtractor(Extractor):
 
     def extract(self, prepared: list[object]) -> np.ndarray:
         if not prepared:
-            return np.zeros((0, self.info.dimension), np.float32)
+            return np.zeros((0, self.info.stored_dimension), np.float32)
         items = [p for p in prepared if isinstance(p, ResNeXtFrcnnInput)]
         if len(items) != len(prepared):
             raise TypeError("extract() takes what this extractor's prepare() returned")

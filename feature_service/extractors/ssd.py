@@ -99,11 +99,22 @@ def class_detections(raw_boxes: np.ndarray, logits: np.ndarray,
     Every anchor is scored for the class (like torchvision's per-class post-processing),
     weak ones are dropped and overlapping ones suppressed.
     """
-    scores = sigmoid(logits[:, class_index].astype(np.float32))
+    return _detections(raw_boxes, sigmoid(logits[:, class_index].astype(np.float32)))
+
+
+def _detections(raw_boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     candidates = np.flatnonzero(scores >= MIN_SCORE)
     if len(candidates) == 0:
         return np.zeros(0, np.float32), np.zeros((0, 4), np.float32)
     boxes = decode_boxes(raw_boxes[candidates], anchors()[candidates])
     keep = nms(scores[candidates], boxes)
     return scores[candidates][keep], boxes[keep]
+
+
+def every_class_detections(raw_boxes: np.ndarray, logits: np.ndarray
+                           ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`class_detections` of classes 1..NUM_CLASSES - 1 of one image, in order: one
+    sigmoid for all, and the box decoding only for classes with a candidate."""
+    scores = sigmoid(logits[:, 1:NUM_CLASSES].astype(np.float32))
+    return [_detections(raw_boxes, scores[:, k]) for k in range(NUM_CLASSES - 1)]
 

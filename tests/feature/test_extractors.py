@@ -29,8 +29,11 @@ from feature_service.extractors import (
     ssd,
 )
 from feature_service.extractors.base import Extractor
+from feature_service.extractors.classes import LITE_CLASSES
 from feature_service.extractors.resnext_frcnn import (
     COCO_BICYCLE,
+    COCO_CLASSES,
+    COCO_LABEL_IDS,
     ResNeXtFrcnnExtractor,
     frcnn_evidence,
 )
@@ -40,7 +43,22 @@ from tests.support import MODELS, PHOTOS, TILES, require_data, require_lite_mode
 HERE = Path(__file__).parent
 # The bicycle in dog.jpg (768x576), x1, y1, x2, y2 in pixels, marked by hand.
 DOG_BICYCLE = (127, 137, 565, 420)
-LITE_DIM = 1280 + EVIDENCE_DIM
+# The stored vector: the embedding, then every one of the detector's 23 classes' evidence.
+LITE_DIM = 1280 + 23 * EVIDENCE_DIM
+FRCNN_DIM = 2048 + 80 * EVIDENCE_DIM
+
+
+def rows(evidence: np.ndarray) -> np.ndarray:
+    """Every class's evidence rows of stored vectors' evidence part: (..., classes, 10)."""
+    return evidence.reshape(*evidence.shape[:-1], -1, EVIDENCE_DIM)
+
+
+def coco_row(label: int) -> int:
+    return COCO_LABEL_IDS.index(label)
+
+
+def lite_row(name: str) -> int:
+    return next(i for i, c in enumerate(LITE_CLASSES) if c.name == name)
 
 
 def iou(a: np.ndarray | tuple, b: np.ndarray | tuple) -> float:
@@ -119,16 +137,45 @@ def test_evidence_takes_the_label_not_the_detection_index() -> None:
         "labels": torch.tensor([1, 3, 18, COCO_BICYCLE, COCO_BICYCLE]),
         "scores": torch.tensor([0.99, 0.9, 0.8, 0.7, 0.3]),
     }
-    evidence = frcnn_evidence(detections, width=200, height=100)
-    np.testing.assert_allclose(
-        evidence, [0.7, 0.1, 0.1, 0.6, 0.9, 0.5, 0.8, 0.35, 0.5, 1.0], rtol=1e-6)
+    evidence = rows(frcnn_evidence(detections, width=200, height=100))
+    assert evidence.shape == (80, EVIDENCE_DIM)
+    np.testing.assert_allclose(evidence[coco_row(COCO_BICYCLE)],
+                               [0.7, 0.1, 0.1, 0.6, 0.9, 0.5, 0.8, 0.35, 0.5, 1.0], rtol=1e-6)
+    # Every other class has its own row: the dog, the person, the car (3).
+    np.testing.assert_allclose(evidence[coco_row(18)],
+                               [0.8, 0.25, 0.2, 0.75, 0.8, 0.5, 0.6, 0.5, 0.5, 1.0], rtol=1e-6)
+    assert evidence[coco_row(1), 0] == pytest.approx(0.99)
+    assert evidence[coco_row(3), 0] == pytest.approx(0.9)
+    assert not np.delete(evidence, [coco_row(k) for k in (1, 3, 18, COCO_BICYCLE)], 0).any()
 
 
 def test_evidence_without_a_bicycle_is_zero() -> None:
     detections = {"boxes": torch.tensor([[0.0, 0, 10, 10]]), "labels": torch.tensor([1]),
                   "scores": torch.tensor([0.99])}
-    assert not frcnn_evidence(detections, 100, 100).any()
+    assert not rows(frcnn_evidence(detections, 100, 100))[coco_row(COCO_BICYCLE)].any()
     assert evidence_vector(np.zeros(0), np.zeros((0, 4))).tolist() == [0.0] * EVIDENCE_DIM
+
+
+def test_detector_classes_name_their_open_images_labels() -> None:
+    """Both detectors' classes as the feature vector orders them, with the Open Images
+    labels a task may name them by; the tiles' classes that have one."""
+    assert [c.name for c in LITE_CLASSES][:1] == ["Bicycle"] and len(LITE_CLASSES) == 23
+    assert all(c.open_images_id.startswith("/m/") for c in LITE_CLASSES)
+    assert len(COCO_CLASSES) == 80 and COCO_CLASSES[coco_row(COCO_BICYCLE)].name == "bicycle"
+    by_id = {c.open_images_id: c.name for c in COCO_CLASSES}
+    assert by_id["/m/01pns0"] == "fire hydrant" and by_id["/m/015qff"] == "traffic light"
+    assert [c.name for c in COCO_CLASSES if not c.open_images_id] == ["cup"]
+    bicycle = LITE_CLASSES[0]
+    assert bicycle.answers_to("bicycle") and bicycle.answers_to("/m/0199G")
+    assert not bicycle.answers_to("") and not bicycle.answers_to("Stationary bicycle")
+
+
+def test_lite_classes_follow_the_packages_label_map() -> None:
+    if not (fetch_models.OBJECTRON_DIR / fetch_models.PACKED_ASSETS).exists():
+        pytest.skip("node_modules/@mediapipe/objectron is absent: run `npm ci`")
+    labels = fetch_models.packed_asset(fetch_models.OBJECTRON_DIR,
+                                       fetch_models.LABELMAP_ASSET).decode().splitlines()
+    assert [c.name for c in LITE_CLASSES] == [line.strip() for line in labels[1:] if line]
 
 
 def test_evidence_counts_confident_detections_and_clips_boxes() -> None:
@@ -160,7 +207,7 @@ def test_lite_finds_the_bicycle_behind_the_dog(lite: Extractor) -> None:
     require_data(PHOTOS)
     vector = vectors(lite, [PHOTOS / "dog.jpg"])[0]
     assert vector.shape == (LITE_DIM,) and vector.dtype == np.float32
-    score, x1, y1, x2, y2, width, height, cx, cy, count = vector[1280:]
+    score, x1, y1, x2, y2, width, height, cx, cy, count = vector[1280:1290]
     assert score > 0.5
     assert count >= 1
     box = np.array([x1, y1, x2, y2]) * [768, 576, 768, 576]
@@ -182,6 +229,27 @@ def test_lite_scores_photos_without_bicycles_low(lite: Extractor) -> None:
     assert len(negatives) >= 5
     scores = vectors(lite, negatives)[:, 1280]
     assert scores.max() < 0.3, dict(zip([p.name for p in negatives], scores, strict=True))
+
+
+def test_lite_gives_every_class_its_own_evidence(lite: Extractor) -> None:
+    """Each class's row is that class's detections, as `class_detections` finds them; the
+    Car row scores car tiles above bicycle tiles, and the dog photo's Dog row is high."""
+    require_data(PHOTOS)
+    from feature_service.extractors.lite import prepare_lite
+
+    paths = tiles("Car", 8) + tiles("Bicycle", 8)
+    found = rows(vectors(lite, paths)[:, 1280:])
+    car = found[:, lite_row("Car"), 0]
+    assert car[:8].mean() > car[8:].mean() + 0.2, car
+    dog = rows(vectors(lite, [PHOTOS / "dog.jpg"])[0, 1280:])
+    assert dog[lite_row("Dog"), 0] > 0.5
+    session = lite._detector  # type: ignore[attr-defined]
+    x = prepare_lite(rgb(PHOTOS / "dog.jpg")).detector[None]
+    raw_boxes, logits = session.run(None, {session.get_inputs()[0].name: x})
+    for name in ("Bicycle", "Dog", "Person", "Car"):
+        k = lite_row(name)
+        expected = evidence_vector(*ssd.class_detections(raw_boxes[0], logits[0], k + 1))
+        np.testing.assert_allclose(dog[k], expected, atol=1e-5)
 
 
 def test_lite_scores_bicycle_tiles_above_other_tiles(lite: Extractor) -> None:
@@ -224,7 +292,7 @@ def test_lite_accepts_any_image_mode_and_tiny_images(lite: Extractor) -> None:
 def test_untrained_resnext50_frcnn_vector_layout() -> None:
     # A small detector input keeps this quick on a CPU; shapes are the same at 800 px.
     extractor = ResNeXtFrcnnExtractor.untrained(detector_min_size=96)
-    assert extractor.info.dimension == 2058
+    assert extractor.info.dimension == 2058 and extractor.info.stored_dimension == FRCNN_DIM
     assert extractor.info.name == "resnext50-frcnn"
     images = [Image.new("RGB", (120, 90), (200, 30, 30)), Image.new("RGB", (64, 160), "white"),
               Image.new("RGB", (120, 90), (20, 90, 200))]
@@ -232,10 +300,11 @@ def test_untrained_resnext50_frcnn_vector_layout() -> None:
     assert prepared[0].backbone.shape == (3, 224, 224)
     assert max(prepared[1].detector.shape[1:]) <= 160  # never enlarged before the detector
     batch = extractor.extract(prepared)
-    assert batch.shape == (3, 2058) and batch.dtype == np.float32
+    assert batch.shape == (3, FRCNN_DIM) and batch.dtype == np.float32
     assert np.isfinite(batch).all()
     assert np.abs(batch[0, :2048] - batch[1, :2048]).max() > 0  # embeddings are per image
-    evidence = batch[:, 2048:]
+    bicycle = coco_row(COCO_BICYCLE)
+    evidence = rows(batch[:, 2048:])[:, bicycle]
     assert ((evidence[:, 0] >= 0) & (evidence[:, 0] <= 1)).all()
     assert ((evidence[:, 1:9] >= 0) & (evidence[:, 1:9] <= 1)).all()
     assert (evidence[:, 9] == np.round(evidence[:, 9])).all()
@@ -247,13 +316,14 @@ def test_untrained_resnext50_frcnn_vector_layout() -> None:
     bias = extractor.detector.roi_heads.box_predictor.cls_score.bias  # type: ignore[union-attr]
     with torch.no_grad():
         bias[COCO_BICYCLE] = 20.0
-    evidence = extractor.extract(prepared)[:, 2048:]
+    evidence = rows(extractor.extract(prepared)[:, 2048:])[:, bicycle]
     assert (evidence[:, 0] > 0.9).all() and (evidence[:, 9] >= 1).all()
     assert ((evidence[:, 1:9] >= 0) & (evidence[:, 1:9] <= 1)).all()
     assert (evidence[:, 5] > 0).all() and (evidence[:, 6] > 0).all()
     with torch.no_grad():
         bias[COCO_BICYCLE], bias[18] = 0.0, 20.0
-    assert not extractor.extract(prepared)[:, 2048:].any()
+    evidence = rows(extractor.extract(prepared)[:, 2048:])
+    assert not evidence[:, bicycle].any() and (evidence[:, coco_row(18), 0] > 0.9).all()
 
 
 # --- reduced precision --------------------------------------------------------------
@@ -303,7 +373,8 @@ def test_reduced_precision_keeps_the_embedding_and_decodes_boxes_in_float32(
         found = reduced.detector([reduced.prepare(images[0]).detector.to(device)])[0]
     assert found["boxes"].dtype == torch.float32 and found["scores"].dtype == torch.float32
     assert len(found["boxes"]) > 0
-    evidence = reduced.extract([reduced.prepare(images[0])])[0, 2048:]
+    evidence = rows(reduced.extract([reduced.prepare(images[0])])[0, 2048:])[
+        coco_row(COCO_BICYCLE)]
     assert evidence[0] > 0.9 and ((evidence[1:9] >= 0) & (evidence[1:9] <= 1)).all()
 
 
