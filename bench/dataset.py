@@ -40,9 +40,11 @@ def _location(raw: str, base: Path) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-def read_labelled(path: Path) -> list[Example]:
+def read_labelled(path: Path, positive_class: str | None = None) -> list[Example]:
     """Every labelled row of a manifest (id,location,label) or of a filename,label CSV
-    (the street-view tiles' labels.csv); a folder means its labels.csv."""
+    (the street-view tiles' labels.csv); a folder means its labels.csv. With
+    `positive_class`, an item is positive where its `source_class` column says that class
+    (the tiles' other questions: "Hydrant", "Crosswalk", ...) and `label` is not read."""
     if path.is_dir():
         path = path / "labels.csv"
     if not path.exists():
@@ -51,19 +53,23 @@ def read_labelled(path: Path) -> list[Example]:
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         columns = set(reader.fieldnames or ())
-        if "label" not in columns or not ({"location", "filename"} & columns):
-            raise DatasetError(f"{path}: needs columns id,location,label or filename,label "
-                               f"(found {', '.join(sorted(columns)) or 'none'})")
+        column = "label" if positive_class is None else "source_class"
+        if column not in columns or not ({"location", "filename"} & columns):
+            raise DatasetError(f"{path}: needs columns id,location,{column} or "
+                               f"filename,{column} (found {', '.join(sorted(columns)) or 'none'})")
         examples = []
         for n, row in enumerate(reader, start=2):
-            if not (row.get("label") or "").strip():
+            if not (row.get(column) or "").strip():
                 continue
             location = row.get("location") or row["filename"]
             item_id = row.get("id") or Path(location).stem
-            examples.append(Example(item_id, _location(location, base),
-                                    _label(row["label"], f"{path}:{n}")))
+            label = (_label(row["label"], f"{path}:{n}") if positive_class is None
+                     else row[column].strip() == positive_class)
+            examples.append(Example(item_id, _location(location, base), label))
     if not examples:
         raise DatasetError(f"{path}: no labelled rows")
+    if positive_class is not None and not any(e.label for e in examples):
+        raise DatasetError(f"{path}: no item's source_class is {positive_class!r}")
     if len({e.id for e in examples}) != len(examples):
         raise DatasetError(f"{path}: item ids are not unique")
     return examples

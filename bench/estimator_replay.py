@@ -93,7 +93,8 @@ def summary(points: list[Checkpoint]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = offline_arguments("python -m bench.estimator_replay", __doc__, "tune").parse_args(argv)
-    x, y, ids = load_vectors(args.dataset, args.half, args.cache)
+    x, y, ids = load_vectors(args.dataset, args.half, args.cache, args.positive_class,
+                             args.detector_class)
     points = [c for s in range(args.seeds)
               for c in replay(x, y, ids, s, args.evaluation_fraction)]
     print(f"{args.half} half, {len(ids)} items, evaluation split {args.evaluation_fraction:g}, "

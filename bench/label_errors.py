@@ -32,6 +32,7 @@ import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -115,11 +116,15 @@ async def replay(address: str, truth: dict[str, int], run: Run, budget: int, ste
     return run
 
 
-def embed(feature_addr: str, examples: list[Example]) -> dict[str, np.ndarray]:
-    """Every example's vector from the feature service (its cache, after the runs)."""
+def embed(feature_addr: str, examples: list[Example], task: Any = None
+          ) -> dict[str, np.ndarray]:
+    """Every example's vector from the feature service (its cache, after the runs): as
+    served, or with a `task` (trainer_service.features.extraction.Task) that task's, with
+    the evidence of its detector class."""
     import grpc
 
     from hitl.v1 import feature_pb2, feature_pb2_grpc
+    from trainer_service.features.extraction import embedded, extractor_key
 
     out: dict[str, np.ndarray] = {}
     with grpc.insecure_channel(feature_addr) as channel:
@@ -127,8 +132,12 @@ def embed(feature_addr: str, examples: list[Example]) -> dict[str, np.ndarray]:
         for start in range(0, len(examples), 64):
             refs = [feature_pb2.ImageRef(id=e.id, data=Path(e.location).read_bytes())
                     for e in examples[start:start + 64]]
-            for r in stub.Embed(feature_pb2.EmbedRequest(images=refs), timeout=600).results:
-                out[r.id] = np.frombuffer(r.features.vector, "<f4")
+            reply = stub.Embed(feature_pb2.EmbedRequest(
+                images=refs, include_class_evidence=task is not None), timeout=600)
+            extractor = extractor_key(reply.extractor, task) if task is not None else None
+            for r in reply.results:
+                out[r.id] = (np.frombuffer(r.features.vector, "<f4") if extractor is None
+                             else embedded(r, extractor).vector)
     return out
 
 

@@ -53,6 +53,7 @@ async def _write_state(data_dir: Path, manifest: Path, ids: list[str], extractor
     """A manifest, features, labels (when `labelled`) and a model the trainer takes up."""
     from trainer_service.domain import Annotation, Label, Metrics, Split, Strategy
     from trainer_service.features.store import FeatureStore
+    from trainer_service.features.task_evidence import task_matrix
     from trainer_service.models.classifier import train
     from trainer_service.models.registry import ModelInfo, ModelRegistry
     from trainer_service.models.training import training_fingerprint
@@ -83,7 +84,7 @@ async def _write_state(data_dir: Path, manifest: Path, ids: list[str], extractor
                                   Label.NEGATIVE, "bench", Strategy.UNSPECIFIED, "", 0,
                                   Split.POOL, now)) for k in range(n)))
     await database.close()
-    model = train(x, y, evidence_dim=10)
+    model = train(task_matrix(extractor, x), y, evidence_dim=10)
     fingerprint = training_fingerprint(ids[:n], y) if labelled else ""
     registry = ModelRegistry(data_dir / "models")
     registry.save(model, ModelInfo(registry.next_version(), dict(extractor), n, 0, Metrics(),
@@ -231,12 +232,13 @@ async def _latencies(feature_addr: str, base: str, images: list[bytes]) -> dict[
 
 async def _describe(address: str) -> dict:
     from hitl.v1 import feature_pb2, feature_pb2_grpc
-    from trainer_service.features.extraction import extractor_key
+    from trainer_service.features.extraction import Task, extractor_key
 
     channel = open_channel(address, "hitl.v1.FeatureService")
     try:
         stub = feature_pb2_grpc.FeatureServiceStub(channel)
-        return extractor_key((await stub.Describe(feature_pb2.DescribeRequest())).extractor)
+        return extractor_key((await stub.Describe(feature_pb2.DescribeRequest())).extractor,
+                             Task())
     finally:
         await channel.close()
 
@@ -253,8 +255,8 @@ def classify_part(short: bool, samples: int | None = None) -> dict:
     try:
         feature.start().wait_healthy()
         extractor = asyncio.run(_describe(feature.address))
-        vectors = np.random.default_rng(2).standard_normal((10, extractor["dimension"]),
-                                                           dtype=np.float32)
+        vectors = np.random.default_rng(2).standard_normal(
+            (10, extractor["stored_dimension"]), dtype=np.float32)
         asyncio.run(_write_state(work / "trainer", work / "manifest.csv",
                                  [f"t{k}" for k in range(10)], extractor, vectors,
                                  str(tiles[0]), labelled=False))

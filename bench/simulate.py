@@ -11,6 +11,7 @@ Images validation): those labels are free, and that mode is reported apart.
 
     python -m bench.simulate                          # street tiles, 3 seeds
     python -m bench.simulate --half confirm           # file names starting 5-9
+    python -m bench.simulate --positive-class Hydrant # another question of the tiles
     python -m bench.simulate --dataset my.csv --budget 300 --seeds 1
 """
 
@@ -77,11 +78,47 @@ class Plan:
     mode: str = "unlabelled"
     evaluation_fraction: float = EVALUATION_FRACTION
     half: str = "all"
+    positive_class: str | None = None
+    detector_class: str = "auto"
+
+
+def task_env(positive_class: str | None, detector_class: str) -> dict[str, str]:
+    """The trainer's task: the dataset's own question (its label column, bicycle on the
+    tiles), or "is it <positive_class>?", guided by the detector class of that name
+    unless `detector_class` names another (or none)."""
+    if positive_class is None:
+        return {"TRAINER_DETECTOR_CLASS": detector_class}
+    return {"TRAINER_LABEL_ID": "", "TRAINER_DISPLAY_NAME": positive_class,
+            "TRAINER_DETECTOR_CLASS": detector_class}
+
+
+def task_of(positive_class: str | None, detector_class: str):  # type: ignore[no-untyped-def]
+    """The feature client's view of that task (trainer_service...extraction.Task)."""
+    from trainer_service.features.extraction import Task
+
+    env = task_env(positive_class, detector_class)
+    return Task(env["TRAINER_DETECTOR_CLASS"], env.get("TRAINER_LABEL_ID", "/m/0199g"),
+                env.get("TRAINER_DISPLAY_NAME", "Bicycle"))
+
+
+def guiding_class(address: str, plan: Plan) -> str:
+    """The detector class the trainer will take for the task, as it chooses it."""
+    import grpc
+
+    from hitl.v1 import feature_pb2, feature_pb2_grpc
+    from trainer_service.features.extraction import extractor_key
+
+    with grpc.insecure_channel(address) as channel:
+        info = feature_pb2_grpc.FeatureServiceStub(channel).Describe(
+            feature_pb2.DescribeRequest(), timeout=60).extractor
+    return str(extractor_key(info, task_of(plan.positive_class, plan.detector_class))
+               ["detector_class"])
 
 
 def trainer_env(plan: Plan, strategy: str, seed: int) -> dict[str, str]:
     return {**STRATEGIES[strategy], **MODES[plan.mode], "TRAINER_SEED": str(seed),
-            "TRAINER_EVALUATION_FRACTION": str(plan.evaluation_fraction)}
+            "TRAINER_EVALUATION_FRACTION": str(plan.evaluation_fraction),
+            **task_env(plan.positive_class, plan.detector_class)}
 
 
 def half_of(examples: list[Example], half: str) -> list[Example]:
@@ -145,6 +182,7 @@ async def simulate(plan: Plan) -> dict:
     template = template_dir(plan, manifest)
     try:
         feature.wait_healthy()
+        guide = guiding_class(feature.address, plan)
         if not template.exists():
             # The one slow step: every image through the feature service, once.
             await _with_trainer(plan, feature, manifest, work, "trainer-warm-up",
@@ -171,11 +209,14 @@ async def simulate(plan: Plan) -> dict:
     peaks["feature"] = feature.peak_mib or 0.0
     positives = sum(e.label for e in plan.examples)
     name = plan.dataset.parent.name or plan.dataset.name
+    if plan.positive_class is not None:
+        name += f", {plan.positive_class}"
     title = (f"{name}{'' if plan.half == 'all' else f' ({plan.half} half)'}: "
              f"{len(plan.examples)} items, {positives / len(plan.examples):.1%} positive, "
              f"{plan.mode}, error rate {plan.error_rate:g}")
     meta = {"title": title, "dataset": str(plan.dataset), "half": plan.half,
-            "strategies": plan.strategies,
+            "strategies": plan.strategies, "positive_class": plan.positive_class,
+            "detector_class": guide,
             "items": len(plan.examples), "positives": positives,
             "error_rate": plan.error_rate, "extractor": plan.extractor,
             "served": {k: dict(v) for k, v in served.items()}, "peak_rss_mib": peaks}
@@ -191,6 +232,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "a folder means its labels.csv")
     p.add_argument("--half", choices=["all", *HALVES], default="all",
                    help="only items whose file name starts with 0-4 (tune) or 5-9 (confirm)")
+    p.add_argument("--positive-class", default=None,
+                   help="ask 'is it this?' of the dataset's source_class column (the tiles: "
+                        "Bicycle, Bus, Car, Crosswalk, Hydrant, Traffic Light, ...) instead "
+                        "of its label column")
+    p.add_argument("--detector-class", default="auto",
+                   help="the detector class that guides the task (TRAINER_DETECTOR_CLASS): "
+                        "auto (the one named like the positive class, if any), a class "
+                        "name or Open Images id, or none")
     p.add_argument("--limit", type=int, default=0,
                    help="use a stratified subset of this many items (0: all)")
     p.add_argument("--mode", choices=list(MODES), default="unlabelled",
@@ -231,7 +280,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
     if not 0 < args.evaluation_fraction < 0.8:
         raise SystemExit("--evaluation-fraction must be in (0, 0.8)")
     try:
-        examples = half_of(read_labelled(args.dataset), args.half)
+        examples = half_of(read_labelled(args.dataset, args.positive_class), args.half)
     except DatasetError as exc:
         raise SystemExit(f"dataset: {exc}") from None
     if not examples:
@@ -240,7 +289,8 @@ def plan_from(args: argparse.Namespace) -> Plan:
         examples = stratified_subset(examples, args.limit)
     return Plan(args.dataset, examples, strategies, list(range(args.seeds)), args.budget,
                 args.step, args.error_rate, not args.no_ceiling, args.out, args.cache,
-                args.extractor, args.mode, args.evaluation_fraction, args.half)
+                args.extractor, args.mode, args.evaluation_fraction, args.half,
+                args.positive_class, args.detector_class)
 
 
 def main(argv: list[str] | None = None) -> int:

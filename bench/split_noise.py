@@ -29,6 +29,7 @@ from bench.simulate import (
     EVALUATION_FRACTION,
     HALVES,
     half_of,
+    task_of,
 )
 
 
@@ -68,16 +69,19 @@ def measure(x: np.ndarray, y: np.ndarray, ids: list[str], seed: int, labels: int
                  for m in (evaluation, reserve, rest))
 
 
-def load_vectors(dataset: Path, half: str, cache: Path) -> tuple[np.ndarray, np.ndarray,
-                                                                   list[str]]:
+def load_vectors(dataset: Path, half: str, cache: Path, positive_class: str | None = None,
+                 detector_class: str = "auto") -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The `lite` vectors, labels and ids of one half of a labelled dataset, from the
-    simulator's feature cache (a feature service started on it for the while)."""
-    examples = half_of(read_labelled(dataset), half)
+    simulator's feature cache (a feature service started on it for the while): the
+    vectors the trainer would have for the task (`simulate.task_env`), with the evidence
+    of its detector class."""
+    examples = half_of(read_labelled(dataset, positive_class), half)
+    task = task_of(positive_class, detector_class)
     with tempfile.TemporaryDirectory() as work:
         feature = stack.feature_service(Path(work), cache / "features-lite").start()
         try:
             feature.wait_healthy()
-            vectors = embed(feature.address, examples)
+            vectors = embed(feature.address, examples, task)
         finally:
             feature.stop()
     ids = [e.id for e in examples]
@@ -95,6 +99,9 @@ def offline_arguments(prog: str, description: str, half: str) -> argparse.Argume
     p.add_argument("--evaluation-fraction", type=float, default=EVALUATION_FRACTION,
                    help="the evaluation split's share, as in bench.simulate")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    p.add_argument("--positive-class", default=None,
+                   help="the question, as in bench.simulate (default: the label column)")
+    p.add_argument("--detector-class", default="auto", help="as in bench.simulate")
     return p
 
 
@@ -102,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     p = offline_arguments("python -m bench.split_noise", __doc__, "confirm")
     p.add_argument("--labels", type=int, default=300)
     args = p.parse_args(argv)
-    x, y, ids = load_vectors(args.dataset, args.half, args.cache)
+    x, y, ids = load_vectors(args.dataset, args.half, args.cache, args.positive_class,
+                             args.detector_class)
     rows = [r for s in range(args.seeds) if (r := measure(x, y, ids, s, args.labels,
                                                                args.evaluation_fraction))]
     print(f"{args.half} half, {len(ids)} items, {args.labels} random labels, "

@@ -106,9 +106,9 @@ def rows(cls: type) -> Iterator[tuple[str, str, str]]:
     for f in dataclasses.fields(cls):
         if f.metadata.get("env"):
             default = f.default
-            if isinstance(default, tuple):  # lists, and name=value pairs
+            if isinstance(default, tuple):  # lists, name=value pairs and numbers
                 default = ",".join(x if isinstance(x, str) else "=".join(map(_show, x))
-                                   for x in default)
+                                   if isinstance(x, tuple) else _show(x) for x in default)
             elif isinstance(default, bool):
                 default = str(default).lower()
             yield f.metadata["env"], str(default), f.metadata["help"]

@@ -16,6 +16,7 @@ guides). numpy is imported where used: the gateway ships this package without it
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -33,6 +34,22 @@ COUNT_THRESHOLD = 0.5
 # classes, in which order, how each row is computed), so a client keying stored vectors
 # by it never reads one layout as another.
 EVIDENCE_VERSION = "every-class-1"
+
+
+@dataclass(frozen=True)
+class DetectorClass:
+    """One class a detector knows, with the Open Images label it corresponds to."""
+
+    name: str  # the detector's own label
+    open_images_id: str = ""  # e.g. "/m/0199g"; empty where no Open Images class matches
+    open_images_name: str = ""
+
+    def answers_to(self, wanted: str) -> bool:
+        """Whether a task naming `wanted` (a class name or an Open Images id, in any
+        case) means this class."""
+        key = wanted.strip().casefold()
+        return bool(key) and key in {self.name.casefold(), self.open_images_id.casefold(),
+                                     self.open_images_name.casefold()}
 
 
 def evidence_vector(scores: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -12,6 +12,19 @@ DEFAULT_MIX = "gold=0.1,audit=0.1,random=0.1,uncertain=0.7"
 STRATEGIES = ("gold", "audit", "random", "uncertain", "outlier")
 
 
+def parse_prior(raw: str) -> tuple[float, float] | None:
+    """"8,0.5" -> (slope, centre); "off" -> None."""
+    if raw.strip().lower() in ("off", "none", ""):
+        return None
+    slope, sep, centre = raw.partition(",")
+    if not sep:
+        raise ValueError("expected slope,centre (or off)")
+    value = (float(slope), float(centre))
+    if value[0] <= 0 or not 0 < value[1] < 1:
+        raise ValueError("the slope must be positive and the centre in (0, 1)")
+    return value
+
+
 def parse_mix(raw: str) -> tuple[tuple[str, float], ...]:
     """"gold=0.1,audit=0.1,random=0.1,uncertain=0.7" -> normalised weights."""
     parts: dict[str, float] = {}
@@ -92,6 +105,12 @@ class Config:
     label_id: str = setting("TRAINER_LABEL_ID", "/m/0199g", "the task's label id", "/m/0199g")
     display_name: str = setting("TRAINER_DISPLAY_NAME", "Bicycle", "the task's label name",
                                 "Bicycle")
+    detector_class: str = setting(
+        "TRAINER_DETECTOR_CLASS", "auto",
+        "the detector class whose evidence guides the task: one of the feature service's "
+        "detector classes, by name or Open Images id; auto: the one whose Open Images id is "
+        "TRAINER_LABEL_ID, else whose name is TRAINER_DISPLAY_NAME, else none; none: no "
+        "detector evidence", "Fire hydrant")
     target_f1: float = setting("TRAINER_TARGET_F1", 0.85, "F1 the task aims for", "0.85")
     validation_fraction: float = setting(
         "TRAINER_VALIDATION_FRACTION", 0.2,
@@ -117,7 +136,14 @@ class Config:
         "TRAINER_TRAIN_MAX_DELAY_S", 10.0,
         "longest wait for a quiet moment: while labels keep arriving, train this often", "10")
     min_per_class: int = setting("TRAINER_MIN_PER_CLASS", 5,
-                                 "labels of each class needed before the first model", "5")
+                                 "labels of each class needed before the first model, where "
+                                 "no detector prior makes one sooner", "5")
+    detector_prior: tuple[float, float] | None = setting(
+        "TRAINER_DETECTOR_PRIOR", (32.0, 0.3),
+        "slope,centre: before the labels say otherwise, the logit of an item is slope x "
+        "(its detector score - centre); the model is fitted around that guess, so a task "
+        "with a detector class has a model from its first label; off: none (a model "
+        "waits for TRAINER_MIN_PER_CLASS labels of each class)", "32,0.3", parse=parse_prior)
     prefetch: int = setting("TRAINER_PREFETCH", 5000,
                             "unlabelled pool items kept embedded for ranking", "5000")
     embed_batch: int = setting("TRAINER_EMBED_BATCH", 32, "items per Embed call", "32")

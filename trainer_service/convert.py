@@ -232,7 +232,9 @@ def model_record(e: ModelEntry) -> trainer_pb2.ModelRecord:
         extractor=feature_pb2.ExtractorInfo(
             name=str(x.get("name", "")), version=str(x.get("version", "")),
             dimension=int(x.get("dimension", 0)),
-            embedding_dimension=int(x.get("embedding_dimension", 0))),
+            embedding_dimension=int(x.get("embedding_dimension", 0)),
+            target_class=str(x.get("detector_class", "")),
+            evidence_version=str(x.get("evidence_version", ""))),
         active=e.active, threshold=e.threshold, compatible=e.compatible)
     record.create_time.FromNanoseconds(_timestamp_ns(e.create_time))
     if e.estimate is not None:

@@ -37,7 +37,7 @@ from trainer_service.domain import (
     Strategy,
     TrainerError,
 )
-from trainer_service.features.extraction import Extraction
+from trainer_service.features.extraction import Extraction, Task
 from trainer_service.features.store import LABELLED, FeatureStore
 from trainer_service.loading import Loading, configured_dataset
 from trainer_service.models.training import Training
@@ -110,7 +110,8 @@ class Trainer:
             prefetch=config.prefetch, seed=config.seed,
             max_message_bytes=config.max_message_bytes,
             max_attempts=config.embed_max_attempts, retry_s=config.embed_retry_s,
-            on_features=self._on_features, on_extractor=self._on_extractor)
+            on_features=self._on_features, on_extractor=self._on_extractor,
+            task=Task(config.detector_class, config.label_id, config.display_name))
         self.outputs = ModelOutputs(
             config, self.catalog, self.features, self.training, self.labels, self.extraction,
             estimate=self.model_estimate, on_features=self._on_features,

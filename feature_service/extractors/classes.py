@@ -14,22 +14,7 @@ the order listed, so a task picks the class that guides it by name or by Open Im
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class DetectorClass:
-    name: str  # the detector's own label
-    open_images_id: str = ""  # e.g. "/m/0199g"; empty where no Open Images class matches
-    open_images_name: str = ""
-
-    def answers_to(self, wanted: str) -> bool:
-        """Whether a task naming `wanted` (a class name or an Open Images id, in any
-        case) means this class."""
-        key = wanted.strip().casefold()
-        return bool(key) and key in {self.name.casefold(), self.open_images_id.casefold(),
-                                     self.open_images_name.casefold()}
-
+from hitl.evidence import DetectorClass
 
 # The lite detector's outputs 1..23, in order (the package's object_detection_oidv4_labelmap).
 LITE_LABELS = (

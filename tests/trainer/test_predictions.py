@@ -166,6 +166,7 @@ async def test_a_feature_service_that_cannot_be_reached_is_unavailable() -> None
     from hitl.channels import open_channel
     from hitl.v1 import feature_pb2_grpc
     from tools.probes import free_port
+    from trainer_service.features.extraction import Task
     from trainer_service.outputs.classify import feature_service
 
     x, y = blobs(10, 10, d=12)
@@ -173,7 +174,7 @@ async def test_a_feature_service_that_cannot_be_reached_is_unavailable() -> None
     info = ModelInfo("v0001", EXTRACTOR, 20, 0, Metrics(), Metrics())
     channel = open_channel(f"127.0.0.1:{free_port()}", "hitl.v1.FeatureService")
     try:
-        embed = feature_service(feature_pb2_grpc.FeatureServiceStub(channel), 2.0)
+        embed = feature_service(feature_pb2_grpc.FeatureServiceStub(channel), 2.0, Task())
         with pytest.raises(TrainerError) as refused:
             await classify([ImageSource("a", data=b"x")], model, info, embed, 8)
         assert refused.value.code == "UNAVAILABLE" and "feature service" in str(refused.value)

@@ -17,18 +17,26 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import numpy as np
 
 from hitl.channels import open_channel
+from hitl.evidence import BOX, COUNT, SCORE
 from hitl.v1 import feature_pb2, feature_pb2_grpc
 from trainer_service.datasets import Catalog, Item
 from trainer_service.features.embed_plan import Retries, plan_batch
 from trainer_service.features.order import ExtractionOrder
 from trainer_service.features.records import Embedded, Evidence, ImageError, ImageSource
 from trainer_service.features.store import FeatureStore
+from trainer_service.features.task_evidence import (
+    DetectorClass,
+    choose_row,
+    extractor_record,
+    task_matrix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +50,30 @@ MAX_BACKOFF_S = 10.0
 WHOLE_CALL_FAILURES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
 
-def extractor_key(info: feature_pb2.ExtractorInfo) -> dict:
-    return {"name": info.name, "version": info.version, "dimension": info.dimension,
-            "embedding_dimension": info.embedding_dimension}
+@dataclass(frozen=True)
+class Task:
+    """What of the task the feature client needs: which detector class guides it."""
+
+    detector_class: str = "auto"
+    label_id: str = ""
+    display_name: str = ""
+
+
+def extractor_key(info: feature_pb2.ExtractorInfo, task: Task) -> dict:
+    """The extractor record (`task_evidence.extractor_record`). A feature service that
+    lists no detector classes (an earlier release) has one: its target class."""
+    classes = [DetectorClass(c.name, c.open_images_id, c.open_images_name)
+               for c in info.detector_classes] or [DetectorClass(info.target_class)]
+    row = choose_row(classes, task.detector_class, task.label_id, task.display_name)
+    return extractor_record(info.name, info.version, info.embedding_dimension,
+                            info.evidence_version, classes, row)
+
+
+def stored_vector(features: feature_pb2.Features, extractor: dict) -> bytes:
+    """The embedding and every class's evidence, as the feature service stores them."""
+    if not features.class_evidence:
+        return features.vector
+    return features.vector[:4 * int(extractor["embedding_dimension"])] + features.class_evidence
 
 
 def image_ref(item: Item) -> feature_pb2.ImageRef:
@@ -60,8 +89,9 @@ class Extraction:
                  max_message_bytes: int = 64 << 20, max_attempts: int = 8,
                  retry_s: float = 2.0,
                  on_features: Callable[[list[str]], None] = lambda ids: None,
-                 on_extractor: Callable[[dict], None] = lambda extractor: None) -> None:
-        self.store, self.catalog = store, catalog
+                 on_extractor: Callable[[dict], None] = lambda extractor: None,
+                 task: Task = Task()) -> None:
+        self.store, self.catalog, self.task = store, catalog, task
         self.channel = open_channel(address, SERVICE, default_deadline_s=deadline_s,
                                     max_message_bytes=max_message_bytes)
         # Requests stay under the smaller of our limit and the one the service reports.
@@ -101,7 +131,7 @@ class Extraction:
     async def _describe(self) -> None:
         response = await self.stub.Describe(feature_pb2.DescribeRequest(), timeout=10)
         self.service_limit = response.max_message_bytes
-        described = extractor_key(response.extractor)
+        described = extractor_key(response.extractor, self.task)
         if described != self.store.extractor:
             if self.store.extractor is not None:
                 log.warning("feature extractor changed: features of the old one are dropped "
@@ -149,7 +179,7 @@ class Extraction:
                 refs.append(await asyncio.to_thread(image_ref, item))
             except OSError as exc:
                 failed.append((item.id, f"unreadable: {exc.strerror or exc}"))
-        request = feature_pb2.EmbedRequest(images=refs)
+        request = feature_pb2.EmbedRequest(images=refs, include_class_evidence=True)
         while len(request.images) > 1 and request.ByteSize() > budget:
             del request.images[-1]  # a file grew since it was measured: it waits its turn
         results = []
@@ -167,14 +197,15 @@ class Extraction:
             self.seconds_per_item = (per_item if not self.seconds_per_item
                                      else 0.7 * self.seconds_per_item + 0.3 * per_item)
         done: list[tuple[str, bytes]] = []
-        extractor = self.store.extractor
-        dimension = int(extractor["dimension"]) if extractor else 0
+        extractor = self.store.extractor or {}
+        dimension = int(extractor.get("stored_dimension", 0))
         for result in results:
             if result.WhichOneof("outcome") == "features":
-                if len(result.features.vector) != 4 * dimension:
+                stored = stored_vector(result.features, extractor)
+                if len(stored) != 4 * dimension:
                     failed.append((result.id, "feature vector of the wrong length"))
                 else:
-                    done.append((result.id, result.features.vector))
+                    done.append((result.id, stored))
                 continue
             reason = (feature_pb2.ErrorKind.Name(result.error.kind) + ": "
                       + result.error.message)
@@ -217,41 +248,52 @@ class FeatureServiceError(Exception):
         self.code, self.details = code, details
 
 
-def embedded(result: feature_pb2.EmbedResult) -> Embedded:
+def embedded(result: feature_pb2.EmbedResult, extractor: dict) -> Embedded:
+    """The task's vector and evidence (its detector class's), and the stored vector."""
     if result.WhichOneof("outcome") == "features":
-        evidence = result.features.evidence
-        box = evidence.box
-        corners = (box.x1, box.y1, box.x2, box.y2) if evidence.HasField("box") else None
-        return Embedded(result.id, np.frombuffer(result.features.vector, dtype="<f4"),
-                        Evidence(evidence.score, corners, evidence.count))
+        stored = np.frombuffer(stored_vector(result.features, extractor), dtype="<f4")
+        if len(stored) != int(extractor["stored_dimension"]):
+            return Embedded(result.id, None, error=ImageError(
+                "INTERNAL", "feature vector of the wrong length", False))
+        vector = task_matrix(extractor, stored)[0]
+        return Embedded(result.id, vector,
+                        task_evidence(vector[int(extractor["embedding_dimension"]):]), stored)
     kind = feature_pb2.ErrorKind.Name(result.error.kind).removeprefix("ERROR_KIND_")
     return Embedded(result.id, None, error=ImageError(kind, result.error.message,
                                                       result.error.retryable))
 
 
-async def describe(stub: feature_pb2_grpc.FeatureServiceStub) -> dict:
+def task_evidence(row: np.ndarray) -> Evidence:
+    """The record of one evidence row (`hitl.evidence`'s layout)."""
+    score, box = float(row[SCORE]), tuple(float(v) for v in row[BOX])
+    return Evidence(score, box if score > 0 else None, int(row[COUNT]))  # type: ignore[arg-type]
+
+
+async def describe(stub: feature_pb2_grpc.FeatureServiceStub, task: Task) -> dict:
     try:
         response = await stub.Describe(feature_pb2.DescribeRequest(), timeout=10)
     except grpc.aio.AioRpcError as exc:
         raise FeatureServiceError(exc.code().name, exc.details() or "") from None
-    return extractor_key(response.extractor)
+    return extractor_key(response.extractor, task)
 
 
 async def embed_images(stub: feature_pb2_grpc.FeatureServiceStub, images: list[ImageSource],
-                       deadline_s: float) -> tuple[dict, list[Embedded]]:
+                       deadline_s: float, task: Task) -> tuple[dict, list[Embedded]]:
     """(the extractor, one result per image in order). New images go without an id, so
     the feature service keys them by content and never mixes them up with dataset items."""
     refs = [feature_pb2.ImageRef(url=i.url) if i.url else feature_pb2.ImageRef(data=i.data)
             for i in images]
     try:
-        response = await stub.Embed(feature_pb2.EmbedRequest(images=refs), timeout=deadline_s)
+        response = await stub.Embed(feature_pb2.EmbedRequest(
+            images=refs, include_class_evidence=True), timeout=deadline_s)
     except grpc.aio.AioRpcError as exc:
         raise FeatureServiceError(exc.code().name, exc.details() or "") from None
-    return extractor_key(response.extractor), [embedded(r) for r in response.results]
+    extractor = extractor_key(response.extractor, task)
+    return extractor, [embedded(r, extractor) for r in response.results]
 
 
 async def embed_stream(stub: feature_pb2_grpc.FeatureServiceStub, items: list[Item],
-                       batch: int, deadline_s: float,
+                       batch: int, deadline_s: float, extractor: dict,
                        unreadable: list[tuple[str, str]]) -> AsyncIterator[list[Embedded]]:
     """Embeds `items` through one EmbedStream, `batch` per message, yielding results as
     they come (in any order). Local files are read only as the stream asks for more, so
@@ -266,12 +308,12 @@ async def embed_stream(stub: feature_pb2_grpc.FeatureServiceStub, items: list[It
                 except OSError as exc:
                     unreadable.append((item.id, f"unreadable: {exc.strerror or exc}"))
             if refs:
-                yield feature_pb2.EmbedStreamRequest(images=refs)
+                yield feature_pb2.EmbedStreamRequest(images=refs, include_class_evidence=True)
 
     call = stub.EmbedStream(requests(), timeout=deadline_s)
     try:
         async for response in call:
-            yield [embedded(r) for r in response.results]
+            yield [embedded(r, extractor) for r in response.results]
     except grpc.aio.AioRpcError as exc:
         raise FeatureServiceError(exc.code().name, exc.details() or "") from None
     finally:

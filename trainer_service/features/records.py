@@ -39,6 +39,7 @@ class Embedded:
     """The feature service's answer for one image: a vector or an error."""
 
     id: str
-    vector: np.ndarray | None  # float32
-    evidence: Evidence | None = None
+    vector: np.ndarray | None  # float32, the task's (models' input)
+    evidence: Evidence | None = None  # of the task's detector class
+    stored: np.ndarray | None = None  # float32, as the trainer keeps it (every class)
     error: ImageError | None = None

@@ -2,9 +2,12 @@
 embedded: each kept in SQLite, so a restart resumes where it stopped, and in memory.
 
 This object is the one owner of all three: every change goes to the database and to the
-in-memory view together. The extraction worker (`extraction.py`) reads the queue and
-hands results back here; an annotation that needs features queues its item's extraction
-in its own transaction (`queue_with`), so a labelled item's extraction is never lost.
+in-memory view together. The database keeps each item's stored vector (the embedding and
+every detector class's evidence), so it serves any task; the bank in memory holds the
+task's vectors, derived from them (`task_evidence.task_matrix`). The extraction worker
+(`extraction.py`) reads the queue and hands results back here; an annotation that needs
+features queues its item's extraction in its own transaction (`queue_with`), so a
+labelled item's extraction is never lost.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 import numpy as np
 
 from trainer_service.features.bank import FeatureBank
+from trainer_service.features.task_evidence import task_matrix
 from trainer_service.store.database import Database, JoinedWrite
 
 log = logging.getLogger(__name__)
@@ -39,14 +43,17 @@ _PENDING_UPSERT = ("INSERT INTO pending VALUES (?, ?, ?) ON CONFLICT(item_id) DO
 
 
 def key_text(extractor: dict) -> str:
-    return f"{extractor['name']}:{extractor['version']}:{extractor['dimension']}"
+    """What stored vectors are kept under: they do not depend on the task's class."""
+    stored = extractor.get("stored_dimension", extractor["dimension"])
+    return (f"{extractor['name']}:{extractor['version']}:"
+            f"{extractor.get('evidence_version', '')}:{stored}")
 
 
 class FeatureStore:
     def __init__(self, database: Database) -> None:
         self.database = database
         database.call(lambda db: db.executescript(_SCHEMA))
-        self.bank = FeatureBank()  # features of `extractor` only
+        self.bank = FeatureBank()  # the task's vectors, of `extractor` only
         self.pending: dict[str, int] = {}  # item id -> priority
         self.failed: dict[str, str] = {}  # item id -> reason
         self.extractor: dict | None = None  # as last described (or remembered)
@@ -71,7 +78,7 @@ class FeatureStore:
         ids, matrix = await self.database.run(_load_features, key_text(self.extractor))
         self.bank.clear()
         if matrix is not None:
-            self.bank.add(ids, matrix)
+            self.bank.add(ids, task_matrix(self.extractor, matrix))
         log.info("features loaded", extra={"items": len(ids), "pending": len(self.pending)})
 
     async def use_extractor(self, extractor: dict) -> int:
@@ -116,12 +123,13 @@ class FeatureStore:
         return JoinedWrite(write, committed)
 
     async def save(self, done: list[tuple[str, bytes]], failed: list[tuple[str, str]]) -> None:
-        """Stores extraction results and takes them off the queue, in one transaction."""
+        """Stores extraction results (stored vectors) and takes them off the queue, in one
+        transaction."""
         assert self.extractor is not None
         await self.database.run(_save_features, key_text(self.extractor), done, failed)
         if done:
-            self.bank.add([i for i, _ in done],
-                          np.stack([np.frombuffer(v, dtype="<f4") for _, v in done]))
+            stored = np.stack([np.frombuffer(v, dtype="<f4") for _, v in done])
+            self.bank.add([i for i, _ in done], task_matrix(self.extractor, stored))
         self.failed.update(failed)
         for item_id in [i for i, _ in done] + [i for i, _ in failed]:
             self.pending.pop(item_id, None)

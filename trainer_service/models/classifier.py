@@ -7,11 +7,15 @@ the threshold is 0.5 (balanced class weights make it the point where both kinds 
 cost the same share of their class). So the labels that score a model (audit labels,
 a validation split) never also choose it.
 
-The detector evidence (the last values of every feature vector) is standardised like
-the rest and then multiplied by `evidence_weight`: with an L2 penalty that is the same as
-penalising those few weights `evidence_weight`**2 times less, a prior that the detector
-matters. With ten labels a model then already ranks like the detector, and the embedding
-takes over where the labels show the detector is wrong.
+Features are standardised by the moments of every embedded item's features (labelled
+or not: no label is read), not of the few training rows: with five labels a column's
+spread over five rows is mostly noise, and every column standardised by it would weigh
+like the others. The detector evidence (the last values of every feature vector) is
+standardised like the rest and then multiplied by `evidence_weight`: with an L2 penalty
+that is the same as penalising those few weights `evidence_weight`**2 times less, a
+prior that the detector matters. With ten labels a model then already ranks like the
+detector, and the embedding takes over where the labels show the detector is wrong
+(`prior.py` goes further: a model from the first label, fitted around the detector).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hitl.evidence import EVIDENCE_DIM
 from trainer_service.domain import Metrics
 
 # scikit-learn is imported where used: it takes a second to import, and the service must
@@ -27,9 +32,9 @@ from trainer_service.domain import Metrics
 
 # Dimensions the model weighs most: the space in which outliers are measured.
 OUTLIER_DIMS = 32
-# Detector evidence values at the end of every vector (the feature service's contract).
-EVIDENCE_DIM = 10
 MAX_ITER = 1000
+# Items whose features give the standardisation (a sample where there are more).
+POPULATION_ROWS = 8192
 
 
 @dataclass
@@ -81,26 +86,42 @@ class LinearModel:
                    np.asarray(scale, dtype=np.float64), float(threshold))
 
 
-def standardisation(x: np.ndarray, evidence_dim: int,
-                    evidence_weight: float) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, scale) of the training rows, the evidence columns' scale divided by their
-    weight; constant columns keep scale 1 (their standardised value is 0)."""
-    mean = x.mean(axis=0, dtype=np.float64)
-    scale = x.std(axis=0, dtype=np.float64)
+def standardisation(x: np.ndarray, evidence_dim: int, evidence_weight: float,
+                    population: tuple[np.ndarray, np.ndarray] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, scale) of the training rows, or of the `population` given as its (mean,
+    standard deviation), the evidence columns' scale divided by their weight; constant
+    columns keep scale 1 (their standardised value is 0)."""
+    if population is not None:
+        mean, scale = (np.array(v, dtype=np.float64) for v in population)
+    else:
+        mean = x.mean(axis=0, dtype=np.float64)
+        scale = x.std(axis=0, dtype=np.float64)
     scale[scale < 1e-6] = 1.0
     if evidence_dim:
         scale[-evidence_dim:] /= evidence_weight
     return mean, scale
 
 
+def population_moments(matrix: np.ndarray, rows: int = POPULATION_ROWS
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, standard deviation) of the features of every embedded item, from at most
+    `rows` of them evenly spaced: labelled or not, no label is read."""
+    sample = matrix[::max(1, len(matrix) // rows)]
+    return sample.mean(axis=0, dtype=np.float64), sample.std(axis=0, dtype=np.float64)
+
+
 def train(x: np.ndarray, y: np.ndarray, *, c: float = 0.1, evidence_weight: float = 10.0,
-          evidence_dim: int = EVIDENCE_DIM, seed: int = 0) -> LinearModel:
-    """A model of the labelled rows (x, y in {0, 1}); both classes must be present."""
+          evidence_dim: int = EVIDENCE_DIM, seed: int = 0,
+          population: tuple[np.ndarray, np.ndarray] | None = None) -> LinearModel:
+    """A model of the labelled rows (x, y in {0, 1}); both classes must be present.
+    Standardised by the `population`'s moments where given, else the rows' own."""
     from sklearn.linear_model import LogisticRegression
 
     x = np.asarray(x, dtype=np.float32)
     y = np.asarray(y, dtype=int)
-    mean, scale = standardisation(x, min(evidence_dim, x.shape[1]), evidence_weight)
+    mean, scale = standardisation(x, min(evidence_dim, x.shape[1]), evidence_weight,
+                                  population)
     z = (x - mean.astype(np.float32)) / scale.astype(np.float32)
     fitted = LogisticRegression(C=c, class_weight="balanced", max_iter=MAX_ITER,
                                 random_state=seed).fit(z, y)

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from hitl.evidence import EVIDENCE_DIM
 from trainer_service import metrics
 from trainer_service.config import Config
 from trainer_service.datasets import Catalog
 from trainer_service.domain import Label, Metrics, Split, Strategy
 from trainer_service.features.store import LABELLED, FeatureStore
-from trainer_service.models.classifier import LinearModel, measure, train
+from trainer_service.models.classifier import LinearModel, measure, population_moments, train
+from trainer_service.models.prior import DetectorPrior, train_with_prior
 from trainer_service.models.registry import ModelInfo, ModelRegistry
 from trainer_service.store.labels import LabelLog
 
@@ -112,12 +114,13 @@ class Training:
             extractor = self.features.extractor
             ids, y = self.training_set()
             positives, negatives = int(y.sum()), int(len(y) - y.sum())
-            need = self.config.min_per_class
-            if extractor is None or positives < need or negatives < need:
+            if extractor is None or not enough(positives, negatives, self.config,
+                                               self.guided):
                 log.info("not enough labels for a model", extra={
-                    "positives": positives, "negatives": negatives, "needed": need})
+                    "positives": positives, "negatives": negatives,
+                    "needed": self.config.min_per_class})
                 if extractor is not None and positives and negatives and self.model is None:
-                    await self._train_provisional(ids, y, extractor)
+                    await self._train_provisional(ids, y)
                 return self.model_info, False
             trained_on = training_fingerprint(ids, y)
             if trained_on == self._trained_on:
@@ -128,11 +131,10 @@ class Training:
             val_rows, y_val = self.known_set(self.catalog.validation)
             eval_rows, y_eval = self.known_set(self.catalog.evaluation)
             matrix = bank.matrix
-            evidence_dim = int(extractor["dimension"]) - int(extractor["embedding_dimension"])
             started = time.perf_counter()
             model, validation, evaluation = await asyncio.to_thread(
                 fit_and_measure, matrix, rows, y, val_rows, y_val, eval_rows, y_eval,
-                self.config, evidence_dim)
+                self.config, self.guided)
             seconds = time.perf_counter() - started
             metrics.TRAIN_SECONDS.observe(seconds)
             info = ModelInfo(self.registry.next_version(), dict(extractor), len(ids),
@@ -154,20 +156,23 @@ class Training:
             self.notify()
             return self.model_info, True
 
+    @property
+    def guided(self) -> bool:
+        """Whether a detector class guides the task (its evidence is in every vector)."""
+        extractor = self.features.extractor or {}
+        return int(extractor.get("evidence_row", 0)) >= 0
+
     def labels_given(self) -> int:
         """Every annotation in force: what the person has spent, whatever it was for."""
         return len(self.labels.active)
 
-    async def _train_provisional(self, ids: list[str], y: np.ndarray, extractor: dict) -> None:
+    async def _train_provisional(self, ids: list[str], y: np.ndarray) -> None:
         fingerprint = training_fingerprint(ids, y)
         if fingerprint == self._provisional_on:
             return
         bank = self.features.bank
-        x = bank.matrix[bank.row_indices(ids)]
-        evidence_dim = int(extractor["dimension"]) - int(extractor["embedding_dimension"])
         self.provisional = await asyncio.to_thread(
-            train, x, y, c=self.config.model_c, evidence_weight=self.config.evidence_weight,
-            evidence_dim=evidence_dim, seed=self.config.seed)
+            fit, bank.matrix, bank.row_indices(ids), y, self.config, self.guided)
         self._provisional_on = fingerprint
         await self.on_adopted()
 
@@ -203,15 +208,37 @@ def training_fingerprint(ids: list[str], y: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
+def enough(positives: int, negatives: int, config: Config, guided: bool) -> bool:
+    """Whether the training labels make a model to show and use: with the detector's
+    prior (a `guided` task), any label; else `min_per_class` of each class (fewer make
+    at most a provisional one, which only ranks the cold start)."""
+    if guided and config.detector_prior is not None:
+        return positives + negatives >= 1
+    return positives >= config.min_per_class and negatives >= config.min_per_class
+
+
+def fit(matrix: np.ndarray, rows: np.ndarray, y: np.ndarray, config: Config,
+        guided: bool) -> LinearModel:
+    """The model of the labelled `rows` of `matrix` (the task's vectors: the embedding,
+    then its detector class's evidence), as the trainer makes it: around the detector's
+    prior where a detector class guides the task."""
+    population = population_moments(matrix)
+    if guided and config.detector_prior is not None:
+        return train_with_prior(matrix[rows], y, DetectorPrior(*config.detector_prior),
+                                c=config.model_c, evidence_weight=config.evidence_weight,
+                                evidence_dim=EVIDENCE_DIM, population=population)
+    return train(matrix[rows], y, c=config.model_c, evidence_weight=config.evidence_weight,
+                 evidence_dim=EVIDENCE_DIM, seed=config.seed, population=population)
+
+
 def fit_and_measure(matrix: np.ndarray, rows: np.ndarray, y: np.ndarray, val_rows: np.ndarray,
                     y_val: np.ndarray, eval_rows: np.ndarray, y_eval: np.ndarray,
-                    config: Config, evidence_dim: int) -> tuple[LinearModel, Metrics, Metrics]:
+                    config: Config, guided: bool) -> tuple[LinearModel, Metrics, Metrics]:
     """Training and its metrics, on a worker thread: the rows are gathered there too, so
     the event loop never copies a large feature matrix. The known splits only measure:
     nothing about the model is chosen on them."""
     x_val, x_eval = matrix[val_rows], matrix[eval_rows]
-    model = train(matrix[rows], y, c=config.model_c, evidence_weight=config.evidence_weight,
-                  evidence_dim=evidence_dim, seed=config.seed)
+    model = fit(matrix, rows, y, config, guided)
     validation = measure(y_val, model.probability(x_val), model.threshold)
     evaluation = measure(y_eval, model.probability(x_eval), model.threshold)
     return model, validation, evaluation

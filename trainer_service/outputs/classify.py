@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 
 from trainer_service.domain import TrainerError
-from trainer_service.features.extraction import FeatureServiceError, embed_images
+from trainer_service.features.extraction import FeatureServiceError, Task, embed_images
 from trainer_service.features.records import Embedded, ImageError, ImageSource
 from trainer_service.models.classifier import LinearModel
 from trainer_service.models.registry import ModelInfo
@@ -21,12 +21,12 @@ Embed = Callable[[list[ImageSource]], Awaitable[tuple[dict, list[Embedded]]]]
 MAX_ID_CHARS = 256
 
 
-def feature_service(stub: object, deadline_s: float) -> Embed:
+def feature_service(stub: object, deadline_s: float, task: Task) -> Embed:
     """Embedding by the feature service; its failure as a whole is UNAVAILABLE."""
 
     async def embed(images: list[ImageSource]) -> tuple[dict, list[Embedded]]:
         try:
-            return await embed_images(stub, images, deadline_s)  # type: ignore[arg-type]
+            return await embed_images(stub, images, deadline_s, task)  # type: ignore[arg-type]
         except FeatureServiceError as exc:
             raise TrainerError("UNAVAILABLE",
                                f"the feature service failed: {exc.code}") from None

@@ -17,14 +17,13 @@ from dataclasses import asdict
 
 import numpy as np
 
-from trainer_service.models.classifier import EVIDENCE_DIM, LinearModel
+from hitl.evidence import EVIDENCE_DIM, EVIDENCE_FIELDS
+from trainer_service.models.classifier import LinearModel
 from trainer_service.models.registry import ModelInfo
 from trainer_service.outputs.records import ModelFormat
 
 FORMAT = "hitl-linear-model/1"
 FORMULA = "p = 1 / (1 + exp(-(((x - mean) / scale) @ weight + bias)))"
-EVIDENCE_LAYOUT = ["score", "x1", "y1", "x2", "y2", "width", "height", "centre_x",
-                   "centre_y", "count"]
 
 
 def metadata(info: ModelInfo, model: LinearModel, task: dict) -> dict:
@@ -48,8 +47,11 @@ def metadata(info: ModelInfo, model: LinearModel, task: dict) -> dict:
             **extractor,
             "vector": "dimension little-endian float32 values: the image embedding "
                       f"(embedding_dimension values), then {EVIDENCE_DIM} values of "
-                      "detector evidence",
-            "evidence_layout": EVIDENCE_LAYOUT,
+                      "detector evidence for detector_class (all zero where it is empty): "
+                      "the feature service's Features.vector where that is its target "
+                      "class, else the embedding followed by row evidence_row of "
+                      "Features.class_evidence",
+            "evidence_layout": list(EVIDENCE_FIELDS),
         },
         "labels": {"total": info.labels, "positives": info.positives,
                    "negatives": info.negatives},

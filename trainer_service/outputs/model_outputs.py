@@ -37,7 +37,7 @@ class ModelOutputs:
         task = {"label_id": config.label_id, "display_name": config.display_name}
         self.models = ModelCatalog(training, features, task, estimate)
         self.scoring = ScoringJob(
-            catalog, features, extraction.stub, batch=config.embed_batch,
+            catalog, features, extraction.stub, extraction.task, batch=config.embed_batch,
             deadline_s=config.embed_deadline_s, score=self._score_all,
             on_features=on_features, notify=notify)
 
@@ -45,7 +45,8 @@ class ModelOutputs:
                        ) -> tuple[list[Classification], str, float]:
         """(one result per image, the model's version, its threshold)."""
         model, info = self.training.model, self.training.model_info
-        embed = feature_service(self.extraction.stub, self.config.embed_deadline_s)
+        embed = feature_service(self.extraction.stub, self.config.embed_deadline_s,
+                                self.extraction.task)
         results = await classify(images, model, info, embed, self.config.max_classify)
         assert model is not None and info is not None  # classify refuses to work without
         return results, info.version, model.threshold

@@ -18,7 +18,12 @@ from dataclasses import replace
 
 from trainer_service.datasets import Catalog
 from trainer_service.domain import ScoringProgress, ScoringState
-from trainer_service.features.extraction import FeatureServiceError, describe, embed_stream
+from trainer_service.features.extraction import (
+    FeatureServiceError,
+    Task,
+    describe,
+    embed_stream,
+)
 from trainer_service.features.records import Embedded
 from trainer_service.features.store import FeatureStore
 
@@ -32,11 +37,11 @@ SECONDS_PER_ITEM = 2.0
 
 
 class ScoringJob:
-    def __init__(self, catalog: Catalog, features: FeatureStore, stub: object, *,
+    def __init__(self, catalog: Catalog, features: FeatureStore, stub: object, task: Task, *,
                  batch: int, deadline_s: float, score: Callable[[], Awaitable[int | None]],
                  on_features: Callable[[list[str]], None],
                  notify: Callable[[], None]) -> None:
-        self.catalog, self.features, self.stub = catalog, features, stub
+        self.catalog, self.features, self.stub, self.task = catalog, features, stub, task
         self.batch, self.deadline_s = batch, deadline_s
         self.score, self.on_features, self.notify = score, on_features, notify
         self.progress: ScoringProgress | None = None
@@ -95,7 +100,7 @@ class ScoringJob:
 
     async def _embed_missing(self) -> int:
         """Embeds what is missing; returns how many items are left to retry later."""
-        extractor = await describe(self.stub)  # type: ignore[arg-type]
+        extractor = await describe(self.stub, self.task)  # type: ignore[arg-type]
         if extractor != self.features.extractor:
             raise JobError("the feature service's extractor is not the one the trainer "
                            "uses yet; try again once it has taken it up")
@@ -123,7 +128,8 @@ class ScoringJob:
         deadline = self.deadline_s + SECONDS_PER_ITEM * len(segment)
         try:
             async for results in embed_stream(self.stub, segment,  # type: ignore[arg-type]
-                                              self.batch, deadline, unreadable):
+                                              self.batch, deadline,
+                                              self.features.extractor or {}, unreadable):
                 seen.update(r.id for r in results)
                 retry += await self._save(results)
         except FeatureServiceError as exc:
@@ -136,13 +142,10 @@ class ScoringJob:
         return retry
 
     async def _save(self, results: list[Embedded]) -> list[str]:
-        dimension = int((self.features.extractor or {}).get("dimension", 0))
         done, failed, retry = [], [], []
         for r in results:
-            if r.vector is not None and len(r.vector) == dimension:
-                done.append((r.id, r.vector.tobytes()))
-            elif r.vector is not None:
-                failed.append((r.id, "feature vector of the wrong length"))
+            if r.stored is not None:
+                done.append((r.id, r.stored.tobytes()))
             elif r.error is not None and r.error.retryable:
                 retry.append(r.id)
             else:

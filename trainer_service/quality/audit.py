@@ -9,7 +9,9 @@ Draws are stratified by the detector's score (`estimate.strata`) and uniform wit
 stratum, so the answers are a simple random sample of each stratum for any model. Which
 stratum gets the next draw follows the model in use: the one where one more label most
 reduces the variance of F1 (Neyman allocation: a stratum's share of the population
-times the spread of F1's influence in it, divided by the labels it already has).
+times the spread of F1's influence in it, divided by the labels it already has). Before
+the first model the strata share the draws by their size alone, so audits start with
+the first answers and the first model is scored by answers already given.
 """
 
 from __future__ import annotations
@@ -57,6 +59,19 @@ def stratum_variances(stratum: np.ndarray, logits: np.ndarray, threshold_logit: 
     by_stratum = np.bincount(np.arange(cells) // 2, weights=per_cell, minlength=STRATA)
     counts = np.bincount(stratum, minlength=STRATA).astype(float)
     return by_stratum / np.maximum(counts, 1)
+
+
+def next_draws(stratum: np.ndarray, logits: np.ndarray | None, threshold_logit: float,
+               labelled: np.ndarray, labels: np.ndarray, f1: float, open_rows: np.ndarray,
+               count: int, rng: np.random.Generator) -> np.ndarray:
+    """The next `count` population rows to audit, given the model in use's `logits` over
+    the population (None before the first model: every stratum the same spread)."""
+    if logits is None:
+        variances = np.ones(STRATA)
+    else:
+        variances = stratum_variances(stratum, logits, threshold_logit, labelled, labels, f1)
+    drawn = np.bincount(stratum[labelled], minlength=STRATA)
+    return draw_order(stratum, open_rows, drawn, variances, count, rng)
 
 
 def draw_order(stratum: np.ndarray, open_rows: np.ndarray, labelled_per_stratum: np.ndarray,

@@ -133,25 +133,23 @@ class Evaluation:
 
     def audit_queue(self, model: LinearModel | None, available: Callable[[str], bool],
                     rng: np.random.Generator) -> list[tuple[str, float]]:
-        """The next audit draws, in order; none before the first model (the first labels
-        are worth more to the cold start) or where verified labels score the model."""
-        if model is None or not self.audit_mode:
+        """The next audit draws, in order, from the first answer on (before the first
+        model, by stratum size); none where verified labels score the model."""
+        if not self.audit_mode:
             return []
         population = self.population()
         if len(population.ids) == 0:
             return []
-        logits = model.logit(self.features.bank.matrix[population.rows])
-        threshold = model.threshold_logit
+        logits = (model.logit(self.features.bank.matrix[population.rows])
+                  if model is not None else None)
         current = self.estimates.get(self._version())
         f1 = current.f1.value if current is not None else audit.DEFAULT_F1
-        variances = audit.stratum_variances(population.stratum, logits, threshold,
-                                            population.labelled, population.labels, f1)
         labelled = set(population.labelled.tolist())
         open_rows = np.asarray([k for k, i in enumerate(population.ids)
                                 if k not in labelled and available(i)], dtype=np.int64)
-        drawn = np.bincount(population.stratum[population.labelled],
-                            minlength=estimate.STRATA)
-        order = audit.draw_order(population.stratum, open_rows, drawn, variances,
+        order = audit.next_draws(population.stratum, logits,
+                                 model.threshold_logit if model is not None else 0.0,
+                                 population.labelled, population.labels, f1, open_rows,
                                  AUDIT_QUEUE, rng)
         return [(population.ids[k], float(population.stratum[k])) for k in order]
 

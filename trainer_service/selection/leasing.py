@@ -68,12 +68,14 @@ class Sampler:
         self.model_version = model_version
 
     def _weights(self) -> dict[Strategy, float]:
-        """Before the first model, the model-based shares (and the audit's: there is no
-        model to score yet) go to the cold-start queue; gold and random keep theirs, so
-        that a random-only mix stays a true random baseline."""
+        """Before the first model, the model-based shares go to the cold-start queue;
+        gold and random keep theirs, so that a random-only mix stays a true random
+        baseline, and so does the audit where it draws already (its answers will score
+        the first model)."""
         if Strategy.COLD_START not in self.queues:
             return self.weights
-        keeps = (Strategy.GOLD, Strategy.RANDOM, *self.sources)
+        audits = (Strategy.AUDIT,) if self.queues.get(Strategy.AUDIT) else ()
+        keeps = (Strategy.GOLD, Strategy.RANDOM, *audits, *self.sources)
         kept: dict[Strategy, float] = {s: w for s, w in self.weights.items() if s in keeps}
         cold = sum(w for s, w in self.weights.items() if s not in keeps)
         return {**kept, Strategy.COLD_START: cold} if cold > 0 else kept

@@ -10,8 +10,9 @@ Queues, rebuilt whenever a model lands (so no score is older than the model):
 - random: a shuffle of the pool;
 - gold: validation items with known labels, to check annotators;
 - cold start (before the first model): random items alternated with the detector's
-  highest target scores, so rare positives are found early; once there is a label of
-  each class, a provisional model's most uncertain items instead of the detector's top;
+  highest scores for the task's class, so rare positives are found early (random items
+  alone where no detector class guides the task); once there is a label of each class,
+  a provisional model's most uncertain items instead of the detector's top;
 - audit: draws from the audit reserve, stratified by detector score (`audit.py`).
 """
 
@@ -135,8 +136,10 @@ def rank(ids: list[str], x: np.ndarray, model: LinearModel | None, labelled_x: n
         if provisional is not None and len(ids):
             p = provisional.probability(x)
             order = interleave(uncertainty_order(p, provisional.threshold), shuffled)
-        else:
+        elif np.any(detector):
             order = interleave(np.argsort(-detector, kind="stable"), shuffled)
+        else:  # no detector class guides the task: its scores are all zero
+            order = shuffled
         queues[Strategy.COLD_START] = Ranked(ids, order, detector[order])
         queues[Strategy.RANDOM] = random_queue
         return queues

@@ -4,12 +4,10 @@ once, and the detector's evidence on each item for the page's zoom."""
 
 from __future__ import annotations
 
+from hitl.evidence import BOX, EVIDENCE_DIM, SCORE
 from trainer_service.domain import Evidence
 from trainer_service.features.bank import FeatureBank
 from trainer_service.selection.near_duplicates import LeaseGuard
-
-# The detector evidence after the embedding: score, then x1, y1, x2, y2 (normalised).
-SCORE, BOX = 0, slice(1, 5)
 
 
 class Admission:
@@ -27,12 +25,12 @@ class Admission:
 
 
 def evidence(bank: FeatureBank, item_id: str, dims: int) -> Evidence | None:
-    """The detector's best target-class detection for an embedded item, or None (no
-    features yet, or no detection of the target class)."""
+    """The detector's best detection of the task's class for an embedded item, or None (no
+    features yet, or no detection of that class)."""
     row = bank.index.get(item_id)
-    if row is None or dims <= 0 or bank.matrix.shape[1] < dims + 5:
+    if row is None or dims <= 0 or bank.matrix.shape[1] < dims + EVIDENCE_DIM:
         return None
-    values = bank.matrix[row, dims:dims + 5].astype(float)
+    values = bank.matrix[row, dims:dims + EVIDENCE_DIM].astype(float)
     if values[SCORE] <= 0:
         return None
     x1, y1, x2, y2 = (min(1.0, max(0.0, v)) for v in values[BOX])

@@ -1,0 +1,65 @@
+"""Which of the detector's classes guides the task, and the task's vectors.
+
+The feature service stores, per image, the embedding and evidence for every class its
+detector knows (`hitl.evidence`); the trainer keeps those stored vectors and gives the
+models the embedding and the one evidence row of the task's detector class. That class
+is chosen once per extractor, from what `Describe` lists, and travels in the extractor
+record (`evidence_row`, -1 for none), so features, models and their files all say which
+class they were made with.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from hitl.evidence import EVIDENCE_DIM, DetectorClass, stored_dimension, task_vectors
+
+log = logging.getLogger(__name__)
+
+AUTO, NONE = "auto", "none"
+
+
+def choose_row(classes: list[DetectorClass], wanted: str, label_id: str,
+               display_name: str) -> int | None:
+    """The evidence row of the task's detector class: `wanted` by name or Open Images
+    id, or for "auto" the class of the task's label id, else of its display name; None
+    where there is none (an unknown class is said in the log)."""
+    setting = wanted.strip()
+    if setting.casefold() == NONE or not setting:
+        return None
+    keys = [label_id, display_name] if setting.casefold() == AUTO else [setting]
+    for key in keys:
+        row = next((i for i, c in enumerate(classes) if c.answers_to(key)), None)
+        if row is not None:
+            return row
+    if setting.casefold() != AUTO:
+        log.error("the detector knows no class %r: the task has no detector evidence "
+                  "(TRAINER_DETECTOR_CLASS)", setting,
+                  extra={"detector_classes": [c.name for c in classes]})
+    return None
+
+
+def extractor_record(name: str, version: str, embedding_dimension: int,
+                     evidence_version: str, classes: list[DetectorClass],
+                     row: int | None) -> dict:
+    """What the trainer records of the features it works with. `dimension` is the task
+    vector's (what models take), `stored_dimension` the stored one's."""
+    return {"name": name, "version": version,
+            "dimension": embedding_dimension + EVIDENCE_DIM,
+            "embedding_dimension": embedding_dimension,
+            "stored_dimension": stored_dimension(embedding_dimension, len(classes)),
+            "evidence_version": evidence_version,
+            "detector_class": classes[row].name if row is not None else "",
+            "evidence_row": -1 if row is None else row}
+
+
+def task_matrix(extractor: dict, stored: np.ndarray) -> np.ndarray:
+    """The task's vectors (models' input) from stored ones. A record without an
+    `evidence_row` (made before there were many classes) stored the task's vectors."""
+    if "evidence_row" not in extractor:
+        return np.atleast_2d(stored)
+    row = int(extractor["evidence_row"])
+    return task_vectors(stored, int(extractor["embedding_dimension"]),
+                        None if row < 0 else row)
