@@ -135,15 +135,15 @@ class Config:
     train_max_delay_s: float = setting(
         "TRAINER_TRAIN_MAX_DELAY_S", 10.0,
         "longest wait for a quiet moment: while labels keep arriving, train this often", "10")
-    min_per_class: int = setting("TRAINER_MIN_PER_CLASS", 5,
+    min_per_class: int = setting("TRAINER_MIN_PER_CLASS", 1,
                                  "labels of each class needed before the first model, where "
-                                 "no detector prior makes one sooner", "5")
+                                 "no detector prior makes one sooner", "3")
     detector_prior: tuple[float, float] | None = setting(
-        "TRAINER_DETECTOR_PRIOR", (32.0, 0.3),
+        "TRAINER_DETECTOR_PRIOR", (16.0, 0.5),
         "slope,centre: before the labels say otherwise, the logit of an item is slope x "
         "(its detector score - centre); the model is fitted around that guess, so a task "
         "with a detector class has a model from its first label; off: none (a model "
-        "waits for TRAINER_MIN_PER_CLASS labels of each class)", "32,0.3", parse=parse_prior)
+        "waits for TRAINER_MIN_PER_CLASS labels of each class)", "16,0.5", parse=parse_prior)
     prefetch: int = setting("TRAINER_PREFETCH", 5000,
                             "unlabelled pool items kept embedded for ranking", "5000")
     embed_batch: int = setting("TRAINER_EMBED_BATCH", 32, "items per Embed call", "32")

@@ -9,7 +9,10 @@ seeds, through the real feature (lite) and trainer services, counting every labe
   for its first positives), or never come within the budget, while the area gap stays
   near 0.5 and vanishes if ranking stops helping;
 - the live score's 90% interval holds the evaluation F1 at three checkpoints in four at
-  least.
+  least;
+- a client that answers 300 items as fast as they are leased, never waiting for a
+  model, is shown a live score resting on at least 20 audit answers (the audits start
+  with the first answers).
 
 It takes about 3 minutes on a 2-core machine, feature extraction included. The full
 measurement (300 labels, three strategies, both halves) is
@@ -18,12 +21,13 @@ measurement (300 labels, three strategies, both halves) is
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 
-from bench import curves, honesty, simulate
+from bench import curves, fast_client, honesty, simulate
 from bench.dataset import read_labelled
 from bench.sim_report import read_rows
 from tests.support import TILES, require_data, require_lite_models
@@ -33,13 +37,20 @@ BUDGET = 100
 COVERAGE_FROM = 50
 TARGET_LABELS = 80
 AREA_MARGIN = 0.2
+FAST_ANSWERS = 300
+FAST_AUDITS = 20
 
 
 @pytest.fixture(scope="module")
-def simulation(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], dict]:
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require_data(TILES)
     require_lite_models()
-    tmp = tmp_path_factory.mktemp("label-efficiency")
+    return tmp_path_factory.mktemp("label-efficiency")
+
+
+@pytest.fixture(scope="module")
+def simulation(workdir: Path) -> tuple[list[dict], dict]:
+    tmp = workdir
     out = tmp / "out"
     code = simulate.main([
         "--half", "confirm", "--seeds", str(SEEDS), "--budget", str(BUDGET),
@@ -88,3 +99,14 @@ def test_half_of_keeps_only_the_named_half() -> None:
     assert [Path(e.location).name[0] for e in simulate.half_of(examples, "confirm")] == list(
         "56789")
     assert len(simulate.half_of(examples, "all")) == 10
+
+
+def test_a_fast_client_gets_a_live_score_early(workdir: Path,
+                                               simulation: tuple[list[dict], dict]) -> None:
+    """After the simulation (its feature cache and trainer template are reused)."""
+    plan = simulate.plan_from(simulate.parse_args(
+        ["--half", "confirm", "--seeds", "1", "--cache", str(workdir / "cache")]))
+    found = asyncio.run(fast_client.run(plan, FAST_ANSWERS, seed=0))
+    assert found.answers == FAST_ANSWERS
+    assert found.estimate_labels >= FAST_AUDITS, found
+    assert found.low <= found.f1 <= found.high
