@@ -88,7 +88,9 @@ def task_env(positive_class: str | None, detector_class: str) -> dict[str, str]:
     unless `detector_class` names another (or none)."""
     if positive_class is None:
         return {"TRAINER_DETECTOR_CLASS": detector_class}
-    return {"TRAINER_LABEL_ID": "", "TRAINER_DISPLAY_NAME": positive_class,
+    # The label id names the question too (an empty setting would mean the default, the
+    # bicycle's, and "auto" would take the bicycle's detector class).
+    return {"TRAINER_LABEL_ID": positive_class, "TRAINER_DISPLAY_NAME": positive_class,
             "TRAINER_DETECTOR_CLASS": detector_class}
 
 
@@ -97,8 +99,10 @@ def task_of(positive_class: str | None, detector_class: str):  # type: ignore[no
     from trainer_service.features.extraction import Task
 
     env = task_env(positive_class, detector_class)
-    return Task(env["TRAINER_DETECTOR_CLASS"], env.get("TRAINER_LABEL_ID", "/m/0199g"),
-                env.get("TRAINER_DISPLAY_NAME", "Bicycle"))
+    from trainer_service.config import Config
+
+    return Task(env["TRAINER_DETECTOR_CLASS"], env.get("TRAINER_LABEL_ID", Config.label_id),
+                env.get("TRAINER_DISPLAY_NAME", Config.display_name))
 
 
 def guiding_class(address: str, plan: Plan) -> str:
