@@ -232,7 +232,7 @@ async def _latencies(feature_addr: str, base: str, images: list[bytes]) -> dict[
 
 async def _describe(address: str) -> dict:
     from hitl.v1 import feature_pb2, feature_pb2_grpc
-    from trainer_service.features.extraction import Task, extractor_key
+    from trainer_service.features.task_evidence import Task, extractor_key
 
     channel = open_channel(address, "hitl.v1.FeatureService")
     try:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from bench import sim_report, stack
 from bench.dataset import DatasetError, Example, read_labelled, stratified_subset, write_manifest
+from bench.questions import guiding_class, task_env
 from bench.replay import TrainerClient, full_pool, replay
 from tools.supervisor import ServiceProcess
 
@@ -80,43 +81,6 @@ class Plan:
     half: str = "all"
     positive_class: str | None = None
     detector_class: str = "auto"
-
-
-def task_env(positive_class: str | None, detector_class: str) -> dict[str, str]:
-    """The trainer's task: the dataset's own question (its label column, bicycle on the
-    tiles), or "is it <positive_class>?", guided by the detector class of that name
-    unless `detector_class` names another (or none)."""
-    if positive_class is None:
-        return {"TRAINER_DETECTOR_CLASS": detector_class}
-    # The label id names the question too (an empty setting would mean the default, the
-    # bicycle's, and "auto" would take the bicycle's detector class).
-    return {"TRAINER_LABEL_ID": positive_class, "TRAINER_DISPLAY_NAME": positive_class,
-            "TRAINER_DETECTOR_CLASS": detector_class}
-
-
-def task_of(positive_class: str | None, detector_class: str):  # type: ignore[no-untyped-def]
-    """The feature client's view of that task (trainer_service...extraction.Task)."""
-    from trainer_service.features.extraction import Task
-
-    env = task_env(positive_class, detector_class)
-    from trainer_service.config import Config
-
-    return Task(env["TRAINER_DETECTOR_CLASS"], env.get("TRAINER_LABEL_ID", Config.label_id),
-                env.get("TRAINER_DISPLAY_NAME", Config.display_name))
-
-
-def guiding_class(address: str, plan: Plan) -> str:
-    """The detector class the trainer will take for the task, as it chooses it."""
-    import grpc
-
-    from hitl.v1 import feature_pb2, feature_pb2_grpc
-    from trainer_service.features.extraction import extractor_key
-
-    with grpc.insecure_channel(address) as channel:
-        info = feature_pb2_grpc.FeatureServiceStub(channel).Describe(
-            feature_pb2.DescribeRequest(), timeout=60).extractor
-    return str(extractor_key(info, task_of(plan.positive_class, plan.detector_class))
-               ["detector_class"])
 
 
 def trainer_env(plan: Plan, strategy: str, seed: int) -> dict[str, str]:
@@ -186,7 +150,7 @@ async def simulate(plan: Plan) -> dict:
     template = template_dir(plan, manifest)
     try:
         feature.wait_healthy()
-        guide = guiding_class(feature.address, plan)
+        guide = guiding_class(feature.address, plan.positive_class, plan.detector_class)
         if not template.exists():
             # The one slow step: every image through the feature service, once.
             await _with_trainer(plan, feature, manifest, work, "trainer-warm-up",

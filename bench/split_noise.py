@@ -23,13 +23,13 @@ import numpy as np
 from bench import stack
 from bench.dataset import read_labelled
 from bench.label_errors import embed
+from bench.questions import task_of
 from bench.simulate import (
     DEFAULT_CACHE,
     DEFAULT_DATASET,
     EVALUATION_FRACTION,
     HALVES,
     half_of,
-    task_of,
 )
 
 

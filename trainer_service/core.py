@@ -37,8 +37,9 @@ from trainer_service.domain import (
     Strategy,
     TrainerError,
 )
-from trainer_service.features.extraction import Extraction, Task
+from trainer_service.features.extraction import Extraction
 from trainer_service.features.store import LABELLED, FeatureStore
+from trainer_service.features.task_evidence import Task
 from trainer_service.loading import Loading, configured_dataset
 from trainer_service.models.training import Training
 from trainer_service.outputs.model_outputs import ModelOutputs

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import simulate
+from bench import questions, simulate
 from bench.dataset import DatasetError, read_labelled
 from hitl.config import load
 from hitl.evidence import DetectorClass
@@ -49,8 +49,8 @@ def test_the_trainer_gets_the_task_the_benches_resolve(question: str | None, wan
     offline benches build."""
     classes = [DetectorClass("Bicycle", "/m/0199g", "Bicycle"), DetectorClass("Vehicle"),
                DetectorClass("fire hydrant", "/m/01pns0", "Fire hydrant")]
-    config = load(Config, simulate.task_env(question, wanted))
-    task = simulate.task_of(question, wanted)
+    config = load(Config, questions.task_env(question, wanted))
+    task = questions.task_of(question, wanted)
     row = choose_row(classes, config.detector_class, config.label_id, config.display_name)
     assert row == choose_row(classes, task.detector_class, task.label_id, task.display_name)
     assert (classes[row].name if row is not None else None) == expected

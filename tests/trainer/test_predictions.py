@@ -166,7 +166,7 @@ async def test_a_feature_service_that_cannot_be_reached_is_unavailable() -> None
     from hitl.channels import open_channel
     from hitl.v1 import feature_pb2_grpc
     from tools.probes import free_port
-    from trainer_service.features.extraction import Task
+    from trainer_service.features.task_evidence import Task
     from trainer_service.outputs.classify import feature_service
 
     x, y = blobs(10, 10, d=12)

@@ -17,26 +17,19 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import numpy as np
 
 from hitl.channels import open_channel
-from hitl.evidence import BOX, COUNT, SCORE
 from hitl.v1 import feature_pb2, feature_pb2_grpc
 from trainer_service.datasets import Catalog, Item
 from trainer_service.features.embed_plan import Retries, plan_batch
 from trainer_service.features.order import ExtractionOrder
-from trainer_service.features.records import Embedded, Evidence, ImageError, ImageSource
+from trainer_service.features.records import Embedded, ImageError, ImageSource
 from trainer_service.features.store import FeatureStore
-from trainer_service.features.task_evidence import (
-    DetectorClass,
-    choose_row,
-    extractor_record,
-    task_matrix,
-)
+from trainer_service.features.task_evidence import Task, extractor_key, task_evidence, task_matrix
 
 log = logging.getLogger(__name__)
 
@@ -50,30 +43,10 @@ MAX_BACKOFF_S = 10.0
 WHOLE_CALL_FAILURES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
 
-@dataclass(frozen=True)
-class Task:
-    """What of the task the feature client needs: which detector class guides it."""
-
-    detector_class: str = "auto"
-    label_id: str = ""
-    display_name: str = ""
-
-
-def extractor_key(info: feature_pb2.ExtractorInfo, task: Task) -> dict:
-    """The extractor record (`task_evidence.extractor_record`). A feature service that
-    lists no detector classes (an earlier release) has one: its target class."""
-    classes = [DetectorClass(c.name, c.open_images_id, c.open_images_name)
-               for c in info.detector_classes] or [DetectorClass(info.target_class)]
-    row = choose_row(classes, task.detector_class, task.label_id, task.display_name)
-    return extractor_record(info.name, info.version, info.embedding_dimension,
-                            info.evidence_version, classes, row)
-
-
 def stored_vector(features: feature_pb2.Features, extractor: dict) -> bytes:
     """The embedding and every class's evidence, as the feature service stores them."""
-    if not features.class_evidence:
-        return features.vector
-    return features.vector[:4 * int(extractor["embedding_dimension"])] + features.class_evidence
+    evidence, vector = features.class_evidence, features.vector
+    return vector[:4 * int(extractor["embedding_dimension"])] + evidence if evidence else vector
 
 
 def image_ref(item: Item) -> feature_pb2.ImageRef:
@@ -90,8 +63,8 @@ class Extraction:
                  retry_s: float = 2.0,
                  on_features: Callable[[list[str]], None] = lambda ids: None,
                  on_extractor: Callable[[dict], None] = lambda extractor: None,
-                 task: Task = Task()) -> None:
-        self.store, self.catalog, self.task = store, catalog, task
+                 task: Task | None = None) -> None:
+        self.store, self.catalog, self.task = store, catalog, task or Task()
         self.channel = open_channel(address, SERVICE, default_deadline_s=deadline_s,
                                     max_message_bytes=max_message_bytes)
         # Requests stay under the smaller of our limit and the one the service reports.
@@ -261,12 +234,6 @@ def embedded(result: feature_pb2.EmbedResult, extractor: dict) -> Embedded:
     kind = feature_pb2.ErrorKind.Name(result.error.kind).removeprefix("ERROR_KIND_")
     return Embedded(result.id, None, error=ImageError(kind, result.error.message,
                                                       result.error.retryable))
-
-
-def task_evidence(row: np.ndarray) -> Evidence:
-    """The record of one evidence row (`hitl.evidence`'s layout)."""
-    score, box = float(row[SCORE]), tuple(float(v) for v in row[BOX])
-    return Evidence(score, box if score > 0 else None, int(row[COUNT]))  # type: ignore[arg-type]
 
 
 async def describe(stub: feature_pb2_grpc.FeatureServiceStub, task: Task) -> dict:

@@ -11,14 +11,34 @@ class they were made with.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from hitl.evidence import EVIDENCE_DIM, DetectorClass, stored_dimension, task_vectors
+from hitl.evidence import (
+    BOX,
+    COUNT,
+    EVIDENCE_DIM,
+    SCORE,
+    DetectorClass,
+    stored_dimension,
+    task_vectors,
+)
+from trainer_service.features.records import Evidence
 
 log = logging.getLogger(__name__)
 
 AUTO, NONE = "auto", "none"
+
+
+@dataclass(frozen=True)
+class Task:
+    """What of the task the feature client needs: which detector class guides it."""
+
+    detector_class: str = AUTO
+    label_id: str = ""
+    display_name: str = ""
 
 
 def choose_row(classes: list[DetectorClass], wanted: str, label_id: str,
@@ -55,6 +75,16 @@ def extractor_record(name: str, version: str, embedding_dimension: int,
             "evidence_row": -1 if row is None else row}
 
 
+def extractor_key(info: Any, task: Task) -> dict:
+    """The extractor record of a `Describe`'s ExtractorInfo `info` for `task`. A feature
+    service that lists no detector classes (an earlier release) has one: its target."""
+    classes = [DetectorClass(c.name, c.open_images_id, c.open_images_name)
+               for c in info.detector_classes] or [DetectorClass(info.target_class)]
+    row = choose_row(classes, task.detector_class, task.label_id, task.display_name)
+    return extractor_record(info.name, info.version, info.embedding_dimension,
+                            info.evidence_version, classes, row)
+
+
 def task_matrix(extractor: dict, stored: np.ndarray) -> np.ndarray:
     """The task's vectors (models' input) from stored ones. A record without an
     `evidence_row` (made before there were many classes) stored the task's vectors."""
@@ -63,3 +93,9 @@ def task_matrix(extractor: dict, stored: np.ndarray) -> np.ndarray:
     row = int(extractor["evidence_row"])
     return task_vectors(stored, int(extractor["embedding_dimension"]),
                         None if row < 0 else row)
+
+
+def task_evidence(row: np.ndarray) -> Evidence:
+    """The record of one evidence row (`hitl.evidence`'s layout)."""
+    score, box = float(row[SCORE]), tuple(float(v) for v in row[BOX])
+    return Evidence(score, box if score > 0 else None, int(row[COUNT]))  # type: ignore[arg-type]

@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 
 from trainer_service.domain import TrainerError
-from trainer_service.features.extraction import FeatureServiceError, Task, embed_images
+from trainer_service.features.extraction import FeatureServiceError, embed_images
 from trainer_service.features.records import Embedded, ImageError, ImageSource
+from trainer_service.features.task_evidence import Task
 from trainer_service.models.classifier import LinearModel
 from trainer_service.models.registry import ModelInfo
 from trainer_service.outputs.predictions import decision, probabilities

@@ -18,14 +18,10 @@ from dataclasses import replace
 
 from trainer_service.datasets import Catalog
 from trainer_service.domain import ScoringProgress, ScoringState
-from trainer_service.features.extraction import (
-    FeatureServiceError,
-    Task,
-    describe,
-    embed_stream,
-)
+from trainer_service.features.extraction import FeatureServiceError, describe, embed_stream
 from trainer_service.features.records import Embedded
 from trainer_service.features.store import FeatureStore
+from trainer_service.features.task_evidence import Task
 
 log = logging.getLogger(__name__)
 
