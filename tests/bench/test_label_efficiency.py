@@ -2,12 +2,13 @@
 shared tiles (file names starting 5-9, never tuned on), the first 100 labels of 3 fixed
 seeds, through the real feature (lite) and trainer services, counting every label:
 
-- the default strategy reaches F1 0.85 on the evaluation split within 80 labels in every
-  seed, and its mean F1 over the budget (F1 0 before a run's first model) is at least
-  0.2 above random sampling's. The area is the margin judged, not the ratio of labels to
-  0.85: random's labels to the target swing from 55 to 170 with the seed (they wait
-  for its first positives), or never come within the budget, while the area gap stays
-  near 0.5 and vanishes if ranking stops helping;
+- the default strategy reaches F1 0.85 on the evaluation split within 40 labels in every
+  seed (10 seeds of the full measurement: 5 to 25), and F1 0.88 in at most half of the
+  labels random sampling needs on average (a random seed that never gets there counts as
+  the whole budget; measured: 23 against 85 on these seeds). The margin is judged near
+  the ceiling (0.9), where ranking is what helps: the detector's prior gives random
+  sampling a model of F1 about 0.8 from its first label too, so the mean F1 over the
+  budget, the margin judged before the prior, differs by only 0.04;
 - the live score's 90% interval holds the evaluation F1 at three checkpoints in four at
   least;
 - a client that answers 300 items as fast as they are leased, never waiting for a
@@ -35,8 +36,9 @@ from tests.support import TILES, require_data, require_lite_models
 SEEDS = 3
 BUDGET = 100
 COVERAGE_FROM = 50
-TARGET_LABELS = 80
-AREA_MARGIN = 0.2
+TARGET_LABELS = 40
+NEAR_CEILING = 0.88
+RANDOM_SHARE = 0.5
 FAST_ANSWERS = 300
 FAST_AUDITS = 20
 
@@ -72,15 +74,16 @@ def test_the_default_strategy_beats_random_by_a_clear_margin(
     rows, _ = simulation
     runs = curves.with_every_seed(curves.curves_by_run(rows), ["default", "random"],
                                   range(SEEDS))
-    summaries = {s.strategy: s for s in curves.summarise(runs, BUDGET)}
+    levels = [curves.TARGET_F1, NEAR_CEILING]
+    summaries = {s.strategy: s for s in curves.summarise(runs, BUDGET, levels)}
     default, random = summaries["default"], summaries["random"]
     reach = default.reach[curves.TARGET_F1]
     assert reach.mean is not None and max(reach.per_seed) <= TARGET_LABELS, (  # type: ignore[type-var]
         f"default reached F1 0.85 after {reach.per_seed} labels")
-    assert default.area >= random.area + AREA_MARGIN, (
-        f"mean F1 over {BUDGET} labels: default {default.area:.3f}, random "
-        f"{random.area:.3f}; labels to F1 0.85: default {reach.per_seed}, "
-        f"random {random.reach[curves.TARGET_F1].per_seed}")
+    ratio = curves.ratio(default, random, NEAR_CEILING, BUDGET)
+    assert ratio is not None and ratio <= RANDOM_SHARE, (
+        f"labels to F1 {NEAR_CEILING}: default {default.reach[NEAR_CEILING].per_seed}, "
+        f"random {random.reach[NEAR_CEILING].per_seed} (a ratio of {ratio})")
 
 
 def test_the_live_interval_holds_the_evaluation_f1(simulation: tuple[list[dict], dict]) -> None:
