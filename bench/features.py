@@ -80,7 +80,6 @@ def measure_baseline(name: str, paths: list[Path], budget_s: float, device: str 
     thread count hardly matters, and one pass at the default is measured.
     """
     import torch
-
     from feature_service.extractors.baseline import load_baseline
 
     extract = load_baseline(name, MODELS, device, untrained=untrained)

@@ -54,6 +54,7 @@ def load_models() -> tuple[Callable, Callable]:
 
 def batch_inputs(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     from feature_service.extractors.baseline import full_size_rgb
+
     from feature_service.extractors.lite import detector_input, embedder_input
 
     images = [full_size_rgb(p) for p in paths]
@@ -140,8 +141,9 @@ def resnext_effect(paths: list[Path], labels: list[int],
     """resnext50-frcnn's float32 vectors against its reduced-precision ones (bfloat16 on
     a CPU, float16 on CUDA). `build(device, precision=...)` makes the extractor: the
     pretrained one unless a test passes another."""
-    from bench.features import weights_missing
     from feature_service.extractors.baseline import full_size_rgb
+
+    from bench.features import weights_missing
     from feature_service.extractors.resnext_frcnn import (
         DTYPE_NAMES,
         EMBEDDING_DIM,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram, Info
 
 CACHE_HITS = Counter("feature_cache_hits", "Cache lookups that found an entry.")
 CACHE_MISSES = Counter("feature_cache_misses", "Cache lookups that found nothing.")
@@ -19,3 +21,19 @@ REFUSED_CALLS = Counter("feature_refused_calls",
                         "Embed calls refused: FEATURE_MAX_INFLIGHT_BYTES were in progress.")
 CACHE_EVICTIONS = Counter("feature_cache_evictions",
                           "Oldest entries deleted to keep the cache under FEATURE_CACHE_MAX_BYTES.")
+SETTINGS = Info("feature_settings", "The settings in use (precision, memory layout, threads, "
+                "batch, workers, inference) and where each came from.")
+CALIBRATED_RATE = Gauge("feature_calibrated_images_per_second",
+                        "Images/s the chosen settings measured at start (0: not measured).")
+CALIBRATION_SECONDS = Gauge("feature_calibration_seconds", "Seconds the calibration took.")
+
+
+def record_settings(plan: Any, calibration: Any) -> None:
+    """The engine's plan and the calibration's sources, as feature_settings_info."""
+    settings = plan.settings
+    SETTINGS.info({"precision": settings.precision, "memory_layout": settings.layout,
+                   "intra_op_threads": str(settings.threads), "max_batch": str(plan.max_batch),
+                   "workers": str(plan.workers), "inference": plan.inference,
+                   **{f"{k}_source": v for k, v in calibration.sources.items()}})
+    CALIBRATED_RATE.set(calibration.images_per_s)
+    CALIBRATION_SECONDS.set(calibration.seconds)

@@ -56,10 +56,11 @@ def tiles_manifest(path: Path, positives: int, negatives: int,
 
 
 def lite_feature_env(port: int, cache_dir: Path, **extra: str) -> dict[str, str]:
-    """The settings of a `lite` feature service on `port` with its metrics port off and its
-    cache in `cache_dir`; `extra` (setting names as keywords) adds to or overrides them."""
+    """The settings of a `lite` feature service on `port` with its metrics port off, its
+    cache in `cache_dir` and no timing of settings at start (tests/feature/test_lite.py
+    measures them); `extra` (setting names as keywords) adds to or overrides them."""
     return {"FEATURE_PORT": str(port), "FEATURE_METRICS_PORT": "0", "FEATURE_EXTRACTOR": "lite",
-            "FEATURE_CACHE_DIR": str(cache_dir), **extra}
+            "FEATURE_CACHE_DIR": str(cache_dir), "FEATURE_CALIBRATION_S": "0", **extra}
 
 
 def require_lite_models() -> Path:

@@ -2,12 +2,16 @@
 
 A feature vector is the image embedding followed by EVIDENCE_DIM values of detector
 evidence for the task's target class (see `evidence_vector`). The service decodes images
-to RGB, calls `prepare` on worker threads, then `extract` on batches.
+to RGB and prepares them in worker processes (`preparer`, which travels there), then
+calls `extract` on batches. `Settings` say how an extractor computes: precision, memory
+layout and threads; only the precision can change the features, and it is part of the
+extractor's version.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +27,30 @@ COUNT_THRESHOLD = 0.5
 class MissingWeightsError(RuntimeError):
     """Pretrained weights are absent; the message names the file and the command to get
     them. The product never falls back to random weights."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How an extractor computes. precision: float32, bfloat16, float16 or int8 (which
+    of them an extractor offers: `Extractor.choices`); layout: contiguous or
+    channels_last; threads: its intra-op threads."""
+    precision: str = "float32"
+    layout: str = "contiguous"
+    threads: int = 1
+
+    def label(self) -> str:
+        return f"{self.precision}/{self.layout}/{self.threads}t"
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What an extractor can run with on a device, the first of each its default:
+    precisions, memory layouts and batch sizes, and whether it runs best as one worker
+    per core (small models) or as one worker using every core (large ones)."""
+    precisions: tuple[str, ...] = ("float32",)
+    layouts: tuple[str, ...] = ("contiguous",)
+    batches: tuple[int, ...] = (8, 1, 2, 4, 16)
+    worker_per_core: bool = True
 
 
 @dataclass(frozen=True)
@@ -64,6 +92,12 @@ class Extractor(abc.ABC):
     @abc.abstractmethod
     def prepare(self, image: Image.Image) -> object:
         """CPU preprocessing of one RGB image; thread-safe, runs off the event loop."""
+
+    def preparer(self) -> Callable[[Image.Image], object]:
+        """`prepare` as a small picklable callable, for decoding worker processes that do
+        not load the models; an extractor whose `prepare` needs no model state may keep
+        this default, which only works within this process."""
+        return self.prepare
 
     @abc.abstractmethod
     def extract(self, prepared: list[object]) -> np.ndarray:

@@ -2,8 +2,11 @@
 
 Pretrained weights come only from torchvision's cache (TORCH_HOME, filled by
 `make weights`); without them `ResNeXtFrcnnExtractor.pretrained` raises
-MissingWeightsError. `untrained` builds the same architectures with random weights for
-tests and speed measurements (bench/frcnn_speed.py); nothing in configuration reaches it.
+MissingWeightsError. The benchmarks build the same architectures with random weights
+(bench/untrained.py); nothing in configuration reaches that.
+
+Prepared images stay uint8 (a quarter of the bytes to move from a decoding process, or to
+a GPU); `extract` scales and normalises them on the device.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from torchvision.models.detection import (
 )
 from torchvision.transforms import functional as F
 
-from .base import Extractor, ExtractorInfo, MissingWeightsError, evidence_vector
-from .runtime import reduced_dtype, use_cpu_threads
+from .base import Choices, Extractor, ExtractorInfo, MissingWeightsError, Settings, evidence_vector
+from .runtime import cpu_threads, reduced_dtype
 
 BACKBONE_WEIGHTS = ResNeXt50_32X4D_Weights.IMAGENET1K_V1
 DETECTOR_WEIGHTS = FasterRCNN_ResNet50_FPN_Weights.COCO_V1
@@ -43,6 +46,18 @@ DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16"}
 def weights_file(weights: ResNeXt50_32X4D_Weights | FasterRCNN_ResNet50_FPN_Weights) -> Path:
     """Where torchvision keeps (or will download) these weights."""
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+
+
+def check_weights() -> None:
+    """MissingWeightsError, naming the file and the command, when a weight file is absent."""
+    for weights in WEIGHTS:
+        path = weights_file(weights)
+        if not path.is_file():
+            raise MissingWeightsError(
+                f"pretrained weights {path} are missing (the torchvision cache under "
+                "TORCH_HOME): "
+                "run `make weights` (python -m feature_service.fetch_models "
+                "resnext50-frcnn) where there is internet, or use the `lite` extractor")
 
 
 def frcnn_evidence(detections: dict[str, torch.Tensor], width: int, height: int) -> np.ndarray:
@@ -94,31 +109,73 @@ def reduce_precision(backbone: torch.nn.Module, detector: FasterRCNN, device: st
 
 @dataclass(frozen=True)
 class ResNeXtFrcnnInput:
-    backbone: torch.Tensor  # (3, 224, 224) normalised
-    detector: torch.Tensor  # (3, H, W) in [0, 1], no larger than the detector would use
+    backbone: torch.Tensor  # (3, 224, 224) uint8: the central crop
+    detector: torch.Tensor  # (3, H, W) uint8, no larger than the detector would use
 
 
 def detector_scale(width: int, height: int, min_size: int, max_size: int) -> float:
     return min(min_size / min(width, height), max_size / max(width, height))
 
 
+def _chw(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+
+
+@dataclass(frozen=True)
+class Preparer:
+    """An RGB image to ResNeXtFrcnnInput: picklable, so decoding processes need no model."""
+    min_size: int = DETECTOR_MIN_SIZE
+    max_size: int = DETECTOR_MAX_SIZE
+
+    def __call__(self, image: Image.Image) -> ResNeXtFrcnnInput:
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        crop = F.center_crop(F.resize(image, RESIZE, antialias=True), [CROP, CROP])
+        # The detector rescales anyway; shrinking here first keeps big images small in
+        # memory between prepare and extract.
+        scale = detector_scale(*image.size, self.min_size, self.max_size)
+        if scale < 1:
+            image = image.resize((max(1, round(image.width * scale)),
+                                  max(1, round(image.height * scale))),
+                                 Image.Resampling.BILINEAR)
+        return ResNeXtFrcnnInput(_chw(crop), _chw(image))
+
+
+def resnext_choices(device: str) -> Choices:
+    """float16 first on a GPU (what it computes fastest), float32 first on a CPU, where
+    the measurement at start decides whether bfloat16 pays."""
+    if device.startswith("cuda"):
+        return Choices(("float16", "float32", "bfloat16"), ("channels_last", "contiguous"),
+                       (32, 8, 16, 64), worker_per_core=False)
+    # Each 800 px image in a Faster R-CNN batch adds ~300 MB on a CPU.
+    return Choices(("float32", "bfloat16"), ("channels_last", "contiguous"), (1, 2, 4),
+                   worker_per_core=False)
+
+
+def default_settings(device: str) -> Settings:
+    choices = resnext_choices(device)
+    return Settings(choices.precisions[0], choices.layouts[0],
+                    1 if device.startswith("cuda") else cpu_threads())
+
+
 class ResNeXtFrcnnExtractor(Extractor):
     min_side = DETECTOR_MIN_SIZE
 
     def __init__(self, backbone: torch.nn.Module, detector: FasterRCNN, device: str,
-                 version: str, precision: str = "auto", channels_last: bool = True) -> None:
-        """precision "auto" runs the convolutions in float16 on CUDA and bfloat16 on a CPU
-        that has it natively (about 2x faster here); "float32" and channels_last=False
-        give the plain eager model, as the demo ran it (the benchmark's baseline)."""
+                 version: str, settings: Settings | None = None) -> None:
+        """Precision float16 / bfloat16 runs the convolutions reduced (part of the
+        version); float32 with the contiguous layout gives the plain eager model, as the
+        demo ran it (the benchmark's baseline)."""
         backbone.fc = torch.nn.Identity()  # the pooled 2048-d embedding, not the 1000 logits
         self.device = device
-        if not device.startswith("cuda"):
-            use_cpu_threads()
-        self.channels_last = channels_last
-        if channels_last:  # faster convolutions in cuDNN and oneDNN alike
+        self.settings = settings = settings or default_settings(device)
+        if not device.startswith("cuda") and torch.get_num_threads() != settings.threads:
+            torch.set_num_threads(settings.threads)
+        self.channels_last = settings.layout == "channels_last"
+        if self.channels_last:  # faster convolutions in cuDNN and oneDNN alike
             backbone = backbone.to(memory_format=torch.channels_last)
             detector = detector.to(memory_format=torch.channels_last)
-        self.dtype = reduced_dtype(device, precision)
+        self.dtype = reduced_dtype(device, settings.precision)
         if self.dtype is not None:
             backbone = reduce_precision(backbone, detector, device, self.dtype)
             version = f"{version}+{DTYPE_NAMES[self.dtype]}"
@@ -134,50 +191,18 @@ class ResNeXtFrcnnExtractor(Extractor):
             device=device)
 
     @classmethod
-    def pretrained(cls, device: str, precision: str = "auto",
-                   channels_last: bool = True) -> ResNeXtFrcnnExtractor:
-        for weights in WEIGHTS:
-            path = weights_file(weights)
-            if not path.is_file():
-                raise MissingWeightsError(
-                    f"pretrained weights {path} are missing (the torchvision cache under "
-                    "TORCH_HOME): "
-                    "run `make weights` (python -m feature_service.fetch_models "
-                    "resnext50-frcnn) where there is internet, or use the `lite` extractor")
+    def pretrained(cls, device: str, settings: Settings | None = None
+                   ) -> ResNeXtFrcnnExtractor:
+        check_weights()
         backbone = resnext50_32x4d(weights=BACKBONE_WEIGHTS)
         detector = fasterrcnn_resnet50_fpn(weights=DETECTOR_WEIGHTS)
-        return cls(backbone, detector, device, VERSION, precision, channels_last)
+        return cls(backbone, detector, device, VERSION, settings)
 
-    @classmethod
-    def untrained(cls, device: str = "cpu", detector_min_size: int = DETECTOR_MIN_SIZE,
-                  precision: str = "auto", channels_last: bool = True
-                  ) -> ResNeXtFrcnnExtractor:
-        """Same architectures, random weights: for tests only. A small detector_min_size
-        and fewer region proposals (the box head's cost) keep them quick on a CPU."""
-        torch.manual_seed(0)
-        backbone = resnext50_32x4d(weights=None)
-        small = detector_min_size < DETECTOR_MIN_SIZE
-        detector = fasterrcnn_resnet50_fpn(
-            weights=None, weights_backbone=None, min_size=detector_min_size,
-            max_size=max(detector_min_size, DETECTOR_MAX_SIZE * detector_min_size
-                         // DETECTOR_MIN_SIZE),
-            rpn_pre_nms_top_n_test=200 if small else 1000,
-            rpn_post_nms_top_n_test=50 if small else 1000)
-        return cls(backbone, detector, device, "untrained", precision, channels_last)
+    def preparer(self) -> Preparer:
+        return Preparer(self._min_size, self._max_size)
 
     def prepare(self, image: Image.Image) -> ResNeXtFrcnnInput:
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        crop = F.center_crop(F.resize(image, RESIZE, antialias=True), [CROP, CROP])
-        backbone = F.normalize(F.to_tensor(crop), IMAGENET_MEAN, IMAGENET_STD)
-        # The detector rescales anyway; shrinking here first keeps big images small in
-        # memory between prepare and extract.
-        scale = detector_scale(*image.size, self._min_size, self._max_size)
-        if scale < 1:
-            image = image.resize((max(1, round(image.width * scale)),
-                                  max(1, round(image.height * scale))),
-                                 Image.Resampling.BILINEAR)
-        return ResNeXtFrcnnInput(backbone, F.to_tensor(image))
+        return self.preparer()(image)
 
     def extract(self, prepared: list[object]) -> np.ndarray:
         if not prepared:
@@ -186,7 +211,8 @@ class ResNeXtFrcnnExtractor(Extractor):
         if len(items) != len(prepared):
             raise TypeError("extract() takes what this extractor's prepare() returned")
         with torch.inference_mode():
-            batch = torch.stack([p.backbone for p in items]).to(self.device)
+            pixels = torch.stack([p.backbone for p in items]).to(self.device, non_blocking=True)
+            batch = F.normalize(pixels.float().div(255), IMAGENET_MEAN, IMAGENET_STD)
             if self.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             embeddings = self.backbone(batch).float().cpu().numpy()
@@ -202,7 +228,8 @@ class ResNeXtFrcnnExtractor(Extractor):
             by_size.setdefault(tuple(item.detector.shape), []).append(index)
         evidence: list[np.ndarray] = [np.empty(0)] * len(items)
         for indices in by_size.values():
-            detections = self.detector([items[i].detector.to(self.device) for i in indices])
+            detections = self.detector([items[i].detector.to(self.device).float().div(255)
+                                        for i in indices])
             for i, found in zip(indices, detections, strict=True):
                 _, height, width = items[i].detector.shape
                 evidence[i] = frcnn_evidence(found, width, height)

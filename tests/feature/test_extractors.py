@@ -19,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.untrained import untrained_resnext_frcnn
 from feature_service import fetch_models
 from feature_service.extractors import (
     EVIDENCE_DIM,
@@ -28,10 +29,9 @@ from feature_service.extractors import (
     load_extractor,
     ssd,
 )
-from feature_service.extractors.base import Extractor
+from feature_service.extractors.base import Extractor, Settings
 from feature_service.extractors.resnext_frcnn import (
     COCO_BICYCLE,
-    ResNeXtFrcnnExtractor,
     frcnn_evidence,
 )
 from feature_service.extractors.runtime import reduced_dtype
@@ -204,7 +204,7 @@ def test_lite_batch_equals_one_by_one(lite: Extractor) -> None:
 def test_lite_baseline_computes_the_same_vectors(lite: Extractor) -> None:
     """The benchmark's one-at-a-time PyTorch path and the ONNX Runtime path agree."""
     require_data(PHOTOS)
-    from feature_service.extractors.baseline import load_baseline
+    from bench.baseline import load_baseline
 
     baseline = load_baseline("lite", MODELS)
     for path in (PHOTOS / "dog.jpg", tiles("Bicycle", 1)[0]):
@@ -223,7 +223,7 @@ def test_lite_accepts_any_image_mode_and_tiny_images(lite: Extractor) -> None:
 
 def test_untrained_resnext50_frcnn_vector_layout() -> None:
     # A small detector input keeps this quick on a CPU; shapes are the same at 800 px.
-    extractor = ResNeXtFrcnnExtractor.untrained(detector_min_size=96)
+    extractor = untrained_resnext_frcnn(detector_min_size=96)
     assert extractor.info.dimension == 2058
     assert extractor.info.name == "resnext50-frcnn"
     images = [Image.new("RGB", (120, 90), (200, 30, 30)), Image.new("RGB", (64, 160), "white"),
@@ -262,13 +262,13 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA device here"))]
 
 
-def test_reduced_precision_is_float16_on_cuda_and_native_bfloat16_on_a_cpu() -> None:
-    assert reduced_dtype("cuda") is torch.float16
+def test_precisions_map_to_dtypes_and_float16_needs_cuda() -> None:
+    assert reduced_dtype("cuda", "float16") is torch.float16
     assert reduced_dtype("cuda:1", "float32") is None
     assert reduced_dtype("cpu", "float32") is None
-    native = (torch.backends.mkldnn.is_available()
-              and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    assert reduced_dtype("cpu") is (torch.bfloat16 if native else None)
+    assert reduced_dtype("cpu", "bfloat16") is torch.bfloat16  # measured, not assumed
+    with pytest.raises(ValueError, match="float16 runs on CUDA only"):
+        reduced_dtype("cpu", "float16")
     with pytest.raises(ValueError, match="precision"):
         reduced_dtype("cpu", "half")
 
@@ -276,10 +276,9 @@ def test_reduced_precision_is_float16_on_cuda_and_native_bfloat16_on_a_cpu() -> 
 @pytest.mark.parametrize("device", DEVICES)
 def test_reduced_precision_keeps_the_embedding_and_decodes_boxes_in_float32(
         device: str) -> None:
-    reduced = ResNeXtFrcnnExtractor.untrained(device, detector_min_size=96)
-    if reduced.dtype is None:
-        pytest.skip("this CPU has no native bfloat16, so auto precision is float32 here")
-    full = ResNeXtFrcnnExtractor.untrained(device, detector_min_size=96, precision="float32")
+    low_precision = "float16" if device == "cuda" else "bfloat16"
+    reduced = untrained_resnext_frcnn(device, 96, Settings(low_precision, "channels_last", 2))
+    full = untrained_resnext_frcnn(device, 96, Settings("float32", "channels_last", 2))
     # The precision is part of the version, hence of every cache key.
     assert full.info.version == "untrained"
     assert reduced.info.version == "untrained+" + ("fp16" if device == "cuda" else "bf16")
@@ -300,7 +299,8 @@ def test_reduced_precision_keeps_the_embedding_and_decodes_boxes_in_float32(
     with torch.no_grad():
         bias[COCO_BICYCLE] = 20.0
     with torch.inference_mode():
-        found = reduced.detector([reduced.prepare(images[0]).detector.to(device)])[0]
+        pixels = reduced.prepare(images[0]).detector  # uint8, as prepared
+        found = reduced.detector([pixels.to(device).float().div(255)])[0]
     assert found["boxes"].dtype == torch.float32 and found["scores"].dtype == torch.float32
     assert len(found["boxes"]) > 0
     evidence = reduced.extract([reduced.prepare(images[0])])[0, 2048:]
