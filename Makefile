@@ -17,7 +17,7 @@ OUT ?= predictions.csv
 PROTOS := $(wildcard protos/hitl/v1/*.proto)
 STUBS := hitl/v1/__init__.py
 
-.PHONY: install protos models weights run predict test test-fast lint lock bench bench-full simulate reliability clean
+.PHONY: install protos models weights run predict test test-fast lint lock bench bench-full bench-gpu simulate reliability clean
 
 install: $(VENV)/.installed $(BUF) $(STUBS) models
 
@@ -88,6 +88,10 @@ bench: install
 
 bench-full: install
 	$(PY) -m bench
+
+# Every GPU measurement in one call, under 5 minutes, where a CUDA device is present.
+bench-gpu: install
+	$(PY) -m bench.gpu
 
 simulate: install
 	$(PY) -m bench.simulate

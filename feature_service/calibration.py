@@ -56,6 +56,7 @@ class Wanted:
     max_batch: int = 0
     workers: int = 0
     budget_s: float = 10.0
+    compiled: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def default_plan(wanted: Wanted, choices: Choices, cores: int, inference: str) -
         workers, threads = wanted.workers or cores, wanted.threads or cores
     settings = Settings(wanted.precision if wanted.precision != "auto" else choices.precisions[0],
                         wanted.layout if wanted.layout != "auto" else choices.layouts[0],
-                        threads)
+                        threads, wanted.compiled)
     return Plan(settings, inference, wanted.max_batch or choices.batches[0], workers)
 
 

@@ -64,6 +64,10 @@ class Config:
         "Where the models run: workers (in every worker process: the CPU default), "
         "service (one copy in the service process, fed by the workers: the GPU default) "
         "or auto.", "workers")
+    compile: bool = setting(
+        "FEATURE_COMPILE", False,
+        "Run resnext50-frcnn's convolution trunks through torch.compile (minutes at start; "
+        "worth it on a GPU, measured by `make bench-gpu`).", "true")
     calibration_s: float = setting(
         "FEATURE_CALIBRATION_S", 10.0,
         "Seconds the service may spend at start timing its candidate settings on synthetic "

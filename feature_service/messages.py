@@ -35,7 +35,7 @@ def compute_settings(calibration: Calibration) -> feature_pb2.ComputeSettings:
             stage=row.stage, candidate=row.candidate, images_per_second=row.images_per_s,
             chosen=row.chosen) for row in calibration.rows],
         measured_images_per_second=calibration.images_per_s,
-        calibration_seconds=calibration.seconds)
+        calibration_seconds=calibration.seconds, compiled=plan.settings.compiled)
 
 
 def fill_result(message: feature_pb2.EmbedResult, result: Result) -> None:

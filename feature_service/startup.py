@@ -90,7 +90,7 @@ class Ready:
 
 def wanted(config: Config) -> Wanted:
     return Wanted(config.precision, config.memory_layout, config.threads, config.max_batch,
-                  config.decode_workers, config.calibration_s)
+                  config.decode_workers, config.calibration_s, config.compile)
 
 
 def _workers_measure(workers: Workers, blobs: tuple[bytes, ...]) -> Measure:

@@ -32,14 +32,13 @@ class MissingWeightsError(RuntimeError):
 @dataclass(frozen=True)
 class Settings:
     """How an extractor computes. precision: float32, bfloat16, float16 or int8 (which
-    of them an extractor offers: `Extractor.choices`); layout: contiguous or
-    channels_last; threads: its intra-op threads."""
+    of them an extractor offers: `Choices`); layout: contiguous or channels_last;
+    threads: its intra-op threads; compiled: its convolution trunks through
+    torch.compile (torch models; never measured at start, as compiling takes minutes)."""
     precision: str = "float32"
     layout: str = "contiguous"
     threads: int = 1
-
-    def label(self) -> str:
-        return f"{self.precision}/{self.layout}/{self.threads}t"
+    compiled: bool = False
 
 
 @dataclass(frozen=True)

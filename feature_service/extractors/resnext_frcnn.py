@@ -26,7 +26,15 @@ from torchvision.models.detection import (
 )
 from torchvision.transforms import functional as F
 
-from .base import Choices, Extractor, ExtractorInfo, MissingWeightsError, Settings, evidence_vector
+from .base import (
+    COUNT_THRESHOLD,
+    EVIDENCE_DIM,
+    Choices,
+    Extractor,
+    ExtractorInfo,
+    MissingWeightsError,
+    Settings,
+)
 from .runtime import cpu_threads, reduced_dtype
 
 BACKBONE_WEIGHTS = ResNeXt50_32X4D_Weights.IMAGENET1K_V1
@@ -64,11 +72,35 @@ def frcnn_evidence(detections: dict[str, torch.Tensor], width: int, height: int)
     """Evidence from one image's Faster R-CNN output, boxes in pixels of a width x height
     input. Detections are chosen by their *label*: the position of a detection in the
     list says nothing about its class."""
-    labels = detections["labels"].cpu().numpy()
-    keep = labels == COCO_BICYCLE
-    scores = detections["scores"].float().cpu().numpy()[keep]
-    boxes = detections["boxes"].float().cpu().numpy()[keep].reshape(-1, 4)
-    return evidence_vector(scores, boxes / np.array([width, height, width, height], np.float32))
+    return evidence_batch([detections], [(width, height)])[0]
+
+
+def evidence_batch(detections: list[dict[str, torch.Tensor]],
+                   sizes: list[tuple[int, int]]) -> np.ndarray:
+    """(N, EVIDENCE_DIM) evidence of N images' detections (sizes: width, height), as
+    `evidence_vector` computes it, on the detections' device with one transfer at the
+    end, not one per image (each is a synchronisation on a GPU)."""
+    if not detections:
+        return np.zeros((0, EVIDENCE_DIM), np.float32)
+    device = detections[0]["scores"].device
+    pad = torch.nn.utils.rnn.pad_sequence
+    scores = pad([d["scores"].float() for d in detections], batch_first=True,
+                 padding_value=-1.0)
+    if scores.shape[1] == 0:
+        return np.zeros((len(detections), EVIDENCE_DIM), np.float32)
+    labels = pad([d["labels"] for d in detections], batch_first=True, padding_value=-1)
+    boxes = pad([d["boxes"].float().reshape(-1, 4) for d in detections], batch_first=True)
+    scale = torch.tensor([[w, h, w, h] for w, h in sizes], dtype=torch.float32,
+                         device=device)
+    scores = torch.where(labels == COCO_BICYCLE, scores, torch.full_like(scores, -1.0))
+    best = scores.argmax(dim=1)
+    rows = torch.arange(len(detections), device=device)
+    top = scores[rows, best]
+    x1, y1, x2, y2 = (boxes[rows, best] / scale).clamp(0.0, 1.0).unbind(dim=1)
+    out = torch.stack([top, x1, y1, x2, y2, x2 - x1, y2 - y1, (x1 + x2) / 2, (y1 + y2) / 2,
+                       (scores > COUNT_THRESHOLD).sum(dim=1).float()], dim=1)
+    out[top < 0] = 0.0  # no detection of the class
+    return out.cpu().numpy().astype(np.float32)
 
 
 def to_float32(value: object) -> object:
@@ -181,6 +213,12 @@ class ResNeXtFrcnnExtractor(Extractor):
             version = f"{version}+{DTYPE_NAMES[self.dtype]}"
         self.backbone = backbone.eval().to(device)
         self.detector = detector.eval().to(device)
+        if settings.compiled:
+            # The fixed-size embedding trunk and the detector's convolution trunk (the
+            # bulk of the arithmetic); the detector's heads have data-dependent shapes.
+            self.backbone = torch.compile(self.backbone, dynamic=True)  # type: ignore[assignment]
+            self.detector.backbone = torch.compile(  # type: ignore[assignment]
+                self.detector.backbone, dynamic=True)
         transform = detector.transform
         self._min_size, self._max_size = int(transform.min_size[0]), int(transform.max_size)
         self.min_side = min(self._min_size, DETECTOR_MIN_SIZE)
@@ -226,12 +264,12 @@ class ResNeXtFrcnnExtractor(Extractor):
         by_size: dict[tuple[int, ...], list[int]] = {}
         for index, item in enumerate(items):
             by_size.setdefault(tuple(item.detector.shape), []).append(index)
-        evidence: list[np.ndarray] = [np.empty(0)] * len(items)
+        found: list[dict[str, torch.Tensor]] = [{}] * len(items)
         for indices in by_size.values():
             detections = self.detector([items[i].detector.to(self.device).float().div(255)
                                         for i in indices])
-            for i, found in zip(indices, detections, strict=True):
-                _, height, width = items[i].detector.shape
-                evidence[i] = frcnn_evidence(found, width, height)
-        return evidence
+            for i, detection in zip(indices, detections, strict=True):
+                found[i] = detection
+        sizes = [(item.detector.shape[2], item.detector.shape[1]) for item in items]
+        return list(evidence_batch(found, sizes))
 

@@ -124,6 +124,30 @@ def test_evidence_takes_the_label_not_the_detection_index() -> None:
         evidence, [0.7, 0.1, 0.1, 0.6, 0.9, 0.5, 0.8, 0.35, 0.5, 1.0], rtol=1e-6)
 
 
+def test_batched_evidence_equals_the_evidence_of_each_image() -> None:
+    """The GPU path's post-processing (all images at once, one transfer) gives what the
+    evidence of each image alone gives, here on the CPU."""
+    from feature_service.extractors.resnext_frcnn import evidence_batch
+
+    rng = np.random.default_rng(4)
+    detections, sizes, expected = [], [], []
+    for n in (0, 5, 1, 12, 3):
+        width, height = int(rng.integers(50, 900)), int(rng.integers(50, 900))
+        corners = np.sort(rng.uniform(-20, 950, (n, 2, 2)), axis=1).reshape(n, 4)
+        boxes = corners[:, [0, 2, 1, 3]].astype(np.float32)  # x1, y1, x2, y2
+        labels = rng.choice([COCO_BICYCLE, 1, 18], n)
+        scores = rng.uniform(0.05, 1.0, n).astype(np.float32)
+        detections.append({"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels),
+                           "scores": torch.from_numpy(scores)})
+        sizes.append((width, height))
+        keep = labels == COCO_BICYCLE
+        expected.append(evidence_vector(
+            scores[keep], boxes[keep] / np.array([width, height, width, height], np.float32)))
+    np.testing.assert_allclose(evidence_batch(detections, sizes), np.stack(expected),
+                               atol=1e-6)
+    assert evidence_batch([], []).shape == (0, EVIDENCE_DIM)
+
+
 def test_evidence_without_a_bicycle_is_zero() -> None:
     detections = {"boxes": torch.tensor([[0.0, 0, 10, 10]]), "labels": torch.tensor([1]),
                   "scores": torch.tensor([0.99])}
@@ -305,6 +329,20 @@ def test_reduced_precision_keeps_the_embedding_and_decodes_boxes_in_float32(
     assert len(found["boxes"]) > 0
     evidence = reduced.extract([reduced.prepare(images[0])])[0, 2048:]
     assert evidence[0] > 0.9 and ((evidence[1:9] >= 0) & (evidence[1:9] <= 1)).all()
+
+
+def test_compiled_trunks_give_the_eager_vectors() -> None:
+    """FEATURE_COMPILE's path (torch.compile of both convolution trunks), on the CPU."""
+    eager = untrained_resnext_frcnn("cpu", 96, Settings("float32", "channels_last", 2))
+    compiled = untrained_resnext_frcnn("cpu", 96, Settings("float32", "channels_last", 2,
+                                                           compiled=True))
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 255, (90 + 10 * k, 120, 3), dtype=np.uint8))
+              for k in range(3)]
+    for batch in (images[:1], images):  # two batch sizes: one compilation serves both
+        prepared = [eager.prepare(image) for image in batch]
+        np.testing.assert_allclose(compiled.extract(prepared), eager.extract(prepared),
+                                   atol=1e-3, rtol=1e-3)
 
 
 # --- registry and weights -----------------------------------------------------------
