@@ -186,7 +186,9 @@ class Calibrator:
         """The fastest candidate; the first (the incumbent) wins unless beaten by MARGIN."""
         best, best_rate, rows = candidates[0], 0.0, []
         for k, candidate in enumerate(candidates):
-            if time.monotonic() > deadline and k > 0:
+            # Past the budget nothing more is measured, but the first stage's incumbent:
+            # the chosen settings always have a measured rate.
+            if time.monotonic() > deadline and (k > 0 or incumbent_rate):
                 rows.append(Row(stage, describe(candidate), 0.0))
                 continue
             rate = await self.measure(candidate, per)
