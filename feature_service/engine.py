@@ -91,7 +91,7 @@ class Engine:
             outcomes = await self.workers.run(Job("embed", self.plan.settings, tuple(blobs)))  # type: ignore[arg-type]
         except WorkerStopped:
             raise ItemFailure(Kind.INTERNAL, "a worker process stopped; retry") from None
-        metrics.INFERENCE_SECONDS.observe(time.perf_counter() - started)
+        metrics.INFERENCE_SECONDS.observe((time.perf_counter() - started) / self.workers.count)
         return list(outcomes)
 
     async def _prepare_one(self, blobs: list[object]) -> list[object]:

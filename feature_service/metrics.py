@@ -14,7 +14,12 @@ CACHE_MAP_BYTES = Gauge("feature_cache_map_bytes", "Current LMDB map size.")
 CACHE_RESIZES = Counter("feature_cache_resizes", "Times the LMDB map was grown.")
 BATCH_SIZE = Histogram("feature_batch_size", "Images per model batch.",
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
-INFERENCE_SECONDS = Histogram("feature_inference_seconds", "Model time per batch.",
+# Per batch, divided by the batches that can run at once (the workers, or the one
+# inference thread), so that its rate is the fraction of the service's capacity in use:
+# the HPA's feature_inference_busy_ratio (deploy/k8s/prometheus-adapter/values.yaml).
+INFERENCE_SECONDS = Histogram("feature_inference_seconds",
+                              "Busy time per batch over the batches that run at once (in "
+                              "workers: decoding included).",
                               buckets=(0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30))
 ITEMS = Counter("feature_items", "Images answered, by outcome.", ["outcome"])
 REFUSED_CALLS = Counter("feature_refused_calls",

@@ -5,8 +5,8 @@ Each caller has its own queue. A batch is filled round robin across the callers 
 images waiting (a caller of weight w gives up to w images per turn, FEATURE_CALLER_WEIGHTS),
 so one caller's backlog never makes another wait for all of it; the trainer is a caller
 like any other. A batch closes when it holds `max_batch` images, or `max_wait_s` after
-its oldest image arrived, and runs on one of `slots` workers; with several workers free,
-the waiting images are spread over them rather than all given to one. A large image
+its oldest image arrived, and runs on one of `slots` workers; fewer images than would
+fill every worker are spread over them rather than all given to one. A large image
 (over LARGE_PIXELS) runs alone, and large images never hold the last free worker, so a
 small image always finds one within the time of one small batch.
 """
@@ -120,7 +120,9 @@ class FairBatcher:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), left)
                     continue
-                batch = self._take(min(self.max_batch, -(-self.waiting // self._free)))
+                # Spread over all the workers, not only those free now: a worker that
+                # frees up soon takes its part, rather than one taking everything.
+                batch = self._take(min(self.max_batch, -(-self.waiting // self.slots)))
                 if batch:
                     self._dispatch(batch)
                     continue
