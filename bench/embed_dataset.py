@@ -57,11 +57,18 @@ def run(short: bool, tiles: Path = TILES) -> dict:
         feature.start().wait_healthy()
         settings = settings_of(feature.address)
         try:
+            assert feature.popen is not None
+            feature_cpu = stack.cpu_seconds(feature.popen.pid)
             started = time.monotonic()
             trainer.start().wait_healthy()
             asyncio.run(stack.wait_for_trainer(trainer.address, all_embedded,
                                                f"embed {count} tiles", 1800, pause_s=0.25))
             seconds = time.monotonic() - started
+            assert trainer.popen is not None
+            cpu = (stack.cpu_seconds(feature.popen.pid) - feature_cpu
+                   + stack.cpu_seconds(trainer.popen.pid))
+            peak = {"feature": round(stack.tree_peak_mib(feature.popen.pid), 1),
+                    "trainer": round(stack.tree_peak_mib(trainer.popen.pid), 1)}
         finally:
             trainer.stop()
             feature.stop()
@@ -73,11 +80,13 @@ def run(short: bool, tiles: Path = TILES) -> dict:
         "baseline_images_per_s": baseline["baseline_images_per_s"],
         "baseline_projected_seconds": round(projected, 1),
         "speedup_vs_baseline": round(projected / seconds, 2),
+        "cpu_s_per_image": round(cpu / count, 4),
+        "baseline_cpu_s_per_image": baseline["baseline_cpu_s_per_image"],
+        "cpu_cost_vs_baseline": round(baseline["baseline_cpu_s_per_image"] * count / cpu, 2),
         "target_seconds": TARGET_S, "met": seconds < TARGET_S,
         "settings": settings,
         "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "peak_rss_mib": {"feature": feature.peak_mib and round(feature.peak_mib, 1),
-                         "trainer": trainer.peak_mib and round(trainer.peak_mib, 1)},
+        "peak_rss_mib": peak,
     }
 
 

@@ -4,6 +4,7 @@ quiet logs, as named helpers around the one supervisor (tools/supervisor.py)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +13,47 @@ from typing import Any
 from tools.probes import free_port
 from tools.supervisor import ROOT, ServiceProcess, peak_rss_mib
 
-__all__ = ["ROOT", "feature_service", "free_port", "gateway", "missing_modules",
-           "peak_rss_mib", "pool_embedded", "trainer_service", "wait_for_trainer"]
+__all__ = ["ROOT", "cpu_seconds", "feature_service", "free_port", "gateway",
+           "missing_modules", "peak_rss_mib", "pool_embedded", "trainer_service",
+           "tree_peak_mib", "wait_for_trainer"]
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every live descendant (the feature service's worker processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by `pid` and its live descendants: on a
+    shared machine it shows the cost without the wait for other processes."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICKS
+
+
+def tree_peak_mib(pid: int) -> float:
+    """Peak resident memory of `pid` and its live descendants, summed."""
+    return sum(peak_rss_mib(member) or 0.0 for member in process_tree(pid))
 
 
 def feature_service(state: Path, cache_dir: Path, extractor: str = "lite") -> ServiceProcess:

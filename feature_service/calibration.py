@@ -55,7 +55,7 @@ class Wanted:
     threads: int = 0
     max_batch: int = 0
     workers: int = 0
-    budget_s: float = 10.0
+    budget_s: float = 20.0
     compiled: bool = False
 
 
@@ -138,7 +138,7 @@ class Calibrator:
         deadline = started + wanted.budget_s
         count = (len(self.choices.precisions) * len(self.choices.layouts)
                  + 3 + len(self.choices.batches))
-        per = max(0.3, 0.6 * wanted.budget_s / count)
+        per = max(0.3, 0.5 * wanted.budget_s / count)
         best_rate = 0.0
 
         precisions = (self.choices.precisions if wanted.precision == "auto"

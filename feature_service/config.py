@@ -69,7 +69,7 @@ class Config:
         "Run resnext50-frcnn's convolution trunks through torch.compile (minutes at start; "
         "worth it on a GPU, measured by `make bench-gpu`).", "true")
     calibration_s: float = setting(
-        "FEATURE_CALIBRATION_S", 10.0,
+        "FEATURE_CALIBRATION_S", 20.0,
         "Seconds the service may spend at start timing its candidate settings on synthetic "
         "images (0: no measurement, the defaults); settings given explicitly are not "
         "measured.", "10")

@@ -88,6 +88,9 @@ def prepare_one(prepare: Callable[[Any], object], min_side: int, limits: Limits,
         return prepare(decode(data, max_pixels=limits.max_pixels, min_side=min_side))
     except ItemFailure as exc:
         return _failed(exc)
+    except Exception:  # a decoder or resizer bug: this image fails, not its batch
+        log.exception("unexpected failure preparing an image")
+        return (Kind.INTERNAL.name, "unexpected error")
 
 
 def embed_blobs(extractor: Extractor, limits: Limits, blobs: Sequence[bytes]) -> list[object]:
