@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -28,19 +29,22 @@ from feature_service.jobs import Builder, Job, Limits, State
 log = logging.getLogger(__name__)
 def _serve(conn: Connection, builder: Builder | None, limits: Limits,
            preparer: tuple[Callable[[Any], object], int] | None) -> None:
-    """A worker process's loop: one job in, its result (or its error) out."""
+    """A worker process's loop: one job in, its result (or its error) out, until the
+    service closes the pipe (or dies: the pipe closes with it, so no worker outlives it).
+    Ctrl-C in a terminal reaches the whole process group: the service stops its workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     state = State(builder, limits, preparer)
-    conn.send("ready")
-    while True:
-        try:
+    try:
+        conn.send("ready")
+        while True:
             job = conn.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            result: object = ("ok", state.run(job))
-        except Exception as exc:
-            result = ("error", f"{type(exc).__name__}: {exc}")
-        conn.send(result)
+            try:
+                result: object = ("ok", state.run(job))
+            except Exception as exc:
+                result = ("error", f"{type(exc).__name__}: {exc}")
+            conn.send(result)
+    except (EOFError, OSError):
+        return
 
 
 class WorkerStopped(RuntimeError):
