@@ -25,6 +25,10 @@ class Config:
     port: int = setting("GATEWAY_PORT", 8080, "HTTP port of the UI and API", "8080")
     metrics_port: int = setting("GATEWAY_METRICS_PORT", 9103,
                                 "Prometheus /metrics port (0 picks a free one)", "9103")
+    metrics_host: str = setting(
+        "GATEWAY_METRICS_HOST", "127.0.0.1",
+        "Address the metrics port binds (127.0.0.1: this machine only; 0.0.0.0 in a pod, "
+        "where a NetworkPolicy admits the scraper alone)", "0.0.0.0")
     grace_s: float = setting("GATEWAY_GRACE_S", 10.0,
                              "Seconds to finish open requests on SIGTERM", "10")
     log_level: str = setting("LOG_LEVEL", "INFO", "Log level", "DEBUG")

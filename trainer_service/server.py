@@ -8,8 +8,10 @@ from pathlib import Path
 import grpc
 
 from hitl import channels
+from hitl.auth import ANONYMOUS
 from hitl.channels import ClientSecurity
 from hitl.grpc_server import GrpcService
+from hitl.logs import caller_name
 from hitl.security import server_options
 from hitl.v1 import trainer_pb2, trainer_pb2_grpc
 from trainer_service import convert
@@ -23,7 +25,8 @@ SERVICE_NAME = "hitl.v1.TrainerService"
 EXPORT_BATCH = 500
 # With authentication on, every other RPC changes or reveals the labelled set, the gold
 # answers or the dataset, and answers only TRAINER_PRIVILEGED_CALLERS (the gateway, an
-# admin); any known caller may read the status.
+# admin); any known caller may read the status, without the annotators' names and
+# agreement unless it is one of those.
 OPEN_TO_EVERY_CALLER = frozenset({"GetStatus"})
 
 
@@ -41,7 +44,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     def __init__(self, trainer: Trainer) -> None:
         self.trainer = trainer
         # Watchers share one status per change; so they share its message too.
-        self._watched: tuple[Status, trainer_pb2.Status] | None = None
+        self._watched: tuple[Status, trainer_pb2.Status, trainer_pb2.Status] | None = None
 
     async def ImportDataset(self, request, context):  # type: ignore[no-untyped-def]
         kind = convert.to_enum(DatasetKind, request.kind)
@@ -97,16 +100,29 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         return trainer_pb2.GetImageResponse(data=data, content_type=content_type)
 
     async def GetStatus(self, request, context):  # type: ignore[no-untyped-def]
-        return trainer_pb2.GetStatusResponse(status=convert.status(self.trainer.status()))
+        message = convert.status(self.trainer.status())
+        if not self._privileged():
+            del message.annotators[:]
+        return trainer_pb2.GetStatusResponse(status=message)
 
     async def WatchStatus(self, request, context):  # type: ignore[no-untyped-def]
+        privileged = self._privileged()
         async for status in self.trainer.watch():
-            yield trainer_pb2.WatchStatusResponse(status=self._watched_message(status))
+            yield trainer_pb2.WatchStatusResponse(
+                status=self._watched_message(status, privileged))
 
-    def _watched_message(self, status: Status) -> trainer_pb2.Status:
+    def _privileged(self) -> bool:
+        """Whether the caller may see the annotators' names and agreement (any other
+        known caller sees the status without them)."""
+        caller = caller_name.get()
+        return caller == ANONYMOUS or caller in self.trainer.config.privileged_callers
+
+    def _watched_message(self, status: Status, privileged: bool) -> trainer_pb2.Status:
         if self._watched is None or self._watched[0] is not status:
-            self._watched = (status, convert.status(status))
-        return self._watched[1]
+            public = convert.status(status)
+            del public.annotators[:]
+            self._watched = (status, convert.status(status), public)
+        return self._watched[1] if privileged else self._watched[2]
 
     async def ExportLabels(self, request, context):  # type: ignore[no-untyped-def]
         records = self.trainer.export(request.include_undone, request.include_skipped)
