@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from annotation_gateway.errors import ApiError
@@ -83,6 +84,24 @@ def note(raw: Any) -> str:
         raise ApiError(400, "invalid_note",
                        f"note must be text of at most {MAX_NOTE_CHARS} characters on one line")
     return raw.strip()
+
+
+def given_at(raw: Any) -> float | None:
+    """When an answer was given, as the page kept it (ISO 8601 with a zone, e.g.
+    "2025-05-01T09:30:00.000Z"), in seconds since the epoch; None when not sent. The
+    trainer bounds it (never in the future, at most a week back)."""
+    if raw is None:
+        return None
+    try:
+        if not isinstance(raw, str) or len(raw) > 40:
+            raise ValueError
+        when = datetime.fromisoformat(raw)
+        if when.tzinfo is None:
+            raise ValueError
+        return when.timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise ApiError(400, "invalid_given_at",
+                       "given_at must be an ISO 8601 time with its zone") from None
 
 
 def flag(raw: str | None, name: str) -> bool:

@@ -50,7 +50,7 @@ from trainer_service.selection.serving import Admission, evidence
 from trainer_service.status import StatusFeed, build_status, model_summary
 from trainer_service.store.database import Database
 from trainer_service.store.labels import LabelLog, NotYours, UnknownAnnotation
-from trainer_service.store.validation import check_annotation
+from trainer_service.store.validation import check_annotation, given_time
 
 # New features change the estimate's population a little: it is recomputed this long after.
 FEATURES_REFRESH_S = 5.0
@@ -184,7 +184,8 @@ class Trainer:
     # -- annotations ---------------------------------------------------------------------
 
     async def add_annotation(self, annotation_id: str, item_id: str, label: Label,
-                             annotator: str, duration_ms: int = 0, note: str = "") -> Recorded:
+                             annotator: str, duration_ms: int = 0, note: str = "",
+                             given_at: float | None = None) -> Recorded:
         check_annotation(annotation_id, label, annotator, duration_ms, note)
         item = self.catalog.get(item_id)
         if item is None and self.catalog.state == LoadingState.LOADING:
@@ -198,8 +199,13 @@ class Trainer:
         strategy, version = Strategy.UNSPECIFIED, ""
         if lease is not None and lease.annotator == annotator:
             strategy, version = lease.strategy, lease.model_version
+        elif (earlier := self.labels.latest_by(annotator, item.id)) is not None:
+            # A changed answer (undone, then given again) was served as the first one was:
+            # an audit answer stays an audit answer and never starts training.
+            strategy, version = earlier.strategy, earlier.model_version
         record = Annotation(annotation_id, item.id, Label(label), annotator, strategy, version,
-                            duration_ms, item.split, time.time(), note=note)
+                            duration_ms, item.split, given_time(given_at, time.time()),
+                            note=note)
         answer = record.label in ANSWERS
         # A pass never trains, so it needs no features.
         needs_features = answer and self.features.needs_features(item.id)

@@ -144,6 +144,13 @@ class LabelLog:
             return self.annotations[ids[0]]
         return resolve(self.answers(item_id))
 
+    def latest_by(self, annotator: str, item_id: str) -> Annotation | None:
+        """The annotator's newest annotation of the item (undone or not), if any."""
+        for annotation_id in reversed(self.by_annotator.get(annotator, ())):
+            if self.annotations[annotation_id].item_id == item_id:
+                return self.annotations[annotation_id]
+        return None
+
     def passed_by(self, annotator: str) -> dict[str, int]:
         """Items the annotator skipped or marked unsure (in force)."""
         return self._passed.get(annotator, {})
