@@ -12,9 +12,10 @@ const MARGIN = 0.2;
 // The region is never narrower than this share of the image: a tiny box is shown with
 // enough of its surroundings to recognise it.
 const MIN_SPAN = 0.2;
-// Below this detector score the best box is more often something else (a roof, a sign)
-// than the target: the zoom shows the whole image instead (README: Zoom).
-export const MIN_BOX_SCORE = 0.5;
+// Below this detector score the best box is rarely the target (a roof, a sign): the zoom
+// shows the whole image instead. On 2,000 street tiles, 88% of the boxes from 0.3 up
+// showed a bicycle and 91% of the bicycles had one; from 0.2 to 0.3, 22% (README: Zoom).
+export const MIN_BOX_SCORE = 0.3;
 // Enlarged this much or more, pixels are drawn as sharp squares.
 const PIXELATED_FROM = 2;
 
