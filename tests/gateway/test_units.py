@@ -166,7 +166,7 @@ def test_openimages_image_ids_have_no_file_extension(item_id, image_id):
     rows = export.openimages_rows([{"id": "a", "item_id": item_id, "label": "positive",
                                     "annotator": "x", "strategy": "random", "undone": False}],
                                   "/m/0199g")
-    assert list(csv.DictReader(io.StringIO(rows)))[0]["ImageID"] == image_id
+    assert next(csv.DictReader(io.StringIO(rows)))["ImageID"] == image_id
 
 
 @pytest.mark.parametrize(("raw", "seconds"), [

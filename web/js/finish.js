@@ -2,7 +2,7 @@
 // it, resting on enough answers), a banner says so and offers the labels and the model;
 // "Keep improving" puts it away for this task and target, in this browser.
 
-import { percent } from "./wording.js";
+import { percent, restsOn } from "./wording.js";
 
 const $ = (id) => document.getElementById(id);
 const KEY = "hitl.finish.kept-going.v1";
@@ -31,7 +31,7 @@ export function renderFinish(status) {
   banner.dataset.key = keyOf(status);
   banner.dataset.version = model.version;
   $("finish-text").textContent = `The model's F-score is ${percent(e.f1)} (90% interval ${percent(e.f1_low)}–${percent(e.f1_high)}), `
-    + `all of it above the target ${percent(status.target_f1)}, measured on ${e.labels.toLocaleString("en")} answers that never trained it. `
+    + `all of it above the target ${percent(status.target_f1)}, measured on ${restsOn(e)} that never trained it. `
     + (admin ? "You can stop here: export the labels and download the model." : "You can stop here; an admin can export the labels and the model.");
   $("finish-model").href = `/api/models/${encodeURIComponent(model.version)}?format=npz`;
   $("finish-model").textContent = `Download model ${model.version}`;
