@@ -231,3 +231,41 @@ def test_the_phone_shows_the_banner_and_changes_an_answer_by_tap(browser, stack,
     assert axe_violations(page) == []
     page.screenshot(path=str(artifacts_dir() / "finish-phone.png"), full_page=True)
     context.close()
+
+
+def test_the_smaller_things(browser, stack):
+    gateway, _ = stack
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
+    page = context.new_page()
+    page.goto(gateway.url + "/")
+    # An invalid name is refused inside the dialog, which stays open; a valid one clears it.
+    page.fill("#name-input", "no/slashes")
+    page.click("#name-form button[type=submit]")
+    page.wait_for_function("() => document.getElementById('name-error').textContent !== ''")
+    assert page.is_visible("#name-dialog") and page.inner_text("#errors") == ""
+    assert axe_violations(page) == []
+    page.fill("#name-input", ANNOTATOR)
+    page.click("#name-form button[type=submit]")
+    page.wait_for_selector("#name-dialog", state="hidden")
+    assert page.inner_text("#name-error") == "" and page.inner_text("#errors") == ""
+    # The key list has every key the page answers to.
+    page.keyboard.press("h")
+    keys = page.inner_text("#guide .keys")
+    assert all(k in keys for k in ("Backspace", "Esc", "1", "8")), keys
+    page.keyboard.press("Escape")
+    # The forecast never says "0 more labels": at the target it asks for the answers that
+    # will tell, and it never contradicts the reached state.
+    words = page.evaluate("""async () => {
+        const w = await import('/static/js/wording.js');
+        const estimate = {f1: 0.88, f1_low: 0.86, f1_high: 0.95, labels: 12, source: 'audit'};
+        const near = {reached: false, labels: 0.3, low: 0, high: 95, more_answers: 18};
+        return {near: w.forecastWords(near),
+                target: w.targetWords(estimate, 0.85, near),
+                reached: w.targetWords(estimate, 0.85, {...near, reached: true}),
+                first: w.firstModelWords({labelled_positive: 3, labelled_negative: 4}, 5)};
+    }""")
+    assert "0 more labels" not in words["near"] and "18 more check answers" in words["near"]
+    assert "reached" not in words["target"] and "18 more will confirm it" in words["target"]
+    assert "reached" in words["reached"]
+    assert words["first"].startswith("first model after about 3 more labels")
+    context.close()
