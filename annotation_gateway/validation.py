@@ -15,6 +15,8 @@ MAX_HELD_IDS = 50
 MAX_ITEM_ID_CHARS = 256
 MAX_DURATION_MS = 24 * 3600 * 1000
 MAX_NOTE_CHARS = 200
+# The last second a protobuf Timestamp holds (9999-12-31T23:59:59Z).
+MAX_GIVEN_AT = 253402300799
 
 ANNOTATION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 ANNOTATOR = re.compile(r"^[A-Za-z0-9_ .@-]{1,40}$")
@@ -96,7 +98,7 @@ def given_at(raw: Any) -> float | None:
         if not isinstance(raw, str) or len(raw) > 40:
             raise ValueError
         when = datetime.fromisoformat(raw)
-        if when.tzinfo is None:
+        if when.tzinfo is None or not 0 <= when.timestamp() <= MAX_GIVEN_AT:
             raise ValueError
         return when.timestamp()
     except (ValueError, OverflowError, OSError):

@@ -177,7 +177,8 @@ def test_the_time_an_answer_was_given_is_read_with_its_zone(raw, seconds):
 
 
 @pytest.mark.parametrize("raw", ["2025-05-01T09:30:00", "yesterday", 1746091800, "9" * 50,
-                                 "9999-99-99T00:00:00Z"])
+                                 "9999-99-99T00:00:00Z", "0001-01-01T00:00:00+01:00",
+                                 "1969-12-31T23:59:59Z", "9999-12-31T23:59:59-01:00"])
 def test_a_given_time_without_zone_or_not_a_time_is_refused(raw):
     with pytest.raises(ApiError) as err:
         validation.given_at(raw)
