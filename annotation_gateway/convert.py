@@ -22,6 +22,7 @@ STRATEGIES = {
     trainer_pb2.STRATEGY_AUDIT: "audit",
     trainer_pb2.STRATEGY_REVIEW: "review",
     trainer_pb2.STRATEGY_RECHECK: "recheck",
+    trainer_pb2.STRATEGY_IMPORTED: "imported",
 }
 SPLITS = {
     trainer_pb2.SPLIT_POOL: "pool",

@@ -14,7 +14,16 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from annotation_gateway import access, classify, handlers, models, predictions, security, sessions
+from annotation_gateway import (
+    access,
+    classify,
+    handlers,
+    imports,
+    models,
+    predictions,
+    security,
+    sessions,
+)
 from annotation_gateway.config import Config
 from annotation_gateway.errors import ApiError, error_response, from_rpc_error
 from annotation_gateway.guidelines import Guidelines
@@ -202,6 +211,7 @@ def init_app(config: Config) -> web.Application:
     app.router.add_get("/api/items/{item_id}/thumbnail", handlers.thumbnail)
     app.router.add_post("/api/annotations", handlers.add_annotation)
     app.router.add_delete("/api/annotations/{annotation_id}", handlers.undo_annotation)
+    app.router.add_post("/api/labels/import", imports.import_labels)
     app.router.add_get("/api/export", handlers.export_labels)
     app.router.add_get("/api/guidelines", handlers.guidelines)
     app.router.add_get("/api/guidelines/examples/{index}", handlers.guideline_example)

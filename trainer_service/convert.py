@@ -15,6 +15,7 @@ from trainer_service.domain import (
     Counts,
     Estimate,
     Forecast,
+    Label,
     LeasedItem,
     LoadingProgress,
     Metrics,
@@ -24,6 +25,7 @@ from trainer_service.domain import (
     Status,
 )
 from trainer_service.features.records import Evidence, ImageError, ImageSource
+from trainer_service.intake import Imported, ImportRow
 from trainer_service.outputs.records import (
     Classification,
     ModelEntry,
@@ -242,3 +244,14 @@ def model_record(e: ModelEntry) -> trainer_pb2.ModelRecord:
     if e.estimate is not None:
         record.estimate.CopyFrom(estimate(e.estimate))
     return record
+
+
+def import_rows(labels: Iterable[trainer_pb2.ImportedLabel]) -> list[ImportRow]:
+    return [ImportRow(r.annotation_id, r.item_id, to_enum(Label, r.label), r.note)
+            for r in labels]
+
+
+def imported(result: Imported) -> trainer_pb2.ImportLabelsResponse:
+    return trainer_pb2.ImportLabelsResponse(
+        recorded=result.recorded, duplicates=result.duplicates,
+        refused=[trainer_pb2.RefusedLabel(index=i, message=m) for i, m in result.refused])

@@ -46,6 +46,7 @@ class Strategy(enum.IntEnum):
     AUDIT = 6  # a stratified draw from the audit reserve: scores models, never trains
     REVIEW = 7  # a likely label error, for another annotator's answer
     RECHECK = 8  # the annotator's own earlier item again, unannounced: never trains
+    IMPORTED = 9  # not served: an admin's bulk import (trains like any answer)
 
 
 class LoadingState(enum.IntEnum):

@@ -68,6 +68,14 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             await _abort(context, exc)
         return convert.recorded(recorded)
 
+    async def ImportLabels(self, request, context):  # type: ignore[no-untyped-def]
+        try:
+            imported = await self.trainer.intake.import_labels(
+                request.importer, convert.import_rows(request.labels))
+        except TrainerError as exc:
+            await _abort(context, exc)
+        return convert.imported(imported)
+
     async def UndoAnnotation(self, request, context):  # type: ignore[no-untyped-def]
         try:
             record = await self.trainer.undo_annotation(request.annotation_id, request.annotator)
@@ -77,8 +85,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     async def GetNextItems(self, request, context):  # type: ignore[no-untyped-def]
         try:
-            items = self.trainer.next_items(request.annotator, request.count,
-                                            list(request.held_item_ids))
+            items = await self.trainer.next_items(request.annotator, request.count,
+                                                  list(request.held_item_ids))
         except TrainerError as exc:
             await _abort(context, exc)
         return trainer_pb2.GetNextItemsResponse(items=[convert.item(i) for i in items])
@@ -140,6 +148,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             page = await self.trainer.outputs.prediction_page(
                 convert.to_enum(PredictionOrder, request.order), request.page_size,
                 request.page_token)
+            # The page's items may be answered by whoever it is shown to.
+            await self.trainer.intake.shown(request.annotator, [i.id for i in page.items])
         except TrainerError as exc:
             await _abort(context, exc)
         return convert.prediction_page(page)

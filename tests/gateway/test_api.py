@@ -141,7 +141,7 @@ async def test_malformed_annotations_get_a_clear_error(trainer: TrainerProcess, 
         form = await c.post("/api/annotations", data={"id": "x"}, headers=CSRF)
         assert form.status == 415
         unknown_item = await _annotate(c, "no-such-item", "positive")
-        assert unknown_item.status == 404
+        assert unknown_item.status == 403  # never served (test_served.py)
         # Still serving after all of that.
         assert (await c.get("/api/status")).status == 200
 
