@@ -114,7 +114,10 @@ def test_the_banner_and_a_changed_answer_that_survives_a_reload(browser, stack,
     assert download.value.suggested_filename.endswith(".npz")
     # The F-score in plain words, on hover.
     page.hover("#f1-help")
-    assert "of its yes answers are right" in page.inner_text("#f1-words")
+    page.wait_for_selector("#f1-words:not([hidden])")
+    # (a model trained a moment ago has no estimate yet, and no such words)
+    page.wait_for_function("() => document.getElementById('f1-words').textContent"
+                           ".includes('of its yes answers are right')", timeout=30000)
     page.mouse.move(0, 0)
     page.screenshot(path=str(artifacts_dir() / "finish-banner.png"))
     assert axe_violations(page) == []

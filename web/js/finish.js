@@ -20,9 +20,10 @@ export function setFinishAdmin(isAdmin) { admin = isAdmin; }
 
 export function renderFinish(status) {
   const banner = $("finish");
-  const reached = Boolean(status && status.forecast && status.forecast.reached
-                          && status.model && status.model.estimate);
-  if (!reached || keptGoing(status)) {
+  const reached = Boolean(status && status.forecast && status.forecast.reached && status.model);
+  // A model just trained has no estimate for a moment: the banner stays as it was.
+  if (reached && !status.model.estimate && !banner.hidden) return;
+  if (!reached || !status.model.estimate || keptGoing(status)) {
     banner.hidden = true;
     return;
   }
