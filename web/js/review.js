@@ -7,14 +7,14 @@
 import { api, deliver, newId, request } from "./api.js";
 import { safeImageUrl } from "./deck.js";
 import { showError } from "./errors.js";
+import { bindKeys } from "./keys.js";
 import { chooseName } from "./name.js";
 import { Outbox } from "./outbox.js";
+import { swipeable } from "./swipe.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 60;
 const LOAD_AHEAD = 12;
-// A swipe: this far sideways, and mostly sideways.
-const SWIPE_PX = 60;
 
 const state = {
   order: "most_likely",
@@ -105,22 +105,6 @@ function card(item) {
   li.addEventListener("focus", () => { if (state.cards[state.focus] !== entry) focusOn(index(), false); });
   swipeable(li, (value) => { focusOn(index(), false); answer(value); });
   return entry;
-}
-
-// A sideways swipe on a card answers it: right yes, left no. Vertical moves scroll.
-function swipeable(li, answerWith) {
-  let start = null;
-  li.addEventListener("pointerdown", (event) => {
-    if (event.pointerType !== "mouse") start = { x: event.clientX, y: event.clientY };
-  });
-  li.addEventListener("pointercancel", () => { start = null; });
-  li.addEventListener("pointerup", (event) => {
-    if (!start) return;
-    const dx = event.clientX - start.x;
-    const dy = event.clientY - start.y;
-    start = null;
-    if (Math.abs(dx) >= SWIPE_PX && Math.abs(dx) > 2 * Math.abs(dy)) answerWith(dx > 0 ? "positive" : "negative");
-  });
 }
 
 async function loadMore() {
@@ -304,14 +288,7 @@ const KEYS = {
   ArrowUp: () => focusOn(state.focus - 1),
 };
 
-document.addEventListener("keydown", (event) => {
-  if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
-  if (event.target.closest && event.target.closest("input, textarea, dialog[open]")) return;
-  const action = KEYS[event.key.length === 1 ? event.key.toLowerCase() : event.key];
-  if (!action) return;
-  event.preventDefault();
-  action();
-});
+bindKeys(KEYS, () => false);
 
 for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => reset(tab.dataset.order));
 $("reload").addEventListener("click", () => reset(state.order));
