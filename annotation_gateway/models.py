@@ -1,5 +1,5 @@
-"""The models: the list, one model as a downloadable self-describing file, and
-activation (roll back or forward).
+"""The models: the list, one model as a downloadable self-describing file, activation
+(roll back or forward) and lifting a pin (back to following the newest model).
 
 Activation needs no more than the API's access token for now (GATEWAY_TOKEN); an
 administrator role is to come with annotator accounts."""
@@ -76,4 +76,19 @@ async def activate(request: web.Request) -> web.Response:
     response = await request.app[TRAINER].ActivateModel(
         trainer_pb2.ActivateModelRequest(version=version),
         timeout=request.app[CONFIG].rpc_deadline_s)
+    return web.json_response({"model": record(response.model), "pinned": response.pinned})
+
+
+@requires_admin
+async def unpin(request: web.Request) -> web.Response:
+    """Lifts a pin: the newest model that fits today's features is put to use, and every
+    model trained from then on as soon as it exists (ActivateModel of the newest)."""
+    deadline = request.app[CONFIG].rpc_deadline_s
+    listed = await request.app[TRAINER].ListModels(trainer_pb2.ListModelsRequest(),
+                                                   timeout=deadline)
+    newest = next((m for m in listed.models if m.compatible), None)  # newest first
+    if newest is None:
+        raise ApiError(409, "no_model", "no kept model fits the features in use")
+    response = await request.app[TRAINER].ActivateModel(
+        trainer_pb2.ActivateModelRequest(version=newest.version), timeout=deadline)
     return web.json_response({"model": record(response.model), "pinned": response.pinned})

@@ -39,7 +39,7 @@ def manifest_roots(manifest: Path) -> str:
     try:
         with manifest.open(newline="") as f:
             rows = [r for r in csv.reader(f) if len(r) > 1][1:]
-    except csv.Error:  # a manifest made bad on purpose: the trainer reports it
+    except (csv.Error, ValueError):  # made bad on purpose, or gzipped: the trainer reads it
         return ""
     local = [r[1] for r in rows if Path(r[1]).is_absolute()]
     return os.path.commonpath([str(Path(p).parent) for p in local]) if local else ""

@@ -54,7 +54,11 @@ def loading_progress(p: LoadingProgress) -> trainer_pb2.LoadingProgress:
                                        fraction=p.fraction, items_loaded=p.items_loaded)
 
 
-def metrics(m: Metrics) -> common_pb2.Metrics:
+def metrics(m: Metrics) -> common_pb2.Metrics | None:
+    """None (the field left unset) for a split with no item: nothing was measured, which
+    a 0 would report as a failing model."""
+    if m.positives + m.negatives == 0:
+        return None
     return common_pb2.Metrics(**asdict(m))
 
 
@@ -69,14 +73,14 @@ def estimate(e: Estimate) -> trainer_pb2.Estimate:
 
 def forecast(f: Forecast) -> trainer_pb2.Forecast:
     return trainer_pb2.Forecast(reached=f.reached, labels=f.labels, low=f.low, high=f.high,
-                                points=f.points)
+                                points=f.points, more_answers=f.more_answers)
 
 
 def model_summary(s: ModelSummary) -> trainer_pb2.ModelSummary:
     summary = trainer_pb2.ModelSummary(version=s.version, labels=s.labels,
                                        validation=metrics(s.validation),
                                        evaluation=metrics(s.evaluation),
-                                       labels_given=s.labels_given)
+                                       labels_given=s.labels_given, pinned=s.pinned)
     summary.create_time.FromNanoseconds(_timestamp_ns(s.create_time))
     if s.estimate is not None:
         summary.estimate.CopyFrom(estimate(s.estimate))
@@ -95,7 +99,7 @@ def annotator_stats(a: AnnotatorStats) -> trainer_pb2.AnnotatorStats:
 def status(s: Status) -> trainer_pb2.Status:
     message = trainer_pb2.Status(
         label_id=s.label_id, display_name=s.display_name, loading=loading_progress(s.loading),
-        counts=counts(s.counts), target_f1=s.target_f1,
+        counts=counts(s.counts), target_f1=s.target_f1, min_per_class=s.min_per_class,
         extraction=trainer_pb2.Extraction(pending=s.extraction.pending,
                                           seconds_per_item=s.extraction.seconds_per_item,
                                           eta_seconds=s.extraction.eta_seconds,

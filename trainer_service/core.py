@@ -188,9 +188,10 @@ class Trainer:
     # -- annotations ---------------------------------------------------------------------
 
     async def add_annotation(self, annotation_id: str, item_id: str, label: Label,
-                             annotator: str, duration_ms: int = 0, note: str = "") -> Recorded:
+                             annotator: str, duration_ms: int = 0, note: str = "",
+                             given_at: float | None = None) -> Recorded:
         return await self.intake.add(annotation_id, item_id, label, annotator, duration_ms,
-                                     note)
+                                     note, given_at)
 
     async def undo_annotation(self, annotation_id: str, annotator: str) -> Annotation:
         return await self.intake.undo(annotation_id, annotator)

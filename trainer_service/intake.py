@@ -33,7 +33,7 @@ from trainer_service.selection.leasing import Lease, Sampler
 from trainer_service.selection.near_duplicates import NearDuplicates
 from trainer_service.store.labels import LabelLog, NotYours, UnknownAnnotation
 from trainer_service.store.served import Served, ServedLog, basis
-from trainer_service.store.validation import check_annotation
+from trainer_service.store.validation import check_annotation, given_time
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,10 @@ class Intake:
     # -- answers -------------------------------------------------------------------------
 
     async def add(self, annotation_id: str, item_id: str, label: Label, annotator: str,
-                  duration_ms: int = 0, note: str = "") -> Recorded:
+                  duration_ms: int = 0, note: str = "",
+                  given_at: float | None = None) -> Recorded:
+        """`given_at`: when the annotator gave it, as their client kept it (bounded by
+        `given_time`); None: now."""
         check_annotation(annotation_id, label, annotator, duration_ms, note)
         known = self.labels.annotations.get(annotation_id)
         if known is not None:  # a retry: the same answer, whatever it says now
@@ -115,7 +118,7 @@ class Intake:
         strategy, version = why
         return await self._record(Annotation(annotation_id, item.id, Label(label), annotator,
                                              strategy, version, duration_ms, item.split,
-                                             time.time(), note=note))
+                                             given_time(given_at, time.time()), note=note))
 
     def _item(self, item_id: str) -> Item:
         item = self.catalog.get(item_id)

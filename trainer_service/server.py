@@ -64,7 +64,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         try:
             recorded = await self.trainer.add_annotation(
                 request.annotation_id, request.item_id, convert.to_enum(Label, request.label),
-                request.annotator, request.duration_ms, request.note)
+                request.annotator, request.duration_ms, request.note,
+                request.given_time.ToNanoseconds() / 1e9
+                if request.HasField("given_time") else None)
         except TrainerError as exc:
             await _abort(context, exc)
         return convert.recorded(recorded)

@@ -387,10 +387,10 @@ def test_every_image_is_mapped_to_a_tagged_build(overlay: str) -> None:
 
 def test_feature_autoscaler_metric_comes_from_what_the_service_exports(overlay: str) -> None:
     """HPA metric <- prometheus-adapter rule <- a series the feature service exports."""
-    pytest.importorskip("feature_service.metrics")  # registers the service's metrics
     import prometheus_client
     import yaml
 
+    import feature_service.metrics  # noqa: F401 - registers the service's metrics
     from tests.deploy.manifests import K8S
 
     rules = yaml.safe_load((K8S / "prometheus-adapter" / "values.yaml").read_text())
@@ -420,7 +420,8 @@ def test_deploy_readme_table_covers_every_variable_the_manifests_set(overlay: st
 
 
 async def test_gateway_probe_paths_are_routes_of_the_gateway() -> None:
-    server = pytest.importorskip("annotation_gateway.server")
+    from annotation_gateway import server
+
     app = server.init_app(config_class("gateway")())
     routes = {r.resource.canonical for r in app.router.routes()
               if r.method == "GET" and r.resource is not None}

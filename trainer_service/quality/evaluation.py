@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hitl.background import Debounced
 from trainer_service.config import Config
 from trainer_service.datasets import Catalog
 from trainer_service.domain import Estimate, EstimateSource, Forecast, Label, Split, Strategy
@@ -65,7 +66,8 @@ class Evaluation:
         self._reserve: dict[str, bool] = {}
         self._reserve_size: tuple[int, int] = (-1, 0)  # (pool size, reserve items in it)
         self._models: dict[str, LinearModel] = {}
-        self._task: asyncio.Task | None = None
+        self._refresher = Debounced(self.refresh, name="live-estimate", log=log,
+                                    failure="the live estimate could not be computed")
         self._lock = asyncio.Lock()
 
     # -- the reserve -----------------------------------------------------------------
@@ -163,20 +165,10 @@ class Evaluation:
 
     def schedule(self, delay_s: float = REFRESH_DELAY_S) -> None:
         """A refresh soon: many changes in a burst cost one."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._delayed(delay_s))
+        self._refresher.schedule(delay_s)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _delayed(self, delay_s: float) -> None:
-        await asyncio.sleep(delay_s)
-        try:
-            await self.refresh()
-        except Exception:
-            log.exception("the live estimate could not be computed")
+        await self._refresher.close()
 
     async def refresh(self) -> None:
         """Estimates the model in use and the curve's models with the labels there are
