@@ -3,7 +3,10 @@ machine's pip settings (`pip config list`: indexes, local package folders, const
 certificate) written as a pip.conf, an npmrc with the same certificate and registry, and
 read-only mounts of everything they name on the host's disk, the CA bundle included.
 
-Only podman (buildah) can mount into a build; docker builds use the public indexes."""
+Only podman (buildah) can mount into a build; docker builds use the public indexes.
+podman leaves each mount's target behind in the image as an empty file or folder, so
+the folders are mounted under neutral names (/run/hitl-build/<n>) and the pip.conf points
+there."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ CA_FOLDER = Path("/etc/ssl/certs")
 # Where the build containers read them: pip's and npm's (as root) site-wide files.
 PIP_CONF_TARGET = "/etc/pip.conf"
 NPMRC_TARGET = "/root/.npmrc"
+MOUNTS_TARGET = "/run/hitl-build"
 # Settings whose values can name files or folders of this machine.
 PATH_SETTINGS = {"find-links", "index-url", "extra-index-url", "constraint", "cert",
                  "client-cert"}
@@ -28,7 +32,7 @@ PATH_SETTINGS = {"find-links", "index-url", "extra-index-url", "constraint", "ce
 class BuildSettings:
     pip_conf: str
     npmrc: str
-    mounts: list[Path] = field(default_factory=list)  # host paths, mounted read-only as-is
+    mounts: dict[Path, str] = field(default_factory=dict)  # host path -> path in the build
 
 
 def pip_config(listing: str) -> dict[tuple[str, str], str]:
@@ -67,9 +71,21 @@ def local_paths(settings: dict[tuple[str, str], str]) -> list[Path]:
     return sorted(paths)
 
 
-def pip_conf(settings: dict[tuple[str, str], str]) -> str:
+def moved(word: str, mounts: dict[Path, str]) -> str:
+    """A setting's path or file:// URL as the build sees it."""
+    scheme = "file://" if word.startswith("file://") else ""
+    path = Path(word.removeprefix(scheme)) if word.startswith(("/", "file://")) else None
+    for host, inside in mounts.items():
+        if path is not None and path.is_relative_to(host):
+            return scheme + str(Path(inside) / path.relative_to(host))
+    return word
+
+
+def pip_conf(settings: dict[tuple[str, str], str], mounts: dict[Path, str]) -> str:
+    """The settings as a pip.conf that names the mounted paths."""
     parser = configparser.ConfigParser(interpolation=None)
     for (section, name), value in sorted(settings.items()):
+        value = " ".join(moved(word, mounts) for word in value.split())
         if not parser.has_section(section):
             parser.add_section(section)
         parser.set(section, name, value)
@@ -100,10 +116,12 @@ def collect(python: str = sys.executable) -> BuildSettings:
                              text=True, timeout=120, check=True).stdout
     settings = pip_config(listing)
     cafile = npm_setting("cafile") or settings.get(("global", "cert"), "")
-    mounts = local_paths(settings)
-    if CA_FOLDER.is_dir() and CA_FOLDER not in mounts:
-        mounts.append(CA_FOLDER)
-    return BuildSettings(pip_conf(settings), npmrc(cafile, npm_setting("registry")), mounts)
+    # The CA folder exists in every base, at the place the settings name.
+    mounts = {CA_FOLDER: str(CA_FOLDER)} if CA_FOLDER.is_dir() else {}
+    others = [p for p in local_paths(settings) if p != CA_FOLDER]
+    mounts |= {path: f"{MOUNTS_TARGET}/{i}" for i, path in enumerate(others)}
+    return BuildSettings(pip_conf(settings, mounts), npmrc(cafile, npm_setting("registry")),
+                         mounts)
 
 
 def volume_arguments(settings: BuildSettings, folder: Path) -> list[str]:
@@ -113,6 +131,6 @@ def volume_arguments(settings: BuildSettings, folder: Path) -> list[str]:
     (folder / "npmrc").write_text(settings.npmrc)
     args = ["-v", f"{folder / 'pip.conf'}:{PIP_CONF_TARGET}:ro",
             "-v", f"{folder / 'npmrc'}:{NPMRC_TARGET}:ro"]
-    for path in settings.mounts:
-        args += ["-v", f"{path}:{path}:ro"]
+    for path, inside in settings.mounts.items():
+        args += ["-v", f"{path}:{inside}:ro"]
     return args

@@ -134,8 +134,8 @@ def record(built: list[Built]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.images",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("services", nargs="*", default=list(REPOSITORIES),
-                        choices=list(REPOSITORIES))
+    parser.add_argument("services", nargs="*",
+                        help=f"some of {', '.join(REPOSITORIES)} (default: all three)")
     parser.add_argument("--feature", choices=["auto", "cpu", "cuda"], default="auto",
                         help="the feature image's variant (auto: cuda where a GPU is)")
     parser.add_argument("--base", choices=["auto", "upstream", "local"], default="auto",
@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prune", action="store_true",
                         help="only remove the untagged layers that rebuilds left")
     args = parser.parse_args(argv)
+    args.services = args.services or list(REPOSITORIES)
+    if set(args.services) - set(REPOSITORIES):
+        parser.error(f"unknown image: {', '.join(set(args.services) - set(REPOSITORIES))}")
     built: list[Built] = []
     try:
         require_engine()

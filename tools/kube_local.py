@@ -8,15 +8,19 @@ needs changed, applied to the rendered objects; the manifests themselves stay as
   network, and each Service's names (`feature`, `feature.hitl.svc.cluster.local`, ...)
   list the addresses of the pods it selects, as DNS answers for a headless Service.
 - Secrets become podman secrets: a flat map of base64 values for `secretKeyRef`, and,
-  for each secret volume, one secret per pod and volume holding its items as
-  `stringData` (podman names the volume after the secret, so two pods mounting different
-  items of one Secret would otherwise share a volume); `optional: false` on each.
+  for each secret volume, one secret per pod and volume holding its items under `data`
+  with their values as they are (podman 4.3 writes them to the files undecoded, and
+  names the volume after the secret, so two pods mounting different items of one Secret
+  would otherwise share a volume); `optional: false` on each.
 - emptyDir volumes get the pod's name (podman names them after the volume, so every pod's
   `tmp` would otherwise be one shared volume); claims get the project's prefix.
 - Host ports, on loopback: the gateways' `http` (the page, one port per replica) and the
-  first feature replica's `grpc` (other teams' clients).
+  first feature replica's `grpc` (other teams' clients). podman 4.3 publishes every other
+  container port too, on every interface at its own number (so two replicas collide):
+  those get a free loopback port each.
 - The offline demo: a dataset folder of this machine mounted read-only into the trainer,
-  and TRAINER_DATASET pointing at it.
+  and TRAINER_DATASET pointing at it, set in the trainer's ConfigMap (podman 4.3 lets
+  `envFrom` override a container's own `env`).
 
 Services, NetworkPolicies, HPAs, PDBs, Ingresses and the Namespace need a cluster; they
 are listed as not run (tests/deploy checks them on the rendered YAML)."""
@@ -32,6 +36,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tools.probes import free_port
 
 Obj = dict[str, Any]
 WORKLOADS = ("Deployment", "StatefulSet")
@@ -135,7 +141,7 @@ def adapt_volumes(pod: Pod, values: dict[str, dict[str, str]], options: Options,
             source["secretName"] = f"{pod.name}-{name}"
             source["optional"] = False
             plan.secrets[source["secretName"]] = json.dumps(
-                {"stringData": {item["path"]: data[item["key"]] for item in items}})
+                {"data": {item["path"]: data[item["key"]] for item in items}})
 
 
 def adapt_env(pod: Pod, values: dict[str, dict[str, str]], options: Options,
@@ -159,7 +165,20 @@ def publish(pod: Pod, index: int, options: Options) -> None:
                 pod.host_ports[port["name"]] = first + index
 
 
-def mount_dataset(pod: Pod, dataset: Path) -> None:
+def loopback_ports(pods: list[Pod], host_ip: str) -> None:
+    """A free loopback port for each container port not published on purpose."""
+    taken = {port for pod in pods for port in pod.host_ports.values()}
+    for pod in pods:
+        for container in pod.document["spec"]["containers"]:
+            for port in container.get("ports", []):
+                while "hostPort" not in port:
+                    candidate = free_port()
+                    if candidate not in taken:
+                        taken.add(candidate)
+                        port["hostPort"], port["hostIP"] = candidate, host_ip
+
+
+def mount_dataset(pod: Pod, dataset: Path, configmaps: list[Obj]) -> None:
     dataset = dataset.resolve()
     folder = dataset if dataset.is_dir() else dataset.parent
     inside = DATASET_MOUNT if dataset.is_dir() else f"{DATASET_MOUNT}/{dataset.name}"
@@ -168,7 +187,10 @@ def mount_dataset(pod: Pod, dataset: Path) -> None:
     container = pod.document["spec"]["containers"][0]
     container.setdefault("volumeMounts", []).append(
         {"name": "dataset", "mountPath": DATASET_MOUNT, "readOnly": True})
-    container.setdefault("env", []).append({"name": "TRAINER_DATASET", "value": inside})
+    sources = {s["configMapRef"]["name"] for s in container.get("envFrom", [])}
+    for configmap in configmaps:
+        if configmap["metadata"]["name"] in sources:
+            configmap["data"]["TRAINER_DATASET"] = inside
 
 
 def selects(selector: dict[str, str], pod: Obj) -> bool:
@@ -201,8 +223,9 @@ def adapt(rendered: list[Obj], values: dict[str, dict[str, str]], options: Optio
             adapt_env(pod, values, options, plan)
             publish(pod, index, options)
             if app == "trainer" and options.dataset is not None:
-                mount_dataset(pod, options.dataset)
+                mount_dataset(pod, options.dataset, plan.documents)
             plan.pods.append(pod)
+    loopback_ports(plan.pods, options.host_ip)
     aliases = host_aliases([o for o in rendered if o["kind"] == "Service"], plan.pods)
     for pod in plan.pods:
         pod.document["spec"]["hostAliases"] = copy.deepcopy(aliases)

@@ -67,10 +67,11 @@ def probe(pod: Pod, kind: str = "readinessProbe", timeout: float = 2.0) -> bool:
 class Stack:
     options: Options
     overlay: str = "local"
+    state_dir: Path | None = None  # default: .run/up/<project>
 
     @property
     def state(self) -> Path:
-        return ROOT / ".run" / "up" / self.options.project
+        return self.state_dir or ROOT / ".run" / "up" / self.options.project
 
     def secret_values(self, rendered: list[Obj]) -> dict[str, dict[str, str]]:
         """Generated once, then reused (sign-in tokens stay valid across up and down)."""
@@ -83,9 +84,14 @@ class Stack:
         path.write_text(json.dumps(values, indent=2) + "\n")
         return values
 
-    def plan(self) -> Plan:
+    def plan(self, add: dict[str, dict[str, str]] | None = None) -> Plan:
+        """The plan; `add` gives Secrets (by name, without kustomize's hash) more keys,
+        e.g. another team's token in grpc-callers."""
         rendered = render(self.overlay)
-        return adapt(rendered, self.secret_values(rendered), self.options)
+        values = self.secret_values(rendered)
+        for name, keys in (add or {}).items():
+            values[next(v for v in values if v.rsplit("-", 1)[0] == name)].update(keys)
+        return adapt(rendered, values, self.options)
 
     def up(self, plan: Plan, timeout: float = START_TIMEOUT_S) -> None:
         """Starts `plan` and waits until every pod is ready."""

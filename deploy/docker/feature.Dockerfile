@@ -71,13 +71,14 @@ RUN /opt/venv/bin/python -m pip uninstall --yes pip setuptools \
  && /opt/venv/bin/python -m compileall -q /opt/venv /app/hitl /app/feature_service
 
 FROM ${BASE_IMAGE} AS runtime
+ARG EXTRACTOR
 RUN rm -rf /usr/local/lib/python3.11/site-packages/pip* /usr/local/bin/pip* \
  && groupadd --system --gid 10001 hitl \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin hitl
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp \
-    FEATURE_MODELS_DIR=/opt/hitl/models TORCH_HOME=/opt/hitl/torch \
-    FEATURE_CACHE_DIR=/var/lib/hitl/feature-cache
+    FEATURE_EXTRACTOR=${EXTRACTOR} FEATURE_MODELS_DIR=/opt/hitl/models \
+    TORCH_HOME=/opt/hitl/torch FEATURE_CACHE_DIR=/var/lib/hitl/feature-cache
 COPY --from=slim /opt/venv/ /opt/venv/
 COPY --from=slim /app/hitl/ /app/hitl/
 COPY --from=slim /app/feature_service/ /app/feature_service/

@@ -47,6 +47,14 @@ def test_each_replica_is_a_pod_with_its_own_address(plan: Plan) -> None:
 
 
 def test_what_the_manifests_say_is_what_runs(plan: Plan) -> None:
+    written_maps = {o["metadata"]["name"]: o["data"] for o in rendered()
+                    if o["kind"] == "ConfigMap"}
+    for configmap in (d for d in plan.documents if d["kind"] == "ConfigMap"):
+        data = dict(configmap["data"])
+        if configmap["metadata"]["name"].startswith("trainer-config"):
+            data["TRAINER_DATASET"] = written_maps[configmap["metadata"]["name"]][
+                "TRAINER_DATASET"]  # the demo's dataset: the test below
+        assert data == written_maps[configmap["metadata"]["name"]]
     for workload in workloads("local"):
         template = pod_spec(workload)
         for pod in pods(plan, workload["metadata"]["name"]):
@@ -91,8 +99,8 @@ def test_secrets_are_generated_and_take_the_shapes_podman_reads(plan: Plan) -> N
     assert set(flat) == set(callers)
     assert not set(flat.values()) & {base64.b64decode(v).decode() for v in callers.values()}
     # The trainer's volume holds only the items its manifest names; the feature's all.
-    trainer = json.loads(plan.secrets["hitl-trainer-0-callers"])["stringData"]
-    feature = json.loads(plan.secrets["hitl-feature-0-callers"])["stringData"]
+    trainer = json.loads(plan.secrets["hitl-trainer-0-callers"])["data"]
+    feature = json.loads(plan.secrets["hitl-feature-0-callers"])["data"]
     assert set(trainer) == {"gateway", "admin"} and set(feature) == set(callers)
     assert trainer["gateway"] == flat["gateway"] == feature["gateway"]
     for pod in plan.pods:
@@ -112,10 +120,10 @@ def test_volumes_are_per_pod_or_claimed(plan: Plan) -> None:
 
 
 def test_host_ports_do_not_collide_and_stay_on_loopback(plan: Plan) -> None:
+    # podman 4.3 publishes every container port: each gets a port of its own.
     published = [(port["hostIP"], port["hostPort"]) for p in plan.pods
-                 for c in p.document["spec"]["containers"] for port in c["ports"]
-                 if "hostPort" in port]
-    assert len(published) == len(set(published)) == 3  # two gateways, one feature replica
+                 for c in p.document["spec"]["containers"] for port in c["ports"]]
+    assert len(published) == len(set(published)) == 2 * len(plan.pods)
     assert {ip for ip, _ in published} == {"127.0.0.1"}
     gateways = [p.host_ports["http"] for p in plan.pods if p.app == "gateway"]
     assert gateways == [8080, 8081]
@@ -130,7 +138,9 @@ def test_the_dataset_is_mounted_read_only_into_the_trainer_only(plan: Plan,
     assert mount == {"name": "dataset", "mountPath": DATASET_MOUNT, "readOnly": True}
     volume = next(v for v in trainer["spec"]["volumes"] if v["name"] == "dataset")
     assert volume["hostPath"]["path"] == str(tmp_path.resolve())
-    assert {"name": "TRAINER_DATASET", "value": f"{DATASET_MOUNT}/labels.csv"} in container["env"]
+    configmap = next(d for d in plan.documents if d["metadata"]["name"] ==
+                     container["envFrom"][0]["configMapRef"]["name"])
+    assert configmap["data"]["TRAINER_DATASET"] == f"{DATASET_MOUNT}/labels.csv"
     others = [p for p in plan.pods if p.app != "trainer"]
     assert all(v["name"] != "dataset" for p in others for v in p.document["spec"]["volumes"])
 
