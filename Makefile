@@ -129,7 +129,7 @@ down: $(VENV)/.installed
 	$(ENGINE_ENV) $(PY) -m tools.local_up down $(if $(VOLUMES),--volumes)
 
 # The built images run as pods, probed, attacked and restarted (not part of `make test`).
-test-containers: install
+test-containers: install images
 	$(ENGINE_ENV) $(PY) -m pytest tests/containers -m containers
 
 clean:

@@ -73,7 +73,7 @@ def cuda_refusal() -> str | None:
         return ("torch's CUDA wheels (requirements/feature.txt) cannot be had from this "
                 "machine's package index")
     if not reachable(WEIGHTS_HOST):
-        return (f"the resnext50-frcnn weights cannot be downloaded here ({WEIGHTS_HOST[0]} "
+        return (f"the resnext50-frcnn weights cannot be downloaded ({WEIGHTS_HOST[0]} "
                 "is unreachable)")
     return None
 

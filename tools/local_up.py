@@ -171,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
                                                        else None)
     stack = Stack(Options(gateway_port=args.port, dataset=dataset))
     try:
-        require_engine()
+        if require_engine() != "podman":
+            raise EngineError("the pods run with podman kube play, and this machine has "
+                              f"{require_engine()}: use a cluster (deploy/README.md)")
         if args.action == "down":
             stack.down(volumes=args.volumes)
             return 0

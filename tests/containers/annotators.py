@@ -6,11 +6,14 @@ until the gateway acknowledges it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -33,7 +36,9 @@ class Annotator:
         http = aiohttp.ClientSession(self.url, timeout=aiohttp.ClientTimeout(total=20),
                                      cookie_jar=aiohttp.CookieJar(unsafe=True))
         async with http.post("/api/login", json={"token": self.token}, headers=CSRF) as r:
-            assert r.status == 200, await r.text()
+            if r.status != 200:
+                await http.close()
+                raise AssertionError(f"sign-in refused: {r.status} {await r.text()}")
         return http
 
     async def _send(self, http: aiohttp.ClientSession, payload: dict[str, object]) -> int:
@@ -83,18 +88,25 @@ class Annotator:
                         break
 
 
-async def export_counts(url: str, admin_token: str) -> Counter[str]:
+@contextlib.asynccontextmanager
+async def signed_in(url: str, token: str) -> AsyncIterator[aiohttp.ClientSession]:
+    """One session for a run of calls (sign-ins are rate-limited)."""
+    http = await Annotator(url, token, {})._signed_in()
+    async with http:
+        yield http
+
+
+async def export_counts(http: aiohttp.ClientSession) -> Counter[str]:
     """How often each annotation id is in the labelled set (the gateway's JSONL export,
     as the admin downloads it, undone ones included)."""
-    async with await Annotator(url, admin_token, {})._signed_in() as http, http.get(
-            "/api/export", params={"format": "jsonl", "include_undone": "true"}) as r:
+    async with http.get("/api/export", params={"format": "jsonl",
+                                               "include_undone": "true"}) as r:
         assert r.status == 200, await r.text()
         text = await r.text()
     return Counter(json.loads(line)["id"] for line in text.splitlines() if line)
 
 
-async def status(url: str, token: str) -> dict[str, object]:
-    async with await Annotator(url, token, {})._signed_in() as http, \
-            http.get("/api/status") as r:
+async def status(http: aiohttp.ClientSession) -> dict[str, Any]:
+    async with http.get("/api/status") as r:
         assert r.status == 200, await r.text()
         return dict(await r.json())

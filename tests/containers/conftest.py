@@ -17,6 +17,8 @@ def container_tier(request: pytest.FixtureRequest) -> None:
         pytest.skip("the container tier runs with `make test-containers` (-m containers)")
     if engine() is None:
         pytest.skip(NO_ENGINE)
+    if engine() != "podman":
+        pytest.skip(f"the pods run with podman kube play; this machine has {engine()} only")
     missing = [tags(s)[1] for s in REPOSITORIES if not exists("image", tags(s)[1])]
     if missing:
         pytest.skip(f"images not built ({', '.join(missing)}): run `make images`")

@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from tests.support import TILES, free_port
-from tools.containers import run
+from tools.containers import ROOT, run
 from tools.kube_local import Options, Plan, Pod
 from tools.local_up import Stack
 
 CSRF = {"X-Requested-With": "hitl-containers"}
+# Each stack's container logs, kept after the run.
+LOGS = ROOT / "artifacts" / "containers"
 SUBNETS = itertools.count(80)  # 10.89.80.0/24 on: apart from `make up`'s
 
 
@@ -97,6 +99,12 @@ class Running:
         os.kill(pid, signal.SIGKILL)
         return pid
 
+    def exits(self, pod: Pod) -> list[int]:
+        """The exit codes of the container's deaths, from the engine's events."""
+        done = run("events", "--stream=false", "--filter", f"container={self.inspect(pod)['Id']}",
+                   "--filter", "event=died", "--format", "{{.ContainerExitCode}}")
+        return [int(code) for code in done.stdout.split()]
+
     def logs(self, pod: Pod) -> str:
         done = run("logs", self.container(pod), check=False)
         return str(done.stdout + done.stderr)
@@ -106,7 +114,7 @@ class Running:
 def running(tmp: Path, dataset: Path, add: dict[str, dict[str, str]] | None = None,
             edit: Callable[[Plan], None] | None = None) -> Iterator[Running]:
     """The pods, ready; `add` gives Secrets more keys, `edit` changes the plan before it
-    runs. Every container's log is kept in `tmp` afterwards."""
+    runs. Every container's log is kept in artifacts/containers/<project>/ afterwards."""
     options = Options(project=f"hitl-test-{next(SUBNETS)}", gateway_port=two_free_ports(),
                       feature_port=free_port(), dataset=dataset)
     options.subnet = f"10.89.{options.project.rsplit('-', 1)[1]}.0/24"
@@ -122,6 +130,8 @@ def running(tmp: Path, dataset: Path, add: dict[str, dict[str, str]] | None = No
         stack.up(plan)
         yield started
     finally:
+        logs = LOGS / options.project
+        logs.mkdir(parents=True, exist_ok=True)
         for pod in plan.pods:
-            (tmp / f"{pod.name}.log").write_text(started.logs(pod))
+            (logs / f"{pod.name}.log").write_text(started.logs(pod))
         stack.down(plan, volumes=True, quiet=True)

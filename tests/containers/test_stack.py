@@ -12,7 +12,9 @@ import hashlib
 import re
 import secrets
 import time
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -20,7 +22,7 @@ import pytest
 
 from hitl.channels import ClientSecurity, open_channel
 from hitl.v1 import feature_pb2, feature_pb2_grpc
-from tests.containers.annotators import Annotator, export_counts, status
+from tests.containers.annotators import Annotator, export_counts, signed_in, status
 from tests.containers.pods import Running, running, tiles_dataset
 from tests.support import TILES
 from tools.containers import run
@@ -132,22 +134,42 @@ async def wait_for(check, what: str, timeout: float = 180.0):  # type: ignore[no
     return found
 
 
-async def test_two_annotators_give_100_labels_a_model_is_trained_and_the_page_shows_it(
+def in_thread(work):  # type: ignore[no-untyped-def]
+    """Runs a coroutine to its end on a thread of its own (the browser's sync API holds
+    this one)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, work).result()
+
+
+def test_two_annotators_give_100_labels_a_model_is_trained_and_the_page_shows_it(
         stack: Running, truth: tuple[Path, dict[str, int]], browser) -> None:  # type: ignore[no-untyped-def]
     tokens = stack.secret("gateway-annotators")
     # One annotator on each gateway replica: sessions hold across replicas.
     people = [Annotator(stack.url(i), tokens[name], truth[1])
               for i, name in enumerate(("admin", "annotator"))]
-    await asyncio.gather(*(person.label(50) for person in people))
+
+    async def label() -> None:
+        await asyncio.gather(*(person.label(50) for person in people))
+
+    in_thread(label())
     assert all(p.refused == [] and p.acknowledged == p.sent for p in people)
 
-    async def model() -> dict | None:
-        now = await status(stack.url(), tokens["admin"])
-        trained = now["model"]
-        return now if trained and trained["labels"] >= 90 and trained["estimate"] else None
+    async def trained() -> tuple[dict, Counter[str]]:
+        async with signed_in(stack.url(), tokens["admin"]) as admin:
 
-    now = await wait_for(model, "model trained on the labels")
-    assert now["counts"]["labelled_positive"] + now["counts"]["labelled_negative"] == 100
+            async def model() -> dict | None:
+                now = await status(admin)
+                # A model that had every answer (training, audit and gold ones).
+                fit = now["model"]
+                return now if fit and fit["labels_given"] == 100 and fit["estimate"] else None
+
+            return await wait_for(model, "model trained on the 100 labels"), \
+                await export_counts(admin)
+
+    now, counts = in_thread(trained())
+    answers = {a["annotator"]: a["answers"] for a in now["annotators"]}
+    assert answers == {"admin": 50, "annotator": 50}
+    assert counts == dict.fromkeys(set().union(*(p.acknowledged for p in people)), 1)
     estimate = now["model"]["estimate"]
     assert 0 <= estimate["f1_low"] <= estimate["f1"] <= estimate["f1_high"] <= 1
 
@@ -162,7 +184,7 @@ async def test_two_annotators_give_100_labels_a_model_is_trained_and_the_page_sh
     assert page.inner_text("#f1-interval").startswith("90% interval ")
 
 
-async def test_the_trainer_killed_during_a_burst_loses_no_acknowledged_label(
+def test_the_trainer_killed_during_a_burst_loses_no_acknowledged_label(
         stack: Running, truth: tuple[Path, dict[str, int]]) -> None:
     tokens, trainer = stack.secret("gateway-annotators"), stack.pod("trainer")
     restarts = int(stack.inspect(trainer)["RestartCount"])
@@ -174,15 +196,23 @@ async def test_the_trainer_killed_during_a_burst_loses_no_acknowledged_label(
                        "labels before the kill", 120)
         return stack.kill(trainer)
 
-    killed, *_ = await asyncio.gather(kill_during_burst(), *(p.label(30) for p in people))
+    async def burst() -> int:
+        killed, *_ = await asyncio.gather(kill_during_burst(), *(p.label(30) for p in people))
+        await wait_for(lambda: asyncio.sleep(0, probe(trainer)), "ready trainer")
+        return int(killed)
+
+    killed = in_thread(burst())
     assert all(p.refused == [] and p.acknowledged == p.sent for p in people)
     assert sum(p.retries for p in people) > 0, "no delivery failed: the kill came too late"
     # The runtime restarted it (restartPolicy: Always), as a new process.
     assert int(stack.inspect(trainer)["RestartCount"]) == restarts + 1
     assert int(stack.inspect(trainer)["State"]["Pid"]) != killed
-    await wait_for(lambda: asyncio.sleep(0, probe(trainer)), "ready trainer")
 
-    counts = await export_counts(stack.url(), tokens["admin"])
+    async def export() -> Counter[str]:
+        async with signed_in(stack.url(), tokens["admin"]) as admin:
+            return await export_counts(admin)
+
+    counts = in_thread(export())
     acknowledged = set().union(*(p.acknowledged for p in people))
     assert {i: counts[i] for i in acknowledged} == dict.fromkeys(acknowledged, 1)
     assert set(counts.values()) == {1}, "a label is in the export more than once"
