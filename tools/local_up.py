@@ -108,7 +108,11 @@ class Stack:
         pods_file = self.state / "pods.yaml"
         pods_file.write_text(yaml.safe_dump_all(plan.documents, sort_keys=False))
         ips = [arg for address in plan.addresses for arg in ("--ip", address)]
-        run("kube", "play", "--network", self.options.project, *ips, str(pods_file))
+        try:
+            run("kube", "play", "--network", self.options.project, *ips, str(pods_file))
+        except EngineError:
+            self.down(plan, quiet=True)  # nothing half-started stays behind
+            raise
         self.wait_ready(plan, timeout)
 
     def wait_ready(self, plan: Plan, timeout: float = START_TIMEOUT_S) -> None:
@@ -119,7 +123,8 @@ class Stack:
             if waiting and time.monotonic() > deadline:
                 logs = run("logs", "--tail", "20", f"{waiting[0].name}-{waiting[0].app}",
                            check=False)
-                raise EngineError(f"not ready after {timeout:.0f}s: "
+                raise EngineError(f"not ready after {timeout:.0f}s (left running for a "
+                                  f"look; `make down` removes them): "
                                   f"{', '.join(p.name for p in waiting)}\n{logs.stdout}"
                                   f"{logs.stderr}")
             time.sleep(1.0)
