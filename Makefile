@@ -128,8 +128,10 @@ up: $(VENV)/.installed
 down: $(VENV)/.installed
 	$(ENGINE_ENV) $(PY) -m tools.local_up down $(if $(VOLUMES),--volumes)
 
-# The built images run as pods, probed, attacked and restarted (not part of `make test`).
-test-containers: install images
+# The built images run as pods, probed, attacked and restarted (not part of `make test`);
+# the local overlay runs the CPU feature image, built (or found cached) first.
+test-containers: install
+	$(MAKE) --no-print-directory images FEATURE_IMAGE=cpu
 	$(ENGINE_ENV) $(PY) -m pytest tests/containers -m containers
 
 clean:
