@@ -22,7 +22,7 @@ from annotation_gateway.errors import ApiError
 from annotation_gateway.handlers import CONFIG, TRAINER
 from annotation_gateway.identity import identity_of
 from annotation_gateway.ratelimit import RateLimit, client_address
-from annotation_gateway.uploads import UPLOADS, Held, upload_route
+from annotation_gateway.uploads import UPLOADS, Held
 from hitl.redact import without_addresses
 from hitl.v1 import common_pb2, feature_pb2, trainer_pb2
 
@@ -152,10 +152,22 @@ def _limit_key(request: web.Request) -> str:
     return f"annotator:{identity.name}" if identity else f"address:{client_address(request)}"
 
 
-@upload_route
+def _over_rate(request: web.Request) -> None:
+    """429 for an annotator past their rate, without reading their upload: by default the
+    server would read and drop the rest of the body (for up to 10 s), so a flooding client
+    would keep it copying megabytes; the connection closes after the answer instead (a
+    client still sending may see it reset)."""
+    try:
+        request.app[CLASSIFY_RATE].hit(_limit_key(request))
+    except ApiError:
+        if request.protocol is not None and not request.content.is_eof():
+            request.protocol.force_close()
+        raise
+
+
 async def classify(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
-    request.app[CLASSIFY_RATE].hit(_limit_key(request))
+    _over_rate(request)
     if request.content_type not in ("application/json", "multipart/form-data"):
         raise ApiError(415, "unsupported_media_type",
                        "send application/json with urls, or multipart/form-data with "

@@ -15,7 +15,7 @@ from annotation_gateway import validation
 from annotation_gateway.errors import ApiError
 from annotation_gateway.handlers import CONFIG, TRAINER
 from annotation_gateway.identity import annotator_of, requires_admin
-from annotation_gateway.uploads import UPLOADS, upload_route
+from annotation_gateway.uploads import UPLOADS
 from hitl.v1 import common_pb2, trainer_pb2
 
 MAX_LABELS = 1000
@@ -35,7 +35,6 @@ def _row(index: int, raw: Any) -> trainer_pb2.ImportedLabel:
         label=LABELS[raw["label"]], note=validation.note(raw.get("note")))
 
 
-@upload_route
 @requires_admin
 async def import_labels(request: web.Request) -> web.Response:
     if request.content_type != "application/json":

@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
 
 from annotation_gateway.errors import ApiError
-from annotation_gateway.identity import Handler
 
 READ_CHUNK = 64 * 1024
 WAIT_S = 30.0
-LINGER_BYTES = 1 << 20
 DEFAULT_BYTES = 64 << 20
 SHARE_OF_LIMIT = 8
 _CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"),
@@ -129,25 +126,6 @@ class Held:
         n = self.bytes if n is None else min(n, self.bytes)
         self.bytes -= n
         await self.budget.give(n)
-
-
-def upload_route(handler: Handler) -> Handler:
-    """Decorates an upload's handler: a refused upload's large unread rest is never read.
-    By default the server reads and drops the rest of a body it did not read (for up to
-    10 s), which would let a client refused with 429 keep it busy copying megabytes; past
-    LINGER_BYTES (or of unknown length) the connection closes after the answer instead,
-    so that client may see the connection reset rather than the answer."""
-    @functools.wraps(handler)
-    async def route(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ApiError:
-            unread = (request.content_length or LINGER_BYTES + 1) - request.content.total_bytes
-            if (not request.content.is_eof() and unread > LINGER_BYTES
-                    and request.protocol is not None):
-                request.protocol.force_close()
-            raise
-    return route
 
 
 UPLOADS = web.AppKey("uploads", Uploads)

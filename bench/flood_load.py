@@ -7,8 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
+import signal
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -184,3 +188,32 @@ async def stream_flood(feature: str, shape: Shape, stop: asyncio.Event) -> dict:
     await asyncio.gather(*tasks, return_exceptions=True)
     await channel.close()
     return {"image_pixels": shape.stream_side ** 2, "image_bytes": len(image), **done}
+
+
+async def _flood_until_terminated(kind: str, target: str, shape: Shape) -> dict:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    if kind == "classify":
+        return await classify_flood(target, shape, stop)
+    return await stream_flood(target, shape, stop)
+
+
+async def flood_process(kind: str, target: str, shape: Shape) -> asyncio.subprocess.Process:
+    """A flood (`classify` at a gateway's URL, `stream` at a feature service's address)
+    in a process of its own, so that its client work never stalls the annotators' or the
+    probes' event loop (a real flood comes from elsewhere); `stop_flood` ends it."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.flood_load", kind, target, json.dumps(asdict(shape)),
+        stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
+
+
+async def stop_flood(process: asyncio.subprocess.Process) -> dict:
+    process.send_signal(signal.SIGTERM)
+    out, _ = await process.communicate()
+    return dict(json.loads(out))
+
+
+if __name__ == "__main__":
+    kind, target, shape = sys.argv[1], sys.argv[2], Shape(**json.loads(sys.argv[3]))
+    print(json.dumps(asyncio.run(_flood_until_terminated(kind, target, shape))))

@@ -22,7 +22,7 @@ import aiohttp
 
 from bench import stack
 from bench.dataset import read_labelled, stratified_subset, write_manifest
-from bench.flood_load import Shape, classify_flood, probe, stream_flood
+from bench.flood_load import Shape, flood_process, probe, stop_flood
 from bench.gateway import CSRF, percentile
 
 ROOT = stack.ROOT
@@ -112,20 +112,16 @@ async def _phase(base: str, trainer: str, feature: str, shape: Shape,
                  floods: tuple[str, ...], tag: str) -> dict:
     stop = asyncio.Event()
     prober = asyncio.create_task(probe(base, trainer, feature, stop))
-    flooders = {"classify_flood": classify_flood(base, shape, stop),
-                "stream_flood": stream_flood(feature, shape, stop)}
-    running = {name: asyncio.create_task(flooder) for name, flooder in flooders.items()
-               if name.split("_")[0] in floods}
-    for name, flooder in flooders.items():
-        if name not in running:
-            flooder.close()  # never started
+    targets = {"classify": base, "stream": feature}
+    running = {f"{kind}_flood": await flood_process(kind, targets[kind], shape)
+               for kind in floods}
     if running:
         await asyncio.sleep(1.0)  # the floods are under way before the annotators start
     tally = await annotators(base, shape, shape.seconds, tag)
     stop.set()
     out = {"annotators": tally.summary(), "health": (await prober).summary()}
-    for name, task in running.items():
-        out[name] = await task
+    for name, process in running.items():
+        out[name] = await stop_flood(process)
     return out
 
 
