@@ -263,11 +263,13 @@ def test_the_smaller_things(browser, stack):
         const estimate = {f1: 0.88, f1_low: 0.86, f1_high: 0.95, labels: 12, source: 'audit'};
         const near = {reached: false, labels: 0.3, low: 0, high: 95, more_answers: 18};
         return {near: w.forecastWords(near),
+                unbounded: w.forecastWords({...near, high: null}),
                 target: w.targetWords(estimate, 0.85, near),
                 reached: w.targetWords(estimate, 0.85, {...near, reached: true}),
                 first: w.firstModelWords({labelled_positive: 3, labelled_negative: 4}, 5)};
     }""")
     assert "0 more labels" not in words["near"] and "18 more check answers" in words["near"]
+    assert words["unbounded"].endswith("will tell whether it holds."), words["unbounded"]
     assert "reached" not in words["target"] and "18 more will confirm it" in words["target"]
     assert "reached" in words["reached"]
     assert words["first"].startswith("first model after about 3 more labels")

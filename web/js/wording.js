@@ -65,7 +65,8 @@ export function forecastWords(forecast) {
   if (forecast.labels === null) return `The learning curve cannot tell yet how many more labels the target needs (at least ${low.toLocaleString("en")}).`;
   if (round(forecast.labels) === 0) {
     const answers = forecast.more_answers ? `${plural(forecast.more_answers, "more check answer")}` : "More check answers";
-    return `The estimate is at the target. ${answers} will tell whether it holds (the curve allows up to ${high} more labels).`;
+    const bound = forecast.high === null ? "" : ` (the curve allows up to ${high} more labels)`;
+    return `The estimate is at the target. ${answers} will tell whether it holds${bound}.`;
   }
   const range = low === 0 ? `up to ${high}` : `${low.toLocaleString("en")} to ${high}`;
   return `About ${plural(round(forecast.labels), "more label")} to the target (80% interval: ${range}).`;
