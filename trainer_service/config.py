@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from hitl.addresses import parse_allowlist
 from hitl.config import parse_list, require, setting
@@ -92,6 +93,26 @@ class Config:
     label_id: str = setting("TRAINER_LABEL_ID", "/m/0199g", "the task's label id", "/m/0199g")
     display_name: str = setting("TRAINER_DISPLAY_NAME", "Bicycle", "the task's label name",
                                 "Bicycle")
+    task: str = setting(
+        "TRAINER_TASK", "default",
+        "name of the task these settings describe (in URLs: /t/<name>/), the one task of a "
+        "trainer without TRAINER_TASKS_FILE", "bicycle")
+    question: str = setting("TRAINER_QUESTION", "",
+                            "the task's question as annotators read it (default: Does this "
+                            "image show <display name>?)", "Is there a bicycle?")
+    positive_class: str = setting(
+        "TRAINER_POSITIVE_CLASS", "",
+        "over a CSV manifest, column=value: rows whose column holds the value are the "
+        "task's positives, every other row with a value a negative (default: the "
+        "manifest's label column)", "source_class=Hydrant")
+    detector_class: str = setting(
+        "TRAINER_DETECTOR_CLASS", "",
+        "the detector class whose evidence guides the task (default: the feature service's "
+        "target class)", "fire hydrant")
+    tasks_file: str = setting(
+        "TRAINER_TASKS_FILE", "",
+        "a TOML file naming the tasks the trainer answers over its dataset (docs/tasks.md); "
+        "without it, one task from the settings above", "/etc/hitl/tasks.toml")
     target_f1: float = setting("TRAINER_TARGET_F1", 0.85, "F1 the task aims for", "0.85")
     validation_fraction: float = setting(
         "TRAINER_VALIDATION_FRACTION", 0.2,
@@ -218,3 +239,5 @@ class Config:
         require(self.recheck_gap >= 1, "TRAINER_RECHECK_GAP", "must be >= 1", "50")
         require(self.keep_models >= 0, "TRAINER_KEEP_MODELS", "must be >= 0", "20")
         require(self.max_classify >= 1, "TRAINER_MAX_CLASSIFY", "must be >= 1", "64")
+        require(not self.tasks_file or Path(self.tasks_file).is_file(), "TRAINER_TASKS_FILE",
+                f"{self.tasks_file} is not a file", "/etc/hitl/tasks.toml")

@@ -283,3 +283,5 @@ class Status:
     forecast: Forecast | None = None
     annotators: list[AnnotatorStats] = field(default_factory=list)
     scoring: ScoringProgress | None = None  # absent until the scoring job is started
+    task: str = ""
+    question: str = ""

@@ -91,10 +91,29 @@ def _columns(header: list[str]) -> tuple[int | None, int, int | None] | None:
             names.index("label") if "label" in names else None)
 
 
+def class_label(raw: str, value: str) -> Label:
+    """A row's label when the positive class is a column's value: positive when the column
+    holds it (case aside), negative when it holds another, none when it is empty."""
+    held = raw.strip()
+    if not held:
+        return Label.UNSPECIFIED
+    return Label.POSITIVE if held.casefold() == value.casefold() else Label.NEGATIVE
+
+
+def _class_column(header: list[str], positive: str, path: Path) -> tuple[int, str]:
+    column, _, value = positive.partition("=")
+    names = [h.strip().lower() for h in header]
+    if column.strip().lower() not in names:
+        raise DatasetError(f"{path}: no column {column.strip()!r} in the header for the "
+                           f"positive class {positive!r}")
+    return names.index(column.strip().lower()), value.strip()
+
+
 def load_manifest(path: Path, validation_fraction: float, evaluation_fraction: float,
-                  seed: int) -> Batches:
+                  seed: int, positive: str = "") -> Batches:
     """Streams the manifest: unlabelled rows join the pool as they are read; labelled rows
-    are split once the file is read (a stratified split needs every label)."""
+    are split once the file is read (a stratified split needs every label). `positive`
+    (column=value) takes the labels from that column instead of `label`."""
     if not path.is_file():
         raise DatasetError(f"manifest {path} not found")
     labelled: list[tuple[str, str, Label]] = []
@@ -102,12 +121,15 @@ def load_manifest(path: Path, validation_fraction: float, evaluation_fraction: f
     id_col: int | None = 0
     loc_col: int = 1
     label_col: int | None = 2
+    class_col: tuple[int, str] | None = None
     with CsvStream(path) as stream:
         for line_no, row in enumerate(stream.rows(), 1):
             if not row:
                 continue
             if line_no == 1:
                 named = _columns(row)
+                if positive:
+                    class_col = _class_column(row if named else [], positive, path)
                 if named is not None:
                     id_col, loc_col, label_col = named
                     continue
@@ -119,8 +141,13 @@ def load_manifest(path: Path, validation_fraction: float, evaluation_fraction: f
             if not is_url(location):
                 location = str((path.parent / location).resolve())
             try:
-                raw = row[label_col] if label_col is not None and len(row) > label_col else ""
-                label = parse_label(raw)
+                if class_col is not None:
+                    raw = row[class_col[0]] if len(row) > class_col[0] else ""
+                    label = class_label(raw, class_col[1])
+                else:
+                    raw = row[label_col] if label_col is not None and len(row) > label_col \
+                        else ""
+                    label = parse_label(raw)
             except ValueError as exc:
                 raise DatasetError(f"{path}:{line_no}: {exc}") from None
             if label:

@@ -1,0 +1,112 @@
+"""What every task of one trainer shares: the SQLite file, the dataset's catalogue and its
+loading, the feature store and the extraction worker that fills it. A feature vector
+describes an image, not a question, so an item embedded for one task serves every task:
+a new task over an embedded dataset starts ranking at once and embeds nothing again.
+
+Each running task (`core.Trainer`) attaches itself here and is told when features arrive,
+when the extractor changes and when the dataset's loading moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainer_service.config import Config
+from trainer_service.datasets import Catalog
+from trainer_service.features.extraction import Extraction
+from trainer_service.features.store import FeatureStore
+from trainer_service.loading import Loading, configured_dataset, drain
+from trainer_service.store.database import Database
+from trainer_service.store.labels import migrate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Listener:
+    on_features: Callable[[list[str]], None]
+    on_extractor: Callable[[dict], None]
+    on_change: Callable[[], None]
+
+
+class Shared:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self.catalog = Catalog()
+        self.opened = False
+        self._listeners: dict[int, Listener] = {}
+        self._tasks: list[asyncio.Task] = []
+        # Opened by `open`.
+        self.database: Database
+        self.features: FeatureStore
+        self.loading: Loading
+        self.extraction: Extraction
+
+    def task_dir(self, name: str) -> Path:
+        """A task's own folder (its models)."""
+        return self.data_dir / "tasks" / name
+
+    async def open(self, owner: str) -> None:
+        """Opens the database, restores the features and starts the extraction worker and
+        the dataset's loading. Labels and models from before tasks go to `owner`."""
+        config = self.config
+        self.database = await asyncio.to_thread(Database, self.data_dir / "labels.sqlite3")
+        await self.database.run(migrate, owner)
+        await asyncio.to_thread(self._adopt_models, owner)
+        self.features = await asyncio.to_thread(FeatureStore, self.database)
+        self.loading = Loading(config, self.data_dir / "datasets", self.catalog, self.features,
+                               self.notify)
+        self.extraction = Extraction(
+            self.features, self.catalog, address=config.feature_addr,
+            batch=config.embed_batch, deadline_s=config.embed_deadline_s,
+            prefetch=config.prefetch, seed=config.seed,
+            max_message_bytes=config.max_message_bytes,
+            max_attempts=config.embed_max_attempts, retry_s=config.embed_retry_s,
+            on_features=self.on_features, on_extractor=self.on_extractor)
+        await self.features.restore()
+        self.extraction.start()
+        kind, location = configured_dataset(config)
+        self._tasks.append(asyncio.create_task(drain(self.loading.load(kind, location)),
+                                               name="dataset"))
+        self.opened = True
+
+    def _adopt_models(self, owner: str) -> None:
+        legacy, target = self.data_dir / "models", self.task_dir(owner) / "models"
+        if legacy.is_dir() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            legacy.rename(target)
+            log.info("models from before tasks given to the default task",
+                     extra={"task": owner})
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.opened:
+            await self.extraction.close()
+            await self.database.close()
+
+    # -- the running tasks ---------------------------------------------------------------
+
+    def attach(self, key: object, listener: Listener) -> None:
+        self._listeners[id(key)] = listener
+
+    def detach(self, key: object) -> None:
+        self._listeners.pop(id(key), None)
+
+    def notify(self) -> None:
+        for listener in list(self._listeners.values()):
+            listener.on_change()
+
+    def on_features(self, ids: list[str]) -> None:
+        for listener in list(self._listeners.values()):
+            listener.on_features(ids)
+
+    def on_extractor(self, extractor: dict) -> None:
+        for listener in list(self._listeners.values()):
+            listener.on_extractor(extractor)
