@@ -15,7 +15,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from annotation_gateway.errors import ApiError
-from annotation_gateway.handlers import CONFIG, TRAINER
+from annotation_gateway.handlers import CONFIG, TRAINER, task_of
 from hitl.v1 import common_pb2, feature_pb2, trainer_pb2
 
 # What aiohttp raises for a malformed multipart body (bad boundary, headers or encoding).
@@ -117,7 +117,8 @@ async def classify(request: web.Request) -> web.Response:
                        "send application/json with urls, or multipart/form-data with "
                        "parts named image")
     response = await request.app[TRAINER].Classify(
-        trainer_pb2.ClassifyRequest(images=refs), timeout=config.classify_deadline_s)
+        trainer_pb2.ClassifyRequest(images=refs, task=task_of(request)),
+        timeout=config.classify_deadline_s)
     return web.json_response({
         "model_version": response.model_version, "threshold": response.threshold,
         "results": [_result(n, r) for n, r in zip(names, response.results, strict=True)]})

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from annotation_gateway import convert
 from annotation_gateway.errors import ApiError
-from annotation_gateway.handlers import CONFIG, TRAINER
+from annotation_gateway.handlers import CONFIG, TRAINER, task_of
 from annotation_gateway.identity import requires_admin
 from hitl.v1 import trainer_pb2
 
@@ -49,7 +49,8 @@ def record(m: trainer_pb2.ModelRecord) -> dict[str, Any]:
 @requires_admin
 async def list_models(request: web.Request) -> web.Response:
     response = await request.app[TRAINER].ListModels(
-        trainer_pb2.ListModelsRequest(), timeout=request.app[CONFIG].rpc_deadline_s)
+        trainer_pb2.ListModelsRequest(task=task_of(request)),
+        timeout=request.app[CONFIG].rpc_deadline_s)
     return web.json_response({"pinned": response.pinned,
                               "models": [record(m) for m in response.models]})
 
@@ -61,7 +62,8 @@ async def download(request: web.Request) -> web.Response:
     if fmt not in FORMATS:
         raise ApiError(400, "invalid_format", "format must be npz or json")
     response = await request.app[TRAINER].GetModel(
-        trainer_pb2.GetModelRequest(version=version, format=FORMATS[fmt]),
+        trainer_pb2.GetModelRequest(version=version, format=FORMATS[fmt],
+                                    task=task_of(request)),
         timeout=request.app[CONFIG].rpc_deadline_s)
     filename = re.sub(r"[^A-Za-z0-9._-]", "-", response.filename) or f"{version}.{fmt}"
     return web.Response(body=response.data, headers={
@@ -74,6 +76,6 @@ async def download(request: web.Request) -> web.Response:
 async def activate(request: web.Request) -> web.Response:
     version = _version(request)
     response = await request.app[TRAINER].ActivateModel(
-        trainer_pb2.ActivateModelRequest(version=version),
+        trainer_pb2.ActivateModelRequest(version=version, task=task_of(request)),
         timeout=request.app[CONFIG].rpc_deadline_s)
     return web.json_response({"model": record(response.model), "pinned": response.pinned})

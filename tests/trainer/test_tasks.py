@@ -66,7 +66,7 @@ def test_a_tasks_file_defines_its_tasks_over_the_settings():
     assert declared.default == "hydrant"
     bicycle, hydrant = declared.tasks
     assert (bicycle.source, bicycle.positive_class, bicycle.target_f1) == (FILE, "", 0.85)
-    assert bicycle.mix == DEFAULTS.mix and bicycle.wording() == "Does this image show bicycle?"
+    assert bicycle.mix == DEFAULTS.mix and bicycle.question == ""
     assert (hydrant.column_value, hydrant.label_id) == ("source_class=Hydrant", "")
     config = task_config(Config(), hydrant)
     assert (config.positive_class, config.display_name, config.target_f1) == (

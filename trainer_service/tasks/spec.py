@@ -51,9 +51,6 @@ class TaskSpec:
         """`column=value` when the positive class is a manifest column's value."""
         return "" if self.label_id else self.positive_class
 
-    def wording(self) -> str:
-        return self.question or f"Does this image show {self.display_name.lower()}?"
-
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -124,7 +121,7 @@ def mix_text(mix: tuple) -> str:
 def task_config(config: Config, spec: TaskSpec) -> Config:
     """The trainer's settings as one task's parts read them: its label, words, target and
     mix in place of the process-wide ones."""
-    return replace(config, display_name=spec.display_name, question=spec.wording(),
+    return replace(config, display_name=spec.display_name, question=spec.question,
                    target_f1=spec.target_f1, mix=parse_mix(spec.mix),
                    label_id=spec.label_id or config.label_id,
                    positive_class=spec.column_value, detector_class=spec.detector_class,

@@ -1,13 +1,14 @@
 // The annotation page: keyboard and buttons act on the first image at once; labels go
 // through the outbox; the panel follows the gateway's live status stream.
 
-import { api, deliver, newId } from "./api.js";
+import { api, deliver, newId, TASK } from "./api.js";
 import { Deck, safeImageUrl } from "./deck.js";
 import { closeGuide, guideOpen, toggleGuide } from "./guide.js";
 import { bindKeys } from "./keys.js";
 import { CheckNotice } from "./notice.js";
-import { Outbox } from "./outbox.js";
+import { Outbox, queueKey } from "./outbox.js";
 import { renderAgreement, renderStatus, setAnnotator } from "./panel.js";
+import { showTasks } from "./picker.js";
 import { bindUnsure, hideUnsure, showUnsure as openUnsure, unsureOpen } from "./unsure.js";
 import { perHour, withArticle } from "./wording.js";
 import { hideZoom as closeZoomView, showZoom as openZoomView, switchZoom } from "./zoom.js";
@@ -197,7 +198,8 @@ function renderPending(box) {
   pill.title = box.lastError ? `Waiting to deliver: ${box.lastError.message}` : "Labels waiting to be delivered";
 }
 
-const outbox = new Outbox({ send, onDelivered: delivered, onFailed: failed, onChange: renderPending });
+const outbox = new Outbox({ send, onDelivered: delivered, onFailed: failed, onChange: renderPending,
+                            key: queueKey(TASK) });
 
 // --- gold check notice ---------------------------------------------------------------
 
@@ -271,7 +273,7 @@ function applyTask(status) {
   const name = status.display_name.toLowerCase();
   if (name === state.task) return;
   state.task = name;
-  $("question").textContent = `Does this image show ${withArticle(name)}?`;
+  $("question").textContent = status.question || `Does this image show ${withArticle(name)}?`;
   $("yes-text").textContent = `Yes, ${name}`;
   $("no-text").textContent = `No ${name}`;
   $("pos-label").textContent = `Labelled ${name}`;
@@ -280,7 +282,7 @@ function applyTask(status) {
 }
 
 function watchStatus() {
-  const source = new EventSource("/api/events");
+  const source = new EventSource("api/events");
   source.addEventListener("status", (event) => {
     const { trainer, status } = JSON.parse(event.data);
     applyTask(status);
@@ -344,6 +346,7 @@ async function start() {
     } catch (err) { showError(err.message); }
   });
   watchStatus();
+  showTasks($("task-picker"), TASK).catch(() => { $("task-pick").hidden = true; });
   outbox.kick();
   deck.refill();
   setInterval(renderRate, 30000);
