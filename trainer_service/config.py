@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from hitl.addresses import parse_allowlist
 from hitl.config import parse_list, require, setting
@@ -239,5 +238,3 @@ class Config:
         require(self.recheck_gap >= 1, "TRAINER_RECHECK_GAP", "must be >= 1", "50")
         require(self.keep_models >= 0, "TRAINER_KEEP_MODELS", "must be >= 0", "20")
         require(self.max_classify >= 1, "TRAINER_MAX_CLASSIFY", "must be >= 1", "64")
-        require(not self.tasks_file or Path(self.tasks_file).is_file(), "TRAINER_TASKS_FILE",
-                f"{self.tasks_file} is not a file", "/etc/hitl/tasks.toml")
