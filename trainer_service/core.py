@@ -107,7 +107,8 @@ class Trainer:
                                  self.features, on_adopted=self._on_adopted, notify=notify)
         self.evaluation = Evaluation(config, self.catalog, self.features, self.labels,
                                      self.training, notify)
-        self.duplicates = NearDuplicates(config.near_duplicate, self.features, self.labels)
+        self.duplicates = NearDuplicates(config.near_duplicate, self.features, self.labels,
+                                         shared.units)
         self.ranker = Ranker(self.catalog, self.features, self.training, self.available,
                              self.sampler.install, config.seed, self.evaluation,
                              screen=self.duplicates.screen)

@@ -1,5 +1,6 @@
 """What every task of one trainer shares: the SQLite file, the dataset's catalogue and its
-loading, the feature store and the extraction worker that fills it. A feature vector
+loading, the feature store and the extraction worker that fills it, and the unit
+embeddings the near-duplicate screens compare. A feature vector
 describes an image, not a question, so an item embedded for one task serves every task:
 a new task over an embedded dataset starts ranking at once and embeds nothing again.
 
@@ -20,6 +21,7 @@ from trainer_service.datasets import Catalog
 from trainer_service.features.extraction import Extraction
 from trainer_service.features.store import FeatureStore
 from trainer_service.loading import Loading, configured_dataset, drain
+from trainer_service.selection.near_duplicates import UnitRows
 from trainer_service.store.database import Database
 from trainer_service.store.labels import migrate
 
@@ -38,6 +40,8 @@ class Shared:
         self.config = config
         self.data_dir = Path(config.data_dir)
         self.catalog = Catalog()
+        # The candidates' unit embeddings every task's near-duplicate screen reads.
+        self.units = UnitRows()
         self.opened = False
         self._listeners: dict[int, Listener] = {}
         self._tasks: list[asyncio.Task] = []
