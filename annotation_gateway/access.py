@@ -26,7 +26,8 @@ from annotation_gateway.identity import (
 from annotation_gateway.ratelimit import LOGINS, client_address
 
 # Reachable without signing in: probes, the login page and the static assets it needs.
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/login", "/api/login", "/api/openapi.json"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/login", "/api/login", "/api/openapi.json",
+                          "/api/docs"})
 PUBLIC_PREFIXES = ("/static/", "/vendor/")
 PROBES = frozenset({"/healthz", "/readyz"})
 QUERY_TOKEN_NAMES = frozenset({"token", "access_token", "auth"})

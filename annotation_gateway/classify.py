@@ -27,7 +27,7 @@ READ_CHUNK = 64 * 1024
 DECISIONS = {common_pb2.LABEL_POSITIVE: "positive", common_pb2.LABEL_NEGATIVE: "negative"}
 
 
-async def _read_limited(read: Callable[[int], Awaitable[bytes]], limit: int) -> bytes:
+async def read_limited(read: Callable[[int], Awaitable[bytes]], limit: int) -> bytes:
     """Everything `read` gives, or 413 once it passes `limit` bytes."""
     chunks, size = [], 0
     while chunk := await read(READ_CHUNK):
@@ -76,7 +76,7 @@ async def _refs_from_multipart(request: web.Request, max_images: int,
         if len(refs) >= max_images:
             raise ApiError(400, "too_many_images", f"at most {max_images} images per request")
         try:
-            data = await _read_limited(part.read_chunk, budget)
+            data = await read_limited(part.read_chunk, budget)
         except MALFORMED:
             raise ApiError(400, "invalid_multipart",
                            "the multipart body cannot be read") from None
@@ -107,7 +107,7 @@ def _result(name: str, r: trainer_pb2.ClassifyResult) -> dict[str, Any]:
 async def classify(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     if request.content_type == "application/json":
-        names, refs = _refs_from_json(await _read_limited(request.content.read, MAX_JSON_BYTES),
+        names, refs = _refs_from_json(await read_limited(request.content.read, MAX_JSON_BYTES),
                                       config.classify_max_images)
     elif request.content_type == "multipart/form-data":
         names, refs = await _refs_from_multipart(request, config.classify_max_images,

@@ -108,7 +108,8 @@ class Config:
     web_dir: str = setting("GATEWAY_WEB_DIR", str(ROOT / "web"),
                            "Folder of the browser UI", "/srv/web")
     vendor_dir: str = setting("GATEWAY_VENDOR_DIR", str(ROOT / "node_modules"),
-                              "Folder holding the pinned npm packages the UI uses (uplot)",
+                              "Folder holding the pinned npm packages the UI uses (uplot, "
+                              "swagger-ui-dist)",
                               "/srv/node_modules")
     guidelines: str = setting(
         "GATEWAY_GUIDELINES", "",

@@ -178,6 +178,9 @@ async def add_annotation(request: web.Request) -> web.Response:
         label=label, annotator=annotator,
         duration_ms=validation.duration_ms(body.get("duration_ms")),
         note=validation.note(body.get("note")), task=task_of(request))
+    given = validation.given_at(body.get("given_at"))
+    if given is not None:
+        request_pb.given_time.FromNanoseconds(int(given * 1e9))
     response = await request.app[TRAINER].AddAnnotation(request_pb, timeout=_deadline(request))
     ANNOTATIONS.labels("duplicate" if response.duplicate else "new").inc()
     return json_response({"annotation": convert.own_annotation(response.annotation),

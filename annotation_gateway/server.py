@@ -17,6 +17,7 @@ from annotation_gateway import (
     access,
     classify,
     handlers,
+    imports,
     models,
     predictions,
     security,
@@ -51,6 +52,10 @@ TRAINER_SERVICE = "hitl.v1.TrainerService"
 FEATURE_SERVICE = "hitl.v1.FeatureService"
 HEALTH_DEADLINE_S = 1.0
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+# npm packages the pages use, served from GATEWAY_VENDOR_DIR: (URL name, folder, what
+# is missing without it).
+VENDORED = (("uplot", "uplot/dist", "the learning-curve chart is disabled"),
+            ("swagger-ui", "swagger-ui-dist", "/api/docs cannot render the API"))
 CLOSING = web.AppKey("closing", asyncio.Event)
 HEALTH = web.AppKey("health", dict)
 
@@ -157,6 +162,14 @@ def _page(name: str):  # type: ignore[no-untyped-def]
     return page
 
 
+async def login_page(request: web.Request) -> web.StreamResponse:
+    """The sign-in form; a gateway without annotator tokens has nothing to sign in with,
+    so its page is the annotation page."""
+    if request.app[sessions.IDENTITIES].open:
+        raise web.HTTPSeeOther("/")
+    return await _page("login.html")(request)
+
+
 async def openapi(request: web.Request) -> web.FileResponse:
     return web.FileResponse(OPENAPI_FILE, headers={"Content-Type": "application/json",
                                                    "Cache-Control": "no-cache"})
@@ -184,8 +197,10 @@ def init_app(config: Config) -> web.Application:
     app.on_response_prepare.append(security.add_security_headers)
 
     app.router.add_get("/", tasks.index)
-    app.router.add_get("/login", _page("login.html"))
+    app.router.add_get("/login", login_page)
     app.router.add_get("/review", _page("review.html"))
+    app.router.add_get("/models", _page("models.html"))
+    app.router.add_get("/api/docs", _page("docs.html"))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/openapi.json", openapi)
@@ -200,6 +215,7 @@ def init_app(config: Config) -> web.Application:
     app.router.add_get("/api/items/{item_id}/thumbnail", handlers.thumbnail)
     app.router.add_post("/api/annotations", handlers.add_annotation)
     app.router.add_delete("/api/annotations/{annotation_id}", handlers.undo_annotation)
+    app.router.add_post("/api/labels/import", imports.import_labels)
     app.router.add_get("/api/export", handlers.export_labels)
     app.router.add_get("/api/guidelines", handlers.guidelines)
     app.router.add_get("/api/guidelines/examples/{index}", handlers.guideline_example)
@@ -210,12 +226,14 @@ def init_app(config: Config) -> web.Application:
     app.router.add_get("/api/models", models.list_models)
     app.router.add_get("/api/models/{version}", models.download)
     app.router.add_post("/api/models/{version}/activate", models.activate)
+    app.router.add_delete("/api/models/pin", models.unpin)
     tasks.add_routes(app)  # after every route it repeats under /t/<task>/
     app.router.add_static("/static/", Path(config.web_dir), append_version=False)
-    uplot = Path(config.vendor_dir) / "uplot" / "dist"
-    if uplot.is_dir():
-        app.router.add_static("/vendor/uplot/", uplot)
-    else:
-        log.warning("uPlot not found; the learning-curve chart is disabled (run make install)",
-                    extra={"path": str(uplot)})
+    for name, folder, what in VENDORED:
+        path = Path(config.vendor_dir) / folder
+        if path.is_dir():
+            app.router.add_static(f"/vendor/{name}/", path)
+        else:
+            log.warning("a vendored npm package is missing (run make install): %s", what,
+                        extra={"path": str(path)})
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from annotation_gateway.errors import ApiError
@@ -14,6 +15,8 @@ MAX_HELD_IDS = 50
 MAX_ITEM_ID_CHARS = 256
 MAX_DURATION_MS = 24 * 3600 * 1000
 MAX_NOTE_CHARS = 200
+# The last second a protobuf Timestamp holds (9999-12-31T23:59:59Z).
+MAX_GIVEN_AT = 253402300799
 
 ANNOTATION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 ANNOTATOR = re.compile(r"^[A-Za-z0-9_ .@-]{1,40}$")
@@ -83,6 +86,24 @@ def note(raw: Any) -> str:
         raise ApiError(400, "invalid_note",
                        f"note must be text of at most {MAX_NOTE_CHARS} characters on one line")
     return raw.strip()
+
+
+def given_at(raw: Any) -> float | None:
+    """When an answer was given, as the page kept it (ISO 8601 with a zone, e.g.
+    "2025-05-01T09:30:00.000Z"), in seconds since the epoch; None when not sent. The
+    trainer bounds it (never in the future, at most a week back)."""
+    if raw is None:
+        return None
+    try:
+        if not isinstance(raw, str) or len(raw) > 40:
+            raise ValueError
+        when = datetime.fromisoformat(raw)
+        if when.tzinfo is None or not 0 <= when.timestamp() <= MAX_GIVEN_AT:
+            raise ValueError
+        return when.timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise ApiError(400, "invalid_given_at",
+                       "given_at must be an ISO 8601 time with its zone") from None
 
 
 def flag(raw: str | None, name: str) -> bool:

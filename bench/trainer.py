@@ -107,8 +107,7 @@ def size_curves(short: bool) -> dict:
     }
 
 
-async def _annotators(address: str, item_ids: list[str], annotators: int,
-                      per_annotator: int) -> list[float]:
+async def _annotators(address: str, annotators: int, per_annotator: int) -> list[float]:
     from hitl.channels import open_channel
     from hitl.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 
@@ -117,8 +116,15 @@ async def _annotators(address: str, item_ids: list[str], annotators: int,
     latencies: list[float] = []
 
     async def one(worker: int) -> None:
-        for k in range(per_annotator):
-            item_id = item_ids[(worker * per_annotator + k) % len(item_ids)]
+        # Only served items may be answered: each annotator leases theirs first (untimed).
+        served: list[str] = []
+        while len(served) < per_annotator:
+            reply = await stub.GetNextItems(trainer_pb2.GetNextItemsRequest(
+                annotator=f"bench-{worker}", count=min(50, per_annotator - len(served))))
+            if not reply.items:
+                raise RuntimeError("the trainer served nothing to annotate")
+            served += [i.id for i in reply.items]
+        for item_id in served:
             started = time.perf_counter()
             await stub.AddAnnotation(trainer_pb2.AddAnnotationRequest(
                 annotation_id=uuid.uuid4().hex, item_id=item_id,
@@ -149,9 +155,9 @@ def ack_latency(short: bool) -> dict:
                                                    "TRAINER_TRAIN_MAX_DELAY_S": "3600"})
         service.start().wait_healthy()
         try:
-            asyncio.run(_annotators(service.address, item_ids, 1, 20))  # warm the channel
-            single = asyncio.run(_annotators(service.address, item_ids, 1, per_annotator))
-            many = asyncio.run(_annotators(service.address, item_ids, 20, per_annotator))
+            asyncio.run(_annotators(service.address, 1, 20))  # warm the channel
+            single = asyncio.run(_annotators(service.address, 1, per_annotator))
+            many = asyncio.run(_annotators(service.address, 20, per_annotator))
         finally:
             service.stop()
     return {

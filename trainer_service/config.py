@@ -129,6 +129,11 @@ class Config:
         "share of the pool kept for audits (never trained on) where a dataset ships no "
         "verified labels", "0.2")
     lease_s: float = setting("TRAINER_LEASE_S", 600.0, "seconds an item stays leased", "600")
+    answer_grace_s: float = setting(
+        "TRAINER_ANSWER_GRACE_S", 86400.0,
+        "seconds after its lease ends that an item's annotator may still answer it (the page "
+        "keeps unsent answers across a closed tab); answers to items never served to that "
+        "annotator are refused whatever the time", "86400")
     max_items_per_call: int = setting("TRAINER_MAX_ITEMS", 50,
                                       "most items one GetNextItems call leases", "50")
     debounce_s: float = setting("TRAINER_DEBOUNCE_S", 2.0,
@@ -215,6 +220,7 @@ class Config:
         require(fractions_ok, "TRAINER_VALIDATION_FRACTION",
                 "validation and evaluation fractions must be >= 0 and sum below 1", "0.2")
         require(self.lease_s > 0, "TRAINER_LEASE_S", "must be positive", "600")
+        require(self.answer_grace_s >= 0, "TRAINER_ANSWER_GRACE_S", "must be >= 0", "86400")
         require(self.train_max_delay_s >= self.debounce_s, "TRAINER_TRAIN_MAX_DELAY_S",
                 "must be at least TRAINER_DEBOUNCE_S", "10")
         require(self.min_per_class >= 1, "TRAINER_MIN_PER_CLASS", "must be >= 1", "5")

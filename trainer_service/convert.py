@@ -15,6 +15,7 @@ from trainer_service.domain import (
     Counts,
     Estimate,
     Forecast,
+    Label,
     LeasedItem,
     LoadingProgress,
     Metrics,
@@ -24,6 +25,7 @@ from trainer_service.domain import (
     Status,
 )
 from trainer_service.features.records import Evidence, ImageError, ImageSource
+from trainer_service.intake import Imported, ImportRow
 from trainer_service.outputs.records import (
     Classification,
     ModelEntry,
@@ -53,7 +55,11 @@ def loading_progress(p: LoadingProgress) -> trainer_pb2.LoadingProgress:
                                        fraction=p.fraction, items_loaded=p.items_loaded)
 
 
-def metrics(m: Metrics) -> common_pb2.Metrics:
+def metrics(m: Metrics) -> common_pb2.Metrics | None:
+    """None (the field left unset) for a split with no item: nothing was measured, which
+    a 0 would report as a failing model."""
+    if m.positives + m.negatives == 0:
+        return None
     return common_pb2.Metrics(**asdict(m))
 
 
@@ -68,14 +74,14 @@ def estimate(e: Estimate) -> trainer_pb2.Estimate:
 
 def forecast(f: Forecast) -> trainer_pb2.Forecast:
     return trainer_pb2.Forecast(reached=f.reached, labels=f.labels, low=f.low, high=f.high,
-                                points=f.points)
+                                points=f.points, more_answers=f.more_answers)
 
 
 def model_summary(s: ModelSummary) -> trainer_pb2.ModelSummary:
     summary = trainer_pb2.ModelSummary(version=s.version, labels=s.labels,
                                        validation=metrics(s.validation),
                                        evaluation=metrics(s.evaluation),
-                                       labels_given=s.labels_given)
+                                       labels_given=s.labels_given, pinned=s.pinned)
     summary.create_time.FromNanoseconds(_timestamp_ns(s.create_time))
     if s.estimate is not None:
         summary.estimate.CopyFrom(estimate(s.estimate))
@@ -94,8 +100,8 @@ def annotator_stats(a: AnnotatorStats) -> trainer_pb2.AnnotatorStats:
 def status(s: Status) -> trainer_pb2.Status:
     message = trainer_pb2.Status(
         label_id=s.label_id, display_name=s.display_name, task=s.task, question=s.question,
-        loading=loading_progress(s.loading),
-        counts=counts(s.counts), target_f1=s.target_f1,
+        loading=loading_progress(s.loading), counts=counts(s.counts), target_f1=s.target_f1,
+        min_per_class=s.min_per_class,
         extraction=trainer_pb2.Extraction(pending=s.extraction.pending,
                                           seconds_per_item=s.extraction.seconds_per_item,
                                           eta_seconds=s.extraction.eta_seconds,
@@ -240,6 +246,17 @@ def model_record(e: ModelEntry) -> trainer_pb2.ModelRecord:
     if e.estimate is not None:
         record.estimate.CopyFrom(estimate(e.estimate))
     return record
+
+
+def import_rows(labels: Iterable[trainer_pb2.ImportedLabel]) -> list[ImportRow]:
+    return [ImportRow(r.annotation_id, r.item_id, to_enum(Label, r.label), r.note)
+            for r in labels]
+
+
+def imported(result: Imported) -> trainer_pb2.ImportLabelsResponse:
+    return trainer_pb2.ImportLabelsResponse(
+        recorded=result.recorded, duplicates=result.duplicates,
+        refused=[trainer_pb2.RefusedLabel(index=i, message=m) for i, m in result.refused])
 
 
 # -- tasks -------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from trainer_service import metrics
 from trainer_service.annotators.checks import Checks
 from trainer_service.annotators.consistency import Rechecks
 from trainer_service.annotators.label_errors import LabelReview
@@ -26,11 +25,9 @@ from trainer_service.domain import (
     Annotation,
     DatasetKind,
     Estimate,
-    GoldCheck,
     Label,
     LeasedItem,
     LoadingProgress,
-    LoadingState,
     ModelSummary,
     Recorded,
     Split,
@@ -40,6 +37,7 @@ from trainer_service.domain import (
 )
 from trainer_service.features.extraction import Extraction
 from trainer_service.features.store import LABELLED, FeatureStore
+from trainer_service.intake import Intake
 from trainer_service.loading import Loading, configured_dataset, drain, known_labels
 from trainer_service.models.training import Training
 from trainer_service.outputs.model_outputs import ModelOutputs
@@ -51,8 +49,8 @@ from trainer_service.selection.serving import Admission, evidence
 from trainer_service.shared import Listener, Shared
 from trainer_service.status import StatusFeed, build_status, model_summary
 from trainer_service.store.database import Database
-from trainer_service.store.labels import LabelLog, NotYours, UnknownAnnotation
-from trainer_service.store.validation import check_annotation
+from trainer_service.store.labels import LabelLog
+from trainer_service.store.served import ServedLog
 from trainer_service.tasks.evidence import task_features
 from trainer_service.tasks.spec import TaskSpec, settings_task, task_config
 
@@ -79,6 +77,8 @@ class Trainer:
         # Opened by `open`: they need the data folder's database.
         self.database: Database
         self.labels: LabelLog
+        self.served: ServedLog
+        self.intake: Intake
         self.features: FeatureStore
         self.extraction: Extraction
         self.training: Training
@@ -102,6 +102,8 @@ class Trainer:
         self.database, self.extraction = shared.database, shared.extraction
         self.labels = await asyncio.to_thread(LabelLog, self.database, self.spec.name)
         self.features = task_features(shared.features, self.spec)
+        self.served = await asyncio.to_thread(ServedLog, self.database, config.answer_grace_s,
+                                              self.spec.name)
         self.checks = Checks(self.catalog, self.labels)
         self.training = Training(config, self.data_dir / "models", self.catalog, self.labels,
                                  self.features, on_adopted=self._on_adopted, notify=notify)
@@ -122,6 +124,9 @@ class Trainer:
         if self._own_catalog:
             self.loading = Loading(config, shared.data_dir / "datasets", self.catalog,
                                    self.features, notify, dataset=shared.catalog)
+        self.intake = Intake(self.catalog, self.labels, self.served, self.features,
+                             self.sampler, self.duplicates, self.training, self.evaluation,
+                             notify)
         self.outputs = ModelOutputs(
             config, self.catalog, self.features, self.training, self.labels, self.extraction,
             estimate=self.model_estimate, on_features=shared.on_features,
@@ -194,70 +199,21 @@ class Trainer:
     # -- annotations ---------------------------------------------------------------------
 
     async def add_annotation(self, annotation_id: str, item_id: str, label: Label,
-                             annotator: str, duration_ms: int = 0, note: str = "") -> Recorded:
-        check_annotation(annotation_id, label, annotator, duration_ms, note)
-        item = self.catalog.get(item_id)
-        if item is None and self.catalog.state == LoadingState.LOADING:
-            # After a restart the item may be in the part of the dataset not read yet: a
-            # retry will find it, whereas NOT_FOUND would make the client drop the label.
-            raise TrainerError("UNAVAILABLE", f"no item {item_id!r} yet: the dataset "
-                               "is still loading; retry shortly")
-        if item is None:
-            raise TrainerError("NOT_FOUND", f"no item {item_id!r}")
-        lease = self.sampler.leases.get(item.id)
-        strategy, version = Strategy.UNSPECIFIED, ""
-        if lease is not None and lease.annotator == annotator:
-            strategy, version = lease.strategy, lease.model_version
-        record = Annotation(annotation_id, item.id, Label(label), annotator, strategy, version,
-                            duration_ms, item.split, time.time(), note=note)
-        answer = record.label in ANSWERS
-        # A pass never trains, so it needs no features.
-        needs_features = answer and self.features.needs_features(item.id)
-        started = time.perf_counter()
-        # The extraction a new label needs is queued in the annotation's own transaction.
-        joined = self.features.queue_with(item.id, LABELLED) if needs_features else None
-        stored, duplicate = await self.labels.add(record, joined)
-        metrics.ACK_SECONDS.observe(time.perf_counter() - started)
-        metrics.ANNOTATIONS.labels(f"SPLIT_{Split(stored.split).name}",
-                                   "duplicate" if duplicate else "recorded").inc()
-        if not duplicate:
-            self.sampler.release(stored.item_id)
-            if answer:
-                self.duplicates.answered(stored.item_id)
-            if answer and not needs_features and stored.split == Split.POOL:
-                self.training.labels_changed.set()
-            if stored.strategy == Strategy.AUDIT:
-                self.evaluation.schedule()
-            self.feed.notify()
-        shown = self.catalog.items.get(stored.item_id, item)
-        gold = None
-        if shown.known_label and stored.split == Split.VALIDATION and stored.label in ANSWERS:
-            gold = GoldCheck(shown.known_label, stored.label == shown.known_label)
-        return Recorded(stored, duplicate, gold)
+                             annotator: str, duration_ms: int = 0, note: str = "",
+                             given_at: float | None = None) -> Recorded:
+        return await self.intake.add(annotation_id, item_id, label, annotator, duration_ms,
+                                     note, given_at)
 
     async def undo_annotation(self, annotation_id: str, annotator: str) -> Annotation:
-        try:
-            record = await self.labels.undo(annotation_id, annotator)
-        except UnknownAnnotation:
-            raise TrainerError("NOT_FOUND", f"no annotation {annotation_id!r}") from None
-        except NotYours:
-            raise TrainerError("PERMISSION_DENIED",
-                               f"annotation {annotation_id!r} belongs to another annotator"
-                               ) from None
-        if record.split == Split.POOL and record.label in ANSWERS:
-            self.training.labels_changed.set()
-        if record.strategy == Strategy.AUDIT:
-            self.evaluation.schedule()
-        self.feed.notify()
-        return record
+        return await self.intake.undo(annotation_id, annotator)
 
     def export(self, include_undone: bool, include_skipped: bool = False) -> list[Annotation]:
         return exported(self.labels, include_undone, include_skipped)
 
     # -- serving -------------------------------------------------------------------------
 
-    def next_items(self, annotator: str, count: int,
-                   held_item_ids: list[str] | tuple[str, ...] = ()) -> list[LeasedItem]:
+    async def next_items(self, annotator: str, count: int,
+                         held_item_ids: list[str] | tuple[str, ...] = ()) -> list[LeasedItem]:
         if not annotator:
             raise TrainerError("INVALID_ARGUMENT", "annotator is required")
         if count < 0:
@@ -266,8 +222,11 @@ class Trainer:
         self.sampler.expire()
         guard = self.duplicates.guard(list(self.sampler.leases), count)
         admission = Admission(self.labels.passed_by(annotator), guard)
-        leases = self.sampler.lease(annotator, count, held_item_ids, self.available,
+        now = time.time()
+        leases = self.sampler.lease(annotator, count, held_item_ids, self.available, now=now,
                                     admission=admission)
+        # On disk before the annotator sees them: only what was served may be answered.
+        await self.intake.leased(annotator, leases, held_item_ids, now)
         bank, dims = self.features.bank, self.features.embedding_dimension
         return [leased_item(lease, self.catalog.items[lease.item_id],
                             evidence(bank, lease.item_id, dims)) for lease in leases]

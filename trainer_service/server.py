@@ -81,10 +81,21 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         try:
             recorded = await trainer.add_annotation(
                 request.annotation_id, request.item_id, convert.to_enum(Label, request.label),
-                request.annotator, request.duration_ms, request.note)
+                request.annotator, request.duration_ms, request.note,
+                request.given_time.ToNanoseconds() / 1e9
+                if request.HasField("given_time") else None)
         except TrainerError as exc:
             await _abort(context, exc)
         return convert.recorded(recorded)
+
+    async def ImportLabels(self, request, context):  # type: ignore[no-untyped-def]
+        trainer = await self._task(request, context)
+        try:
+            imported = await trainer.intake.import_labels(
+                request.importer, convert.import_rows(request.labels))
+        except TrainerError as exc:
+            await _abort(context, exc)
+        return convert.imported(imported)
 
     async def UndoAnnotation(self, request, context):  # type: ignore[no-untyped-def]
         trainer = await self._task(request, context)
@@ -97,8 +108,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     async def GetNextItems(self, request, context):  # type: ignore[no-untyped-def]
         trainer = await self._task(request, context)
         try:
-            items = trainer.next_items(request.annotator, request.count,
-                                       list(request.held_item_ids))
+            items = await trainer.next_items(request.annotator, request.count,
+                                             list(request.held_item_ids))
         except TrainerError as exc:
             await _abort(context, exc)
         return trainer_pb2.GetNextItemsResponse(items=[convert.item(i) for i in items])
@@ -174,6 +185,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             page = await trainer.outputs.prediction_page(
                 convert.to_enum(PredictionOrder, request.order), request.page_size,
                 request.page_token)
+            # The page's items may be answered by whoever it is shown to.
+            await trainer.intake.shown(request.annotator, [i.id for i in page.items])
         except TrainerError as exc:
             await _abort(context, exc)
         return convert.prediction_page(page)

@@ -23,7 +23,8 @@ from trainer_service.features.store import FeatureStore
 from trainer_service.loading import Loading, configured_dataset, drain
 from trainer_service.selection.near_duplicates import UnitRows
 from trainer_service.store.database import Database
-from trainer_service.store.labels import migrate
+from trainer_service.store.labels import migrate as labels_before_tasks
+from trainer_service.store.served import migrate as served_before_tasks
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ class Shared:
         the dataset's loading. Labels and models from before tasks go to `owner`."""
         config = self.config
         self.database = await asyncio.to_thread(Database, self.data_dir / "labels.sqlite3")
-        await self.database.run(migrate, owner)
+        for migrate in (labels_before_tasks, served_before_tasks):
+            await self.database.run(migrate, owner)
         await asyncio.to_thread(self._adopt_models, owner)
         self.features = await asyncio.to_thread(FeatureStore, self.database)
         self.loading = Loading(config, self.data_dir / "datasets", self.catalog, self.features,

@@ -29,9 +29,10 @@ from trainer_service.quality.evaluation import Evaluation
 from trainer_service.store.labels import LabelLog
 
 
-def model_summary(info: ModelInfo, estimate: Estimate | None = None) -> ModelSummary:
+def model_summary(info: ModelInfo, estimate: Estimate | None = None,
+                  pinned: bool = False) -> ModelSummary:
     return ModelSummary(info.version, info.labels, info.validation, info.evaluation,
-                        info.create_time, info.labels_given, estimate)
+                        info.create_time, info.labels_given, estimate, pinned)
 
 
 def build_status(config: Config, catalog: Catalog, labels: LabelLog, features: FeatureStore,
@@ -75,11 +76,12 @@ def build_status(config: Config, catalog: Catalog, labels: LabelLog, features: F
         extraction=ExtractionProgress(len(features.pending), extraction.seconds_per_item,
                                       extraction.eta_seconds(), len(features.failed),
                                       extraction.retrying),
-        model=(model_summary(info, evaluation.estimates.get(info.version))
+        model=(model_summary(info, evaluation.estimates.get(info.version),
+                             training.registry.holds(info))
                if info is not None else None),
         learning_curve=[model_summary(i, evaluation.estimates.get(i.version))
                         for i in training.curve],
-        forecast=evaluation.forecast)
+        forecast=evaluation.forecast, min_per_class=config.min_per_class)
 
 
 class StatusFeed:

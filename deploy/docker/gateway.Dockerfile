@@ -3,7 +3,7 @@
 # repository root:
 #   docker build -f deploy/docker/gateway.Dockerfile -t hitl/gateway:dev .
 
-# npm packages the browser UI serves locally (uPlot).
+# npm packages the browser UI serves locally (uPlot, Swagger UI for /api/docs).
 FROM node:22.17.0-bookworm-slim AS npm
 WORKDIR /src
 COPY package.json package-lock.json ./
@@ -39,10 +39,11 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/
 COPY --from=build /opt/venv/ /opt/venv/
 COPY --from=build /app/hitl/ /app/hitl/
 COPY --from=build /app/annotation_gateway/ /app/annotation_gateway/
-# The browser UI and its vendored chart library, where GATEWAY_WEB_DIR and
-# GATEWAY_VENDOR_DIR point by default (/app/web, /app/node_modules).
+# The browser UI, its vendored chart library and API docs renderer, where GATEWAY_WEB_DIR
+# and GATEWAY_VENDOR_DIR point by default (/app/web, /app/node_modules).
 COPY web/ /app/web/
 COPY --from=npm /src/node_modules/uplot/ /app/node_modules/uplot/
+COPY --from=npm /src/node_modules/swagger-ui-dist/ /app/node_modules/swagger-ui-dist/
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8080 9103

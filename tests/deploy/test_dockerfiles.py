@@ -154,6 +154,8 @@ def test_gateway_image_carries_the_ui_where_its_config_looks() -> None:
     assert Path(config.vendor_dir).relative_to(root) == Path("node_modules")
     assert f"web/ {workdir}/web/" in copied
     assert f"--from=npm /src/node_modules/uplot/ {workdir}/node_modules/uplot/" in copied
+    assert (f"--from=npm /src/node_modules/swagger-ui-dist/ "
+            f"{workdir}/node_modules/swagger-ui-dist/") in copied
     assert (ROOT / "web" / "index.html").exists()
 
 

@@ -91,6 +91,9 @@ def test_every_trainer_rpc_through_reflection(stack):
                                                  "label": "LABEL_POSITIVE",
                                                  "annotator": "curl"},
         "hitl.v1.TrainerService/UndoAnnotation": {"annotationId": "c1", "annotator": "curl"},
+        "hitl.v1.TrainerService/ImportLabels": {"importer": "curl", "labels": [
+            {"annotationId": "imported-1", "itemId": "no-such-item",
+             "label": "LABEL_NEGATIVE"}]},
         "hitl.v1.TrainerService/GetImage": {"itemId": item, "thumbnail": True},
         "hitl.v1.TrainerService/GetStatus": {},
         "hitl.v1.TrainerService/ExportLabels": {"includeUndone": True},
@@ -100,6 +103,7 @@ def test_every_trainer_rpc_through_reflection(stack):
     }
     expected = {
         "AddAnnotation": '"annotationId": "c1"', "UndoAnnotation": '"undone": true',
+        "ImportLabels": '"refused"',
         "GetImage": '"contentType": "image/', "GetStatus": '"targetF1"',
         "ExportLabels": '"annotationId": "c1"', "ImportDataset": '"progress"',
     }

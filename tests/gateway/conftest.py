@@ -61,14 +61,19 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
     return build_manifest(tmp_path_factory.mktemp("manifest"))
 
 
-def gold_ids(manifest: Manifest) -> set[str]:
-    """The items a trainer with the default settings makes its known-answer checks (its
-    validation split): the test knows them from the data, as the page never may."""
+def split_ids(manifest: Manifest, split: str) -> set[str]:
+    """The items a trainer with the default settings puts in `split` ("VALIDATION": its
+    known-answer checks; "EVALUATION": never served): the test knows them from the data,
+    as the page never may."""
     from trainer_service.datasets.local import load_manifest
     from trainer_service.domain import Split
 
     return {item.id for items, _ in load_manifest(manifest.path, 0.2, 0.2, 0)
-            for item in items if item.split == Split.VALIDATION}
+            for item in items if item.split == Split[split]}
+
+
+def gold_ids(manifest: Manifest) -> set[str]:
+    return split_ids(manifest, "VALIDATION")
 
 
 @pytest.fixture(scope="session")

@@ -191,4 +191,4 @@ def test_a_dataset_file_cut_off_mid_way_gives_a_clear_error(tmp_path, shared_fea
     report.inputs("dataset file cut off mid-way", f"{path.suffix}: loading failed, serving")
     assert status.loading.state == trainer_pb2.LOADING_STATE_FAILED
     assert path.name in status.loading.message, status.loading.message
-    assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED  # never served

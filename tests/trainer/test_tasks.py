@@ -1,11 +1,12 @@
 """Tasks in plain Python over a real SQLite file: what a task may be, the tasks file, the
-registry across restarts, a label log per task (and a log from before tasks given to the
-default task), and a manifest column read as the positive class."""
+registry across restarts, a label log per task (and a log and servings from before tasks
+given to the default task), and a manifest column read as the positive class."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from trainer_service.datasets.local import load_manifest
 from trainer_service.domain import Annotation, Label, Split, Strategy
 from trainer_service.store.database import Database
 from trainer_service.store.labels import LabelLog
+from trainer_service.store.served import ServedLog
+from trainer_service.store.served import migrate as migrate_served
 from trainer_service.tasks.file import parse_tasks
 from trainer_service.tasks.registry import TaskDeclared, TaskExists, TaskRegistry
 from trainer_service.tasks.running import TaskArchived, TaskSet, TaskStarting
@@ -220,3 +223,21 @@ def test_a_manifest_column_value_is_the_positive_class(tmp_path: Path):
     assert len(items) == 41 and next(i for i in items if i.id == "e").split == Split.POOL
     with pytest.raises(ValueError, match="no column 'colour'"):
         list(load_manifest(manifest, 0.2, 0.2, 0, "colour=red"))
+
+
+def test_items_served_before_tasks_stay_answerable_in_the_default_task_only(tmp_path: Path):
+    path = tmp_path / "labels.sqlite3"
+    with sqlite3.connect(path) as db:  # the servings of a trainer from before tasks
+        db.execute("""CREATE TABLE served (
+            annotator TEXT NOT NULL, item_id TEXT NOT NULL, strategy INTEGER NOT NULL,
+            model_version TEXT NOT NULL, served_at REAL NOT NULL, expires REAL NOT NULL,
+            PRIMARY KEY (annotator, item_id)) WITHOUT ROWID""")
+        db.execute("INSERT INTO served VALUES ('ann', 'i1', 2, '', ?, ?)",
+                   (time.time(), time.time() + 600))
+    database = Database(path)
+    try:
+        database.call(migrate_served, "bicycle")
+        assert ServedLog(database, 60, "bicycle").answerable("ann", "i1") is not None
+        assert ServedLog(database, 60, "hydrant").answerable("ann", "i1") is None
+    finally:
+        asyncio.run(database.close())

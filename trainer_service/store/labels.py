@@ -108,6 +108,9 @@ class LabelLog:
         self._passed: dict[str, dict[str, int]] = {}
         # annotator -> ids of every annotation they made, oldest first.
         self.by_annotator: dict[str, list[str]] = {}
+        # (annotator, item) -> the id of their latest annotation of it, withdrawn or not:
+        # what lets them change their own answer once its lease is over (`served`).
+        self._latest: dict[tuple[str, str], str] = {}
         # Grows with every add or undo: a model remembers the version it was trained on.
         self.version = 0
         self._queue: list[tuple[str, Annotation, JoinedWrite | None, asyncio.Future]] = []
@@ -131,6 +134,7 @@ class LabelLog:
                 self.first_checks.setdefault((record.annotator, record.item_id), record)
             index.setdefault(record.item_id, []).append(record.annotation_id)
             self.by_annotator.setdefault(record.annotator, []).append(record.annotation_id)
+            self._latest[(record.annotator, record.item_id)] = record.annotation_id
             if passed:
                 mine = self._passed.setdefault(record.annotator, {})
                 mine[record.item_id] = mine.get(record.item_id, 0) + 1
@@ -167,6 +171,11 @@ class LabelLog:
         if len(ids) == 1:
             return self.annotations[ids[0]]
         return resolve(self.answers(item_id))
+
+    def latest(self, annotator: str, item_id: str) -> Annotation | None:
+        """The annotator's latest annotation of the item, withdrawn or not."""
+        annotation_id = self._latest.get((annotator, item_id))
+        return None if annotation_id is None else self.annotations[annotation_id]
 
     def passed_by(self, annotator: str) -> dict[str, int]:
         """Items the annotator skipped or marked unsure (in force)."""
