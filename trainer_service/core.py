@@ -108,7 +108,7 @@ class Trainer:
         self.training = Training(config, self.data_dir / "models", self.catalog, self.labels,
                                  self.features, on_adopted=self._on_adopted, notify=notify)
         self.evaluation = Evaluation(config, self.catalog, self.features, self.labels,
-                                     self.training, notify)
+                                     self.training, notify, shared.reserve)
         self.duplicates = NearDuplicates(config.near_duplicate, self.features, self.labels,
                                          shared.units)
         self.ranker = Ranker(self.catalog, self.features, self.training, self.available,

@@ -41,8 +41,10 @@ class Shared:
         self.config = config
         self.data_dir = Path(config.data_dir)
         self.catalog = Catalog()
-        # The candidates' unit embeddings every task's near-duplicate screen reads.
+        # The candidates' unit embeddings every task's near-duplicate screen reads, and
+        # which pool items the audit reserve holds (the same for every task).
         self.units = UnitRows()
+        self.reserve: dict[str, bool] = {}
         self.opened = False
         self._listeners: dict[int, Listener] = {}
         self._tasks: list[asyncio.Task] = []
