@@ -33,7 +33,7 @@ SERVICE_NAME = "hitl.v1.TrainerService"
 EXPORT_BATCH = 500
 # With authentication on, every other RPC changes or reveals the labelled set, the gold
 # answers or the dataset, and answers only TRAINER_PRIVILEGED_CALLERS (the gateway, an
-# admin); any known caller may read the status.
+# admin); any known caller may read the status and the list of tasks.
 OPEN_TO_EVERY_CALLER = frozenset({"GetStatus", "ListTasks"})
 
 
