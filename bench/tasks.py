@@ -232,7 +232,7 @@ def measure(every: int, tasks: int, labels: int, catalog_rows: int, work: Path) 
 def run(short: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-tasks-") as tmp:
         if short:
-            return measure(60, 3, 8, 100_000, Path(tmp))
+            return measure(60, 3, 8, 20_000, Path(tmp))
         return measure(5, 8, 30, 1_000_000, Path(tmp))
 
 
