@@ -35,7 +35,7 @@ from pathlib import Path
 import grpc
 
 from bench import stack
-from tools.probes import free_port
+from tools.probes import free_port, prometheus, rss_mib
 from tools.supervisor import running
 
 TILES = stack.ROOT.parent / "shared" / "data" / "streetview-tiles"
@@ -57,26 +57,9 @@ def write_tiles(path: Path, every: int) -> dict[str, str]:
     return {Path(r["filename"]).stem: r["source_class"] for r in rows}
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-
-
-def prometheus(port: int) -> dict[str, float]:
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    return {name: float(value) for name, _, value in
-            (line.rpartition(" ") for line in text.splitlines()
-             if line and not line.startswith("#"))}
 
 
 def embed_calls(port: int) -> float:

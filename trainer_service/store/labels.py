@@ -23,7 +23,7 @@ from typing import Any
 
 from trainer_service.domain import PASSES, Annotation, Label, Split, Strategy
 from trainer_service.store.answers import resolve
-from trainer_service.store.database import Database, JoinedWrite
+from trainer_service.store.database import Database, JoinedWrite, give_to_task
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS events (
@@ -68,24 +68,12 @@ def _from_row(row: tuple) -> Annotation:
 
 def migrate(db: sqlite3.Connection, owner: str) -> None:
     """Brings the log to the current schema. A log from before tasks has its rows given to
-    `owner` (the default task), once, in one transaction: the table is rebuilt, since its
-    uniqueness now holds within a task."""
+    `owner` (the default task), once: the table is rebuilt, since its uniqueness now holds
+    within a task."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
     if columns and "note" not in columns:
         db.execute(_ADD_NOTE)
-    if columns and "task" not in columns:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute("ALTER TABLE events RENAME TO events_before_tasks")
-            db.execute(_TABLE)
-            db.execute(f"INSERT INTO events (seq, task, {_COLUMNS.removeprefix('seq, ')}) "
-                       f"SELECT seq, ?, {_COLUMNS.removeprefix('seq, ')} "
-                       "FROM events_before_tasks", (owner,))
-            db.execute("DROP TABLE events_before_tasks")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+    give_to_task(db, "events", _TABLE, _COLUMNS, owner)
     db.execute(_TABLE)
     db.execute(_INDEX)
 

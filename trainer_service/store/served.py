@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from trainer_service.domain import Annotation, Strategy
-from trainer_service.store.database import Database
+from trainer_service.store.database import Database, give_to_task
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS served (
@@ -61,19 +61,7 @@ def basis(served: Served | None, earlier: Annotation | None) -> tuple[Strategy, 
 
 def migrate(db: sqlite3.Connection, owner: str) -> None:
     """Records from before tasks go to `owner` (the default task), once."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(served)")}
-    if columns and "task" not in columns:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute("ALTER TABLE served RENAME TO served_before_tasks")
-            db.execute(_SCHEMA)
-            db.execute(f"INSERT INTO served (task, {_COLUMNS}) SELECT ?, {_COLUMNS} "
-                       "FROM served_before_tasks", (owner,))
-            db.execute("DROP TABLE served_before_tasks")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+    give_to_task(db, "served", _SCHEMA, _COLUMNS, owner)
 
 
 class ServedLog:
