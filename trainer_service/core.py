@@ -28,6 +28,7 @@ from trainer_service.domain import (
     Label,
     LeasedItem,
     LoadingProgress,
+    LoadingState,
     ModelSummary,
     Recorded,
     Split,
@@ -144,6 +145,12 @@ class Trainer:
         await self.loading.first_part.wait()
         await self._enqueue_labelled()
         await self.ranker.rerank()
+
+    def unreadable(self) -> str:
+        """Why the task's own reading of the dataset failed (a column it names is
+        missing, say); empty when it reads the dataset's catalogue or read its own."""
+        failed = self._own_catalog and self.catalog.state == LoadingState.FAILED
+        return self.catalog.progress.message if failed else ""
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -270,6 +270,8 @@ def build_service(config: Config) -> GrpcService:
         trainer = Trainer(config, shared, spec)
         try:
             await trainer.open()
+            if trainer.unreadable():
+                raise TaskError(f"task {spec.name!r}: {trainer.unreadable()}")
         except BaseException:
             await trainer.close()
             raise

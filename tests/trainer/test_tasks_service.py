@@ -224,3 +224,23 @@ async def test_two_tasks_labelled_at_once_through_a_trainer_restart_keep_their_o
         assert found.counts.gold_checks >= ledger.gold[task] > 0
     report.figure("two tasks through a trainer restart: labels sent, crossed",
                   f"{sum(len(s) for s in ledger.sent.values())}, 0")
+
+
+def test_a_task_whose_column_the_dataset_lacks_is_refused_and_leaves_no_trace(
+        stack: Stack) -> None:
+    with rs.channel(stack.trainer.address) as channel:
+        stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+
+        def create(positive_class: str) -> trainer_pb2.Task:
+            return stub.CreateTask(trainer_pb2.CreateTaskRequest(task=trainer_pb2.Task(
+                name="palms", display_name="Palm", positive_class=positive_class)),
+                timeout=120).task
+
+        with pytest.raises(grpc.RpcError) as refused:
+            create("kind=Palm")
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "no column 'kind'" in str(refused.value.details())
+        listed = stub.ListTasks(trainer_pb2.ListTasksRequest(include_archived=True),
+                                timeout=10).tasks
+        assert "palms" not in [t.name for t in listed]
+        assert create("source_class=Palm").state == "serving"  # the name is free

@@ -75,6 +75,11 @@ class TaskRegistry:
             await self._write([spec])
         return spec
 
+    async def forget(self, name: str) -> None:
+        """Removes a task added at run time that never started (it has no labels)."""
+        await self.database.run(_delete, name)
+        self.specs.pop(name, None)
+
     async def _write(self, specs: list[TaskSpec]) -> None:
         if not specs:
             return
@@ -96,3 +101,8 @@ def _save(db: sqlite3.Connection, rows: list[tuple[str, str, float]]) -> None:
         # A task keeps the time it was first created: the order tasks are listed in.
         db.executemany("INSERT INTO tasks VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
                        "spec = excluded.spec", rows)
+
+
+def _delete(db: sqlite3.Connection, name: str) -> None:
+    with db:
+        db.execute("DELETE FROM tasks WHERE name = ?", (name,))

@@ -117,7 +117,11 @@ class TaskSet(Generic[T]):
     async def create(self, spec: TaskSpec) -> TaskSpec:
         """Adds a task and starts it; returns once it serves."""
         spec = await self._registry.add(spec)
-        await self.start(spec.name)
+        try:
+            await self.start(spec.name)
+        except Exception:  # it never served, so it holds nothing: it leaves no trace
+            await self._registry.forget(spec.name)
+            raise
         return spec
 
     async def set_archived(self, name: str, archived: bool) -> TaskSpec:
