@@ -19,7 +19,8 @@ OUT ?= predictions.csv
 PROTOS := $(wildcard protos/hitl/v1/*.proto)
 STUBS := hitl/v1/__init__.py
 
-.PHONY: install protos models weights run predict test test-fast lint lock bench bench-full simulate reliability clean
+.PHONY: install protos models weights run predict test test-fast lint lock bench bench-full simulate reliability clean \
+	base-images images images-prune up down test-containers
 
 # Every step is a file target, so an install with nothing changed does nothing.
 install: $(VENV)/.installed $(BUF) $(STUBS) models
@@ -108,6 +109,41 @@ simulate: install
 # also saved as artifacts/reliability.json. Their short forms run in `make test`.
 reliability: install
 	$(PY) -m pytest tests/reliability tests/hostile --long
+
+# Containers (deploy/README.md): podman, or docker where that is what the machine has, with
+# deploy/containers.conf (runc, cgroupfs, explicit ulimits) unless CONTAINERS_CONF names
+# another file. FEATURE_IMAGE: cpu (lite, no torch), cuda (resnext50-frcnn), or auto (cuda
+# where a GPU is). IMAGE_BASE: upstream (the pinned registry bases), local (those of
+# `make base-images`, made from Debian packages) or auto (local where they exist).
+CONTAINERS_CONF ?= $(CURDIR)/deploy/containers.conf
+FEATURE_IMAGE ?= auto
+IMAGE_BASE ?= auto
+ENGINE_ENV := CONTAINERS_CONF="$(CONTAINERS_CONF)"
+
+base-images: $(VENV)/.installed
+	$(ENGINE_ENV) $(PY) -m tools.base_images
+
+images: $(VENV)/.installed
+	$(ENGINE_ENV) $(PY) -m tools.images --feature "$(FEATURE_IMAGE)" --base "$(IMAGE_BASE)"
+
+# Untagged layers left by rebuilds (the tagged images and their layers stay).
+images-prune: $(VENV)/.installed
+	$(ENGINE_ENV) $(PY) -m tools.images --prune
+
+# The local overlay as pods (podman kube play), with DATASET (default: the offline demo's
+# street tiles) mounted read-only; prints the page's URL. `make down VOLUMES=1` also drops
+# the labels and feature caches.
+up: $(VENV)/.installed
+	$(ENGINE_ENV) $(PY) -m tools.local_up up --port "$(PORT)" $(if $(DATASET),--dataset "$(DATASET)")
+
+down: $(VENV)/.installed
+	$(ENGINE_ENV) $(PY) -m tools.local_up down $(if $(VOLUMES),--volumes)
+
+# The built images run as pods, probed, attacked and restarted (not part of `make test`);
+# the local overlay runs the CPU feature image, built (or found cached) first.
+test-containers: install
+	$(MAKE) --no-print-directory images FEATURE_IMAGE=cpu
+	$(ENGINE_ENV) $(PY) -m pytest tests/containers -m containers
 
 clean:
 	rm -rf hitl/v1 .run artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,9 @@
 """Micro-batching: images from concurrent callers share one model call.
 
 A batch closes when it holds `max_batch` images or `max_wait_s` after its first image
-arrived. Inference runs on one dedicated thread under torch.inference_mode(), so the
-event loop keeps accepting, fetching and decoding the next images meanwhile.
+arrived. Inference runs on one dedicated thread (under torch.inference_mode() for the
+extractors that run on torch), so the event loop keeps accepting, fetching and decoding
+the next images meanwhile.
 """
 
 from __future__ import annotations
@@ -10,17 +11,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import torch
 
 from feature_service import metrics
 from feature_service.extractors.base import Extractor
 from feature_service.outcomes import ItemFailure, Kind
 
 log = logging.getLogger(__name__)
+
+
+def inference_mode() -> contextlib.AbstractContextManager[object]:
+    """torch's inference mode where the extractor runs on torch (its module has imported
+    it); the lite extractor runs on ONNX Runtime, and its image carries no torch."""
+    torch = sys.modules.get("torch")
+    return torch.inference_mode() if torch is not None else contextlib.nullcontext()
 
 
 class MicroBatcher:
@@ -37,7 +45,7 @@ class MicroBatcher:
         self._task = asyncio.create_task(self._run(), name="micro-batcher")
 
     def _warm_up(self) -> None:
-        with torch.inference_mode():
+        with inference_mode():
             self.extractor.warm_up()
 
     async def submit(self, prepared: object) -> np.ndarray:
@@ -97,7 +105,7 @@ class MicroBatcher:
 
     def _extract(self, prepared: list[object]) -> np.ndarray:
         started = time.perf_counter()
-        with torch.inference_mode():
+        with inference_mode():
             vectors = np.asarray(self.extractor.extract(prepared), dtype=np.float32)
         metrics.INFERENCE_SECONDS.observe(time.perf_counter() - started)
         expected = (len(prepared), self.extractor.info.dimension)
