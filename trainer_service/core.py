@@ -10,6 +10,7 @@ outside world, `model_outputs`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -53,7 +54,7 @@ from trainer_service.store.database import Database
 from trainer_service.store.labels import LabelLog
 from trainer_service.store.served import ServedLog
 from trainer_service.tasks.evidence import task_features
-from trainer_service.tasks.spec import TaskSpec, settings_task, task_config
+from trainer_service.tasks.spec import TaskError, TaskSpec, settings_task, task_config
 
 # New features change the estimate's population a little: it is recomputed this long after.
 FEATURES_REFRESH_S = 5.0
@@ -277,3 +278,20 @@ def exported(labels: LabelLog, include_undone: bool, include_skipped: bool) -> l
     """A task's annotations, oldest first, as ExportLabels sends them."""
     return [a for a in labels.annotations.values()
             if (include_undone or not a.undone) and (include_skipped or a.label in ANSWERS)]
+
+
+async def open_task(config: Config, shared: Shared, spec: TaskSpec) -> Trainer:
+    """The task `spec`, opened over `shared`; TaskError when its own reading of the
+    dataset failed (it could serve nothing)."""
+    trainer = Trainer(config, shared, spec)
+    try:
+        await trainer.open()
+        if trainer.unreadable():
+            raise TaskError(f"task {spec.name!r}: {trainer.unreadable()}")
+    except BaseException:
+        # A failure before its parts were made (they attach to `shared` last) leaves
+        # nothing else to close.
+        with contextlib.suppress(AttributeError):
+            await trainer.close()
+        raise
+    return trainer

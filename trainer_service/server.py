@@ -18,7 +18,7 @@ from hitl.security import server_options
 from hitl.v1 import trainer_pb2, trainer_pb2_grpc
 from trainer_service import convert
 from trainer_service.config import Config
-from trainer_service.core import Trainer, exported
+from trainer_service.core import Trainer, exported, open_task
 from trainer_service.datasets import download, is_url
 from trainer_service.datasets.images import item_image
 from trainer_service.domain import DatasetKind, Label, Status, TrainerError
@@ -266,18 +266,7 @@ def build_service(config: Config) -> GrpcService:
         raise ConfigError(f"TRAINER_TASKS_FILE: {exc}") from None
     shared = Shared(config)
 
-    async def start(spec: TaskSpec) -> Trainer:
-        trainer = Trainer(config, shared, spec)
-        try:
-            await trainer.open()
-            if trainer.unreadable():
-                raise TaskError(f"task {spec.name!r}: {trainer.unreadable()}")
-        except BaseException:
-            await trainer.close()
-            raise
-        return trainer
-
-    tasks: TaskSet[Trainer] = TaskSet(start)
+    tasks: TaskSet[Trainer] = TaskSet(lambda spec: open_task(config, shared, spec))
 
     async def open_all() -> None:
         await shared.open(declared.default)
