@@ -12,10 +12,10 @@ from typing import Any
 from aiohttp import web
 
 from annotation_gateway import validation
-from annotation_gateway.classify import read_limited
 from annotation_gateway.errors import ApiError
 from annotation_gateway.handlers import CONFIG, TRAINER, task_of
 from annotation_gateway.identity import annotator_of, requires_admin
+from annotation_gateway.uploads import UPLOADS
 from hitl.v1 import common_pb2, trainer_pb2
 
 MAX_LABELS = 1000
@@ -39,10 +39,13 @@ def _row(index: int, raw: Any) -> trainer_pb2.ImportedLabel:
 async def import_labels(request: web.Request) -> web.Response:
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "send application/json")
-    try:
-        body = json.loads(await read_limited(request.content.read, MAX_IMPORT_BYTES))
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    # An upload like any other: it counts against the process's bound on uploads.
+    async with request.app[UPLOADS].slot(request, MAX_IMPORT_BYTES) as held:
+        raw = await held.read(request.content.read, MAX_IMPORT_BYTES)
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
     rows = body.get("labels") if isinstance(body, dict) else None
     if not isinstance(rows, list) or not rows:
         raise ApiError(400, "invalid_labels", 'send {"labels": [{"item_id": ..., "label": '

@@ -41,6 +41,7 @@ from annotation_gateway.identity import Identities
 from annotation_gateway.live import StatusHubs
 from annotation_gateway.metrics import LATENCY, REQUESTS
 from annotation_gateway.ratelimit import LEASES, LOGINS, RateLimit
+from annotation_gateway.uploads import UPLOADS, Uploads, budget_bytes
 from annotation_gateway.validation import MAX_BODY_BYTES
 from hitl.channels import ClientSecurity, open_channel
 from hitl.logs import new_request_id, request_id
@@ -189,6 +190,8 @@ def init_app(config: Config) -> web.Application:
     app[sessions.IDENTITIES] = identities
     app[LOGINS] = RateLimit(config.login_rate, "sign-in attempts")
     app[LEASES] = RateLimit(config.lease_rate, "item requests")
+    app[classify.CLASSIFY_RATE] = RateLimit(config.classify_rate, "classify requests")
+    app[UPLOADS] = Uploads(config.upload_requests, budget_bytes(config.upload_bytes))
     app[GUIDELINES] = Guidelines.from_config(config)
     app[EXTRACTOR] = {}
     app[CLOSING] = asyncio.Event()

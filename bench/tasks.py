@@ -151,14 +151,14 @@ def catalog_mib(rows: int, labelled_every: int) -> dict:
                 known = i % labelled_every == 0
                 cls = CLASSES[i % len(CLASSES)] if known else ""
                 label = int(i % 13 == 0) if known else ""
-                out.write(f"row-{i:07d},/data/tiles/{i:07d}.jpg,{label},{cls}\n")
+                out.write(f"row-{i:07d},tiles/{i:07d}.jpg,{label},{cls}\n")
         tracemalloc.start()
         dataset = Catalog()
         for items, _ in load_manifest(path, 0.2, 0.2, 0):
             dataset.add(items)
         shared = tracemalloc.get_traced_memory()[0]
         own = Catalog()
-        for items, _ in load_manifest(path, 0.2, 0.2, 0, "source_class=Hydrant"):
+        for items, _ in load_manifest(path, 0.2, 0.2, 0, positive="source_class=Hydrant"):
             own.add(dataset.share(items))
         both = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()

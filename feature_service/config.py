@@ -17,6 +17,7 @@ PRECISIONS = ("auto", "float32")
 class Config:
     port: int = setting("FEATURE_PORT", 50051, "gRPC port.")
     host: str = server_setting("FEATURE", "host")
+    metrics_host: str = server_setting("FEATURE", "metrics_host")
     metrics_port: int = setting("FEATURE_METRICS_PORT", 9101,
                                 "Prometheus /metrics port (0 picks a free one).")
     grace_s: float = setting("FEATURE_GRACE_S", 10.0,

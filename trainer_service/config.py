@@ -37,6 +37,7 @@ class Config:
     port: int = setting("TRAINER_PORT", 50052, "gRPC port", "50052")
     host: str = server_setting("TRAINER", "host")
     metrics_port: int = setting("TRAINER_METRICS_PORT", 9102, "Prometheus metrics port", "9102")
+    metrics_host: str = server_setting("TRAINER", "metrics_host")
     grace_s: float = setting("TRAINER_GRACE_S", 10.0, "seconds to drain calls on SIGTERM", "10")
     log_level: str = setting("LOG_LEVEL", "INFO", "log level", "DEBUG")
     max_message_bytes: int = setting(
@@ -128,6 +129,11 @@ class Config:
         "TRAINER_AUDIT_RESERVE", 0.2,
         "share of the pool kept for audits (never trained on) where a dataset ships no "
         "verified labels", "0.2")
+    dataset_roots: tuple[str, ...] = setting(
+        "TRAINER_DATASET_ROOTS", (),
+        "folders besides a manifest's own folder (and those below it) that its local images "
+        "may be in, comma-separated; a row naming a file elsewhere is skipped",
+        "/data/images,/srv/photos")
     lease_s: float = setting("TRAINER_LEASE_S", 600.0, "seconds an item stays leased", "600")
     answer_grace_s: float = setting(
         "TRAINER_ANSWER_GRACE_S", 86400.0,

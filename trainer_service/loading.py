@@ -8,8 +8,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from hitl.redact import without_addresses
 from trainer_service.config import Config
 from trainer_service.datasets import Catalog, Item, Progress
+from trainer_service.datasets.csvstream import CutOff
 from trainer_service.datasets.local import Batches, DatasetError, load_folder, load_manifest
 from trainer_service.datasets.openimages import OpenImages
 from trainer_service.domain import DatasetKind, LoadingProgress, LoadingState, Split
@@ -29,7 +31,7 @@ def dataset_loader(kind: DatasetKind, location: str, config: Config,
     path = Path(location)
     if kind == DatasetKind.MANIFEST:
         return load_manifest(path, config.validation_fraction, config.evaluation_fraction,
-                             config.seed, config.positive_class)
+                             config.seed, config.dataset_roots, config.positive_class)
     return load_folder(path)
 
 
@@ -74,21 +76,26 @@ class Loading:
         self.catalog.state = LoadingState.LOADING
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         sentinel = object()
+        notes: list[str] = []
         try:
             batches = dataset_loader(kind, location, self.config, self.cache_dir)
             while (step := await asyncio.to_thread(next, batches, sentinel)) is not sentinel:
                 items: list[Item] = step[0]  # type: ignore[index]
-                await self._add_items(items, step[1])  # type: ignore[index]
+                progress: Progress = step[1]  # type: ignore[index]
+                notes += [progress.note] if progress.note else []
+                await self._add_items(items, progress)
                 yield self.catalog.loading()
             self.catalog.state = LoadingState.READY
-            self.catalog.progress = Progress(f"loaded {len(self.catalog)} items", 1.0)
+            self.catalog.progress = Progress(
+                "; ".join([f"loaded {len(self.catalog)} items", *notes]), 1.0)
             log.info("dataset loaded", extra={"items": len(self.catalog),
                                               "pool": len(self.catalog.pool),
                                               "validation": len(self.catalog.validation),
                                               "evaluation": len(self.catalog.evaluation)})
         except Exception as exc:  # any failure ends loading; what was loaded stays usable
             name = Path(location).name or location
-            detail = str(exc) if isinstance(exc, DatasetError) else f"{type(exc).__name__}: {exc}"
+            detail = without_addresses(str(exc) if isinstance(exc, (DatasetError, CutOff))
+                                       else f"{type(exc).__name__}: {exc}")
             self.catalog.state = LoadingState.FAILED
             self.catalog.progress = Progress(f"loading {name} failed: {detail}")
             log.error("dataset loading failed", extra={"dataset": location, "error": detail})

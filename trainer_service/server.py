@@ -4,16 +4,17 @@ one per task, found by the request's `task`) and what they share, converting mes
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from hitl import channels
+from hitl.auth import ANONYMOUS
 from hitl.channels import ClientSecurity
 from hitl.config import ConfigError
 from hitl.grpc_server import GrpcService
+from hitl.logs import caller_name
 from hitl.security import server_options
 from hitl.v1 import trainer_pb2, trainer_pb2_grpc
 from trainer_service import convert
@@ -25,7 +26,6 @@ from trainer_service.domain import DatasetKind, Label, Status, TrainerError
 from trainer_service.outputs.records import ModelFormat, PredictionOrder
 from trainer_service.shared import Shared
 from trainer_service.tasks.file import declared_tasks
-from trainer_service.tasks.registry import TaskRegistry
 from trainer_service.tasks.running import TaskSet, trainer_error
 from trainer_service.tasks.spec import TaskError, TaskSpec, from_dict, settings_task
 
@@ -33,7 +33,8 @@ SERVICE_NAME = "hitl.v1.TrainerService"
 EXPORT_BATCH = 500
 # With authentication on, every other RPC changes or reveals the labelled set, the gold
 # answers or the dataset, and answers only TRAINER_PRIVILEGED_CALLERS (the gateway, an
-# admin); any known caller may read the status and the list of tasks.
+# admin); any known caller may read the status, without the annotators' names and
+# agreement unless it is one of those, and the list of tasks.
 OPEN_TO_EVERY_CALLER = frozenset({"GetStatus", "ListTasks"})
 
 
@@ -52,7 +53,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         # `template`: what a task added at run time takes for what it leaves out.
         self.tasks, self.shared, self.template = tasks, shared, template
         # Watchers share one status per change; so they share its message too.
-        self._watched: dict[str, tuple[Status, trainer_pb2.Status]] = {}
+        self._watched: dict[str, tuple[Status, trainer_pb2.Status, trainer_pb2.Status]] = {}
 
     async def _task(self, request: Any, context: grpc.aio.ServicerContext) -> Trainer:
         """The running task the request names (its `task`; empty: the default task)."""
@@ -124,18 +125,31 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     async def GetStatus(self, request, context):  # type: ignore[no-untyped-def]
         trainer = await self._task(request, context)
-        return trainer_pb2.GetStatusResponse(status=convert.status(trainer.status()))
+        message = convert.status(trainer.status())
+        if not self._privileged():
+            del message.annotators[:]
+        return trainer_pb2.GetStatusResponse(status=message)
 
     async def WatchStatus(self, request, context):  # type: ignore[no-untyped-def]
         trainer = await self._task(request, context)
+        privileged = self._privileged()
         async for status in trainer.watch():
-            yield trainer_pb2.WatchStatusResponse(status=self._watched_message(status))
+            yield trainer_pb2.WatchStatusResponse(
+                status=self._watched_message(status, privileged))
 
-    def _watched_message(self, status: Status) -> trainer_pb2.Status:
+    def _privileged(self) -> bool:
+        """Whether the caller may see the annotators' names and agreement (any other
+        known caller sees the status without them)."""
+        caller = caller_name.get()
+        return caller == ANONYMOUS or caller in self.shared.config.privileged_callers
+
+    def _watched_message(self, status: Status, privileged: bool) -> trainer_pb2.Status:
         seen = self._watched.get(status.task)
         if seen is None or seen[0] is not status:
-            seen = self._watched[status.task] = (status, convert.status(status))
-        return seen[1]
+            public = convert.status(status)
+            del public.annotators[:]
+            seen = self._watched[status.task] = (status, convert.status(status), public)
+        return seen[1] if privileged else seen[2]
 
     async def ExportLabels(self, request, context):  # type: ignore[no-untyped-def]
         try:
@@ -265,17 +279,7 @@ def build_service(config: Config) -> GrpcService:
     except TaskError as exc:
         raise ConfigError(f"TRAINER_TASKS_FILE: {exc}") from None
     shared = Shared(config)
-
     tasks: TaskSet[Trainer] = TaskSet(lambda spec: open_task(config, shared, spec))
-
-    async def open_all() -> None:
-        await shared.open(declared.default)
-        registry = await asyncio.to_thread(TaskRegistry, shared.database)
-        await tasks.open(registry, declared.tasks, declared.default)
-
-    async def close_all() -> None:
-        await tasks.close()
-        await shared.close()
 
     def add_servicers(server: grpc.aio.Server) -> None:
         trainer_pb2_grpc.add_TrainerServiceServicer_to_server(
@@ -283,8 +287,9 @@ def build_service(config: Config) -> GrpcService:
 
     service = GrpcService(name="trainer", service_names=[SERVICE_NAME], port=config.port,
                           grace_s=config.grace_s, max_message_bytes=config.max_message_bytes,
-                          add_servicers=add_servicers, warm_up=open_all,
-                          close=close_all, metrics_port=config.metrics_port,
+                          add_servicers=add_servicers,
+                          warm_up=lambda: shared.open_tasks(tasks, declared),
+                          close=lambda: shared.close_tasks(tasks), metrics_port=config.metrics_port,
                           options=server_options(config, "TRAINER", restricted_methods(config)))
     service.tasks = tasks  # type: ignore[attr-defined]
     return service

@@ -25,6 +25,9 @@ from trainer_service.selection.near_duplicates import UnitRows
 from trainer_service.store.database import Database
 from trainer_service.store.labels import migrate as labels_before_tasks
 from trainer_service.store.served import migrate as served_before_tasks
+from trainer_service.tasks.file import TasksFile
+from trainer_service.tasks.registry import TaskRegistry
+from trainer_service.tasks.running import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,17 @@ class Shared:
         self._tasks.append(asyncio.create_task(drain(self.loading.load(kind, location)),
                                                name="dataset"))
         self.opened = True
+
+    async def open_tasks(self, tasks: TaskSet, declared: TasksFile) -> None:
+        """Opens what the tasks share, then the declared tasks: the default one before the
+        trainer serves, the others in the background."""
+        await self.open(declared.default)
+        registry = await asyncio.to_thread(TaskRegistry, self.database)
+        await tasks.open(registry, declared.tasks, declared.default)
+
+    async def close_tasks(self, tasks: TaskSet) -> None:
+        await tasks.close()
+        await self.close()
 
     def _adopt_models(self, owner: str) -> None:
         legacy, target = self.data_dir / "models", self.task_dir(owner) / "models"

@@ -213,6 +213,16 @@ def test_prometheus_scrapes_every_pod_on_its_metrics_port(overlay: str) -> None:
         assert annotations["prometheus.io/path"] == "/metrics"
 
 
+def test_metrics_listen_beyond_loopback_in_the_pod_for_the_scraper(overlay: str) -> None:
+    """Off Kubernetes a metrics port listens on loopback (the default); in the pod it must
+    take the scraper's connections (which the `metrics` NetworkPolicy alone admits).
+    Seen failing before the setting existed."""
+    for workload in workloads(overlay):
+        config = loaded_config(overlay, workload)
+        assert config.metrics_host in ("0.0.0.0", "::"), workload["metadata"]["name"]
+        assert config_class(workload["metadata"]["name"])().metrics_host == "127.0.0.1"
+
+
 def test_termination_grace_outlasts_each_services_graceful_stop(overlay: str) -> None:
     for workload in workloads(overlay):
         config = loaded_config(overlay, workload)

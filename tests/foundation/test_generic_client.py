@@ -12,6 +12,7 @@ import pytest
 from hitl.v1 import feature_pb2, trainer_pb2
 from tests.foundation.test_lifecycle import _manifest
 from tests.support import (
+    DATA,
     PHOTOS,
     ROOT,
     free_port,
@@ -50,7 +51,8 @@ def stack(tmp_path_factory):
     fport, tport = free_port(), free_port()
     feature_env = lite_feature_env(fport, tmp / "cache")
     trainer_env = {"TRAINER_PORT": str(tport), "TRAINER_METRICS_PORT": "0",
-                   "TRAINER_DATASET": str(_manifest(tmp)), "TRAINER_DATA_DIR": str(tmp / "t"),
+                   "TRAINER_DATASET": str(_manifest(tmp)),
+                   "TRAINER_DATASET_ROOTS": str(DATA), "TRAINER_DATA_DIR": str(tmp / "t"),
                    "TRAINER_FEATURE_ADDR": f"127.0.0.1:{fport}",
                    # Two labels make a model, so that the model RPCs have one to work on.
                    "TRAINER_MIN_PER_CLASS": "1"}

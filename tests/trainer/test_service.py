@@ -15,6 +15,7 @@ from PIL import Image
 
 from hitl.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from tests.support import (
+    DATA,
     TILES,
     ServiceProcess,
     free_port,
@@ -45,6 +46,7 @@ def trainer_env(port: int, data_dir: Path, manifest: Path, feature_addr: str,
                 **extra: str) -> dict[str, str]:
     return {"TRAINER_PORT": str(port), "TRAINER_METRICS_PORT": "0",
             "TRAINER_FEATURE_ADDR": feature_addr, "TRAINER_DATASET": str(manifest),
+            "TRAINER_DATASET_ROOTS": str(DATA),
             "TRAINER_DATA_DIR": str(data_dir), "TRAINER_VALIDATION_FRACTION": "0.15",
             "TRAINER_EVALUATION_FRACTION": "0.15", "TRAINER_DEBOUNCE_S": "0.5",
             "TRAINER_EMBED_BATCH": "16", **extra}
