@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from hitl.addresses import parse_allowlist
 from hitl.config import parse_list, require, setting
 from hitl.security import check_server_settings, server_setting
+from trainer_service.domain import DEFAULT_TASK
 
 DEFAULT_MIX = "gold=0.1,audit=0.1,random=0.1,uncertain=0.7"
 STRATEGIES = ("gold", "audit", "random", "uncertain", "outlier")
@@ -94,7 +95,7 @@ class Config:
     display_name: str = setting("TRAINER_DISPLAY_NAME", "Bicycle", "the task's label name",
                                 "Bicycle")
     task: str = setting(
-        "TRAINER_TASK", "default",
+        "TRAINER_TASK", DEFAULT_TASK,
         "name of the task these settings describe (in URLs: /t/<name>/), the one task of a "
         "trainer without TRAINER_TASKS_FILE", "bicycle")
     question: str = setting("TRAINER_QUESTION", "",

@@ -21,7 +21,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from trainer_service.domain import PASSES, Annotation, Label, Split, Strategy
+from trainer_service.domain import DEFAULT_TASK, PASSES, Annotation, Label, Split, Strategy
 from trainer_service.store.answers import resolve
 from trainer_service.store.database import Database, JoinedWrite, give_to_task
 
@@ -79,7 +79,7 @@ def migrate(db: sqlite3.Connection, owner: str) -> None:
 
 
 class LabelLog:
-    def __init__(self, database: Database, task: str = "") -> None:
+    def __init__(self, database: Database, task: str = DEFAULT_TASK) -> None:
         self.database, self.task = database, task
         database.call(migrate, task)
         # In memory, rebuilt from the log at start: every annotation in order, per item

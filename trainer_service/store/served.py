@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from trainer_service.domain import Annotation, Strategy
+from trainer_service.domain import DEFAULT_TASK, Annotation, Strategy
 from trainer_service.store.database import Database, give_to_task
 
 _SCHEMA = """
@@ -65,7 +65,7 @@ def migrate(db: sqlite3.Connection, owner: str) -> None:
 
 
 class ServedLog:
-    def __init__(self, database: Database, grace_s: float, task: str = "") -> None:
+    def __init__(self, database: Database, grace_s: float, task: str = DEFAULT_TASK) -> None:
         self.database, self.grace_s, self.task = database, grace_s, task
         self._records: dict[tuple[str, str], Served] = {}
         database.call(migrate, task)
