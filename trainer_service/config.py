@@ -94,6 +94,12 @@ class Config:
     label_id: str = setting("TRAINER_LABEL_ID", "/m/0199g", "the task's label id", "/m/0199g")
     display_name: str = setting("TRAINER_DISPLAY_NAME", "Bicycle", "the task's label name",
                                 "Bicycle")
+    detector_class: str = setting(
+        "TRAINER_DETECTOR_CLASS", "auto",
+        "the detector class whose evidence guides the task: one of the feature service's "
+        "detector classes, by name or Open Images id; auto: the one whose Open Images id is "
+        "TRAINER_LABEL_ID, else whose name is TRAINER_DISPLAY_NAME, else none; none: no "
+        "detector evidence", "Fire hydrant")
     task: str = setting(
         "TRAINER_TASK", DEFAULT_TASK,
         "name of the task these settings describe (in URLs: /t/<name>/), the one task of a "
@@ -106,10 +112,6 @@ class Config:
         "over a CSV manifest, column=value: rows whose column holds the value are the "
         "task's positives, every other row with a value a negative (default: the "
         "manifest's label column)", "source_class=Hydrant")
-    detector_class: str = setting(
-        "TRAINER_DETECTOR_CLASS", "",
-        "the detector class whose evidence guides the task (default: the feature service's "
-        "target class)", "fire hydrant")
     tasks_file: str = setting(
         "TRAINER_TASKS_FILE", "",
         "a TOML file naming the tasks the trainer answers over its dataset (docs/tasks.md); "

@@ -275,9 +275,10 @@ def task_values(message: trainer_pb2.Task) -> dict[str, Any]:
     """What a CreateTask request defines (unset numbers and texts left to the defaults)."""
     values: dict[str, Any] = {
         "name": message.name, "question": message.question, "guidelines": message.guidelines,
-        "positive_class": message.positive_class, "detector_class": message.detector_class}
-    if message.display_name:
-        values["display_name"] = message.display_name
+        "positive_class": message.positive_class}
+    for name in ("display_name", "detector_class"):
+        if getattr(message, name):
+            values[name] = getattr(message, name)
     if message.target_f1:
         values["target_f1"] = message.target_f1
     if message.mix:

@@ -3,9 +3,9 @@ that guides the task.
 
 The cached vectors carry the evidence of one detector class, the feature service's target
 class, so today every task reads the vectors as they are stored, whatever detector class
-it names; its `detector_class` is kept with it and listed. This function is the one place
-a task's evidence is decided: where vectors carry every class's evidence, it derives the
-task's from them.
+it names (`auto`, `none` or a class); its `detector_class` is kept with it and listed.
+This function is the one place a task's evidence is decided: where vectors carry every
+class's evidence, it derives the task's from them.
 """
 
 from __future__ import annotations

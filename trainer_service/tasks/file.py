@@ -16,10 +16,10 @@ mounted from a Kubernetes ConfigMap:
     guidelines = "Count a hydrant even when it is partly hidden."
 
 A task's display name defaults to its name; its target and mix to the trainer's settings;
-no positive class means the dataset's own labels, no detector class the feature service's
-target class. The file is the truth for the tasks it names: each start defines them as
-written (`archived = true` archives one), and a task it no longer names is archived (its
-labels and models stay).
+no positive class means the dataset's own labels, and the detector class is `auto` (the
+class of the task's Open Images label, else of its display name). The file is the truth
+for the tasks it names: each start defines them as written (`archived = true` archives
+one), and a task it no longer names is archived (its labels and models stay).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def parse_tasks(text: str, defaults: TaskSpec, where: str = "tasks file") -> Tas
             isinstance(t, dict) for t in tables):
         raise TaskError(f"{where}: expected at least one [[task]] table")
     base = replace(defaults, question="", guidelines="", archived=False, source=FILE,
-                   positive_class="", detector_class="")
+                   positive_class="", detector_class="auto")
     tasks: list[TaskSpec] = []
     for n, table in enumerate(tables, 1):
         try:

@@ -35,7 +35,7 @@ class TaskSpec:
     question: str = ""
     guidelines: str = ""
     positive_class: str = ""
-    detector_class: str = ""
+    detector_class: str = "auto"
     target_f1: float = 0.85
     mix: str = DEFAULT_MIX
     archived: bool = False

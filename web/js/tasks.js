@@ -19,7 +19,7 @@ window.addEventListener("hitl:unauthenticated", () => { window.location.assign("
 function facts(task) {
   const parts = [task.question || `Does this image show ${withArticle(task.display_name.toLowerCase())}?`];
   parts.push(task.positive_class ? `known labels: ${task.positive_class}` : "the dataset's own labels");
-  if (task.detector_class) parts.push(`detector: ${task.detector_class}`);
+  if (task.detector_class && task.detector_class !== "auto") parts.push(`detector: ${task.detector_class}`);
   parts.push(`target ${task.target_f1.toFixed(2)}`);
   if (task.default) parts.push("the default task");
   if (task.state !== "serving") parts.push(task.state);
