@@ -9,6 +9,8 @@ BUF := node_modules/.bin/buf
 # what this machine can run: Open Images with resnext50-frcnn, else the offline demo.
 DATASET ?=
 EXTRACTOR ?=
+# A tasks file (docs/tasks.md): several questions over the one dataset; empty, one task.
+TASKS ?=
 PORT ?= 8080
 # `make predict` choices: where the running trainer is, and the file to write.
 TRAINER ?= localhost:50052
@@ -77,7 +79,8 @@ weights: $(VENV)/.installed $(STUBS)
 
 run: install
 	$(PY) -m tools.run_local $(if $(DATASET),--dataset "$(DATASET)") \
-	  $(if $(EXTRACTOR),--extractor "$(EXTRACTOR)") --port "$(PORT)"
+	  $(if $(EXTRACTOR),--extractor "$(EXTRACTOR)") $(if $(TASKS),--tasks "$(TASKS)") \
+	  --port "$(PORT)"
 
 # Predictions for every item of the running trainer's dataset, with progress bars;
 # DATASET, when given here, is imported into that dataset first.

@@ -10,6 +10,7 @@ Probes are exempt: the kubelet names the pod's address.
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -80,5 +81,7 @@ def make_identity_middleware(identities: Identities) -> Callable:
             return await handler(request)
         if request.path.startswith("/api/"):
             raise ApiError(401, "unauthenticated", "sign in with your annotator token")
-        raise web.HTTPSeeOther("/login")
+        # Back to the page asked for once signed in (a task's link, for one).
+        after = "" if request.path == "/" else f"?next={quote(request.path)}"
+        raise web.HTTPSeeOther(f"/login{after}")
     return identify

@@ -19,7 +19,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from annotation_gateway.errors import ApiError
-from annotation_gateway.handlers import CONFIG, TRAINER
+from annotation_gateway.handlers import CONFIG, TRAINER, task_of
 from annotation_gateway.identity import identity_of
 from annotation_gateway.ratelimit import RateLimit, client_address
 from annotation_gateway.uploads import UPLOADS, Held
@@ -127,7 +127,8 @@ async def _forward(request: web.Request, held: Held, names: list[str]
 
     async def send(call: Call, size: int) -> trainer_pb2.ClassifyResponse:
         try:
-            return await stub.Classify(trainer_pb2.ClassifyRequest(images=call),
+            return await stub.Classify(trainer_pb2.ClassifyRequest(images=call,
+                                                                   task=task_of(request)),
                                        timeout=config.classify_deadline_s)
         finally:
             call.clear()
@@ -179,7 +180,8 @@ async def classify(request: web.Request) -> web.Response:
             names, refs = _refs_from_json(await held.read(request.content.read, MAX_JSON_BYTES),
                                           config.classify_max_images)
             responses = [await request.app[TRAINER].Classify(
-                trainer_pb2.ClassifyRequest(images=refs), timeout=config.classify_deadline_s)]
+                trainer_pb2.ClassifyRequest(images=refs, task=task_of(request)),
+                timeout=config.classify_deadline_s)]
         else:
             names = []
             responses = await _forward(request, held, names)

@@ -97,6 +97,10 @@ class Config:
                                     "Deadline of each unary call to a service", "5")
     export_deadline_s: float = setting("GATEWAY_EXPORT_DEADLINE_S", 120.0,
                                        "Deadline of a label export stream", "120")
+    task_deadline_s: float = setting(
+        "GATEWAY_TASK_DEADLINE_S", 120.0,
+        "Deadline of adding, archiving or restoring a task (answered once the task serves, "
+        "which reads its dataset's labels again)", "120")
     classify_max_images: int = setting("GATEWAY_CLASSIFY_MAX_IMAGES", 16,
                                        "Most images one POST /api/classify takes", "16")
     classify_max_bytes: int = setting(
@@ -147,6 +151,7 @@ class Config:
         require(self.rpc_deadline_s > 0, "GATEWAY_RPC_DEADLINE_S", "must be positive", "5")
         require(self.export_deadline_s > 0, "GATEWAY_EXPORT_DEADLINE_S",
                 "must be positive", "120")
+        require(self.task_deadline_s > 0, "GATEWAY_TASK_DEADLINE_S", "must be positive", "120")
         require(self.session_ttl_s > 0, "GATEWAY_SESSION_TTL_S", "must be positive", "43200")
         for env, rate in (("GATEWAY_LOGIN_RATE", self.login_rate),
                           ("GATEWAY_LEASE_RATE", self.lease_rate),

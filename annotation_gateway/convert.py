@@ -95,6 +95,8 @@ def status(s: trainer_pb2.Status) -> dict[str, Any]:
                  "evaluation": _optional_metrics(s.model, "evaluation"),
                  "create_time": _time(s.model, "create_time")}
     return {
+        "task": s.task,
+        "question": s.question,
         "label_id": s.label_id,
         "display_name": s.display_name,
         "target_f1": s.target_f1,
@@ -210,3 +212,16 @@ def gold_check(response: trainer_pb2.AddAnnotationResponse) -> dict[str, Any] | 
         return None
     g = response.gold_check
     return {"known_label": LABELS.get(g.known_label, "unspecified"), "agrees": g.agrees}
+
+
+TASK_SOURCES = {trainer_pb2.TASK_SOURCE_SETTINGS: "settings", trainer_pb2.TASK_SOURCE_FILE: "file",
+                trainer_pb2.TASK_SOURCE_API: "api"}
+
+
+def task(t: trainer_pb2.Task) -> dict[str, Any]:
+    return {"name": t.name, "display_name": t.display_name, "question": t.question,
+            "guidelines": t.guidelines, "positive_class": t.positive_class,
+            "detector_class": t.detector_class, "target_f1": t.target_f1, "mix": t.mix,
+            "archived": t.archived, "source": TASK_SOURCES.get(t.source, "unknown"),
+            "default": t.is_default, "state": t.state,
+            "url": f"/t/{t.name}/"}

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from annotation_gateway import validation
 from annotation_gateway.errors import ApiError
-from annotation_gateway.handlers import CONFIG, TRAINER
+from annotation_gateway.handlers import CONFIG, TRAINER, task_of
 from annotation_gateway.identity import annotator_of, requires_admin
 from annotation_gateway.uploads import UPLOADS
 from hitl.v1 import common_pb2, trainer_pb2
@@ -54,7 +54,8 @@ async def import_labels(request: web.Request) -> web.Response:
         raise ApiError(400, "too_many_labels", f"at most {MAX_LABELS} labels per import")
     response = await request.app[TRAINER].ImportLabels(
         trainer_pb2.ImportLabelsRequest(importer=annotator_of(request),
-                                        labels=[_row(i, r) for i, r in enumerate(rows)]),
+                                        labels=[_row(i, r) for i, r in enumerate(rows)],
+                                        task=task_of(request)),
         timeout=request.app[CONFIG].rpc_deadline_s)
     return web.json_response({
         "recorded": response.recorded, "duplicates": response.duplicates,

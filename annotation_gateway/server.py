@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -23,13 +22,23 @@ from annotation_gateway import (
     predictions,
     security,
     sessions,
+    tasks,
 )
 from annotation_gateway.config import Config
+from annotation_gateway.directory import TaskDirectory
 from annotation_gateway.errors import ApiError, error_response, from_rpc_error
 from annotation_gateway.guidelines import Guidelines
-from annotation_gateway.handlers import CONFIG, EXTRACTOR, FEATURES, GUIDELINES, HUB, TRAINER
+from annotation_gateway.handlers import (
+    CONFIG,
+    DIRECTORY,
+    EXTRACTOR,
+    FEATURES,
+    GUIDELINES,
+    HUBS,
+    TRAINER,
+)
 from annotation_gateway.identity import Identities
-from annotation_gateway.live import StatusHub
+from annotation_gateway.live import StatusHubs
 from annotation_gateway.metrics import LATENCY, REQUESTS
 from annotation_gateway.ratelimit import LEASES, LOGINS, RateLimit
 from annotation_gateway.uploads import UPLOADS, Uploads, budget_bytes
@@ -108,21 +117,18 @@ async def _channels(app: web.Application) -> AsyncIterator[None]:
     app[FEATURES] = feature_pb2_grpc.FeatureServiceStub(features)
     app[HEALTH] = {"trainer": health_pb2_grpc.HealthStub(trainer),
                    "feature": health_pb2_grpc.HealthStub(features)}
-    hub = app[HUB] = StatusHub(app[TRAINER])
-    watcher = asyncio.create_task(hub.run())
+    hubs = app[HUBS] = StatusHubs(app[TRAINER])
+    app[DIRECTORY] = TaskDirectory(app[TRAINER], config.rpc_deadline_s)
     yield
-    await hub.close()
-    watcher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watcher
+    await hubs.close()
     await trainer.close()
     await features.close()
 
 
 async def _on_shutdown(app: web.Application) -> None:
     app[CLOSING].set()
-    if HUB in app:
-        await app[HUB].close()
+    if HUBS in app:
+        await app[HUBS].close()
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -153,9 +159,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 def _page(name: str):  # type: ignore[no-untyped-def]
     async def page(request: web.Request) -> web.FileResponse:
-        response = web.FileResponse(Path(request.app[CONFIG].web_dir) / name)
-        response.headers["Cache-Control"] = "no-cache"
-        return response
+        return tasks.serve_page(request, name)
     return page
 
 
@@ -195,7 +199,7 @@ def init_app(config: Config) -> web.Application:
     app.on_shutdown.append(_on_shutdown)
     app.on_response_prepare.append(security.add_security_headers)
 
-    app.router.add_get("/", _page("index.html"))
+    app.router.add_get("/", tasks.index)
     app.router.add_get("/login", login_page)
     app.router.add_get("/review", _page("review.html"))
     app.router.add_get("/models", _page("models.html"))
@@ -226,6 +230,7 @@ def init_app(config: Config) -> web.Application:
     app.router.add_get("/api/models/{version}", models.download)
     app.router.add_post("/api/models/{version}/activate", models.activate)
     app.router.add_delete("/api/models/pin", models.unpin)
+    tasks.add_routes(app)  # after every route it repeats under /t/<task>/
     app.router.add_static("/static/", Path(config.web_dir), append_version=False)
     for name, folder, what in VENDORED:
         path = Path(config.vendor_dir) / folder

@@ -117,3 +117,15 @@ def json_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
     return body
+
+
+TASK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+# Each text of a task added through the API (its guidelines included) fits the body limit.
+MAX_TASK_TEXT = 10_000
+
+
+def task_name(raw: str) -> str:
+    """A task's name from a path ("" for none); a name no task can have is a 404."""
+    if raw and not TASK_NAME.fullmatch(raw):
+        raise ApiError(404, "no_such_task", "there is no task of that name")
+    return raw

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from hitl.addresses import parse_allowlist
 from hitl.config import parse_list, require, setting
 from hitl.security import check_server_settings, server_setting
+from trainer_service.domain import DEFAULT_TASK
 
 DEFAULT_MIX = "gold=0.1,audit=0.1,random=0.1,uncertain=0.7"
 STRATEGIES = ("gold", "audit", "random", "uncertain", "outlier")
@@ -93,6 +94,28 @@ class Config:
     label_id: str = setting("TRAINER_LABEL_ID", "/m/0199g", "the task's label id", "/m/0199g")
     display_name: str = setting("TRAINER_DISPLAY_NAME", "Bicycle", "the task's label name",
                                 "Bicycle")
+    detector_class: str = setting(
+        "TRAINER_DETECTOR_CLASS", "auto",
+        "the detector class whose evidence guides the task: one of the feature service's "
+        "detector classes, by name or Open Images id; auto: the one whose Open Images id is "
+        "TRAINER_LABEL_ID, else whose name is TRAINER_DISPLAY_NAME, else none; none: no "
+        "detector evidence", "Fire hydrant")
+    task: str = setting(
+        "TRAINER_TASK", DEFAULT_TASK,
+        "name of the task these settings describe (in URLs: /t/<name>/), the one task of a "
+        "trainer without TRAINER_TASKS_FILE", "bicycle")
+    question: str = setting("TRAINER_QUESTION", "",
+                            "the task's question as annotators read it (default: Does this "
+                            "image show <display name>?)", "Is there a bicycle?")
+    positive_class: str = setting(
+        "TRAINER_POSITIVE_CLASS", "",
+        "over a CSV manifest, column=value: rows whose column holds the value are the "
+        "task's positives, every other row with a value a negative (default: the "
+        "manifest's label column)", "source_class=Hydrant")
+    tasks_file: str = setting(
+        "TRAINER_TASKS_FILE", "",
+        "a TOML file naming the tasks the trainer answers over its dataset (docs/tasks.md); "
+        "without it, one task from the settings above", "/etc/hitl/tasks.toml")
     target_f1: float = setting("TRAINER_TARGET_F1", 0.85, "F1 the task aims for", "0.85")
     validation_fraction: float = setting(
         "TRAINER_VALIDATION_FRACTION", 0.2,

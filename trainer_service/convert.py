@@ -32,6 +32,7 @@ from trainer_service.outputs.records import (
     PredictionBatch,
     PredictionPage,
 )
+from trainer_service.tasks.spec import API, FILE, SETTINGS, TaskSpec
 
 E = TypeVar("E", bound=enum.IntEnum)
 
@@ -98,8 +99,9 @@ def annotator_stats(a: AnnotatorStats) -> trainer_pb2.AnnotatorStats:
 
 def status(s: Status) -> trainer_pb2.Status:
     message = trainer_pb2.Status(
-        label_id=s.label_id, display_name=s.display_name, loading=loading_progress(s.loading),
-        counts=counts(s.counts), target_f1=s.target_f1, min_per_class=s.min_per_class,
+        label_id=s.label_id, display_name=s.display_name, task=s.task, question=s.question,
+        loading=loading_progress(s.loading), counts=counts(s.counts), target_f1=s.target_f1,
+        min_per_class=s.min_per_class,
         extraction=trainer_pb2.Extraction(pending=s.extraction.pending,
                                           seconds_per_item=s.extraction.seconds_per_item,
                                           eta_seconds=s.extraction.eta_seconds,
@@ -255,3 +257,30 @@ def imported(result: Imported) -> trainer_pb2.ImportLabelsResponse:
     return trainer_pb2.ImportLabelsResponse(
         recorded=result.recorded, duplicates=result.duplicates,
         refused=[trainer_pb2.RefusedLabel(index=i, message=m) for i, m in result.refused])
+
+
+# -- tasks -------------------------------------------------------------------------------
+
+_SOURCES = {SETTINGS: trainer_pb2.TASK_SOURCE_SETTINGS, FILE: trainer_pb2.TASK_SOURCE_FILE,
+            API: trainer_pb2.TASK_SOURCE_API}
+
+
+def task(spec: TaskSpec, state: str, is_default: bool) -> trainer_pb2.Task:
+    values = {k: v for k, v in spec.as_dict().items() if k != "source"}
+    return trainer_pb2.Task(**values, source=_wire_int(_SOURCES[spec.source]),
+                            is_default=is_default, state=state)
+
+
+def task_values(message: trainer_pb2.Task) -> dict[str, Any]:
+    """What a CreateTask request defines (unset numbers and texts left to the defaults)."""
+    values: dict[str, Any] = {
+        "name": message.name, "question": message.question, "guidelines": message.guidelines,
+        "positive_class": message.positive_class}
+    for name in ("display_name", "detector_class"):
+        if getattr(message, name):
+            values[name] = getattr(message, name)
+    if message.target_f1:
+        values["target_f1"] = message.target_f1
+    if message.mix:
+        values["mix"] = message.mix
+    return values

@@ -30,6 +30,10 @@ class Label(enum.IntEnum):
     UNSURE = 4  # the annotator could not tell (with an optional note); as a skip otherwise
 
 
+# The task a trainer without a tasks file answers, and whose rows a log written without
+# naming a task belongs to.
+DEFAULT_TASK = "default"
+
 ANSWERS = frozenset({Label.POSITIVE, Label.NEGATIVE})
 PASSES = frozenset({Label.SKIP, Label.UNSURE})
 
@@ -287,3 +291,5 @@ class Status:
     annotators: list[AnnotatorStats] = field(default_factory=list)
     scoring: ScoringProgress | None = None  # absent until the scoring job is started
     min_per_class: int = 0  # training labels of each class the first model waits for
+    task: str = ""
+    question: str = ""

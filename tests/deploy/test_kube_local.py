@@ -160,3 +160,10 @@ def test_another_project_gets_other_names_and_ports() -> None:
     assert all(name.startswith("t1-") for name in [*other.secrets, *other.claims])
     assert [p.host_ports for p in other.pods if p.app == "feature"] == [{}, {}]
     assert all(a.startswith("10.89.65.") for a in other.addresses)
+
+
+def test_the_trainer_pod_mounts_its_tasks_from_a_configmap_that_is_played(plan: Plan) -> None:
+    (trainer,) = pods(plan, "trainer")
+    maps = {d["metadata"]["name"]: d for d in plan.documents if d["kind"] == "ConfigMap"}
+    (volume,) = [v for v in trainer["spec"]["volumes"] if "configMap" in v]
+    assert "tasks.toml" in maps[volume["configMap"]["name"]]["data"]

@@ -438,3 +438,22 @@ def test_the_feature_cache_cap_fits_its_volume(overlay: str) -> None:
     assert storage.endswith("Gi"), storage
     # Room is left for LMDB's own pages and the model files' neighbours on the volume.
     assert 0 < int(env["FEATURE_CACHE_MAX_BYTES"]) <= 0.85 * int(storage[:-2]) * 2**30
+
+
+def test_the_trainer_reads_its_tasks_from_a_configmap_it_mounts(overlay: str) -> None:
+    from pathlib import PurePosixPath
+
+    from trainer_service.tasks.file import parse_tasks
+    from trainer_service.tasks.spec import settings_task
+
+    trainer = get(overlay, "Deployment", "trainer")
+    config = loaded_config(overlay, trainer)
+    path = PurePosixPath(config.tasks_file)
+    (container,) = containers(trainer, init=False)
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(path.parent))
+    assert mount.get("readOnly") is True
+    volume = next(v for v in pod_spec(trainer)["volumes"] if v["name"] == mount["name"])
+    tasks = configmap(overlay, "trainer-tasks")
+    assert volume["configMap"]["name"] == tasks["metadata"]["name"]
+    declared = parse_tasks(tasks["data"][path.name], settings_task(config), "trainer-tasks")
+    assert declared.default in {t.name for t in declared.tasks}

@@ -145,6 +145,13 @@ def test_every_trainer_rpc_through_reflection(stack):
         "GetModel": ({"version": "v0001", "format": "MODEL_FORMAT_JSON"}, '"data"'),
         "ActivateModel": ({"version": "v0001"}, '"active": true'),
     }
+    # Tasks: listed, one added at run time (it serves at once), then archived.
+    model_calls |= {
+        "ListTasks": ({}, '"isDefault": true'),
+        "CreateTask": ({"task": {"name": "curl-task", "displayName": "Curl"}},
+                       '"state": "serving"'),
+        "ArchiveTask": ({"task": "curl-task", "archived": True}, '"state": "archived"'),
+    }
     for name, (body, wanted) in model_calls.items():
         code, out = curl(port, f"hitl.v1.TrainerService/{name}", body)
         assert code == 0 and wanted in out, f"{name}: {out}"

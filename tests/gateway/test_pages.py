@@ -34,7 +34,7 @@ async def test_the_models_page_and_the_api_docs_are_served_with_their_renderer()
         assert (await c.get("/vendor/swagger-ui/swagger-ui.css")).content_type == "text/css"
         # The models page needs a sign-in; its data needs the admin role.
         page = await c.get("/models", allow_redirects=False)
-        assert page.status == 303 and page.headers["Location"] == "/login"
+        assert page.status == 303 and page.headers["Location"] == "/login?next=/models"
         alice = {"Authorization": "Bearer alice-token-0123456789", **CSRF}
         assert (await c.get("/models", headers=alice)).status == 200
         for method, path in (("GET", "/api/models"), ("DELETE", "/api/models/pin"),

@@ -172,14 +172,14 @@ def test_login_asks_for_a_token_only_where_there_are_tokens(browser, admin_stack
         assert axe_violations(page) == []
         page.fill("#token", TOKEN)
         page.click("#login-form button[type=submit]")
-        page.wait_for_url(signed.url + "/")
+        page.wait_for_url(signed.url + "/t/default/")  # the default task's own address
         page.wait_for_function("() => document.getElementById('annotator').textContent === 'ada'")
         assert page.is_visible("#nav-models")  # ada is an admin
         context.close()
     # An open gateway has nothing to sign in with: /login is the annotation page.
     context, page = page_of(browser, gateway.url, name=None)
     page.goto(gateway.url + "/login")
-    assert page.url == gateway.url + "/"
+    assert page.url == gateway.url + "/t/default/"
     context.close()
 
 

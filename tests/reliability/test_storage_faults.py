@@ -138,7 +138,7 @@ def test_a_corrupt_trainer_model_is_skipped_and_the_trainer_serves(tmp_path, sha
         trained = stub.Retrain(trainer_pb2.RetrainRequest(), timeout=60)
     assert trained.model.version
     trainer.stop()
-    models = Path(trainer.env["TRAINER_DATA_DIR"]) / "models"
+    models = Path(trainer.env["TRAINER_DATA_DIR"]) / "tasks" / "default" / "models"
     weights = models / f"{trained.model.version}.npz"
     weights.write_bytes(weights.read_bytes()[:100])  # cut off mid-file
     (models / "v9999.json").write_text('{"version": "v9999", "adop')  # cut off mid-file

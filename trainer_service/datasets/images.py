@@ -17,7 +17,7 @@ THUMBNAIL_SIDE = 256
 
 async def item_image(catalog: Catalog, item_id: str, thumbnail: bool) -> tuple[bytes, str]:
     """(bytes, content type) of an item's image; public URLs are not fetched here."""
-    item = catalog.get(item_id)
+    item = catalog.find(item_id)
     if item is None:
         raise TrainerError("NOT_FOUND", f"no item {item_id!r}")
     if item.is_remote:

@@ -121,11 +121,30 @@ def _row(row: list[str], columns: tuple[int | None, int, int | None], folder: Pa
     return item_id, location, parse_label(raw)
 
 
+def class_label(raw: str, value: str) -> Label:
+    """A row's label when the positive class is a column's value: positive when the column
+    holds it (case aside), negative when it holds another, none when it is empty."""
+    held = raw.strip()
+    if not held:
+        return Label.UNSPECIFIED
+    return Label.POSITIVE if held.casefold() == value.casefold() else Label.NEGATIVE
+
+
+def _class_column(header: list[str], positive: str, path: Path) -> tuple[int, str]:
+    column, _, value = positive.partition("=")
+    names = [h.strip().lower() for h in header]
+    if column.strip().lower() not in names:
+        raise DatasetError(f"{path}: no column {column.strip()!r} in the header for the "
+                           f"positive class {positive!r}")
+    return names.index(column.strip().lower()), value.strip()
+
+
 def load_manifest(path: Path, validation_fraction: float, evaluation_fraction: float,
-                  seed: int, roots: tuple[str, ...] = ()) -> Batches:
+                  seed: int, roots: tuple[str, ...] = (), positive: str = "") -> Batches:
     """Streams the manifest: unlabelled rows join the pool as they are read; labelled rows
     are split once the file is read (a stratified split needs every label). Local files
-    must lie within the manifest's own folder or one of `roots`."""
+    must lie within the manifest's own folder or one of `roots`. `positive`
+    (column=value) takes the labels from that column instead of `label`."""
     if not path.is_file():
         raise DatasetError(f"manifest {path} not found")
     folder = path.absolute().parent
@@ -133,20 +152,28 @@ def load_manifest(path: Path, validation_fraction: float, evaluation_fraction: f
     labelled: list[tuple[str, str, Label]] = []
     batch: list[Item] = []
     columns: tuple[int | None, int, int | None] = (0, 1, 2)
+    by_class: tuple[int, str] | None = None
     with CsvStream(path) as stream:
         for row in stream.rows():
             if not row:
                 continue
             if stream.line == 1:
                 named = _columns(row)
+                if positive:
+                    by_class = _class_column(row if named else [], positive, path)
                 if named is not None:
                     columns = named
                     continue
+            if by_class is not None:  # the label column is not read at all
+                columns = (columns[0], columns[1], None)
             try:
                 item_id, location, label = _row(row, columns, folder, allowed)
             except ValueError as exc:
                 stream.skip(stream.line, str(exc))
                 continue
+            if by_class is not None:
+                label = class_label(row[by_class[0]] if len(row) > by_class[0] else "",
+                                    by_class[1])
             if label:
                 labelled.append((item_id, location, label))
             else:

@@ -58,12 +58,15 @@ class Population:
 
 class Evaluation:
     def __init__(self, config: Config, catalog: Catalog, features: FeatureStore,
-                 labels: LabelLog, training: Training, notify: Callable[[], None]) -> None:
+                 labels: LabelLog, training: Training, notify: Callable[[], None],
+                 reserve: dict[str, bool] | None = None) -> None:
         self.config, self.catalog, self.features = config, catalog, features
         self.labels, self.training, self.notify = labels, training, notify
         self.estimates: dict[str, Estimate] = {}  # by model version, all from one refresh
         self.forecast: Forecast | None = None
-        self._reserve: dict[str, bool] = {}
+        # Item -> in the reserve: a hash of the item (and the seed and share every task of
+        # a trainer has), so one cache may serve every task.
+        self._reserve: dict[str, bool] = {} if reserve is None else reserve
         self._reserve_size: tuple[int, int] = (-1, 0)  # (pool size, reserve items in it)
         self._models: dict[str, LinearModel] = {}
         self._refresher = Debounced(self.refresh, name="live-estimate", log=log,

@@ -7,6 +7,8 @@ grace after it, or as a change of that annotator's own earlier answer to the ite
 page's undo, and its strip of recent answers, change an answer after its lease). Nothing
 else: an item served to somebody else, a check never served, an evaluation item. So the
 known answer of a check is told only to whoever was served it as a check.
+
+Each record names its task: an item served in one task is not served in another.
 """
 
 from __future__ import annotations
@@ -16,20 +18,22 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from trainer_service.domain import Annotation, Strategy
-from trainer_service.store.database import Database
+from trainer_service.domain import DEFAULT_TASK, Annotation, Strategy
+from trainer_service.store.database import Database, give_to_task
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS served (
+    task TEXT NOT NULL,
     annotator TEXT NOT NULL,
     item_id TEXT NOT NULL,
     strategy INTEGER NOT NULL,
     model_version TEXT NOT NULL,
     served_at REAL NOT NULL,
     expires REAL NOT NULL,
-    PRIMARY KEY (annotator, item_id)
+    PRIMARY KEY (task, annotator, item_id)
 ) WITHOUT ROWID;
 """
+_COLUMNS = "annotator, item_id, strategy, model_version, served_at, expires"
 # Records past their lease and grace answer nothing; they are dropped this often.
 PRUNE_EVERY_S = 600.0
 
@@ -55,21 +59,27 @@ def basis(served: Served | None, earlier: Annotation | None) -> tuple[Strategy, 
     return None
 
 
+def migrate(db: sqlite3.Connection, owner: str) -> None:
+    """Records from before tasks go to `owner` (the default task), once."""
+    give_to_task(db, "served", _SCHEMA, _COLUMNS, owner)
+
+
 class ServedLog:
-    def __init__(self, database: Database, grace_s: float) -> None:
-        self.database, self.grace_s = database, grace_s
+    def __init__(self, database: Database, grace_s: float, task: str = DEFAULT_TASK) -> None:
+        self.database, self.grace_s, self.task = database, grace_s, task
         self._records: dict[tuple[str, str], Served] = {}
-        rows = database.call(self._load, time.time() - grace_s)
+        database.call(migrate, task)
+        rows = database.call(self._load, time.time() - grace_s, task)
         for annotator, item_id, strategy, version, served_at, expires in rows:
             self._records[(annotator, item_id)] = Served(Strategy(strategy), version,
                                                          served_at, expires)
         self._pruned = time.time()
 
     @staticmethod
-    def _load(db: sqlite3.Connection, since: float) -> list[tuple]:
+    def _load(db: sqlite3.Connection, since: float, task: str) -> list[tuple]:
         db.executescript(_SCHEMA)
-        return db.execute("SELECT annotator, item_id, strategy, model_version, served_at, "
-                          "expires FROM served WHERE expires >= ?", (since,)).fetchall()
+        return db.execute(f"SELECT {_COLUMNS} FROM served WHERE task = ? AND expires >= ?",
+                          (task, since)).fetchall()
 
     def answerable(self, annotator: str, item_id: str, now: float | None = None
                    ) -> Served | None:
@@ -92,7 +102,7 @@ class ServedLog:
             return
         now = time.time()
         prune = now - self._pruned > PRUNE_EVERY_S
-        await self.database.run(self._write, annotator, fresh, held, expires,
+        await self.database.run(self._write, self.task, annotator, fresh, held, expires,
                                 now - self.grace_s if prune else None)
         for item_id, record in fresh:
             self._records[(annotator, item_id)] = record
@@ -106,19 +116,21 @@ class ServedLog:
                 del self._records[key]
 
     @staticmethod
-    def _write(db: sqlite3.Connection, annotator: str, fresh: list[tuple[str, Served]],
-               held: list[str], expires: float, prune_before: float | None) -> None:
+    def _write(db: sqlite3.Connection, task: str, annotator: str,
+               fresh: list[tuple[str, Served]], held: list[str], expires: float,
+               prune_before: float | None) -> None:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
-                "INSERT OR REPLACE INTO served (annotator, item_id, strategy, model_version, "
-                "served_at, expires) VALUES (?, ?, ?, ?, ?, ?)",
-                [(annotator, item_id, int(r.strategy), r.model_version, r.served_at, r.expires)
-                 for item_id, r in fresh])
-            db.executemany("UPDATE served SET expires = ? WHERE annotator = ? AND item_id = ?",
-                           [(expires, annotator, item_id) for item_id in held])
+                f"INSERT OR REPLACE INTO served (task, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(task, annotator, item_id, int(r.strategy), r.model_version, r.served_at,
+                  r.expires) for item_id, r in fresh])
+            db.executemany("UPDATE served SET expires = ? WHERE task = ? AND annotator = ? "
+                           "AND item_id = ?", [(expires, task, annotator, item_id)
+                                                for item_id in held])
             if prune_before is not None:
-                db.execute("DELETE FROM served WHERE expires < ?", (prune_before,))
+                db.execute("DELETE FROM served WHERE task = ? AND expires < ?",
+                           (task, prune_before))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

@@ -34,7 +34,7 @@ export function renderFinish(status) {
   $("finish-text").textContent = `The model's F-score is ${percent(e.f1)} (90% interval ${percent(e.f1_low)}–${percent(e.f1_high)}), `
     + `all of it above the target ${percent(status.target_f1)}, measured on ${restsOn(e)} that never trained it. `
     + (admin ? "You can stop here: export the labels and download the model." : "You can stop here; an admin can export the labels and the model.");
-  $("finish-model").href = `/api/models/${encodeURIComponent(model.version)}?format=npz`;
+  $("finish-model").href = `api/models/${encodeURIComponent(model.version)}?format=npz`;
   $("finish-model").textContent = `Download model ${model.version}`;
   for (const id of ["finish-export", "finish-model"]) $(id).hidden = !admin;
   banner.hidden = false;

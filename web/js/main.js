@@ -3,7 +3,7 @@
 // live status stream.
 
 import { Answers } from "./answers.js";
-import { api, deliver } from "./api.js";
+import { api, deliver, TASK } from "./api.js";
 import { renderColumn, renderStage } from "./column.js";
 import { Deck } from "./deck.js";
 import { showError } from "./errors.js";
@@ -13,8 +13,9 @@ import { STRIP } from "./history.js";
 import { bindKeys } from "./keys.js";
 import { chooseName } from "./name.js";
 import { CheckNotice } from "./notice.js";
-import { Outbox } from "./outbox.js";
+import { Outbox, queueKey } from "./outbox.js";
 import { renderAgreement, renderStatus, setAnnotator } from "./panel.js";
+import { showTasks } from "./picker.js";
 import { bindUnsure, hideUnsure, showUnsure as openUnsure, unsureOpen } from "./unsure.js";
 import { withArticle } from "./wording.js";
 import { hideZoom as closeZoomView, showZoom as openZoomView, switchZoom } from "./zoom.js";
@@ -106,7 +107,8 @@ function renderPending(box) {
   pill.title = box.lastError ? `Waiting to deliver: ${box.lastError.message}` : "Labels waiting to be delivered";
 }
 
-const outbox = new Outbox({ send, onDelivered: delivered, onFailed: failed, onChange: renderPending });
+const outbox = new Outbox({ send, onDelivered: delivered, onFailed: failed, onChange: renderPending,
+                            key: queueKey(TASK) });
 const answers = new Answers({ outbox, said, restage: renderDeck, task: () => withArticle(state.task) });
 const notice = answers.notice = new CheckNotice({
   fix: (annotation, item) => {
@@ -218,7 +220,7 @@ function applyTask(status) {
   const name = status.display_name.toLowerCase();
   if (name === state.task) return;
   state.task = name;
-  $("question").textContent = `Does this image show ${withArticle(name)}?`;
+  $("question").textContent = status.question || `Does this image show ${withArticle(name)}?`;
   $("yes-text").textContent = `Yes, ${name}`;
   $("no-text").textContent = `No ${name}`;
   $("pos-label").textContent = `Labelled ${name}`;
@@ -227,7 +229,7 @@ function applyTask(status) {
 }
 
 function watchStatus() {
-  const source = new EventSource("/api/events");
+  const source = new EventSource("api/events");
   source.addEventListener("status", (event) => {
     const { trainer, status } = JSON.parse(event.data);
     applyTask(status);
@@ -284,6 +286,7 @@ async function start() {
     } catch (err) { showError(err.message); }
   });
   watchStatus();
+  showTasks($("task-picker"), TASK).catch(() => { $("task-pick").hidden = true; });
   outbox.kick();
   deck.refill();
   setInterval(() => answers.render(), 30000);

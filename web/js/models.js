@@ -76,7 +76,7 @@ function card(model, newest, pinned) {
     use.className = "use";
     use.textContent = model.version === newest ? "Use (unpins)" : "Use and pin";
     use.setAttribute("aria-label", `${use.textContent}: model ${model.version}`);
-    use.addEventListener("click", () => act(() => request("POST", `/api/models/${model.version}/activate`)));
+    use.addEventListener("click", () => act(() => request("POST", `api/models/${model.version}/activate`)));
     actions.append(use);
   }
   actions.append(link("Download .npz", `${model.download_url}?format=npz`, `Download .npz of model ${model.version}`),
@@ -102,7 +102,7 @@ function render(body) {
 
 async function load() {
   try {
-    render(await request("GET", "/api/models"));
+    render(await request("GET", "api/models"));
   } catch (err) {
     $("pin-text").textContent = err.status === 403
       ? "The models are for admins: ask one to give you the admin role."
@@ -125,7 +125,7 @@ async function act(call) {
   await load();
 }
 
-$("unpin").addEventListener("click", () => act(() => request("DELETE", "/api/models/pin")));
+$("unpin").addEventListener("click", () => act(() => request("DELETE", "api/models/pin")));
 
 async function start() {
   try {

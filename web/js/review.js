@@ -4,12 +4,12 @@
 // that agrees with the prediction confirms it, one that does not corrects it; both are
 // ordinary annotations, delivered through the same outbox.
 
-import { api, deliver, newId, request } from "./api.js";
+import { api, deliver, newId, request, TASK } from "./api.js";
 import { safeImageUrl } from "./deck.js";
 import { showError } from "./errors.js";
 import { bindKeys } from "./keys.js";
 import { chooseName } from "./name.js";
-import { Outbox } from "./outbox.js";
+import { Outbox, queueKey } from "./outbox.js";
 import { swipeable } from "./swipe.js";
 
 const $ = (id) => document.getElementById(id);
@@ -55,6 +55,7 @@ const outbox = new Outbox({
   onDelivered: () => {},
   onFailed: (op, err) => showError(`An answer was refused by the server and dropped: ${err.message}`),
   onChange: renderPending,
+  key: queueKey(TASK),
 });
 
 // --- the list ----------------------------------------------------------------------
@@ -110,7 +111,7 @@ function card(item) {
 async function loadMore() {
   if (state.loading || state.exhausted) return state.loading;
   const token = state.token ? `&page_token=${encodeURIComponent(state.token)}` : "";
-  state.loading = request("GET", `/api/predictions/review?order=${state.order}&limit=${PAGE}${token}`)
+  state.loading = request("GET", `api/predictions/review?order=${state.order}&limit=${PAGE}${token}`)
     .then((page) => {
       state.noModel = false;
       state.modelVersion ||= page.model_version;
@@ -246,7 +247,7 @@ function renderScoring(scoring) {
 }
 
 function watchStatus() {
-  const source = new EventSource("/api/events");
+  const source = new EventSource("api/events");
   source.addEventListener("status", (event) => {
     const { trainer, status } = JSON.parse(event.data);
     $("connection").dataset.state = trainer;
@@ -266,7 +267,7 @@ function watchStatus() {
 
 async function scoreAll() {
   try {
-    const { scoring } = await request("POST", "/api/predictions/job");
+    const { scoring } = await request("POST", "api/predictions/job");
     renderScoring(scoring);
   } catch (err) {
     showError(`The scoring job did not start: ${err.message}`);
