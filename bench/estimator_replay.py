@@ -38,9 +38,9 @@ class Checkpoint:
 def replay(x: np.ndarray, y: np.ndarray, ids: list[str], seed: int, fraction: float,
            budget: int = 300, start: int = 100) -> list[Checkpoint]:
     """One seed's checkpoints, every AUDIT_EVERY labels from `start` to `budget`."""
-    from trainer_service import audit, estimate
     from trainer_service.domain import EstimateSource
-    from trainer_service.model import EVIDENCE_DIM, measure, train
+    from trainer_service.models.classifier import EVIDENCE_DIM, measure, train
+    from trainer_service.quality import audit, estimate
 
     rng = np.random.default_rng(seed)
     evaluation, in_reserve = trainer_splits(ids, y, fraction, seed)

@@ -134,9 +134,9 @@ def embed(feature_addr: str, examples: list[Example]) -> dict[str, np.ndarray]:
 
 def top_suspects(vectors: dict[str, np.ndarray], labels: dict[str, int],
                  truth: dict[str, int], seed: int) -> dict:
-    """The trainer's own ranking (trainer_service.label_errors) on the noisy run's labels
+    """The trainer's own ranking (trainer_service.annotators.label_errors) on the noisy run's labels
     in force: how many of the most suspicious are real errors."""
-    from trainer_service.label_errors import suspects
+    from trainer_service.annotators.label_errors import suspects
 
     ids = sorted(labels)
     x = np.stack([vectors[i] for i in ids])

@@ -27,7 +27,7 @@ import numpy as np
 from bench import stack
 from bench.dataset import Example, read_labelled, stratified_subset
 from trainer_service.config import Config
-from trainer_service.near_duplicates import duplicate_pairs, unit_rows
+from trainer_service.selection.near_duplicates import duplicate_pairs, unit_rows
 
 ROOT = stack.ROOT
 DEFAULT_DATASET = ROOT.parent / "shared" / "data" / "streetview-tiles" / "labels.csv"

@@ -51,13 +51,13 @@ WORK = stack.ROOT / ".run" / "bench-predictions"
 async def _write_state(data_dir: Path, manifest: Path, ids: list[str], extractor: dict,
                        vectors: np.ndarray, location: str, labelled: bool = True) -> None:
     """A manifest, features, labels (when `labelled`) and a model the trainer takes up."""
-    from trainer_service.database import Database
     from trainer_service.domain import Annotation, Label, Metrics, Split, Strategy
-    from trainer_service.feature_store import FeatureStore
-    from trainer_service.labels import LabelLog
-    from trainer_service.model import train
-    from trainer_service.registry import ModelInfo, ModelRegistry
-    from trainer_service.training import training_fingerprint
+    from trainer_service.features.store import FeatureStore
+    from trainer_service.models.classifier import train
+    from trainer_service.models.registry import ModelInfo, ModelRegistry
+    from trainer_service.models.training import training_fingerprint
+    from trainer_service.store.database import Database
+    from trainer_service.store.labels import LabelLog
 
     manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.write_text("id,location\n" + "".join(f"{i},{location}\n" for i in ids))
@@ -231,7 +231,7 @@ async def _latencies(feature_addr: str, base: str, images: list[bytes]) -> dict[
 
 async def _describe(address: str) -> dict:
     from hitl.v1 import feature_pb2, feature_pb2_grpc
-    from trainer_service.extraction import extractor_key
+    from trainer_service.features.extraction import extractor_key
 
     channel = open_channel(address, "hitl.v1.FeatureService")
     try:

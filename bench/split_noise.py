@@ -36,10 +36,10 @@ def trainer_splits(ids: list[str], y: np.ndarray, fraction: float,
                    seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(evaluation, reserve) masks over `ids`, made as the trainer makes them: its
     stratified evaluation split, and its audit reserve (its default share) of the rest."""
-    from trainer_service.audit import in_reserve
     from trainer_service.config import Config
     from trainer_service.datasets.local import stratified_split
     from trainer_service.domain import Label, Split
+    from trainer_service.quality.audit import in_reserve
 
     labelled = [(i, "", Label.POSITIVE if v else Label.NEGATIVE)
                 for i, v in zip(ids, y, strict=True)]
@@ -53,8 +53,8 @@ def measure(x: np.ndarray, y: np.ndarray, ids: list[str], seed: int, labels: int
             fraction: float = EVALUATION_FRACTION) -> tuple[float, float, float] | None:
     """One seed: the F1 of a model of `labels` random labels on the evaluation split, the
     audit reserve and the rest of the pool, split as the trainer splits them."""
-    from trainer_service.model import measure as metrics
-    from trainer_service.model import train
+    from trainer_service.models.classifier import measure as metrics
+    from trainer_service.models.classifier import train
 
     evaluation, reserve = trainer_splits(ids, y, fraction, seed)
     rest = ~evaluation & ~reserve

@@ -4,6 +4,7 @@ quiet logs, as named helpers around the one supervisor (tools/supervisor.py)."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import os
 import time
 from collections.abc import Callable
@@ -69,6 +70,20 @@ def feature_service(state: Path, cache_dir: Path, extractor: str = "lite") -> Se
     }, state / "logs" / "feature.log", port=port, name="feature")
 
 
+def manifest_roots(manifest: Path) -> str:
+    """The folder holding a manifest's local images (the benchmarks write manifests
+    beside their state, naming images of the data folder), for TRAINER_DATASET_ROOTS."""
+    if not manifest.is_file():
+        return ""
+    try:
+        with manifest.open(newline="") as f:
+            rows = [r for r in csv.reader(f) if len(r) > 1][1:]
+    except (csv.Error, ValueError):  # made bad on purpose, or gzipped: the trainer reads it
+        return ""
+    local = [r[1] for r in rows if Path(r[1]).is_absolute()]
+    return os.path.commonpath([str(Path(p).parent) for p in local]) if local else ""
+
+
 def trainer_service(state: Path, data_dir: Path, feature_addr: str, manifest: Path,
                     extra_env: dict[str, str] | None = None,
                     name: str = "trainer") -> ServiceProcess:
@@ -78,6 +93,7 @@ def trainer_service(state: Path, data_dir: Path, feature_addr: str, manifest: Pa
         "TRAINER_METRICS_PORT": "0",
         "TRAINER_FEATURE_ADDR": feature_addr,
         "TRAINER_DATASET": str(manifest),
+        "TRAINER_DATASET_ROOTS": manifest_roots(manifest),
         "TRAINER_DATA_DIR": str(data_dir),
         "LOG_LEVEL": "WARNING",
         **(extra_env or {}),

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from bench import stack
-from trainer_service.model import train
-from trainer_service.ranking import rank
+from trainer_service.models.classifier import train
+from trainer_service.selection.ranking import rank
 
 DIMENSION = 2058
 EMBEDDING = 2048
@@ -79,7 +79,7 @@ def time_train(n: int, x_val: np.ndarray, y_val: np.ndarray) -> tuple[float, flo
     started = time.perf_counter()
     model = train(x, y)
     seconds = time.perf_counter() - started
-    from trainer_service.model import measure
+    from trainer_service.models.classifier import measure
     return seconds, measure(y_val, model.probability(x_val), model.threshold).f1
 
 
@@ -114,8 +114,8 @@ def size_curves(short: bool) -> dict:
     }
 
 
-async def _annotators(address: str, item_ids: list[str], annotators: int,
-                      per_annotator: int, paced: bool = False) -> list[float]:
+async def _annotators(address: str, annotators: int, per_annotator: int,
+                      paced: bool = False) -> list[float]:
     from hitl.channels import open_channel
     from hitl.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 
@@ -124,11 +124,18 @@ async def _annotators(address: str, item_ids: list[str], annotators: int,
     latencies: list[float] = []
 
     async def one(worker: int) -> None:
+        # Only served items may be answered: each annotator leases theirs first (untimed).
+        served: list[str] = []
+        while len(served) < per_annotator:
+            reply = await stub.GetNextItems(trainer_pb2.GetNextItemsRequest(
+                annotator=f"bench-{worker}", count=min(50, per_annotator - len(served))))
+            if not reply.items:
+                raise RuntimeError("the trainer served nothing to annotate")
+            served += [i.id for i in reply.items]
         pauses = np.random.default_rng(worker)
-        for k in range(per_annotator):
+        for item_id in served:
             if paced:  # a person looks at the image, then answers
                 await asyncio.sleep(max(MIN_PAUSE_S, pauses.exponential(HUMAN_PAUSE_S)))
-            item_id = item_ids[(worker * per_annotator + k) % len(item_ids)]
             started = time.perf_counter()
             await stub.AddAnnotation(trainer_pb2.AddAnnotationRequest(
                 annotation_id=uuid.uuid4().hex, item_id=item_id,
@@ -159,11 +166,11 @@ def ack_latency(short: bool) -> dict:
                                                    "TRAINER_TRAIN_MAX_DELAY_S": "3600"})
         service.start().wait_healthy()
         try:
-            asyncio.run(_annotators(service.address, item_ids, 1, 20))  # warm the channel
-            single = asyncio.run(_annotators(service.address, item_ids, 1, per_annotator))
-            many = asyncio.run(_annotators(service.address, item_ids, 20, per_annotator))
-            paced = asyncio.run(_annotators(service.address, item_ids, 20,
-                                            15 if short else 40, paced=True))
+            asyncio.run(_annotators(service.address, 1, 20))  # warm the channel
+            single = asyncio.run(_annotators(service.address, 1, per_annotator))
+            many = asyncio.run(_annotators(service.address, 20, per_annotator))
+            paced = asyncio.run(_annotators(service.address, 20, 15 if short else 40,
+                                            paced=True))
         finally:
             service.stop()
     return {

@@ -32,6 +32,7 @@ def parse_weights(raw: str) -> tuple[tuple[str, int], ...]:
 class Config:
     port: int = setting("FEATURE_PORT", 50051, "gRPC port.")
     host: str = server_setting("FEATURE", "host")
+    metrics_host: str = server_setting("FEATURE", "metrics_host")
     metrics_port: int = setting("FEATURE_METRICS_PORT", 9101,
                                 "Prometheus /metrics port (0 picks a free one).")
     grace_s: float = setting("FEATURE_GRACE_S", 10.0,

@@ -20,9 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import pytest
+from dnslib import QTYPE, RR, A
+from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 from hitl.channels import open_channel
+from hitl.v1 import feature_pb2, feature_pb2_grpc
 from tests.support import (
     TILES,
     ServiceProcess,
@@ -31,12 +33,6 @@ from tests.support import (
     require_lite_models,
     running,
 )
-
-pytest.importorskip("feature_service.server", reason="feature service not in the tree yet")
-from dnslib import QTYPE, RR, A
-from dnslib.server import BaseResolver, DNSLogger, DNSServer
-
-from hitl.v1 import feature_pb2, feature_pb2_grpc
 
 SERVICE = "hitl.v1.FeatureService"
 EMBED = f"/{SERVICE}/Embed"

@@ -13,7 +13,7 @@ from tests.support import ROOT
 SERVICES = ("feature_service", "trainer_service", "annotation_gateway")
 PACKAGES = (*SERVICES, "hitl", "bench", "tools")
 TRAINER_STUB_USERS = {"trainer_service.server", "trainer_service.convert",
-                      "trainer_service.extraction"}
+                      "trainer_service.features.extraction"}
 
 
 def _modules() -> dict[str, Path]:
@@ -100,3 +100,57 @@ def test_only_the_servicer_conversion_and_feature_client_use_the_trainers_stubs(
     users = {name for name, path in modules.items() if name.startswith("trainer_service")
              and any(t.startswith("hitl.v1") for t in _imports(name, path, modules))}
     assert users <= TRAINER_STUB_USERS
+
+
+# The trainer's rooms, and which rooms each may import (besides itself and the shared
+# vocabulary `domain`, `config` and `metrics`). Lower rooms never import higher ones; the
+# wiring at the top (`core`, `server`, `convert`, `status`, `loading`) may import any room,
+# and no room imports the wiring.
+TRAINER_ROOMS = {
+    "store": set(),
+    "datasets": set(),
+    "features": {"store", "datasets"},
+    "models": {"store", "datasets", "features"},
+    "quality": {"store", "datasets", "features", "models"},
+    "selection": {"store", "datasets", "features", "models", "quality"},
+    "annotators": {"store", "datasets", "features", "models"},
+    "outputs": {"store", "datasets", "features", "models"},
+    "tasks": {"store", "datasets", "features"},
+}
+TRAINER_SHARED = {"domain", "config", "metrics"}
+TRAINER_TOP_MODULES = 12
+
+
+def _trainer_place(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "trainer_service" and len(parts) > 1 else None
+
+
+def test_the_trainers_rooms_import_only_downwards() -> None:
+    wrong = []
+    for a, targets in _graph().items():
+        room = _trainer_place(a)
+        if room not in TRAINER_ROOMS:
+            continue
+        for b in targets:
+            other = _trainer_place(b)
+            if other is None or other == room or other in TRAINER_SHARED:
+                continue
+            if other not in TRAINER_ROOMS[room]:
+                wrong.append((a, b))
+    assert wrong == []
+
+
+def test_every_trainer_room_says_what_it_owns() -> None:
+    for room in TRAINER_ROOMS:
+        init = ROOT / "trainer_service" / room / "__init__.py"
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc and len(doc.split()) >= 20, f"{init} needs a paragraph on what it owns"
+
+
+def test_the_trainers_top_level_is_only_wiring_and_vocabulary() -> None:
+    top = sorted(p.name for p in (ROOT / "trainer_service").glob("*.py"))
+    assert len(top) <= TRAINER_TOP_MODULES, top
+    rooms = {p.name for p in (ROOT / "trainer_service").iterdir()
+             if p.is_dir() and (p / "__init__.py").exists()}
+    assert rooms == set(TRAINER_ROOMS)

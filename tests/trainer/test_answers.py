@@ -8,10 +8,10 @@ import sqlite3
 import time
 from pathlib import Path
 
-from trainer_service.answers import contested, resolve, tally
-from trainer_service.database import Database
 from trainer_service.domain import Annotation, Label, Split, Strategy
-from trainer_service.labels import LabelLog
+from trainer_service.store.answers import contested, resolve, tally
+from trainer_service.store.database import Database
+from trainer_service.store.labels import LabelLog
 
 POS, NEG, SKIP, UNSURE = Label.POSITIVE, Label.NEGATIVE, Label.SKIP, Label.UNSURE
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from trainer_service.checks import Checks
-from trainer_service.consistency import Rechecks, kappa
-from trainer_service.database import Database
+from trainer_service.annotators.checks import Checks
+from trainer_service.annotators.consistency import Rechecks, kappa
 from trainer_service.datasets import Catalog, Item
 from trainer_service.domain import Annotation, Label, Split, Strategy
-from trainer_service.labels import LabelLog
-from trainer_service.leasing import Sampler
+from trainer_service.selection.leasing import Sampler
+from trainer_service.store.database import Database
+from trainer_service.store.labels import LabelLog
 
 POS, NEG = Label.POSITIVE, Label.NEGATIVE
 

@@ -6,9 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer_service.audit import draw_order, in_reserve, stratum_variances
 from trainer_service.domain import EstimateSource
-from trainer_service.estimate import STRATA, centre_shift, estimate, prevalence_shift, strata
+from trainer_service.quality.audit import draw_order, in_reserve, stratum_variances
+from trainer_service.quality.estimate import (
+    STRATA,
+    centre_shift,
+    estimate,
+    prevalence_shift,
+    strata,
+)
 
 
 def population(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer_service.feature_bank import FeatureBank
+from trainer_service.features.bank import FeatureBank
 
 
 def test_bank_grows_and_keeps_earlier_views_valid() -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from trainer_service.database import Database, JoinedWrite
 from trainer_service.domain import Annotation, Label, Split, Strategy
-from trainer_service.feature_store import CANDIDATE, LABELLED, FeatureStore
-from trainer_service.labels import LabelLog
+from trainer_service.features.store import CANDIDATE, LABELLED, FeatureStore
+from trainer_service.store.database import Database, JoinedWrite
+from trainer_service.store.labels import LabelLog
 
 LITE = {"name": "lite", "version": "1", "dimension": 2, "embedding_dimension": 1}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer_service.label_errors import label_issues, suspects
+from trainer_service.annotators.label_errors import label_issues, suspects
 
 
 def test_thresholds_are_per_class_self_confidence() -> None:

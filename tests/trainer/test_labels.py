@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from trainer_service.database import Database
 from trainer_service.domain import Annotation, Label, Split, Strategy
-from trainer_service.labels import LabelLog, NotYours, UnknownAnnotation
+from trainer_service.store.database import Database
+from trainer_service.store.labels import LabelLog, NotYours, UnknownAnnotation
 
 POS, NEG = Label.POSITIVE, Label.NEGATIVE
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from trainer_service.domain import Strategy
-from trainer_service.leasing import Sampler
-from trainer_service.ranking import FALLBACK, uncertainty_queue
+from trainer_service.selection.leasing import Sampler
+from trainer_service.selection.ranking import FALLBACK, uncertainty_queue
 
 GOLD, RANDOM, UNCERTAIN = Strategy.GOLD, Strategy.RANDOM, Strategy.UNCERTAIN
 MIX = (("gold", 0.1), ("random", 0.1), ("uncertain", 0.7), ("outlier", 0.1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer_service.model import LinearModel, measure, standardisation, train
+from trainer_service.models.classifier import LinearModel, measure, standardisation, train
 
 
 def blobs(n_pos: int, n_neg: int, d: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -15,18 +15,19 @@ import pytest
 from hitl import prediction_rows
 from hitl.v1 import trainer_pb2
 from tests.trainer.test_model import blobs
-from trainer_service.classify import classify
 from trainer_service.config import Config
-from trainer_service.database import Database
 from trainer_service.datasets import Catalog, Item
 from trainer_service.domain import Annotation, Label, Metrics, Split, Strategy, TrainerError
-from trainer_service.feature_store import FeatureStore
-from trainer_service.labels import LabelLog
-from trainer_service.model import train
-from trainer_service.outputs import Embedded, Evidence, ImageError, ImageSource, PredictionOrder
-from trainer_service.predictions import Predictions, probabilities
-from trainer_service.registry import ModelInfo
-from trainer_service.training import Training
+from trainer_service.features.records import Embedded, Evidence, ImageError, ImageSource
+from trainer_service.features.store import FeatureStore
+from trainer_service.models.classifier import train
+from trainer_service.models.registry import ModelInfo
+from trainer_service.models.training import Training
+from trainer_service.outputs.classify import classify
+from trainer_service.outputs.predictions import Predictions, probabilities
+from trainer_service.outputs.records import PredictionOrder
+from trainer_service.store.database import Database
+from trainer_service.store.labels import LabelLog
 
 EXTRACTOR = {"name": "lite", "version": "7", "dimension": 12, "embedding_dimension": 2}
 
@@ -165,7 +166,7 @@ async def test_a_feature_service_that_cannot_be_reached_is_unavailable() -> None
     from hitl.channels import open_channel
     from hitl.v1 import feature_pb2_grpc
     from tools.probes import free_port
-    from trainer_service.classify import feature_service
+    from trainer_service.outputs.classify import feature_service
 
     x, y = blobs(10, 10, d=12)
     model = train(x, y, evidence_dim=0)

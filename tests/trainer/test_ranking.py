@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from trainer_service.domain import Strategy
-from trainer_service.leasing import Sampler
-from trainer_service.model import LinearModel
-from trainer_service.ranking import outlier_queue, outlier_scores, rank, uncertainty_queue
+from trainer_service.models.classifier import LinearModel
+from trainer_service.selection.leasing import Sampler
+from trainer_service.selection.ranking import outlier_queue, outlier_scores, rank, uncertainty_queue
 
 GOLD, RANDOM, UNCERTAIN, OUTLIER, COLD_START = (
     Strategy.GOLD, Strategy.RANDOM, Strategy.UNCERTAIN, Strategy.OUTLIER, Strategy.COLD_START)

@@ -10,8 +10,8 @@ import pytest
 
 from tests.trainer.test_model import blobs
 from trainer_service.domain import Metrics
-from trainer_service.model import LinearModel, train
-from trainer_service.registry import ModelInfo, ModelRegistry
+from trainer_service.models.classifier import LinearModel, train
+from trainer_service.models.registry import ModelInfo, ModelRegistry
 
 LITE = {"name": "lite", "version": "1", "dimension": 12, "embedding_dimension": 2}
 

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from trainer_service.training import settle
+from trainer_service.models.training import settle
 
 
 async def _poke(event: asyncio.Event, every_s: float, count: int) -> None:

@@ -1,0 +1,79 @@
+"""Classifying new images with the model in use: their vectors come from the feature
+service, each image's failure stays its own, and the probability is the one the model
+file gives (`predictions.probabilities`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+
+from trainer_service.domain import TrainerError
+from trainer_service.features.extraction import FeatureServiceError, embed_images
+from trainer_service.features.records import Embedded, ImageError, ImageSource
+from trainer_service.models.classifier import LinearModel
+from trainer_service.models.registry import ModelInfo
+from trainer_service.outputs.predictions import decision, probabilities
+from trainer_service.outputs.records import Classification
+
+# (images) -> (the extractor that embedded them, one result per image in order)
+Embed = Callable[[list[ImageSource]], Awaitable[tuple[dict, list[Embedded]]]]
+MAX_ID_CHARS = 256
+
+
+def feature_service(stub: object, deadline_s: float) -> Embed:
+    """Embedding by the feature service; its failure as a whole is UNAVAILABLE."""
+
+    async def embed(images: list[ImageSource]) -> tuple[dict, list[Embedded]]:
+        try:
+            return await embed_images(stub, images, deadline_s)  # type: ignore[arg-type]
+        except FeatureServiceError as exc:
+            raise TrainerError("UNAVAILABLE",
+                               f"the feature service failed: {exc.code}") from None
+
+    return embed
+
+
+def _invalid(image: ImageSource) -> ImageError | None:
+    if bool(image.url) == bool(image.data):
+        return ImageError("INVALID", "give the image as exactly one of url and data", False)
+    return None
+
+
+async def classify(images: list[ImageSource], model: LinearModel | None,
+                   info: ModelInfo | None, embed: Embed, limit: int) -> list[Classification]:
+    """One classification or error per image, in order."""
+    if model is None or info is None:
+        raise TrainerError("FAILED_PRECONDITION",
+                           "no model yet: label some images of each class first")
+    if not images:
+        raise TrainerError("INVALID_ARGUMENT", "send at least one image")
+    if len(images) > limit:
+        raise TrainerError("INVALID_ARGUMENT", f"at most {limit} images per call")
+    if any(len(i.id) > MAX_ID_CHARS for i in images):
+        raise TrainerError("INVALID_ARGUMENT", f"ids are at most {MAX_ID_CHARS} characters")
+    results: list[Classification | None] = [
+        Classification(i.id, error=bad) if (bad := _invalid(i)) else None for i in images]
+    todo = [k for k, r in enumerate(results) if r is None]
+    if todo:
+        extractor, embedded = await embed([images[k] for k in todo])
+        if extractor != info.extractor:
+            raise TrainerError(
+                "FAILED_PRECONDITION",
+                f"model {info.version} was trained on features of {info.extractor['name']} "
+                f"{info.extractor['version']}; the feature service now gives "
+                f"{extractor['name']} {extractor['version']}")
+        dimension = len(model.weight)
+        good = [(k, e.vector, e.evidence) for k, e in zip(todo, embedded, strict=True)
+                if e.vector is not None and len(e.vector) == dimension]
+        p = probabilities(model, np.stack([v for _, v, _ in good])) if good else np.zeros(0)
+        for (k, _, evidence), probability in zip(good, p.tolist(), strict=True):
+            results[k] = Classification(images[k].id, probability,
+                                        decision(probability, model.threshold),
+                                        info.version, evidence)
+        for k, e in zip(todo, embedded, strict=True):
+            if results[k] is None:
+                error = e.error or ImageError("INTERNAL", "feature vector of the wrong length",
+                                              True)
+                results[k] = Classification(images[k].id, error=error)
+    return [r for r in results if r is not None]
