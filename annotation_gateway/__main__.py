@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    start_metrics_server(config.metrics_port)
+    start_metrics_server(config.metrics_port, config.metrics_host)
     web.run_app(app, host=config.host, port=config.port,
                 shutdown_timeout=config.grace_s, access_log=None, print=None)
 

@@ -10,6 +10,7 @@ Probes are exempt: the kubelet names the pod's address.
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -25,7 +26,8 @@ from annotation_gateway.identity import (
 from annotation_gateway.ratelimit import LOGINS, client_address
 
 # Reachable without signing in: probes, the login page and the static assets it needs.
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/login", "/api/login", "/api/openapi.json"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/login", "/api/login", "/api/openapi.json",
+                          "/api/docs"})
 PUBLIC_PREFIXES = ("/static/", "/vendor/")
 PROBES = frozenset({"/healthz", "/readyz"})
 QUERY_TOKEN_NAMES = frozenset({"token", "access_token", "auth"})
@@ -79,5 +81,7 @@ def make_identity_middleware(identities: Identities) -> Callable:
             return await handler(request)
         if request.path.startswith("/api/"):
             raise ApiError(401, "unauthenticated", "sign in with your annotator token")
-        raise web.HTTPSeeOther("/login")
+        # Back to the page asked for once signed in (a task's link, for one).
+        after = "" if request.path == "/" else f"?next={quote(request.path)}"
+        raise web.HTTPSeeOther(f"/login{after}")
     return identify

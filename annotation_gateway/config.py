@@ -25,6 +25,10 @@ class Config:
     port: int = setting("GATEWAY_PORT", 8080, "HTTP port of the UI and API", "8080")
     metrics_port: int = setting("GATEWAY_METRICS_PORT", 9103,
                                 "Prometheus /metrics port (0 picks a free one)", "9103")
+    metrics_host: str = setting(
+        "GATEWAY_METRICS_HOST", "127.0.0.1",
+        "Address the metrics port binds (127.0.0.1: this machine only; 0.0.0.0 in a pod, "
+        "where a NetworkPolicy admits the scraper alone)", "0.0.0.0")
     grace_s: float = setting("GATEWAY_GRACE_S", 10.0,
                              "Seconds to finish open requests on SIGTERM", "10")
     log_level: str = setting("LOG_LEVEL", "INFO", "Log level", "DEBUG")
@@ -93,18 +97,37 @@ class Config:
                                     "Deadline of each unary call to a service", "5")
     export_deadline_s: float = setting("GATEWAY_EXPORT_DEADLINE_S", 120.0,
                                        "Deadline of a label export stream", "120")
+    task_deadline_s: float = setting(
+        "GATEWAY_TASK_DEADLINE_S", 120.0,
+        "Deadline of adding, archiving or restoring a task (answered once the task serves, "
+        "which reads its dataset's labels again)", "120")
     classify_max_images: int = setting("GATEWAY_CLASSIFY_MAX_IMAGES", 16,
                                        "Most images one POST /api/classify takes", "16")
     classify_max_bytes: int = setting(
         "GATEWAY_CLASSIFY_MAX_BYTES", 32 << 20,
         "Most bytes of images one POST /api/classify uploads, all parts together", "33554432")
+    classify_rate: str = setting(
+        "GATEWAY_CLASSIFY_RATE", "30/minute",
+        "Classify requests (POST /api/classify) per annotator (per client address without "
+        "one), as for GATEWAY_LOGIN_RATE", "30/minute")
+    upload_requests: int = setting(
+        "GATEWAY_UPLOAD_REQUESTS", 4,
+        "Uploads (classify, label imports) one gateway process handles at once; past it "
+        "503 with Retry-After before the body is read", "4")
+    upload_bytes: int = setting(
+        "GATEWAY_UPLOAD_BYTES", 0,
+        "Bytes of upload bodies one gateway process holds at once, all uploads together "
+        "(an upload waits for room before its body is read); 0: an eighth of the "
+        "process's cgroup memory limit (each byte held costs about three), 64 MiB without "
+        "one", "67108864")
     classify_deadline_s: float = setting(
         "GATEWAY_CLASSIFY_DEADLINE_S", 60.0,
         "Deadline of a classification (new images are fetched and embedded first)", "60")
     web_dir: str = setting("GATEWAY_WEB_DIR", str(ROOT / "web"),
                            "Folder of the browser UI", "/srv/web")
     vendor_dir: str = setting("GATEWAY_VENDOR_DIR", str(ROOT / "node_modules"),
-                              "Folder holding the pinned npm packages the UI uses (uplot)",
+                              "Folder holding the pinned npm packages the UI uses (uplot, "
+                              "swagger-ui-dist)",
                               "/srv/node_modules")
     guidelines: str = setting(
         "GATEWAY_GUIDELINES", "",
@@ -128,9 +151,11 @@ class Config:
         require(self.rpc_deadline_s > 0, "GATEWAY_RPC_DEADLINE_S", "must be positive", "5")
         require(self.export_deadline_s > 0, "GATEWAY_EXPORT_DEADLINE_S",
                 "must be positive", "120")
+        require(self.task_deadline_s > 0, "GATEWAY_TASK_DEADLINE_S", "must be positive", "120")
         require(self.session_ttl_s > 0, "GATEWAY_SESSION_TTL_S", "must be positive", "43200")
         for env, rate in (("GATEWAY_LOGIN_RATE", self.login_rate),
-                          ("GATEWAY_LEASE_RATE", self.lease_rate)):
+                          ("GATEWAY_LEASE_RATE", self.lease_rate),
+                          ("GATEWAY_CLASSIFY_RATE", self.classify_rate)):
             require(rate_is_valid(rate), env, "must be N/second, N/minute or N/hour, or off",
                     "30/minute")
         require(bool(self.grpc_client_cert) == bool(self.grpc_client_key),
@@ -150,6 +175,9 @@ class Config:
             require(remote or Path(location).is_file(), "GATEWAY_GUIDELINES_EXAMPLES",
                     f"{location} is neither an image file nor an http(s) URL",
                     "/srv/ex/rack.jpg|Yes: bicycles in a rack")
+        require(self.upload_requests >= 1, "GATEWAY_UPLOAD_REQUESTS", "must be >= 1", "4")
+        require(self.upload_bytes == 0 or self.upload_bytes >= 1 << 20, "GATEWAY_UPLOAD_BYTES",
+                "must be 0 (from the memory limit) or at least 1 MiB", "67108864")
         require(self.classify_max_images >= 1, "GATEWAY_CLASSIFY_MAX_IMAGES",
                 "must be >= 1", "16")
         require(self.classify_max_bytes >= 1024, "GATEWAY_CLASSIFY_MAX_BYTES",

@@ -22,6 +22,7 @@ STRATEGIES = {
     trainer_pb2.STRATEGY_AUDIT: "audit",
     trainer_pb2.STRATEGY_REVIEW: "review",
     trainer_pb2.STRATEGY_RECHECK: "recheck",
+    trainer_pb2.STRATEGY_IMPORTED: "imported",
 }
 SPLITS = {
     trainer_pb2.SPLIT_POOL: "pool",
@@ -42,9 +43,15 @@ def _time(message: Any, field: str) -> str | None:
 
 
 def metrics(m: common_pb2.Metrics) -> dict[str, Any]:
-    return {"f1": m.f1, "precision": m.precision, "recall": m.recall, "roc_auc": m.roc_auc,
-            "average_precision": m.average_precision, "threshold": m.threshold,
-            "positives": m.positives, "negatives": m.negatives}
+    """A split's metrics; what the split cannot measure is null, never 0 (which would read
+    as a failing model): F1, precision, recall and average precision need a positive item,
+    ROC AUC both classes."""
+    some = m.positives > 0
+    both = some and m.negatives > 0
+    return {"f1": m.f1 if some else None, "precision": m.precision if some else None,
+            "recall": m.recall if some else None, "roc_auc": m.roc_auc if both else None,
+            "average_precision": m.average_precision if some else None,
+            "threshold": m.threshold, "positives": m.positives, "negatives": m.negatives}
 
 
 def _optional_metrics(message: Any, field: str) -> dict[str, Any] | None:
@@ -72,7 +79,8 @@ def _optional_estimate(message: Any) -> dict[str, Any] | None:
 def forecast(f: trainer_pb2.Forecast) -> dict[str, Any]:
     # -1 means "not bounded by the curve so far": JSON says so with null.
     return {"reached": f.reached, "labels": f.labels if f.labels >= 0 else None,
-            "low": f.low, "high": f.high if f.high >= 0 else None, "points": f.points}
+            "low": f.low, "high": f.high if f.high >= 0 else None, "points": f.points,
+            "more_answers": f.more_answers}
 
 
 def status(s: trainer_pb2.Status) -> dict[str, Any]:
@@ -81,15 +89,18 @@ def status(s: trainer_pb2.Status) -> dict[str, Any]:
     model = None
     if s.HasField("model"):
         model = {"version": s.model.version, "labels": s.model.labels,
-                 "labels_given": s.model.labels_given,
+                 "labels_given": s.model.labels_given, "pinned": s.model.pinned,
                  "estimate": _optional_estimate(s.model),
                  "validation": _optional_metrics(s.model, "validation"),
                  "evaluation": _optional_metrics(s.model, "evaluation"),
                  "create_time": _time(s.model, "create_time")}
     return {
+        "task": s.task,
+        "question": s.question,
         "label_id": s.label_id,
         "display_name": s.display_name,
         "target_f1": s.target_f1,
+        "min_per_class": s.min_per_class,
         "loading": {"state": LOADING.get(s.loading.state, "unknown"),
                     "message": s.loading.message, "fraction": s.loading.fraction,
                     "items_loaded": s.loading.items_loaded},
@@ -201,3 +212,16 @@ def gold_check(response: trainer_pb2.AddAnnotationResponse) -> dict[str, Any] | 
         return None
     g = response.gold_check
     return {"known_label": LABELS.get(g.known_label, "unspecified"), "agrees": g.agrees}
+
+
+TASK_SOURCES = {trainer_pb2.TASK_SOURCE_SETTINGS: "settings", trainer_pb2.TASK_SOURCE_FILE: "file",
+                trainer_pb2.TASK_SOURCE_API: "api"}
+
+
+def task(t: trainer_pb2.Task) -> dict[str, Any]:
+    return {"name": t.name, "display_name": t.display_name, "question": t.question,
+            "guidelines": t.guidelines, "positive_class": t.positive_class,
+            "detector_class": t.detector_class, "target_f1": t.target_f1, "mix": t.mix,
+            "archived": t.archived, "source": TASK_SOURCES.get(t.source, "unknown"),
+            "default": t.is_default, "state": t.state,
+            "url": f"/t/{t.name}/"}

@@ -7,6 +7,8 @@ import json
 import grpc
 from aiohttp import web
 
+from hitl.redact import without_addresses
+
 HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.OUT_OF_RANGE: 400,
@@ -58,7 +60,7 @@ def from_rpc_error(exc: grpc.aio.AioRpcError, service: str) -> web.Response:
     code = exc.code()
     status = HTTP_STATUS.get(code, 502)
     if code in _CLIENT_FACING:
-        message = exc.details() or code.name.lower()
+        message = without_addresses(exc.details() or code.name.lower())
     else:
         message = _GENERIC.get(code, f"the {service} service failed")
     return error_response(status, code.name.lower(), message)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,6 +21,13 @@ OPENIMAGES_COLUMNS = ("ImageID", "Source", "LabelName", "Confidence")
 # A cell starting with one of these runs as a formula when the file is opened in a
 # spreadsheet; ids and annotator names come from users, so such cells get a quote first.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# A folder dataset's item ids are file names; Open Images' ImageID has no extension.
+IMAGE_EXTENSION = re.compile(r"\.(jpe?g|png|gif|webp|bmp|tiff?)$", re.IGNORECASE)
+
+
+def image_id(item_id: str) -> str:
+    """The Open Images ImageID of an item: its id without an image file extension."""
+    return IMAGE_EXTENSION.sub("", item_id) or item_id
 
 
 def _cell(value: Any) -> Any:
@@ -65,6 +73,6 @@ def openimages_rows(annotations: Iterable[dict[str, Any]], label_id: str) -> str
     for item_id, cast in votes.items():
         positive = sum(1 for a in cast.values() if a["label"] == "positive")
         if 2 * positive != len(cast):
-            lines.append(_csv_line((item_id, "verification", label_id,
+            lines.append(_csv_line((image_id(item_id), "verification", label_id,
                                     1 if 2 * positive > len(cast) else 0)))
     return "".join(lines)

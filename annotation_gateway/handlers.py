@@ -1,5 +1,7 @@
 """The JSON API: each handler checks its input, makes one call with a deadline, and
-converts the answer. gRPC errors are turned into HTTP errors by the error middleware."""
+converts the answer. gRPC errors are turned into HTTP errors by the error middleware.
+Every route is also served under /t/<task>/ for that task (`tasks.py`); without the
+prefix a call is about the trainer's default task."""
 
 from __future__ import annotations
 
@@ -9,14 +11,16 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+import grpc
 from aiohttp import web
 
 from annotation_gateway import convert, downloads, export, validation
 from annotation_gateway.config import Config
+from annotation_gateway.directory import TaskDirectory
 from annotation_gateway.errors import ApiError
 from annotation_gateway.guidelines import Guidelines, serve_example
 from annotation_gateway.identity import annotator_of, identity_of, requires_admin, status_for
-from annotation_gateway.live import StatusHub, stream_status
+from annotation_gateway.live import StatusHubs, stream_status
 from annotation_gateway.metrics import ANNOTATIONS, UNDOS
 from annotation_gateway.ratelimit import LEASES, limited
 from hitl.v1 import feature_pb2, feature_pb2_grpc, trainer_pb2, trainer_pb2_grpc
@@ -30,7 +34,8 @@ IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "
 CONFIG = web.AppKey("config", Config)
 TRAINER = web.AppKey("trainer", trainer_pb2_grpc.TrainerServiceStub)
 FEATURES = web.AppKey("features", feature_pb2_grpc.FeatureServiceStub)
-HUB = web.AppKey("hub", StatusHub)
+HUBS = web.AppKey("hubs", StatusHubs)
+DIRECTORY = web.AppKey("directory", TaskDirectory)
 EXTRACTOR = web.AppKey("extractor", dict)
 GUIDELINES = web.AppKey("guidelines", Guidelines)
 
@@ -53,6 +58,21 @@ def _deadline(request: web.Request) -> float:
     return request.app[CONFIG].rpc_deadline_s
 
 
+def task_of(request: web.Request) -> str:
+    """The task a request is about: <task> in /t/<task>/...; "" (the default task) for a
+    path without it."""
+    return validation.task_name(request.match_info.get("task", ""))
+
+
+async def known_task(request: web.Request) -> dict[str, Any]:
+    """The request's task as the trainer lists it; 404 when there is no such task."""
+    task = task_of(request)
+    found = await request.app[DIRECTORY].find(task)
+    if found is None:
+        raise ApiError(404, "no_such_task", f"there is no task {task!r}")
+    return found
+
+
 # --- status ------------------------------------------------------------------------
 
 async def _extractor(request: web.Request) -> dict[str, Any] | None:
@@ -70,8 +90,8 @@ async def _extractor(request: web.Request) -> dict[str, Any] | None:
 
 
 async def get_status(request: web.Request) -> web.Response:
-    response = await request.app[TRAINER].GetStatus(trainer_pb2.GetStatusRequest(),
-                                                    timeout=_deadline(request))
+    response = await request.app[TRAINER].GetStatus(
+        trainer_pb2.GetStatusRequest(task=task_of(request)), timeout=_deadline(request))
     body = status_for(convert.status(response.status), identity_of(request))
     assert body is not None
     body["extractor"] = await _extractor(request)
@@ -80,7 +100,10 @@ async def get_status(request: web.Request) -> web.Response:
 
 async def events(request: web.Request) -> web.StreamResponse:
     identity = identity_of(request)
-    return await stream_status(request, request.app[HUB],
+    task = task_of(request)
+    if task and (await known_task(request))["archived"]:
+        raise ApiError(409, "archived", f"task {task!r} is archived")
+    return await stream_status(request, request.app[HUBS].hub(task),
                                view=lambda status: status_for(status, identity))
 
 
@@ -92,7 +115,8 @@ async def next_items(request: web.Request) -> web.Response:
     n = validation.count(request.query.get("n"), DEFAULT_ITEMS)
     held = validation.held_ids(request.query.getall("held", []))
     response = await request.app[TRAINER].GetNextItems(
-        trainer_pb2.GetNextItemsRequest(annotator=annotator, count=n, held_item_ids=held),
+        trainer_pb2.GetNextItemsRequest(annotator=annotator, count=n, held_item_ids=held,
+                                        task=task_of(request)),
         timeout=_deadline(request))
     return json_response({"items": [convert.item(i) for i in response.items]})
 
@@ -125,7 +149,13 @@ async def thumbnail(request: web.Request) -> web.Response:
 # --- guidelines --------------------------------------------------------------------
 
 async def guidelines(request: web.Request) -> web.Response:
-    return json_response(request.app[GUIDELINES].body())
+    """The task's own guidelines where it has them, else the configured ones."""
+    body = request.app[GUIDELINES].body()
+    try:
+        own = (await known_task(request))["guidelines"]
+    except grpc.aio.AioRpcError:  # the trainer cannot say: the configured ones
+        own = ""
+    return json_response({"text": own, "examples": []} if own else body)
 
 
 async def guideline_example(request: web.Request) -> web.FileResponse:
@@ -147,7 +177,10 @@ async def add_annotation(request: web.Request) -> web.Response:
         item_id=validation.item_id(str(body.get("item_id") or "")),
         label=label, annotator=annotator,
         duration_ms=validation.duration_ms(body.get("duration_ms")),
-        note=validation.note(body.get("note")))
+        note=validation.note(body.get("note")), task=task_of(request))
+    given = validation.given_at(body.get("given_at"))
+    if given is not None:
+        request_pb.given_time.FromNanoseconds(int(given * 1e9))
     response = await request.app[TRAINER].AddAnnotation(request_pb, timeout=_deadline(request))
     ANNOTATIONS.labels("duplicate" if response.duplicate else "new").inc()
     return json_response({"annotation": convert.own_annotation(response.annotation),
@@ -160,7 +193,8 @@ async def undo_annotation(request: web.Request) -> web.Response:
     annotator = annotator_of(request)
     annotation_id = validation.annotation_id(request.match_info["annotation_id"])
     response = await request.app[TRAINER].UndoAnnotation(
-        trainer_pb2.UndoAnnotationRequest(annotation_id=annotation_id, annotator=annotator),
+        trainer_pb2.UndoAnnotationRequest(annotation_id=annotation_id, annotator=annotator,
+                                          task=task_of(request)),
         timeout=_deadline(request))
     UNDOS.inc()
     return json_response({"annotation": convert.own_annotation(response.annotation)})
@@ -176,7 +210,7 @@ async def export_labels(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
     call = request.app[TRAINER].ExportLabels(
         trainer_pb2.ExportLabelsRequest(include_undone=include_undone,
-                                        include_skipped=include_skipped),
+                                        include_skipped=include_skipped, task=task_of(request)),
         timeout=config.export_deadline_s)
     batches = aiter(call)
     # The first batch is read before answering, so that an unavailable trainer is an
@@ -184,8 +218,8 @@ async def export_labels(request: web.Request) -> web.StreamResponse:
     first = await anext(batches, None)
     content_type, filename = export.FORMATS[fmt]
     if fmt == "openimages":
-        status = await request.app[TRAINER].GetStatus(trainer_pb2.GetStatusRequest(),
-                                                      timeout=_deadline(request))
+        status = await request.app[TRAINER].GetStatus(
+            trainer_pb2.GetStatusRequest(task=task_of(request)), timeout=_deadline(request))
         rows = [convert.annotation(a) for a in (first.annotations if first else ())]
         async for batch in batches:
             rows.extend(convert.annotation(a) for a in batch.annotations)

@@ -1,7 +1,7 @@
-"""One WatchStatus stream from the trainer per gateway process, fanned out to every
-browser over Server-Sent Events. Subscribers only ever need the newest status, so each
-one waits for a newer version and sends the latest snapshot (slow clients skip states
-instead of queueing them)."""
+"""One WatchStatus stream from the trainer per task and gateway process, fanned out to
+every browser on that task over Server-Sent Events. Subscribers only ever need the newest
+status, so each one waits for a newer version and sends the latest snapshot (slow clients
+skip states instead of queueing them)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ CLIENT_RETRY_MS = 2000
 
 
 class StatusHub:
-    def __init__(self, trainer: trainer_pb2_grpc.TrainerServiceStub) -> None:
-        self.trainer = trainer
+    def __init__(self, trainer: trainer_pb2_grpc.TrainerServiceStub, task: str = "") -> None:
+        self.trainer, self.task = trainer, task
         self.trainer_state = "connecting"
         self.status: dict[str, Any] | None = None
         self.version = 0
@@ -64,7 +64,7 @@ class StatusHub:
         backoff = RECONNECT_MIN_S
         while not self.closing:
             try:
-                call = self.trainer.WatchStatus(trainer_pb2.WatchStatusRequest(),
+                call = self.trainer.WatchStatus(trainer_pb2.WatchStatusRequest(task=self.task),
                                                 timeout=WATCH_DEADLINE_S)
                 async for response in call:
                     TRAINER_WATCH_UP.set(1)
@@ -82,6 +82,32 @@ class StatusHub:
                 await self._publish(trainer_state="down")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, RECONNECT_MAX_S)
+
+
+class StatusHubs:
+    """A hub per task, each started when a page on that task first asks for it (the
+    default task's, named "", at once). Only tasks the trainer lists are asked for, so
+    their number is bounded by the tasks there are."""
+
+    def __init__(self, trainer: trainer_pb2_grpc.TrainerServiceStub) -> None:
+        self.trainer = trainer
+        self.hubs: dict[str, StatusHub] = {}
+        self._runs: dict[str, asyncio.Task] = {}
+        self.hub("")
+
+    def hub(self, task: str) -> StatusHub:
+        hub = self.hubs.get(task)
+        if hub is None:
+            hub = self.hubs[task] = StatusHub(self.trainer, task)
+            self._runs[task] = asyncio.create_task(hub.run(), name=f"status-{task}")
+        return hub
+
+    async def close(self) -> None:
+        for hub in list(self.hubs.values()):
+            await hub.close()
+        for run in self._runs.values():
+            run.cancel()
+        await asyncio.gather(*self._runs.values(), return_exceptions=True)
 
 
 def _event(name: str, data: dict[str, Any], event_id: int) -> bytes:

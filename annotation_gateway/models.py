@@ -1,5 +1,5 @@
-"""The models: the list, one model as a downloadable self-describing file, and
-activation (roll back or forward).
+"""The models: the list, one model as a downloadable self-describing file, activation
+(roll back or forward) and lifting a pin (back to following the newest model).
 
 Activation needs no more than the API's access token for now (GATEWAY_TOKEN); an
 administrator role is to come with annotator accounts."""
@@ -13,7 +13,7 @@ from aiohttp import web
 
 from annotation_gateway import convert
 from annotation_gateway.errors import ApiError
-from annotation_gateway.handlers import CONFIG, TRAINER
+from annotation_gateway.handlers import CONFIG, TRAINER, task_of
 from annotation_gateway.identity import requires_admin
 from hitl.v1 import trainer_pb2
 
@@ -28,7 +28,7 @@ def _version(request: web.Request) -> str:
     return version
 
 
-def record(m: trainer_pb2.ModelRecord) -> dict[str, Any]:
+def record(m: trainer_pb2.ModelRecord, task: str = "") -> dict[str, Any]:
     estimate = convert.estimate(m.estimate) if m.HasField("estimate") else None
     return {
         "version": m.version,
@@ -42,16 +42,17 @@ def record(m: trainer_pb2.ModelRecord) -> dict[str, Any]:
         "threshold": m.threshold,
         "active": m.active,
         "compatible": m.compatible,
-        "download_url": f"/api/models/{m.version}",
+        "download_url": f"{f'/t/{task}' if task else ''}/api/models/{m.version}",
     }
 
 
 @requires_admin
 async def list_models(request: web.Request) -> web.Response:
     response = await request.app[TRAINER].ListModels(
-        trainer_pb2.ListModelsRequest(), timeout=request.app[CONFIG].rpc_deadline_s)
+        trainer_pb2.ListModelsRequest(task=task_of(request)),
+        timeout=request.app[CONFIG].rpc_deadline_s)
     return web.json_response({"pinned": response.pinned,
-                              "models": [record(m) for m in response.models]})
+                              "models": [record(m, task_of(request)) for m in response.models]})
 
 
 @requires_admin
@@ -61,7 +62,8 @@ async def download(request: web.Request) -> web.Response:
     if fmt not in FORMATS:
         raise ApiError(400, "invalid_format", "format must be npz or json")
     response = await request.app[TRAINER].GetModel(
-        trainer_pb2.GetModelRequest(version=version, format=FORMATS[fmt]),
+        trainer_pb2.GetModelRequest(version=version, format=FORMATS[fmt],
+                                    task=task_of(request)),
         timeout=request.app[CONFIG].rpc_deadline_s)
     filename = re.sub(r"[^A-Za-z0-9._-]", "-", response.filename) or f"{version}.{fmt}"
     return web.Response(body=response.data, headers={
@@ -74,6 +76,23 @@ async def download(request: web.Request) -> web.Response:
 async def activate(request: web.Request) -> web.Response:
     version = _version(request)
     response = await request.app[TRAINER].ActivateModel(
-        trainer_pb2.ActivateModelRequest(version=version),
+        trainer_pb2.ActivateModelRequest(version=version, task=task_of(request)),
         timeout=request.app[CONFIG].rpc_deadline_s)
-    return web.json_response({"model": record(response.model), "pinned": response.pinned})
+    return web.json_response({"model": record(response.model, task_of(request)),
+                              "pinned": response.pinned})
+
+
+@requires_admin
+async def unpin(request: web.Request) -> web.Response:
+    """Lifts a pin: the newest model that fits today's features is put to use, and every
+    model trained from then on as soon as it exists (ActivateModel of the newest)."""
+    deadline, task = request.app[CONFIG].rpc_deadline_s, task_of(request)
+    listed = await request.app[TRAINER].ListModels(trainer_pb2.ListModelsRequest(task=task),
+                                                   timeout=deadline)
+    newest = next((m for m in listed.models if m.compatible), None)  # newest first
+    if newest is None:
+        raise ApiError(409, "no_model", "no kept model fits the features in use")
+    response = await request.app[TRAINER].ActivateModel(
+        trainer_pb2.ActivateModelRequest(version=newest.version, task=task), timeout=deadline)
+    return web.json_response({"model": record(response.model, task_of(request)),
+                              "pinned": response.pinned})

@@ -9,8 +9,8 @@ from aiohttp import web
 
 from annotation_gateway import convert, downloads
 from annotation_gateway.errors import ApiError
-from annotation_gateway.handlers import CONFIG, TRAINER
-from annotation_gateway.identity import requires_admin
+from annotation_gateway.handlers import CONFIG, TRAINER, task_of
+from annotation_gateway.identity import identity_of, requires_admin
 from hitl import prediction_rows
 from hitl.v1 import common_pb2, trainer_pb2
 
@@ -25,7 +25,8 @@ async def export(request: web.Request) -> web.StreamResponse:
     if fmt not in prediction_rows.FORMATS:
         raise ApiError(400, "invalid_format", "format must be csv or jsonl")
     call = request.app[TRAINER].ExportPredictions(
-        trainer_pb2.ExportPredictionsRequest(), timeout=request.app[CONFIG].export_deadline_s)
+        trainer_pb2.ExportPredictionsRequest(task=task_of(request)),
+        timeout=request.app[CONFIG].export_deadline_s)
     batches = aiter(call)
     # The first batch is read before answering: no model or no trainer is an HTTP error,
     # not an empty file.
@@ -66,10 +67,13 @@ async def review(request: web.Request) -> web.Response:
     token = request.query.get("page_token", "")
     if len(token) > MAX_TOKEN_CHARS:
         raise ApiError(400, "invalid_page_token", "not a page token this API gave")
+    identity = identity_of(request)
+    # The page's items are served to whoever it is shown to: they may answer them.
     response = await request.app[TRAINER].ListPredictions(
         trainer_pb2.ListPredictionsRequest(order=ORDERS[order],
                                            page_size=_limit(request.query.get("limit")),
-                                           page_token=token),
+                                           page_token=token, task=task_of(request),
+                                           annotator=identity.name if identity else ""),
         timeout=request.app[CONFIG].rpc_deadline_s)
     return web.json_response({
         "model_version": response.model_version, "threshold": response.threshold,
@@ -86,5 +90,6 @@ async def review(request: web.Request) -> web.Response:
 @requires_admin
 async def start_job(request: web.Request) -> web.Response:
     response = await request.app[TRAINER].ScoreDataset(
-        trainer_pb2.ScoreDatasetRequest(), timeout=request.app[CONFIG].rpc_deadline_s)
+        trainer_pb2.ScoreDatasetRequest(task=task_of(request)),
+        timeout=request.app[CONFIG].rpc_deadline_s)
     return web.json_response({"scoring": convert.scoring(response.scoring)}, status=202)

@@ -40,6 +40,8 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
 }
 
+SERVER = "hitl-gateway"
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -72,5 +74,7 @@ def make_csrf_middleware(allowed_origins: tuple[str, ...]) -> Callable:
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    # Instead of aiohttp's default, which names the Python and aiohttp versions.
+    response.headers["Server"] = SERVER
     if request.path.startswith("/api/") and "Cache-Control" not in response.headers:
         response.headers["Cache-Control"] = "no-store"

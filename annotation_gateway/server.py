@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -14,15 +13,35 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from annotation_gateway import access, classify, handlers, models, predictions, security, sessions
+from annotation_gateway import (
+    access,
+    classify,
+    handlers,
+    imports,
+    models,
+    predictions,
+    security,
+    sessions,
+    tasks,
+)
 from annotation_gateway.config import Config
+from annotation_gateway.directory import TaskDirectory
 from annotation_gateway.errors import ApiError, error_response, from_rpc_error
 from annotation_gateway.guidelines import Guidelines
-from annotation_gateway.handlers import CONFIG, EXTRACTOR, FEATURES, GUIDELINES, HUB, TRAINER
+from annotation_gateway.handlers import (
+    CONFIG,
+    DIRECTORY,
+    EXTRACTOR,
+    FEATURES,
+    GUIDELINES,
+    HUBS,
+    TRAINER,
+)
 from annotation_gateway.identity import Identities
-from annotation_gateway.live import StatusHub
+from annotation_gateway.live import StatusHubs
 from annotation_gateway.metrics import LATENCY, REQUESTS
 from annotation_gateway.ratelimit import LEASES, LOGINS, RateLimit
+from annotation_gateway.uploads import UPLOADS, Uploads, budget_bytes
 from annotation_gateway.validation import MAX_BODY_BYTES
 from hitl.channels import ClientSecurity, open_channel
 from hitl.logs import new_request_id, request_id
@@ -34,6 +53,10 @@ TRAINER_SERVICE = "hitl.v1.TrainerService"
 FEATURE_SERVICE = "hitl.v1.FeatureService"
 HEALTH_DEADLINE_S = 1.0
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+# npm packages the pages use, served from GATEWAY_VENDOR_DIR: (URL name, folder, what
+# is missing without it).
+VENDORED = (("uplot", "uplot/dist", "the learning-curve chart is disabled"),
+            ("swagger-ui", "swagger-ui-dist", "/api/docs cannot render the API"))
 CLOSING = web.AppKey("closing", asyncio.Event)
 HEALTH = web.AppKey("health", dict)
 
@@ -94,21 +117,18 @@ async def _channels(app: web.Application) -> AsyncIterator[None]:
     app[FEATURES] = feature_pb2_grpc.FeatureServiceStub(features)
     app[HEALTH] = {"trainer": health_pb2_grpc.HealthStub(trainer),
                    "feature": health_pb2_grpc.HealthStub(features)}
-    hub = app[HUB] = StatusHub(app[TRAINER])
-    watcher = asyncio.create_task(hub.run())
+    hubs = app[HUBS] = StatusHubs(app[TRAINER])
+    app[DIRECTORY] = TaskDirectory(app[TRAINER], config.rpc_deadline_s)
     yield
-    await hub.close()
-    watcher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watcher
+    await hubs.close()
     await trainer.close()
     await features.close()
 
 
 async def _on_shutdown(app: web.Application) -> None:
     app[CLOSING].set()
-    if HUB in app:
-        await app[HUB].close()
+    if HUBS in app:
+        await app[HUBS].close()
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -139,10 +159,16 @@ async def readyz(request: web.Request) -> web.Response:
 
 def _page(name: str):  # type: ignore[no-untyped-def]
     async def page(request: web.Request) -> web.FileResponse:
-        response = web.FileResponse(Path(request.app[CONFIG].web_dir) / name)
-        response.headers["Cache-Control"] = "no-cache"
-        return response
+        return tasks.serve_page(request, name)
     return page
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    """The sign-in form; a gateway without annotator tokens has nothing to sign in with,
+    so its page is the annotation page."""
+    if request.app[sessions.IDENTITIES].open:
+        raise web.HTTPSeeOther("/")
+    return await _page("login.html")(request)
 
 
 async def openapi(request: web.Request) -> web.FileResponse:
@@ -164,6 +190,8 @@ def init_app(config: Config) -> web.Application:
     app[sessions.IDENTITIES] = identities
     app[LOGINS] = RateLimit(config.login_rate, "sign-in attempts")
     app[LEASES] = RateLimit(config.lease_rate, "item requests")
+    app[classify.CLASSIFY_RATE] = RateLimit(config.classify_rate, "classify requests")
+    app[UPLOADS] = Uploads(config.upload_requests, budget_bytes(config.upload_bytes))
     app[GUIDELINES] = Guidelines.from_config(config)
     app[EXTRACTOR] = {}
     app[CLOSING] = asyncio.Event()
@@ -171,9 +199,11 @@ def init_app(config: Config) -> web.Application:
     app.on_shutdown.append(_on_shutdown)
     app.on_response_prepare.append(security.add_security_headers)
 
-    app.router.add_get("/", _page("index.html"))
-    app.router.add_get("/login", _page("login.html"))
+    app.router.add_get("/", tasks.index)
+    app.router.add_get("/login", login_page)
     app.router.add_get("/review", _page("review.html"))
+    app.router.add_get("/models", _page("models.html"))
+    app.router.add_get("/api/docs", _page("docs.html"))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/openapi.json", openapi)
@@ -188,6 +218,7 @@ def init_app(config: Config) -> web.Application:
     app.router.add_get("/api/items/{item_id}/thumbnail", handlers.thumbnail)
     app.router.add_post("/api/annotations", handlers.add_annotation)
     app.router.add_delete("/api/annotations/{annotation_id}", handlers.undo_annotation)
+    app.router.add_post("/api/labels/import", imports.import_labels)
     app.router.add_get("/api/export", handlers.export_labels)
     app.router.add_get("/api/guidelines", handlers.guidelines)
     app.router.add_get("/api/guidelines/examples/{index}", handlers.guideline_example)
@@ -198,11 +229,14 @@ def init_app(config: Config) -> web.Application:
     app.router.add_get("/api/models", models.list_models)
     app.router.add_get("/api/models/{version}", models.download)
     app.router.add_post("/api/models/{version}/activate", models.activate)
+    app.router.add_delete("/api/models/pin", models.unpin)
+    tasks.add_routes(app)  # after every route it repeats under /t/<task>/
     app.router.add_static("/static/", Path(config.web_dir), append_version=False)
-    uplot = Path(config.vendor_dir) / "uplot" / "dist"
-    if uplot.is_dir():
-        app.router.add_static("/vendor/uplot/", uplot)
-    else:
-        log.warning("uPlot not found; the learning-curve chart is disabled (run make install)",
-                    extra={"path": str(uplot)})
+    for name, folder, what in VENDORED:
+        path = Path(config.vendor_dir) / folder
+        if path.is_dir():
+            app.router.add_static(f"/vendor/{name}/", path)
+        else:
+            log.warning("a vendored npm package is missing (run make install): %s", what,
+                        extra={"path": str(path)})
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from annotation_gateway.errors import ApiError
@@ -14,6 +15,8 @@ MAX_HELD_IDS = 50
 MAX_ITEM_ID_CHARS = 256
 MAX_DURATION_MS = 24 * 3600 * 1000
 MAX_NOTE_CHARS = 200
+# The last second a protobuf Timestamp holds (9999-12-31T23:59:59Z).
+MAX_GIVEN_AT = 253402300799
 
 ANNOTATION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 ANNOTATOR = re.compile(r"^[A-Za-z0-9_ .@-]{1,40}$")
@@ -85,6 +88,24 @@ def note(raw: Any) -> str:
     return raw.strip()
 
 
+def given_at(raw: Any) -> float | None:
+    """When an answer was given, as the page kept it (ISO 8601 with a zone, e.g.
+    "2025-05-01T09:30:00.000Z"), in seconds since the epoch; None when not sent. The
+    trainer bounds it (never in the future, at most a week back)."""
+    if raw is None:
+        return None
+    try:
+        if not isinstance(raw, str) or len(raw) > 40:
+            raise ValueError
+        when = datetime.fromisoformat(raw)
+        if when.tzinfo is None or not 0 <= when.timestamp() <= MAX_GIVEN_AT:
+            raise ValueError
+        return when.timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise ApiError(400, "invalid_given_at",
+                       "given_at must be an ISO 8601 time with its zone") from None
+
+
 def flag(raw: str | None, name: str) -> bool:
     value = "false" if raw is None else raw
     if value not in ("true", "false", "1", "0"):
@@ -96,3 +117,15 @@ def json_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
     return body
+
+
+TASK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+# Each text of a task added through the API (its guidelines included) fits the body limit.
+MAX_TASK_TEXT = 10_000
+
+
+def task_name(raw: str) -> str:
+    """A task's name from a path ("" for none); a name no task can have is a 404."""
+    if raw and not TASK_NAME.fullmatch(raw):
+        raise ApiError(404, "no_such_task", "there is no task of that name")
+    return raw

@@ -25,8 +25,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = {"features": "bench.features", "precision": "bench.precision",
+         "embedding": "bench.embed_dataset",
          "trainer": "bench.trainer", "gateway": "bench.gateway", "startup": "bench.startup",
-         "predictions": "bench.predictions"}
+         "predictions": "bench.predictions", "floods": "bench.floods", "tasks": "bench.tasks"}
 DEFAULT_OUT = ROOT / "artifacts" / "bench"
 
 

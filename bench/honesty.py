@@ -67,10 +67,6 @@ class Backtest:
     def share(self) -> float:
         return self.covered / self.forecasts if self.forecasts else float("nan")
 
-    @property
-    def run_share(self) -> float:
-        return self.runs_covered / self.runs if self.runs else float("nan")
-
 
 def _holds(row: dict, needed: int) -> bool:
     low, high = float(row["forecast_low"]), float(row["forecast_high"])

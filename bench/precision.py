@@ -1,5 +1,6 @@
-"""What bfloat16 inference on the CPU costs trained models' features:
-`python -m bench.precision [--short]`.
+"""What reduced precision costs trained models' features:
+`python -m bench.precision [--short]` (bfloat16 on the CPU; and the lite extractor's int8
+models, bench/int8.py, which are accepted only where this shows them harmless).
 
 The resnext50-frcnn extractor runs its convolution trunks and box-head MLP under
 `torch.autocast` (bfloat16 on a CPU), keeping box decoding, NMS and scores in float32.
@@ -53,7 +54,7 @@ def load_models() -> tuple[Callable, Callable]:
 
 
 def batch_inputs(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    from feature_service.extractors.baseline import full_size_rgb
+    from bench.baseline import full_size_rgb
     from feature_service.extractors.lite import detector_input, embedder_input
 
     images = [full_size_rgb(p) for p in paths]
@@ -138,16 +139,17 @@ def measure(paths: list[Path]) -> tuple[dict[str, np.ndarray], dict[str, dict[st
 def resnext_effect(paths: list[Path], labels: list[int],
                    build: Callable | None = None) -> dict:
     """resnext50-frcnn's float32 vectors against its reduced-precision ones (bfloat16 on
-    a CPU, float16 on CUDA). `build(device, precision=...)` makes the extractor: the
+    a CPU, float16 on CUDA). `build(device, settings)` makes the extractor: the
     pretrained one unless a test passes another."""
+    from bench.baseline import full_size_rgb
     from bench.features import weights_missing
-    from feature_service.extractors.baseline import full_size_rgb
+    from feature_service.extractors.base import Settings
     from feature_service.extractors.resnext_frcnn import (
         DTYPE_NAMES,
         EMBEDDING_DIM,
         ResNeXtFrcnnExtractor,
     )
-    from feature_service.extractors.runtime import resolve_device
+    from feature_service.extractors.runtime import cpu_threads, resolve_device
 
     if build is None:
         why = weights_missing("resnext50-frcnn")
@@ -155,10 +157,9 @@ def resnext_effect(paths: list[Path], labels: list[int],
             return {"status": "skipped", "reason": f"{why}: the lite figures stand in"}
         build = ResNeXtFrcnnExtractor.pretrained
     device = resolve_device("auto")
-    reduced = build(device)
-    if reduced.dtype is None:
-        return {"status": "skipped", "reason": f"no native reduced precision on {device}"}
-    full = build(device, precision="float32")
+    low = "float16" if device.startswith("cuda") else "bfloat16"
+    reduced = build(device, Settings(low, "channels_last", cpu_threads()))
+    full = build(device, Settings("float32", "channels_last", cpu_threads()))
 
     def vectors(extractor: ResNeXtFrcnnExtractor) -> np.ndarray:
         return np.concatenate([extractor.extract([extractor.prepare(full_size_rgb(p))])
@@ -202,6 +203,9 @@ def run(short: bool, count: int | None = None, resnext_count: int | None = None)
                                   / per_image["bfloat16"]["both"], 2),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
+    from bench.int8 import int8_effect
+
+    result["lite_int8"] = int8_effect(paths, labels, MODELS)
     resnext_count = RESNEXT_COUNT if resnext_count is None and not short else resnext_count
     if resnext_count:
         result["resnext50_frcnn"] = resnext_effect(*tile_set(resnext_count))
@@ -233,6 +237,9 @@ def markdown(result: dict) -> str:
          f"({result['bfloat16_speedup']}x)"),
         ("native bf16", str(result["bf16_native"])),
     ]
+    from bench.int8 import markdown_rows
+
+    rows += markdown_rows(result.get("lite_int8", {"status": "skipped", "reason": "absent"}))
     resnext = result.get("resnext50_frcnn", {})
     if resnext.get("status") == "skipped":
         rows.append(("resnext50-frcnn itself", f"skipped: {resnext['reason']}"))

@@ -4,6 +4,8 @@ quiet logs, as named helpers around the one supervisor (tools/supervisor.py)."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +14,47 @@ from typing import Any
 from tools.probes import free_port
 from tools.supervisor import ROOT, ServiceProcess, peak_rss_mib
 
-__all__ = ["ROOT", "feature_service", "free_port", "gateway", "missing_modules",
-           "peak_rss_mib", "pool_embedded", "trainer_service", "wait_for_trainer"]
+__all__ = ["ROOT", "cpu_seconds", "feature_service", "free_port", "gateway",
+           "missing_modules", "peak_rss_mib", "pool_embedded", "trainer_service",
+           "tree_peak_mib", "wait_for_trainer"]
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every live descendant (the feature service's worker processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by `pid` and its live descendants: on a
+    shared machine it shows the cost without the wait for other processes."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICKS
+
+
+def tree_peak_mib(pid: int) -> float:
+    """Peak resident memory of `pid` and its live descendants, summed."""
+    return sum(peak_rss_mib(member) or 0.0 for member in process_tree(pid))
 
 
 def feature_service(state: Path, cache_dir: Path, extractor: str = "lite") -> ServiceProcess:
@@ -29,6 +70,20 @@ def feature_service(state: Path, cache_dir: Path, extractor: str = "lite") -> Se
     }, state / "logs" / "feature.log", port=port, name="feature")
 
 
+def manifest_roots(manifest: Path) -> str:
+    """The folder holding a manifest's local images (the benchmarks write manifests
+    beside their state, naming images of the data folder), for TRAINER_DATASET_ROOTS."""
+    if not manifest.is_file():
+        return ""
+    try:
+        with manifest.open(newline="") as f:
+            rows = [r for r in csv.reader(f) if len(r) > 1][1:]
+    except (csv.Error, ValueError):  # made bad on purpose, or gzipped: the trainer reads it
+        return ""
+    local = [r[1] for r in rows if Path(r[1]).is_absolute()]
+    return os.path.commonpath([str(Path(p).parent) for p in local]) if local else ""
+
+
 def trainer_service(state: Path, data_dir: Path, feature_addr: str, manifest: Path,
                     extra_env: dict[str, str] | None = None,
                     name: str = "trainer") -> ServiceProcess:
@@ -38,6 +93,7 @@ def trainer_service(state: Path, data_dir: Path, feature_addr: str, manifest: Pa
         "TRAINER_METRICS_PORT": "0",
         "TRAINER_FEATURE_ADDR": feature_addr,
         "TRAINER_DATASET": str(manifest),
+        "TRAINER_DATASET_ROOTS": manifest_roots(manifest),
         "TRAINER_DATA_DIR": str(data_dir),
         "LOG_LEVEL": "WARNING",
         **(extra_env or {}),

@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 from feature_service.cache import CacheUnavailable
 from feature_service.config import Config
-from feature_service.extractors.base import Extractor, MissingWeightsError
+from feature_service.extractors.base import MissingWeightsError
+from feature_service.jobs import Builder
 from hitl.config import ConfigError, load_or_exit, parse_command_line
 from hitl.logs import setup_logging
 
@@ -23,24 +24,25 @@ DESCRIPTION = ("The feature service: images (bytes or URLs) to feature vectors o
                "setting comes from the environment.")
 
 
-def main(make_extractor: Callable[[Config], Extractor] | None = None,
+def main(make_builder: Callable[[Config], Builder] | None = None,
          argv: list[str] | None = None) -> None:
-    """Serves the configured extractor; `make_extractor` replaces it (the benchmark's
-    random-weight service, bench/untrained_feature_service.py)."""
+    """Serves the configured extractor; `make_builder` builds another in the workers (the
+    benchmark's random-weight service, bench/untrained_feature_service.py)."""
     parse_command_line(Config, "feature_service", DESCRIPTION, argv)
     config = load_or_exit(Config)
     setup_logging("feature", config.log_level)
-    from feature_service.server import build_service, load_configured_extractor
+    from feature_service.startup import configured_builder
     try:
-        extractor = (make_extractor or load_configured_extractor)(config)
+        builder = (make_builder or configured_builder)(config)
     except (MissingWeightsError, ValueError) as exc:
         # One line: the missing file and the command that fetches it, or the bad device.
         print(f"feature service cannot start: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
 
     async def serve() -> None:
+        from feature_service.server import build_service
         try:
-            service = build_service(config, extractor)
+            service = build_service(config, builder=builder)
         except (CacheUnavailable, ConfigError) as exc:
             print(f"feature service cannot start: {exc}", file=sys.stderr)
             raise SystemExit(1) from None

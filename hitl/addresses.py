@@ -4,7 +4,11 @@ trainer's dataset downloads).
 Public unicast addresses are allowed. Loopback, private, link-local (cloud metadata
 169.254.169.254 among them), multicast, reserved, shared (CGNAT) and unspecified
 addresses are refused unless the allowlist names the address, a block holding it, or the
-host name being fetched.
+host name being fetched. An IPv6 address that carries an IPv4 address (IPv4-mapped or
+-compatible, 6to4, NAT64, Teredo) is judged by the IPv4 address it reaches.
+
+A refusal says only that (`refusal`): never what a name resolved to, which would let a
+caller map internal names.
 """
 
 from __future__ import annotations
@@ -43,18 +47,42 @@ def parse_allowlist(raw: str) -> tuple[str, ...]:
     return entries
 
 
-def _unmapped(address: IPAddress) -> IPAddress:
-    # ::ffff:127.0.0.1 reaches 127.0.0.1: judge the IPv4 address it carries.
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
+# Translators that reach the IPv4 address in an IPv6 address's last 32 bits (RFC 6052's
+# well-known prefix and RFC 8215's local-use one), and IPv4-compatible addresses (::/96).
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+_COMPATIBLE = ipaddress.IPv6Network("::/96")
 
 
-def is_public(address: IPAddress) -> bool:
-    address = _unmapped(address)
+def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address reaches: ::ffff:127.0.0.1 reaches 127.0.0.1,
+    2002:7f00:1:: (6to4) too, and a Teredo address its server and client."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    found = [a for a in (address.ipv4_mapped, address.sixtofour) if a is not None]
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    last32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if any(address in n for n in _NAT64) or (address in _COMPATIBLE and int(address) > 1):
+        found.append(last32)
+    return found
+
+
+def _publicly_routed(address: IPAddress) -> bool:
     return not (address.is_private or address.is_loopback or address.is_link_local
                 or address.is_multicast or address.is_reserved or address.is_unspecified
                 or not address.is_global)
+
+
+def is_public(address: IPAddress) -> bool:
+    carried = embedded_ipv4(address)
+    if carried:
+        return all(_publicly_routed(a) for a in carried)
+    return _publicly_routed(address)
+
+
+def refusal(host: str, setting: str) -> str:
+    """Why a URL's host may not be fetched, without what it resolved to."""
+    return f"forbidden_url: {host!r} is not a public address (unless {setting} allows it)"
 
 
 @dataclass(frozen=True)
@@ -72,5 +100,6 @@ class Allowlist:
         """May `address`, which `host` resolved to (or is), be connected to?"""
         if is_public(address) or host.lower().rstrip(".") in self.hosts:
             return True
-        address = _unmapped(address)
-        return any(address.version == n.version and address in n for n in self.networks)
+        reached: list[IPAddress] = [*embedded_ipv4(address)] or [address]
+        return all(any(a.version == n.version and a in n for n in self.networks)
+                   for a in reached)

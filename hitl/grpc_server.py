@@ -82,7 +82,8 @@ class GrpcService:
         await self._set_health(NOT_SERVING)
         await self.server.start()
         if self._metrics_port is not None:
-            self.metrics_port = start_metrics_server(self._metrics_port)
+            self.metrics_port = start_metrics_server(self._metrics_port,
+                                                     self.options.metrics_host)
         log.info("listening", extra={"port": self.port, "metrics_port": self.metrics_port,
                                      "tls": bool(self.options.tls_cert),
                                      "mutual_tls": bool(self.options.tls_client_ca),

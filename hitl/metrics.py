@@ -12,7 +12,9 @@ RPCS = prometheus_client.Counter(
     ["grpc_method", "grpc_code", "caller"])
 
 
-def start_metrics_server(port: int, addr: str = "0.0.0.0") -> int:
-    """Serves /metrics on `port` (0 picks a free one) and returns the bound port."""
+def start_metrics_server(port: int, addr: str = "127.0.0.1") -> int:
+    """Serves /metrics on `addr`:`port` (0 picks a free one) and returns the bound port.
+    Each service's <SERVICE>_METRICS_HOST says where: loopback unless told otherwise,
+    since the metrics name callers and their traffic."""
     server, _thread = prometheus_client.start_http_server(port, addr=addr)
     return int(server.server_port)

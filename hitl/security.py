@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ServerOptions:
     host: str = "[::]"
+    metrics_host: str = "127.0.0.1"
     access: Access = field(default_factory=Access)
     tls_cert: str = ""
     tls_key: str = ""
@@ -62,6 +63,9 @@ def _read(path: str, what: str) -> bytes:
 _SETTINGS: dict[str, tuple[str, Any, str, str, Any, bool]] = {
     "host": ("HOST", "[::]", "Address the gRPC port binds ([::]: every interface).",
              "127.0.0.1", None, False),
+    "metrics_host": ("METRICS_HOST", "127.0.0.1", "Address the Prometheus metrics port "
+                     "binds (127.0.0.1: this machine only; 0.0.0.0 in a pod, where a "
+                     "NetworkPolicy admits the scraper alone).", "0.0.0.0", None, False),
     "caller_tokens": (
         "CALLER_TOKENS", (), "Callers and their tokens, name=token or name=sha256:<hex "
         "digest of the token>, comma-separated; with neither this nor {p}_CALLER_TOKENS_DIR "
@@ -128,7 +132,8 @@ def server_options(config: Any, prefix: str,
                     f"{prefix}_CALLER_TOKENS_DIR): every caller is accepted; for local "
                     "development only")
     return ServerOptions(
-        host=config.host, access=Access(callers, dict(restricted or {})),
+        host=config.host, metrics_host=config.metrics_host,
+        access=Access(callers, dict(restricted or {})),
         tls_cert=config.tls_cert, tls_key=config.tls_key, tls_client_ca=config.tls_client_ca,
         reflection=config.reflection, max_concurrent_rpcs=config.max_concurrent_rpcs,
         max_connection_age_s=config.max_connection_age_s,

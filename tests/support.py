@@ -55,11 +55,30 @@ def tiles_manifest(path: Path, positives: int, negatives: int,
     return truth
 
 
+def tiles_by_class(path: Path, per_class: dict[str, int]) -> dict[str, str]:
+    """A manifest of real street tiles with their `source_class` column (the first
+    `per_class[c]` tiles filed under each class c, absolute paths, `label` 1 for
+    bicycles); returns item id -> source class."""
+    require_data(TILES)
+    with open(TILES / "labels.csv") as f:
+        rows = sorted(csv.DictReader(f), key=lambda r: r["filename"])
+    classes: dict[str, str] = {}
+    with open(path, "w") as f:
+        f.write("id,location,label,source_class\n")
+        for name, count in per_class.items():
+            for r in [r for r in rows if r["source_class"] == name][:count]:
+                item_id = Path(r["filename"]).stem
+                f.write(f"{item_id},{TILES / r['filename']},{r['label']},{name}\n")
+                classes[item_id] = name
+    return classes
+
+
 def lite_feature_env(port: int, cache_dir: Path, **extra: str) -> dict[str, str]:
-    """The settings of a `lite` feature service on `port` with its metrics port off and its
-    cache in `cache_dir`; `extra` (setting names as keywords) adds to or overrides them."""
+    """The settings of a `lite` feature service on `port` with its metrics port off, its
+    cache in `cache_dir` and no timing of settings at start (tests/feature/test_lite.py
+    measures them); `extra` (setting names as keywords) adds to or overrides them."""
     return {"FEATURE_PORT": str(port), "FEATURE_METRICS_PORT": "0", "FEATURE_EXTRACTOR": "lite",
-            "FEATURE_CACHE_DIR": str(cache_dir), **extra}
+            "FEATURE_CACHE_DIR": str(cache_dir), "FEATURE_CALIBRATION_S": "0", **extra}
 
 
 def require_lite_models() -> Path:

@@ -1,4 +1,4 @@
 """Development and command-line tools: `make run`'s launcher, the process supervisor the
-benchmarks and tests share, health probes, the README's configuration table, and
+benchmarks and tests share, health probes, the documented configuration table, and
 `make predict`. Nothing here ships in the service images (they carry `hitl/`, the runtime
 plumbing, and their own service)."""

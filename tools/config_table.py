@@ -1,7 +1,7 @@
-"""The README's configuration table, generated from the services' Config classes so the
-documentation cannot drift from the code: `python -m tools.config_table` prints it,
-`python -m tools.config_table --write` puts it between the README's config-table
-markers."""
+"""The configuration table of docs/configuration.md, generated from the services' Config
+classes so the documentation cannot drift from the code: `python -m tools.config_table`
+prints it, `python -m tools.config_table --write` puts it between that page's
+config-table markers."""
 
 from __future__ import annotations
 
@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.config_table",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true",
-                        help="update README.md in place instead of printing the table")
+                        help="update docs/configuration.md in place instead of printing the table")
     if parser.parse_args(argv).write:
-        path = Path(ROOT) / "README.md"
+        path = Path(ROOT) / "docs" / "configuration.md"
         path.write_text(with_table(path.read_text()))
     else:
         print(config_table())

@@ -1,9 +1,11 @@
 """`make run` (`python -m tools.run_local`, or `hitl-run`): the three services as separate
 local processes, wired together exactly as in Kubernetes (gRPC between them, LMDB and
 SQLite on local disk). Without --dataset and --extractor it runs what this machine can
-(tools/run_choice.py). Waits until all are healthy, prints the annotation page's URL, and
-stops them all cleanly on Ctrl-C or SIGTERM. Run it from a checkout: the services find
-the UI, the models and the state folder there."""
+(tools/run_choice.py); with --tasks (`make run TASKS=file`) the trainer answers the
+tasks that file names (docs/tasks.md) instead of the one task of its settings. Waits
+until all are healthy, prints the annotation page's URL, and stops them all cleanly on
+Ctrl-C or SIGTERM. Run it from a checkout: the services find the UI, the models and the
+state folder there."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from tools.supervisor import ServiceProcess, StartError, stop_all
 START_TIMEOUT_S = 600.0
 
 
-def plan(choice: Choice, port: int, state: Path) -> list[ServiceProcess]:
+def plan(choice: Choice, port: int, state: Path, tasks: str = "") -> list[ServiceProcess]:
     """The three services; ports and the state folder can be moved by the usual
     variables (FEATURE_PORT, TRAINER_PORT, *_METRICS_PORT, FEATURE_CACHE_DIR,
     TRAINER_DATA_DIR)."""
@@ -32,7 +34,8 @@ def plan(choice: Choice, port: int, state: Path) -> list[ServiceProcess]:
     dataset = choice.dataset
     if dataset != OPEN_IMAGES and not dataset.startswith(("http://", "https://")):
         dataset = str(Path(dataset).resolve())
-    # One trainer state per (dataset, extractor): labels and models never mix across tasks.
+    # One trainer state per (dataset, extractor): features never mix across datasets,
+    # and labels and models never across tasks (each task's are its own).
     slug = hashlib.sha256(f"{dataset}|{choice.extractor}".encode()).hexdigest()[:10]
     logs, cwd = state / "logs", Path.cwd()
     # The gRPC services listen on loopback only: `make run` configures no caller tokens
@@ -52,6 +55,8 @@ def plan(choice: Choice, port: int, state: Path) -> list[ServiceProcess]:
             "TRAINER_FEATURE_ADDR": f"127.0.0.1:{feature_port}",
             "TRAINER_DATASET": dataset,
             "TRAINER_DATA_DIR": env.get("TRAINER_DATA_DIR", str(state / f"trainer-{slug}")),
+            # Tasks share the dataset's state (its features); each keeps its own labels.
+            **({"TRAINER_TASKS_FILE": str(Path(tasks).resolve())} if tasks else {}),
         }, logs / "trainer.log", port=trainer_port, name="trainer", cwd=cwd),
         ServiceProcess("annotation_gateway", {
             # Loopback: no sign-in, each annotator chooses a name (the local demo).
@@ -76,6 +81,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="default: resnext50-frcnn where its weights are present, "
                              "else lite")
     parser.add_argument("--port", type=int, default=8080, help="annotation page port")
+    parser.add_argument("--tasks", default="",
+                        help="a TOML tasks file: the questions the trainer answers over the "
+                             "dataset, each with its own labels, model and page (default: one "
+                             "task from the trainer's settings)")
     parser.add_argument("--state", default=".run", help="local state folder")
     return parser.parse_args(argv)
 
@@ -106,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if choice.note:
         print(choice.note, flush=True)
-    services = plan(choice, args.port, Path(args.state).resolve())
+    if args.tasks and not Path(args.tasks).is_file():
+        print(f"make run: no tasks file {args.tasks}", file=sys.stderr)
+        return 1
+    services = plan(choice, args.port, Path(args.state).resolve(), args.tasks)
 
     def interrupt(*_: object) -> None:
         raise KeyboardInterrupt
@@ -117,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"\nAnnotation page: http://localhost:{args.port}/   (Ctrl-C stops all)",
               flush=True)
+        if args.tasks:
+            print(f"Tasks: http://localhost:{args.port}/tasks", flush=True)
         while all(s.running() for s in services):
             time.sleep(1.0)
         crashed = [s.name for s in services if not s.running()]

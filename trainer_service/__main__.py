@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from hitl.config import ConfigError, load_or_exit, parse_command_line
@@ -25,6 +27,14 @@ def ensure_writable(folder: Path) -> None:
         pass
 
 
+def warm_imports() -> None:
+    """Imports scikit-learn in the background at start. It takes seconds on a busy
+    machine, and the first status showing an annotator's kappa would otherwise import it
+    on the event loop, holding every call meanwhile."""
+    for module in ("sklearn.metrics", "sklearn.linear_model"):
+        importlib.import_module(module)
+
+
 def main(argv: list[str] | None = None) -> None:
     parse_command_line(Config, "trainer_service", DESCRIPTION, argv)
     config = load_or_exit(Config)
@@ -36,6 +46,8 @@ def main(argv: list[str] | None = None) -> None:
               f"written ({exc.strerror or exc}): set TRAINER_DATA_DIR to a writable folder",
               file=sys.stderr)
         raise SystemExit(1) from None
+
+    threading.Thread(target=warm_imports, name="warm-imports", daemon=True).start()
 
     async def serve() -> None:
         try:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from hitl.addresses import parse_allowlist
 from hitl.config import parse_list, require, setting
 from hitl.security import check_server_settings, server_setting
+from trainer_service.domain import DEFAULT_TASK
 
 DEFAULT_MIX = "gold=0.1,audit=0.1,random=0.1,uncertain=0.7"
 STRATEGIES = ("gold", "audit", "random", "uncertain", "outlier")
@@ -50,6 +51,7 @@ class Config:
     port: int = setting("TRAINER_PORT", 50052, "gRPC port", "50052")
     host: str = server_setting("TRAINER", "host")
     metrics_port: int = setting("TRAINER_METRICS_PORT", 9102, "Prometheus metrics port", "9102")
+    metrics_host: str = server_setting("TRAINER", "metrics_host")
     grace_s: float = setting("TRAINER_GRACE_S", 10.0, "seconds to drain calls on SIGTERM", "10")
     log_level: str = setting("LOG_LEVEL", "INFO", "log level", "DEBUG")
     max_message_bytes: int = setting(
@@ -111,6 +113,22 @@ class Config:
         "detector classes, by name or Open Images id; auto: the one whose Open Images id is "
         "TRAINER_LABEL_ID, else whose name is TRAINER_DISPLAY_NAME, else none; none: no "
         "detector evidence", "Fire hydrant")
+    task: str = setting(
+        "TRAINER_TASK", DEFAULT_TASK,
+        "name of the task these settings describe (in URLs: /t/<name>/), the one task of a "
+        "trainer without TRAINER_TASKS_FILE", "bicycle")
+    question: str = setting("TRAINER_QUESTION", "",
+                            "the task's question as annotators read it (default: Does this "
+                            "image show <display name>?)", "Is there a bicycle?")
+    positive_class: str = setting(
+        "TRAINER_POSITIVE_CLASS", "",
+        "over a CSV manifest, column=value: rows whose column holds the value are the "
+        "task's positives, every other row with a value a negative (default: the "
+        "manifest's label column)", "source_class=Hydrant")
+    tasks_file: str = setting(
+        "TRAINER_TASKS_FILE", "",
+        "a TOML file naming the tasks the trainer answers over its dataset (docs/tasks.md); "
+        "without it, one task from the settings above", "/etc/hitl/tasks.toml")
     target_f1: float = setting("TRAINER_TARGET_F1", 0.85, "F1 the task aims for", "0.85")
     validation_fraction: float = setting(
         "TRAINER_VALIDATION_FRACTION", 0.2,
@@ -127,7 +145,17 @@ class Config:
         "TRAINER_AUDIT_RESERVE", 0.2,
         "share of the pool kept for audits (never trained on) where a dataset ships no "
         "verified labels", "0.2")
+    dataset_roots: tuple[str, ...] = setting(
+        "TRAINER_DATASET_ROOTS", (),
+        "folders besides a manifest's own folder (and those below it) that its local images "
+        "may be in, comma-separated; a row naming a file elsewhere is skipped",
+        "/data/images,/srv/photos")
     lease_s: float = setting("TRAINER_LEASE_S", 600.0, "seconds an item stays leased", "600")
+    answer_grace_s: float = setting(
+        "TRAINER_ANSWER_GRACE_S", 86400.0,
+        "seconds after its lease ends that an item's annotator may still answer it (the page "
+        "keeps unsent answers across a closed tab); answers to items never served to that "
+        "annotator are refused whatever the time", "86400")
     max_items_per_call: int = setting("TRAINER_MAX_ITEMS", 50,
                                       "most items one GetNextItems call leases", "50")
     debounce_s: float = setting("TRAINER_DEBOUNCE_S", 2.0,
@@ -221,6 +249,7 @@ class Config:
         require(fractions_ok, "TRAINER_VALIDATION_FRACTION",
                 "validation and evaluation fractions must be >= 0 and sum below 1", "0.2")
         require(self.lease_s > 0, "TRAINER_LEASE_S", "must be positive", "600")
+        require(self.answer_grace_s >= 0, "TRAINER_ANSWER_GRACE_S", "must be >= 0", "86400")
         require(self.train_max_delay_s >= self.debounce_s, "TRAINER_TRAIN_MAX_DELAY_S",
                 "must be at least TRAINER_DEBOUNCE_S", "10")
         require(self.min_per_class >= 1, "TRAINER_MIN_PER_CLASS", "must be >= 1", "5")

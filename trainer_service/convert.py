@@ -15,6 +15,7 @@ from trainer_service.domain import (
     Counts,
     Estimate,
     Forecast,
+    Label,
     LeasedItem,
     LoadingProgress,
     Metrics,
@@ -24,12 +25,14 @@ from trainer_service.domain import (
     Status,
 )
 from trainer_service.features.records import Evidence, ImageError, ImageSource
+from trainer_service.intake import Imported, ImportRow
 from trainer_service.outputs.records import (
     Classification,
     ModelEntry,
     PredictionBatch,
     PredictionPage,
 )
+from trainer_service.tasks.spec import API, FILE, SETTINGS, TaskSpec
 
 E = TypeVar("E", bound=enum.IntEnum)
 
@@ -52,7 +55,11 @@ def loading_progress(p: LoadingProgress) -> trainer_pb2.LoadingProgress:
                                        fraction=p.fraction, items_loaded=p.items_loaded)
 
 
-def metrics(m: Metrics) -> common_pb2.Metrics:
+def metrics(m: Metrics) -> common_pb2.Metrics | None:
+    """None (the field left unset) for a split with no item: nothing was measured, which
+    a 0 would report as a failing model."""
+    if m.positives + m.negatives == 0:
+        return None
     return common_pb2.Metrics(**asdict(m))
 
 
@@ -67,14 +74,14 @@ def estimate(e: Estimate) -> trainer_pb2.Estimate:
 
 def forecast(f: Forecast) -> trainer_pb2.Forecast:
     return trainer_pb2.Forecast(reached=f.reached, labels=f.labels, low=f.low, high=f.high,
-                                points=f.points)
+                                points=f.points, more_answers=f.more_answers)
 
 
 def model_summary(s: ModelSummary) -> trainer_pb2.ModelSummary:
     summary = trainer_pb2.ModelSummary(version=s.version, labels=s.labels,
                                        validation=metrics(s.validation),
                                        evaluation=metrics(s.evaluation),
-                                       labels_given=s.labels_given)
+                                       labels_given=s.labels_given, pinned=s.pinned)
     summary.create_time.FromNanoseconds(_timestamp_ns(s.create_time))
     if s.estimate is not None:
         summary.estimate.CopyFrom(estimate(s.estimate))
@@ -92,8 +99,9 @@ def annotator_stats(a: AnnotatorStats) -> trainer_pb2.AnnotatorStats:
 
 def status(s: Status) -> trainer_pb2.Status:
     message = trainer_pb2.Status(
-        label_id=s.label_id, display_name=s.display_name, loading=loading_progress(s.loading),
-        counts=counts(s.counts), target_f1=s.target_f1,
+        label_id=s.label_id, display_name=s.display_name, task=s.task, question=s.question,
+        loading=loading_progress(s.loading), counts=counts(s.counts), target_f1=s.target_f1,
+        min_per_class=s.min_per_class,
         extraction=trainer_pb2.Extraction(pending=s.extraction.pending,
                                           seconds_per_item=s.extraction.seconds_per_item,
                                           eta_seconds=s.extraction.eta_seconds,
@@ -240,3 +248,41 @@ def model_record(e: ModelEntry) -> trainer_pb2.ModelRecord:
     if e.estimate is not None:
         record.estimate.CopyFrom(estimate(e.estimate))
     return record
+
+
+def import_rows(labels: Iterable[trainer_pb2.ImportedLabel]) -> list[ImportRow]:
+    return [ImportRow(r.annotation_id, r.item_id, to_enum(Label, r.label), r.note)
+            for r in labels]
+
+
+def imported(result: Imported) -> trainer_pb2.ImportLabelsResponse:
+    return trainer_pb2.ImportLabelsResponse(
+        recorded=result.recorded, duplicates=result.duplicates,
+        refused=[trainer_pb2.RefusedLabel(index=i, message=m) for i, m in result.refused])
+
+
+# -- tasks -------------------------------------------------------------------------------
+
+_SOURCES = {SETTINGS: trainer_pb2.TASK_SOURCE_SETTINGS, FILE: trainer_pb2.TASK_SOURCE_FILE,
+            API: trainer_pb2.TASK_SOURCE_API}
+
+
+def task(spec: TaskSpec, state: str, is_default: bool) -> trainer_pb2.Task:
+    values = {k: v for k, v in spec.as_dict().items() if k != "source"}
+    return trainer_pb2.Task(**values, source=_wire_int(_SOURCES[spec.source]),
+                            is_default=is_default, state=state)
+
+
+def task_values(message: trainer_pb2.Task) -> dict[str, Any]:
+    """What a CreateTask request defines (unset numbers and texts left to the defaults)."""
+    values: dict[str, Any] = {
+        "name": message.name, "question": message.question, "guidelines": message.guidelines,
+        "positive_class": message.positive_class}
+    for name in ("display_name", "detector_class"):
+        if getattr(message, name):
+            values[name] = getattr(message, name)
+    if message.target_f1:
+        values["target_f1"] = message.target_f1
+    if message.mix:
+        values["mix"] = message.mix
+    return values

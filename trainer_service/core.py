@@ -1,5 +1,7 @@
-"""The trainer's core, behind the thin gRPC servicer: it wires the parts together and
-holds what the servicer calls, in plain arguments and `domain` records. The parts:
+"""One task of the trainer, behind the thin gRPC servicer: it wires the task's parts
+together over what every task shares (`shared`: the database, the dataset's catalogue, the
+features and their extraction) and holds what the servicer calls for the task, in plain
+arguments and `domain` records. The parts:
 `loading`, `labels`, `feature_store` and `extraction`, `training`, `evaluation` (the live
 score), `ranking` and `leasing`, `status` and `images`; for the annotators,
 `label_errors`, `checks` and `consistency`, `near_duplicates` and `serving`; for the
@@ -8,12 +10,11 @@ outside world, `model_outputs`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 
-from trainer_service import metrics
 from trainer_service.annotators.checks import Checks
 from trainer_service.annotators.consistency import Rechecks
 from trainer_service.annotators.label_errors import LabelReview
@@ -25,7 +26,6 @@ from trainer_service.domain import (
     Annotation,
     DatasetKind,
     Estimate,
-    GoldCheck,
     Label,
     LeasedItem,
     LoadingProgress,
@@ -39,8 +39,8 @@ from trainer_service.domain import (
 )
 from trainer_service.features.extraction import Extraction
 from trainer_service.features.store import LABELLED, FeatureStore
-from trainer_service.features.task_evidence import Task
-from trainer_service.loading import Loading, configured_dataset
+from trainer_service.intake import Intake
+from trainer_service.loading import Loading, configured_dataset, drain, known_labels
 from trainer_service.models.training import Training
 from trainer_service.outputs.model_outputs import ModelOutputs
 from trainer_service.quality.evaluation import Evaluation
@@ -48,25 +48,39 @@ from trainer_service.selection.leasing import Sampler, leased_item
 from trainer_service.selection.near_duplicates import NearDuplicates
 from trainer_service.selection.ranking import Ranker
 from trainer_service.selection.serving import Admission, evidence
+from trainer_service.shared import Listener, Shared
 from trainer_service.status import StatusFeed, build_status, model_summary
 from trainer_service.store.database import Database
-from trainer_service.store.labels import LabelLog, NotYours, UnknownAnnotation
-from trainer_service.store.validation import check_annotation
+from trainer_service.store.labels import LabelLog
+from trainer_service.store.served import ServedLog
+from trainer_service.tasks.evidence import feature_task, task_features
+from trainer_service.tasks.spec import TaskError, TaskSpec, settings_task, task_config
 
 # New features change the estimate's population a little: it is recomputed this long after.
 FEATURES_REFRESH_S = 5.0
 
 
 class Trainer:
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.data_dir = Path(config.data_dir)
-        self.catalog = Catalog()
+    def __init__(self, config: Config, shared: Shared | None = None,
+                 spec: TaskSpec | None = None) -> None:
+        """One task (`spec`, by default the one the settings describe) over `shared` (by
+        default its own, opened and closed with it)."""
+        self.spec = spec or settings_task(config)
+        self.shared = shared or Shared(config)
+        self._owns_shared = shared is None
+        self.config = config = task_config(config, self.spec)
+        self.data_dir = self.shared.task_dir(self.spec.name)
+        # Tasks that read the dataset's known labels alike share its catalogue; another
+        # positive class reads the dataset again into a catalogue of its own.
+        self._own_catalog = known_labels(config) != known_labels(self.shared.config)
+        self.catalog = Catalog() if self._own_catalog else self.shared.catalog
         self.sampler = Sampler(config.mix, config.lease_s)
         self.feed = StatusFeed(self._build_status)
         # Opened by `open`: they need the data folder's database.
         self.database: Database
         self.labels: LabelLog
+        self.served: ServedLog
+        self.intake: Intake
         self.features: FeatureStore
         self.extraction: Extraction
         self.training: Training
@@ -83,17 +97,22 @@ class Trainer:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Opens the database, starts loading and waits for the dataset's first part."""
-        config, notify = self.config, self.feed.notify
-        self.database = await asyncio.to_thread(Database, self.data_dir / "labels.sqlite3")
-        self.labels = await asyncio.to_thread(LabelLog, self.database)
-        self.features = await asyncio.to_thread(FeatureStore, self.database)
+        """Opens the task's labels and models, and waits for its dataset's first part."""
+        config, notify, shared = self.config, self.feed.notify, self.shared
+        if not shared.opened:
+            await shared.open(self.spec.name, feature_task(config))
+        self.database, self.extraction = shared.database, shared.extraction
+        self.labels = await asyncio.to_thread(LabelLog, self.database, self.spec.name)
+        self.features = task_features(shared.features, self.spec)
+        self.served = await asyncio.to_thread(ServedLog, self.database, config.answer_grace_s,
+                                              self.spec.name)
         self.checks = Checks(self.catalog, self.labels)
         self.training = Training(config, self.data_dir / "models", self.catalog, self.labels,
                                  self.features, on_adopted=self._on_adopted, notify=notify)
         self.evaluation = Evaluation(config, self.catalog, self.features, self.labels,
-                                     self.training, notify)
-        self.duplicates = NearDuplicates(config.near_duplicate, self.features, self.labels)
+                                     self.training, notify, shared.reserve)
+        self.duplicates = NearDuplicates(config.near_duplicate, self.features, self.labels,
+                                         shared.units)
         self.ranker = Ranker(self.catalog, self.features, self.training, self.available,
                              self.sampler.install, config.seed, self.evaluation,
                              screen=self.duplicates.screen)
@@ -103,31 +122,36 @@ class Trainer:
         self.sampler.add_source(Strategy.REVIEW, config.review_share, self.review.candidates)
         self.sampler.add_source(Strategy.RECHECK, config.recheck_share,
                                 self.rechecks.candidates)
-        self.loading = Loading(config, self.data_dir / "datasets", self.catalog, self.features,
-                               notify)
-        self.extraction = Extraction(
-            self.features, self.catalog, address=config.feature_addr,
-            batch=config.embed_batch, deadline_s=config.embed_deadline_s,
-            prefetch=config.prefetch, seed=config.seed,
-            max_message_bytes=config.max_message_bytes,
-            max_attempts=config.embed_max_attempts, retry_s=config.embed_retry_s,
-            on_features=self._on_features, on_extractor=self._on_extractor,
-            task=Task(config.detector_class, config.label_id, config.display_name))
+        self.loading = shared.loading
+        if self._own_catalog:
+            self.loading = Loading(config, shared.data_dir / "datasets", self.catalog,
+                                   self.features, notify, dataset=shared.catalog)
+        self.intake = Intake(self.catalog, self.labels, self.served, self.features,
+                             self.sampler, self.duplicates, self.training, self.evaluation,
+                             notify)
         self.outputs = ModelOutputs(
             config, self.catalog, self.features, self.training, self.labels, self.extraction,
-            estimate=self.model_estimate, on_features=self._on_features,
+            estimate=self.model_estimate, on_features=shared.on_features,
             notify=self.feed.notify)
-        await self.features.restore()
-        self.extraction.start()
+        shared.attach(self, Listener(self._on_features, self._on_extractor, notify))
         await self.training.load_history()
         if self.features.extractor is not None:
             self._on_extractor(self.features.extractor)
-        kind, location = configured_dataset(config)
-        self._tasks.append(asyncio.create_task(self._drain(self.load(kind, location))))
+        if self._own_catalog:
+            # After the dataset's own reading: what the two share is then kept once.
+            await shared.loading.ended.wait()
+            kind, location = configured_dataset(config)
+            self._tasks.append(asyncio.create_task(drain(self.loading.load(kind, location))))
         self._tasks.append(asyncio.create_task(self.training.run(), name="training"))
         await self.loading.first_part.wait()
         await self._enqueue_labelled()
         await self.ranker.rerank()
+
+    def unreadable(self) -> str:
+        """Why the task's own reading of the dataset failed (a column it names is
+        missing, say); empty when it reads the dataset's catalogue or read its own."""
+        failed = self._own_catalog and self.catalog.state == LoadingState.FAILED
+        return self.catalog.progress.message if failed else ""
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -138,16 +162,13 @@ class Trainer:
         await self.outputs.close()
         await self.ranker.close()
         await self.evaluation.close()
-        await self.extraction.close()
-        await self.database.close()
-
-    @staticmethod
-    async def _drain(progress: AsyncIterator[LoadingProgress]) -> None:
-        async for _ in progress:
-            pass
+        self.shared.detach(self)
+        if self._owns_shared:
+            await self.shared.close()
 
     def load(self, kind: DatasetKind, location: str) -> AsyncIterator[LoadingProgress]:
-        return self.loading.load(kind, location)
+        """Loads more of the dataset into the catalogue every task of its labels shares."""
+        return self.shared.loading.load(kind, location)
 
     async def _enqueue_labelled(self) -> None:
         """Labelled items still without features (e.g. after a crash) are extracted first."""
@@ -186,71 +207,21 @@ class Trainer:
     # -- annotations ---------------------------------------------------------------------
 
     async def add_annotation(self, annotation_id: str, item_id: str, label: Label,
-                             annotator: str, duration_ms: int = 0, note: str = "") -> Recorded:
-        check_annotation(annotation_id, label, annotator, duration_ms, note)
-        item = self.catalog.get(item_id)
-        if item is None and self.catalog.state == LoadingState.LOADING:
-            # After a restart the item may be in the part of the dataset not read yet: a
-            # retry will find it, whereas NOT_FOUND would make the client drop the label.
-            raise TrainerError("UNAVAILABLE", f"no item {item_id!r} yet: the dataset "
-                               "is still loading; retry shortly")
-        if item is None:
-            raise TrainerError("NOT_FOUND", f"no item {item_id!r}")
-        lease = self.sampler.leases.get(item.id)
-        strategy, version = Strategy.UNSPECIFIED, ""
-        if lease is not None and lease.annotator == annotator:
-            strategy, version = lease.strategy, lease.model_version
-        record = Annotation(annotation_id, item.id, Label(label), annotator, strategy, version,
-                            duration_ms, item.split, time.time(), note=note)
-        answer = record.label in ANSWERS
-        # A pass never trains, so it needs no features.
-        needs_features = answer and self.features.needs_features(item.id)
-        started = time.perf_counter()
-        # The extraction a new label needs is queued in the annotation's own transaction.
-        joined = self.features.queue_with(item.id, LABELLED) if needs_features else None
-        stored, duplicate = await self.labels.add(record, joined)
-        metrics.ACK_SECONDS.observe(time.perf_counter() - started)
-        metrics.ANNOTATIONS.labels(f"SPLIT_{Split(stored.split).name}",
-                                   "duplicate" if duplicate else "recorded").inc()
-        if not duplicate:
-            self.sampler.release(stored.item_id)
-            if answer:
-                self.duplicates.answered(stored.item_id)
-            if answer and not needs_features and stored.split == Split.POOL:
-                self.training.labels_changed.set()
-            if stored.strategy == Strategy.AUDIT:
-                self.evaluation.schedule()
-            self.feed.notify()
-        shown = self.catalog.items.get(stored.item_id, item)
-        gold = None
-        if shown.known_label and stored.split == Split.VALIDATION and stored.label in ANSWERS:
-            gold = GoldCheck(shown.known_label, stored.label == shown.known_label)
-        return Recorded(stored, duplicate, gold)
+                             annotator: str, duration_ms: int = 0, note: str = "",
+                             given_at: float | None = None) -> Recorded:
+        return await self.intake.add(annotation_id, item_id, label, annotator, duration_ms,
+                                     note, given_at)
 
     async def undo_annotation(self, annotation_id: str, annotator: str) -> Annotation:
-        try:
-            record = await self.labels.undo(annotation_id, annotator)
-        except UnknownAnnotation:
-            raise TrainerError("NOT_FOUND", f"no annotation {annotation_id!r}") from None
-        except NotYours:
-            raise TrainerError("PERMISSION_DENIED",
-                               f"annotation {annotation_id!r} belongs to another annotator"
-                               ) from None
-        if record.split == Split.POOL and record.label in ANSWERS:
-            self.training.labels_changed.set()
-        if record.strategy == Strategy.AUDIT:
-            self.evaluation.schedule()
-        self.feed.notify()
-        return record
+        return await self.intake.undo(annotation_id, annotator)
 
     def export(self, include_undone: bool, include_skipped: bool = False) -> list[Annotation]:
-        return [a for a in self.labels.annotations.values()
-                if (include_undone or not a.undone) and (include_skipped or a.label in ANSWERS)]
+        return exported(self.labels, include_undone, include_skipped)
 
     # -- serving -------------------------------------------------------------------------
 
-    def next_items(self, annotator: str, count: int,
-                   held_item_ids: list[str] | tuple[str, ...] = ()) -> list[LeasedItem]:
+    async def next_items(self, annotator: str, count: int,
+                         held_item_ids: list[str] | tuple[str, ...] = ()) -> list[LeasedItem]:
         if not annotator:
             raise TrainerError("INVALID_ARGUMENT", "annotator is required")
         if count < 0:
@@ -259,8 +230,11 @@ class Trainer:
         self.sampler.expire()
         guard = self.duplicates.guard(list(self.sampler.leases), count)
         admission = Admission(self.labels.passed_by(annotator), guard)
-        leases = self.sampler.lease(annotator, count, held_item_ids, self.available,
+        now = time.time()
+        leases = self.sampler.lease(annotator, count, held_item_ids, self.available, now=now,
                                     admission=admission)
+        # On disk before the annotator sees them: only what was served may be answered.
+        await self.intake.leased(annotator, leases, held_item_ids, now)
         bank, dims = self.features.bank, self.features.embedding_dimension
         return [leased_item(lease, self.catalog.items[lease.item_id],
                             evidence(bank, lease.item_id, dims)) for lease in leases]
@@ -298,3 +272,26 @@ class Trainer:
     def model_estimate(self, version: str) -> Estimate | None:
         """A model's live quality estimate, where the last refresh measured one."""
         return self.evaluation.estimates.get(version)
+
+
+def exported(labels: LabelLog, include_undone: bool, include_skipped: bool) -> list[Annotation]:
+    """A task's annotations, oldest first, as ExportLabels sends them."""
+    return [a for a in labels.annotations.values()
+            if (include_undone or not a.undone) and (include_skipped or a.label in ANSWERS)]
+
+
+async def open_task(config: Config, shared: Shared, spec: TaskSpec) -> Trainer:
+    """The task `spec`, opened over `shared`; TaskError when its own reading of the
+    dataset failed (it could serve nothing)."""
+    trainer = Trainer(config, shared, spec)
+    try:
+        await trainer.open()
+        if trainer.unreadable():
+            raise TaskError(f"task {spec.name!r}: {trainer.unreadable()}")
+    except BaseException:
+        # A failure before its parts were made (they attach to `shared` last) leaves
+        # nothing else to close.
+        with contextlib.suppress(AttributeError):
+            await trainer.close()
+        raise
+    return trainer

@@ -30,6 +30,10 @@ class Label(enum.IntEnum):
     UNSURE = 4  # the annotator could not tell (with an optional note); as a skip otherwise
 
 
+# The task a trainer without a tasks file answers, and whose rows a log written without
+# naming a task belongs to.
+DEFAULT_TASK = "default"
+
 ANSWERS = frozenset({Label.POSITIVE, Label.NEGATIVE})
 PASSES = frozenset({Label.SKIP, Label.UNSURE})
 
@@ -46,6 +50,7 @@ class Strategy(enum.IntEnum):
     AUDIT = 6  # a stratified draw from the audit reserve: scores models, never trains
     REVIEW = 7  # a likely label error, for another annotator's answer
     RECHECK = 8  # the annotator's own earlier item again, unannounced: never trains
+    IMPORTED = 9  # not served: an admin's bulk import (trains like any answer)
 
 
 class LoadingState(enum.IntEnum):
@@ -224,6 +229,7 @@ class Forecast:
     low: float  # an 80% interval; high is -1 when the curve does not bound it
     high: float
     points: int  # models it rests on
+    more_answers: int = 0  # audit or check answers still needed before it may count as reached
 
 
 @dataclass(frozen=True)
@@ -237,6 +243,7 @@ class ModelSummary:
     create_time: float
     labels_given: int = 0  # every annotation in force when it was trained
     estimate: Estimate | None = None
+    pinned: bool = False  # an older model held in use by an activation
 
 
 @dataclass(frozen=True)
@@ -283,3 +290,6 @@ class Status:
     forecast: Forecast | None = None
     annotators: list[AnnotatorStats] = field(default_factory=list)
     scoring: ScoringProgress | None = None  # absent until the scoring job is started
+    min_per_class: int = 0  # training labels of each class the first model waits for
+    task: str = ""
+    question: str = ""

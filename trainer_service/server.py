@@ -1,30 +1,41 @@
-"""The gRPC face of the trainer: thin servicers over `trainer.Trainer`, converting
-messages with `convert`."""
+"""The gRPC face of the trainer: thin servicers over the running tasks (`core.Trainer`,
+one per task, found by the request's `task`) and what they share, converting messages with
+`convert`."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 from hitl import channels
+from hitl.auth import ANONYMOUS
 from hitl.channels import ClientSecurity
+from hitl.config import ConfigError
 from hitl.grpc_server import GrpcService
+from hitl.logs import caller_name
 from hitl.security import server_options
 from hitl.v1 import trainer_pb2, trainer_pb2_grpc
 from trainer_service import convert
 from trainer_service.config import Config
-from trainer_service.core import Trainer
+from trainer_service.core import Trainer, exported, open_task
 from trainer_service.datasets import download, is_url
+from trainer_service.datasets.images import item_image
 from trainer_service.domain import DatasetKind, Label, Status, TrainerError
 from trainer_service.outputs.records import ModelFormat, PredictionOrder
+from trainer_service.shared import Shared
+from trainer_service.tasks.file import declared_tasks
+from trainer_service.tasks.running import TaskSet, trainer_error
+from trainer_service.tasks.spec import TaskError, TaskSpec, from_dict, settings_task
 
 SERVICE_NAME = "hitl.v1.TrainerService"
 EXPORT_BATCH = 500
 # With authentication on, every other RPC changes or reveals the labelled set, the gold
 # answers or the dataset, and answers only TRAINER_PRIVILEGED_CALLERS (the gateway, an
-# admin); any known caller may read the status.
-OPEN_TO_EVERY_CALLER = frozenset({"GetStatus"})
+# admin); any known caller may read the status, without the annotators' names and
+# agreement unless it is one of those, and the list of tasks.
+OPEN_TO_EVERY_CALLER = frozenset({"GetStatus", "ListTasks"})
 
 
 def restricted_methods(config: Config) -> dict[str, frozenset[str]]:
@@ -38,10 +49,19 @@ async def _abort(context: grpc.aio.ServicerContext, error: TrainerError) -> None
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
-    def __init__(self, trainer: Trainer) -> None:
-        self.trainer = trainer
+    def __init__(self, tasks: TaskSet[Trainer], shared: Shared, template: TaskSpec) -> None:
+        # `template`: what a task added at run time takes for what it leaves out.
+        self.tasks, self.shared, self.template = tasks, shared, template
         # Watchers share one status per change; so they share its message too.
-        self._watched: tuple[Status, trainer_pb2.Status] | None = None
+        self._watched: dict[str, tuple[Status, trainer_pb2.Status, trainer_pb2.Status]] = {}
+
+    async def _task(self, request: Any, context: grpc.aio.ServicerContext) -> Trainer:
+        """The running task the request names (its `task`; empty: the default task)."""
+        try:
+            return self.tasks.get(request.task)
+        except TaskError as exc:
+            await _abort(context, trainer_error(exc))
+            raise  # abort raises; this line is for the type checker
 
     async def ImportDataset(self, request, context):  # type: ignore[no-untyped-def]
         kind = convert.to_enum(DatasetKind, request.kind)
@@ -54,62 +74,100 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
         if local and not Path(request.location).exists():
             await context.abort(grpc.StatusCode.NOT_FOUND, f"{request.location} does not exist")
-        async for progress in self.trainer.load(kind, request.location):
+        async for progress in self.shared.loading.load(kind, request.location):
             yield trainer_pb2.ImportDatasetResponse(progress=convert.loading_progress(progress))
 
     async def AddAnnotation(self, request, context):  # type: ignore[no-untyped-def]
+        trainer = await self._task(request, context)
         try:
-            recorded = await self.trainer.add_annotation(
+            recorded = await trainer.add_annotation(
                 request.annotation_id, request.item_id, convert.to_enum(Label, request.label),
-                request.annotator, request.duration_ms, request.note)
+                request.annotator, request.duration_ms, request.note,
+                request.given_time.ToNanoseconds() / 1e9
+                if request.HasField("given_time") else None)
         except TrainerError as exc:
             await _abort(context, exc)
         return convert.recorded(recorded)
 
-    async def UndoAnnotation(self, request, context):  # type: ignore[no-untyped-def]
+    async def ImportLabels(self, request, context):  # type: ignore[no-untyped-def]
+        trainer = await self._task(request, context)
         try:
-            record = await self.trainer.undo_annotation(request.annotation_id, request.annotator)
+            imported = await trainer.intake.import_labels(
+                request.importer, convert.import_rows(request.labels))
+        except TrainerError as exc:
+            await _abort(context, exc)
+        return convert.imported(imported)
+
+    async def UndoAnnotation(self, request, context):  # type: ignore[no-untyped-def]
+        trainer = await self._task(request, context)
+        try:
+            record = await trainer.undo_annotation(request.annotation_id, request.annotator)
         except TrainerError as exc:
             await _abort(context, exc)
         return trainer_pb2.UndoAnnotationResponse(annotation=convert.annotation(record))
 
     async def GetNextItems(self, request, context):  # type: ignore[no-untyped-def]
+        trainer = await self._task(request, context)
         try:
-            items = self.trainer.next_items(request.annotator, request.count,
-                                            list(request.held_item_ids))
+            items = await trainer.next_items(request.annotator, request.count,
+                                             list(request.held_item_ids))
         except TrainerError as exc:
             await _abort(context, exc)
         return trainer_pb2.GetNextItemsResponse(items=[convert.item(i) for i in items])
 
     async def GetImage(self, request, context):  # type: ignore[no-untyped-def]
         try:
-            data, content_type = await self.trainer.image(request.item_id, request.thumbnail)
+            data, content_type = await item_image(self.shared.catalog, request.item_id,
+                                                  request.thumbnail)
         except TrainerError as exc:
             await _abort(context, exc)
         return trainer_pb2.GetImageResponse(data=data, content_type=content_type)
 
     async def GetStatus(self, request, context):  # type: ignore[no-untyped-def]
-        return trainer_pb2.GetStatusResponse(status=convert.status(self.trainer.status()))
+        trainer = await self._task(request, context)
+        message = convert.status(trainer.status())
+        if not self._privileged():
+            del message.annotators[:]
+        return trainer_pb2.GetStatusResponse(status=message)
 
     async def WatchStatus(self, request, context):  # type: ignore[no-untyped-def]
-        async for status in self.trainer.watch():
-            yield trainer_pb2.WatchStatusResponse(status=self._watched_message(status))
+        trainer = await self._task(request, context)
+        privileged = self._privileged()
+        async for status in trainer.watch():
+            yield trainer_pb2.WatchStatusResponse(
+                status=self._watched_message(status, privileged))
 
-    def _watched_message(self, status: Status) -> trainer_pb2.Status:
-        if self._watched is None or self._watched[0] is not status:
-            self._watched = (status, convert.status(status))
-        return self._watched[1]
+    def _privileged(self) -> bool:
+        """Whether the caller may see the annotators' names and agreement (any other
+        known caller sees the status without them)."""
+        caller = caller_name.get()
+        return caller == ANONYMOUS or caller in self.shared.config.privileged_callers
+
+    def _watched_message(self, status: Status, privileged: bool) -> trainer_pb2.Status:
+        seen = self._watched.get(status.task)
+        if seen is None or seen[0] is not status:
+            public = convert.status(status)
+            del public.annotators[:]
+            seen = self._watched[status.task] = (status, convert.status(status), public)
+        return seen[1] if privileged else seen[2]
 
     async def ExportLabels(self, request, context):  # type: ignore[no-untyped-def]
-        records = self.trainer.export(request.include_undone, request.include_skipped)
+        try:
+            labels = await self.tasks.archived_labels(request.task, self.shared.database)
+        except TaskError as exc:
+            await _abort(context, trainer_error(exc))
+        if labels is None:  # a running task: its own log, as it stands
+            labels = (await self._task(request, context)).labels
+        records = exported(labels, request.include_undone, request.include_skipped)
         for start in range(0, len(records), EXPORT_BATCH):
             yield trainer_pb2.ExportLabelsResponse(
                 annotations=[convert.annotation(a)
                              for a in records[start:start + EXPORT_BATCH]])
 
     async def Retrain(self, request, context):  # type: ignore[no-untyped-def]
+        trainer = await self._task(request, context)
         try:
-            summary, adopted = await self.trainer.retrain(force=True)
+            summary, adopted = await trainer.retrain(force=True)
         except TrainerError as exc:
             await _abort(context, exc)
         response = trainer_pb2.RetrainResponse(adopted=adopted)
@@ -118,42 +176,50 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         return response
 
     async def Classify(self, request, context):  # type: ignore[no-untyped-def]
+        trainer = await self._task(request, context)
         try:
-            results, version, threshold = await self.trainer.outputs.classify(
+            results, version, threshold = await trainer.outputs.classify(
                 convert.image_sources(request.images))
         except TrainerError as exc:
             await _abort(context, exc)
         return convert.classify_response(results, version, threshold)
 
     async def ExportPredictions(self, request, context):  # type: ignore[no-untyped-def]
+        trainer = await self._task(request, context)
         try:
-            batches = await self.trainer.outputs.prediction_batches()
+            batches = await trainer.outputs.prediction_batches()
         except TrainerError as exc:
             await _abort(context, exc)
         for batch in batches:
             yield convert.prediction_batch(batch)
 
     async def ListPredictions(self, request, context):  # type: ignore[no-untyped-def]
+        trainer = await self._task(request, context)
         try:
-            page = await self.trainer.outputs.prediction_page(
+            page = await trainer.outputs.prediction_page(
                 convert.to_enum(PredictionOrder, request.order), request.page_size,
                 request.page_token)
+            # The page's items may be answered by whoever it is shown to.
+            await trainer.intake.shown(request.annotator, [i.id for i in page.items])
         except TrainerError as exc:
             await _abort(context, exc)
         return convert.prediction_page(page)
 
     async def ScoreDataset(self, request, context):  # type: ignore[no-untyped-def]
+        trainer = await self._task(request, context)
         return trainer_pb2.ScoreDatasetResponse(
-            scoring=convert.scoring(self.trainer.outputs.score_dataset()))
+            scoring=convert.scoring(trainer.outputs.score_dataset()))
 
     async def ListModels(self, request, context):  # type: ignore[no-untyped-def]
-        entries, pinned = await self.trainer.outputs.models.entries()
+        trainer = await self._task(request, context)
+        entries, pinned = await trainer.outputs.models.entries()
         return trainer_pb2.ListModelsResponse(
             models=[convert.model_record(e) for e in entries], pinned=pinned)
 
     async def GetModel(self, request, context):  # type: ignore[no-untyped-def]
+        trainer = await self._task(request, context)
         try:
-            found = await self.trainer.outputs.models.file(
+            found = await trainer.outputs.models.file(
                 request.version, convert.to_enum(ModelFormat, request.format))
         except TrainerError as exc:
             await _abort(context, exc)
@@ -162,12 +228,43 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             filename=found.filename, content_type=found.content_type)
 
     async def ActivateModel(self, request, context):  # type: ignore[no-untyped-def]
+        trainer = await self._task(request, context)
         try:
-            entry, pinned = await self.trainer.outputs.models.activate(request.version)
+            entry, pinned = await trainer.outputs.models.activate(request.version)
         except TrainerError as exc:
             await _abort(context, exc)
         return trainer_pb2.ActivateModelResponse(model=convert.model_record(entry),
                                                  pinned=pinned)
+
+    # -- tasks ---------------------------------------------------------------------------
+
+    def _task_message(self, spec: TaskSpec) -> trainer_pb2.Task:
+        return convert.task(spec, self.tasks.state(spec.name), spec.name == self.tasks.default)
+
+    async def ListTasks(self, request, context):  # type: ignore[no-untyped-def]
+        try:
+            specs = self.tasks.specs()
+        except TaskError as exc:
+            await _abort(context, trainer_error(exc))
+        return trainer_pb2.ListTasksResponse(
+            tasks=[self._task_message(s) for s in specs
+                   if request.include_archived or not s.archived],
+            default_task=self.tasks.default)
+
+    async def CreateTask(self, request, context):  # type: ignore[no-untyped-def]
+        try:
+            spec = from_dict(convert.task_values(request.task), self.template)
+            spec = await self.tasks.create(spec)
+        except TaskError as exc:
+            await _abort(context, trainer_error(exc))
+        return trainer_pb2.CreateTaskResponse(task=self._task_message(spec))
+
+    async def ArchiveTask(self, request, context):  # type: ignore[no-untyped-def]
+        try:
+            spec = await self.tasks.set_archived(request.task, request.archived)
+        except TaskError as exc:
+            await _abort(context, trainer_error(exc))
+        return trainer_pb2.ArchiveTaskResponse(task=self._task_message(spec))
 
 
 def build_service(config: Config) -> GrpcService:
@@ -177,15 +274,22 @@ def build_service(config: Config) -> GrpcService:
         config.feature_token, config.feature_ca, config.feature_client_cert,
         config.feature_client_key))
     download.configure(download.policy_from(config))
-    trainer = Trainer(config)
+    try:
+        declared = declared_tasks(config)
+    except TaskError as exc:
+        raise ConfigError(f"TRAINER_TASKS_FILE: {exc}") from None
+    shared = Shared(config)
+    tasks: TaskSet[Trainer] = TaskSet(lambda spec: open_task(config, shared, spec))
 
     def add_servicers(server: grpc.aio.Server) -> None:
-        trainer_pb2_grpc.add_TrainerServiceServicer_to_server(TrainerServicer(trainer), server)
+        trainer_pb2_grpc.add_TrainerServiceServicer_to_server(
+            TrainerServicer(tasks, shared, settings_task(config)), server)
 
     service = GrpcService(name="trainer", service_names=[SERVICE_NAME], port=config.port,
                           grace_s=config.grace_s, max_message_bytes=config.max_message_bytes,
-                          add_servicers=add_servicers, warm_up=trainer.open,
-                          close=trainer.close, metrics_port=config.metrics_port,
+                          add_servicers=add_servicers,
+                          warm_up=lambda: shared.open_tasks(tasks, declared),
+                          close=lambda: shared.close_tasks(tasks), metrics_port=config.metrics_port,
                           options=server_options(config, "TRAINER", restricted_methods(config)))
-    service.trainer = trainer  # type: ignore[attr-defined]
+    service.tasks = tasks  # type: ignore[attr-defined]
     return service

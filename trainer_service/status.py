@@ -29,9 +29,10 @@ from trainer_service.quality.evaluation import Evaluation
 from trainer_service.store.labels import LabelLog
 
 
-def model_summary(info: ModelInfo, estimate: Estimate | None = None) -> ModelSummary:
+def model_summary(info: ModelInfo, estimate: Estimate | None = None,
+                  pinned: bool = False) -> ModelSummary:
     return ModelSummary(info.version, info.labels, info.validation, info.evaluation,
-                        info.create_time, info.labels_given, estimate)
+                        info.create_time, info.labels_given, estimate, pinned)
 
 
 def build_status(config: Config, catalog: Catalog, labels: LabelLog, features: FeatureStore,
@@ -69,16 +70,18 @@ def build_status(config: Config, catalog: Catalog, labels: LabelLog, features: F
     metrics.EMBEDDED.set(len(features.bank))
     info = training.model_info
     return Status(
-        label_id=config.label_id, display_name=config.display_name, loading=catalog.loading(),
+        label_id=config.label_id, display_name=config.display_name, task=config.task,
+        question=config.question, loading=catalog.loading(),
         counts=counts, target_f1=config.target_f1,
         extraction=ExtractionProgress(len(features.pending), extraction.seconds_per_item,
                                       extraction.eta_seconds(), len(features.failed),
                                       extraction.retrying),
-        model=(model_summary(info, evaluation.estimates.get(info.version))
+        model=(model_summary(info, evaluation.estimates.get(info.version),
+                             training.registry.holds(info))
                if info is not None else None),
         learning_curve=[model_summary(i, evaluation.estimates.get(i.version))
                         for i in training.curve],
-        forecast=evaluation.forecast)
+        forecast=evaluation.forecast, min_per_class=config.min_per_class)
 
 
 class StatusFeed:
@@ -92,6 +95,7 @@ class StatusFeed:
         self._wake_pending = False
         self._cache: tuple[int, Status] | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._closed = False
 
     def notify(self) -> None:
         self._serial += 1
@@ -114,7 +118,7 @@ class StatusFeed:
 
     async def watch(self, min_interval_s: float = 0.25) -> AsyncIterator[Status]:
         seen = -1
-        while True:
+        while not self._closed:  # a closed feed (an archived task) ends its watches
             if seen != self._serial:
                 seen = self._serial
                 yield self.shared()
@@ -126,6 +130,9 @@ class StatusFeed:
                         await asyncio.wait_for(self._changed.wait(), 5.0)
 
     async def close(self) -> None:
+        self._closed = True
+        async with self._changed:
+            self._changed.notify_all()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -2,7 +2,11 @@
 # Trainer service, CPU-only. Build from the repository root:
 #   docker build -f deploy/docker/trainer.Dockerfile -t hitl/trainer:dev .
 
-FROM python:3.11.13-slim-bookworm AS build
+# The pinned upstream base. A machine without a registry passes one made from Debian
+# packages instead (`make base-images`): --build-arg BASE_IMAGE=...
+ARG BASE_IMAGE=python:3.11.13-slim-bookworm
+
+FROM ${BASE_IMAGE} AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
@@ -24,7 +28,7 @@ RUN rm -rf hitl/v1 \
  && /opt/venv/bin/python -m pip uninstall --yes pip setuptools \
  && /opt/venv/bin/python -m compileall -q /opt/venv /app/hitl /app/trainer_service
 
-FROM python:3.11.13-slim-bookworm AS runtime
+FROM ${BASE_IMAGE} AS runtime
 RUN rm -rf /usr/local/lib/python3.11/site-packages/pip* /usr/local/bin/pip* \
  && groupadd --system --gid 10001 hitl \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin hitl

@@ -4,13 +4,16 @@
 EVIDENCE_DIM evidence values for every class the detector knows (`info.classes`, in
 order; the layout is `hitl.evidence`'s), so the one cached entry serves every task. The
 vector served to callers that do not ask for every class is the embedding and the row of
-`info.target_class`, as before. The service decodes images to RGB, calls `prepare` on
-worker threads, then `extract` on batches.
+`info.target_class`, as before. The service decodes images to RGB and prepares them in
+worker processes (`preparer`, which travels there), then calls `extract` on batches.
+`Settings` say how an extractor computes: precision, memory layout and threads; only the
+precision can change the features, and it is part of the extractor's version.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +35,29 @@ __all__ = ["COUNT_THRESHOLD", "EVIDENCE_DIM", "EVIDENCE_FIELDS", "DetectorClass"
 class MissingWeightsError(RuntimeError):
     """Pretrained weights are absent; the message names the file and the command to get
     them. The product never falls back to random weights."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How an extractor computes. precision: float32, bfloat16, float16 or int8 (which
+    of them an extractor offers: `Choices`); layout: contiguous or channels_last;
+    threads: its intra-op threads; compiled: its convolution trunks through
+    torch.compile (torch models; never measured at start, as compiling takes minutes)."""
+    precision: str = "float32"
+    layout: str = "contiguous"
+    threads: int = 1
+    compiled: bool = False
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What an extractor can run with on a device, the first of each its default:
+    precisions, memory layouts and batch sizes, and whether it runs best as one worker
+    per core (small models) or as one worker using every core (large ones)."""
+    precisions: tuple[str, ...] = ("float32",)
+    layouts: tuple[str, ...] = ("contiguous",)
+    batches: tuple[int, ...] = (8, 1, 2, 4, 16)
+    worker_per_core: bool = True
 
 
 @dataclass(frozen=True)
@@ -77,9 +103,15 @@ class Extractor(abc.ABC):
     def prepare(self, image: Image.Image) -> object:
         """CPU preprocessing of one RGB image; thread-safe, runs off the event loop."""
 
+    def preparer(self) -> Callable[[Image.Image], object]:
+        """`prepare` as a small picklable callable, for decoding worker processes that do
+        not load the models; an extractor whose `prepare` needs no model state may keep
+        this default, which only works within this process."""
+        return self.prepare
+
     @abc.abstractmethod
     def extract(self, prepared: list[object]) -> np.ndarray:
-        """Batched inference: (len(prepared), info.dimension) float32 feature vectors."""
+        """Batched inference: (len(prepared), info.stored_dimension) float32 vectors."""
 
     def warm_up(self) -> None:
         """Runs a dummy batch so the first real request is not slow."""

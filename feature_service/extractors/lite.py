@@ -4,7 +4,12 @@ its 23 classes (`classes.LITE_CLASSES`; Bicycle is the served vector's target cl
 Runs offline on a CPU. Both models were converted once to ONNX by `make models`
 (feature_service.fetch_models) and run here in ONNX Runtime, which on this class of CPU
 is about twice as fast as PyTorch eager for these depthwise-convolution networks, at
-every batch size (see the README's performance section).
+every batch size (see the README's performance section). Precision `int8` runs the
+statically quantized models `make models` also makes (lite_models.QUANTIZED), where
+`python -m bench.precision` accepted them.
+
+Preparation keeps pixels as uint8 (a quarter of the bytes to move between processes);
+`extract` normalises a whole batch at once.
 """
 
 from __future__ import annotations
@@ -18,10 +23,16 @@ import numpy as np
 from PIL import Image
 
 from . import ssd
-from .base import Extractor, ExtractorInfo, MissingWeightsError, evidence_vector
+from .base import Choices, Extractor, ExtractorInfo, MissingWeightsError, Settings, evidence_vector
 from .classes import LITE_CLASSES
-from .lite_models import EFFICIENTNET_ONNX, SSD_ONNX, corrupt_files, lite_ready, lite_version
-from .runtime import cpu_threads
+from .lite_models import (
+    EFFICIENTNET_ONNX,
+    SSD_ONNX,
+    corrupt_files,
+    lite_ready,
+    lite_version,
+    quantized_files,
+)
 
 EMBEDDING_DIM = 1280
 EFFICIENTNET_SIZE = 260
@@ -31,32 +42,50 @@ EFFICIENTNET_CROP = EFFICIENTNET_SIZE / (EFFICIENTNET_SIZE + 32)
 
 @dataclass(frozen=True)
 class LiteInput:
-    embedder: np.ndarray  # (3, 260, 260) float32, (pixel - 127) / 128
-    detector: np.ndarray  # (3, 300, 300) float32, pixel / 127.5 - 1
+    embedder: np.ndarray  # (260, 260, 3) uint8: the central crop
+    detector: np.ndarray  # (300, 300, 3) uint8: the whole image
 
 
-def embedder_input(image: Image.Image) -> np.ndarray:
-    """Central crop resized to 260 px, normalised as the TensorFlow Lite models expect."""
+def embedder_pixels(image: Image.Image) -> np.ndarray:
+    """Central crop resized to 260 px (the TensorFlow EfficientNet evaluation crop)."""
     width, height = image.size
     side = min(width, height) * EFFICIENTNET_CROP
     left, top = (width - side) / 2, (height - side) / 2
     crop = image.resize((EFFICIENTNET_SIZE, EFFICIENTNET_SIZE), Image.Resampling.BICUBIC,
                         box=(left, top, left + side, top + side))
-    pixels = np.asarray(crop, dtype=np.float32)
-    return ((pixels - 127.0) / 128.0).transpose(2, 0, 1).copy()
+    return np.asarray(crop, dtype=np.uint8)
+
+
+def detector_pixels(image: Image.Image) -> np.ndarray:
+    """The whole image stretched to 300x300, so boxes map straight back."""
+    resized = image.resize((ssd.INPUT_SIZE, ssd.INPUT_SIZE), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def embedder_batch(pixels: np.ndarray) -> np.ndarray:
+    """(N, 260, 260, 3) uint8 to the embedder's (N, 3, 260, 260) (pixel - 127) / 128."""
+    return ((pixels.astype(np.float32) - 127.0) / 128.0).transpose(0, 3, 1, 2).copy()
+
+
+def detector_batch(pixels: np.ndarray) -> np.ndarray:
+    """(N, 300, 300, 3) uint8 to the detector's (N, 3, 300, 300) in [-1, 1]."""
+    return (pixels.astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2).copy()
+
+
+def embedder_input(image: Image.Image) -> np.ndarray:
+    """One image as the embedder takes it, (3, 260, 260) float32."""
+    return embedder_batch(embedder_pixels(image)[None])[0]
 
 
 def detector_input(image: Image.Image) -> np.ndarray:
-    """The whole image stretched to 300x300 (so boxes map straight back), in [-1, 1]."""
-    resized = image.resize((ssd.INPUT_SIZE, ssd.INPUT_SIZE), Image.Resampling.BILINEAR)
-    pixels = np.asarray(resized, dtype=np.float32)
-    return (pixels / 127.5 - 1.0).transpose(2, 0, 1).copy()
+    """One image as the detector takes it, (3, 300, 300) float32."""
+    return detector_batch(detector_pixels(image)[None])[0]
 
 
 def prepare_lite(image: Image.Image) -> LiteInput:
     if image.mode != "RGB":
         image = image.convert("RGB")
-    return LiteInput(embedder_input(image), detector_input(image))
+    return LiteInput(embedder_pixels(image), detector_pixels(image))
 
 
 def lite_vectors(embeddings: np.ndarray, raw_boxes: np.ndarray,
@@ -86,24 +115,40 @@ def lite_files(lite_dir: Path) -> tuple[Path, Path]:
     return embedder, detector
 
 
-def lite_info(device: str = "cpu") -> ExtractorInfo:
+def lite_info(device: str = "cpu", version: str = "") -> ExtractorInfo:
     return ExtractorInfo(
-        name="lite", version=lite_version(), embedding_dim=EMBEDDING_DIM,
+        name="lite", version=version or lite_version(), embedding_dim=EMBEDDING_DIM,
         backbone="EfficientNet-Lite2 (ImageNet), 1280-d pooled, ONNX Runtime",
         detector="SSD-MobileNetV2 Open Images v4 (MediaPipe objectron), ONNX Runtime",
         target_class="Bicycle", device=device, classes=LITE_CLASSES)
+
+
+def lite_choices(lite_dir: Path) -> Choices:
+    """float32, and int8 where `make models` quantized the models."""
+    return Choices(precisions=("float32", "int8") if quantized_files(lite_dir) else ("float32",))
 
 
 class LiteExtractor(Extractor):
     # The detector's input side; the embedder's crop is smaller.
     min_side = ssd.INPUT_SIZE
 
-    def __init__(self, lite_dir: Path, threads: int | None = None) -> None:
+    def __init__(self, lite_dir: Path, settings: Settings | None = None) -> None:
         import onnxruntime as ort
 
+        settings = settings or Settings()
         embedder, detector = lite_files(lite_dir)
+        version = lite_version()
+        if settings.precision == "int8":
+            quantized = quantized_files(lite_dir)
+            if quantized is None:
+                raise MissingWeightsError(f"no int8 lite models in {lite_dir}: run `make models` "
+                                          "(it quantizes them where the street tiles are)")
+            embedder, detector, version = quantized
+        elif settings.precision != "float32":
+            raise ValueError(f"lite runs in float32 or int8, not {settings.precision}")
+        self.settings = settings
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or cpu_threads()
+        options.intra_op_num_threads = settings.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Idle pool threads would spin on cores that decoding needs between batches.
@@ -112,10 +157,13 @@ class LiteExtractor(Extractor):
         self._embedder = ort.InferenceSession(str(embedder), options, providers=providers)
         self._detector = ort.InferenceSession(str(detector), options, providers=providers)
         self._detector_input = self._detector.get_inputs()[0].name
-        self.info = lite_info()
+        self.info = lite_info(version=version)
 
     def prepare(self, image: Image.Image) -> LiteInput:
         return prepare_lite(image)
+
+    def preparer(self):  # type: ignore[no-untyped-def]
+        return prepare_lite
 
     def extract(self, prepared: list[object]) -> np.ndarray:
         if not prepared:
@@ -123,9 +171,10 @@ class LiteExtractor(Extractor):
         items = [p for p in prepared if isinstance(p, LiteInput)]
         if len(items) != len(prepared):
             raise TypeError("extract() takes what this extractor's prepare() returned")
-        embeddings = self._embedder.run(None, {"image": np.stack([p.embedder for p in items])})[0]
+        embeddings = self._embedder.run(
+            None, {"image": embedder_batch(np.stack([p.embedder for p in items]))})[0]
         raw_boxes, logits = self._detector.run(
-            None, {self._detector_input: np.stack([p.detector for p in items])})
+            None, {self._detector_input: detector_batch(np.stack([p.detector for p in items]))})
         return lite_vectors(embeddings, raw_boxes, logits)
 
 

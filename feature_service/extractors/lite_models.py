@@ -54,3 +54,38 @@ def corrupt_files(lite_dir: Path) -> list[Path]:
         return []
     return [lite_dir / name for name, digest in recorded.items()
             if (lite_dir / name).is_file() and sha256((lite_dir / name).read_bytes()) != digest]
+
+
+# int8 models, made by `make models` after the conversion (fetch_models.quantize_lite)
+# where the street tiles are there to calibrate with; int8.json records which models were
+# quantized, how, and the checksums of the results. A model left out of it (its int8 form
+# changed decisions too much, see `python -m bench.precision`) runs in float32.
+INT8_MANIFEST = "int8.json"
+QUANTIZED = {EFFICIENTNET_ONNX: "efficientnet_lite2.int8.onnx",
+             SSD_ONNX: "ssd_mobilenetv2_oidv4.int8.onnx"}
+# Bumped whenever the quantization recipe changes.
+QUANTIZATION = "1"
+
+
+def quantized_files(lite_dir: Path) -> tuple[Path, Path, str] | None:
+    """(embedder, detector, version) of the int8 form, or None when there is none (or it
+    is from another conversion, or damaged)."""
+    try:
+        recorded = json.loads((lite_dir / INT8_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if (not isinstance(recorded, dict) or recorded.get("quantization") != QUANTIZATION
+            or recorded.get("conversion") != lite_manifest() or not lite_ready(lite_dir)):
+        return None
+    digests: dict[str, str] = recorded.get(ONNX_SHA256, {})
+    if not digests:
+        return None
+    for name, digest in digests.items():
+        path = lite_dir / name
+        if not path.is_file() or sha256(path.read_bytes()) != digest:
+            return None
+    chosen = [name for source, name in QUANTIZED.items() if name in digests]
+    paths = [lite_dir / (QUANTIZED[source] if QUANTIZED[source] in digests else source)
+             for source in (EFFICIENTNET_ONNX, SSD_ONNX)]
+    tag = sha256("".join(digests[name] for name in sorted(chosen)).encode())[:8]
+    return paths[0], paths[1], f"{lite_version()}+int8-{tag}"

@@ -26,31 +26,16 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def use_cpu_threads() -> int:
-    """Caps torch's intra-op threads at the usable cores; more only thrash a 2-core box."""
+def reduced_dtype(device: str, precision: str):  # type: ignore[no-untyped-def]
+    """The dtype the convolutions run in (None for float32). Whether a reduced one pays
+    on this machine is measured at start (feature_service/calibration.py), not read from
+    CPU flags: bfloat16 is emulated, and slower, on CPUs without AVX512-BF16 or AMX."""
     import torch
 
-    threads = cpu_threads()
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    return threads
-
-
-PRECISIONS = ("auto", "float32")
-
-
-def reduced_dtype(device: str, precision: str = "auto"):  # type: ignore[no-untyped-def]
-    """The dtype convolutions run in: float16 on CUDA, bfloat16 on a CPU that computes it
-    natively (AVX512-BF16 or AMX; elsewhere it is emulated and slower than float32),
-    None for float32. precision="float32" always gives None."""
-    import torch
-
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}: use {' or '.join(PRECISIONS)}")
-    if precision == "float32":
-        return None
-    if device.startswith("cuda"):
-        return torch.float16
-    if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return torch.bfloat16
-    return None
+    dtypes = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if precision not in dtypes:
+        raise ValueError(f"unknown precision {precision!r} for torch models: use "
+                         f"{', '.join(dtypes)}")
+    if precision == "float16" and not device.startswith("cuda"):
+        raise ValueError("float16 runs on CUDA only; use bfloat16 or float32 on a CPU")
+    return dtypes[precision]

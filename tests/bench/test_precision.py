@@ -5,7 +5,7 @@ import pytest
 
 import bench.precision as precision
 from bench.features import tile_set
-from feature_service.extractors.resnext_frcnn import ResNeXtFrcnnExtractor
+from bench.untrained import untrained_resnext_frcnn
 from tests.support import TILES, require_data, require_lite_models
 
 TILE_COUNT = 24  # 6 bicycles: enough for the 5-fold probe, two batches, a few seconds
@@ -52,14 +52,26 @@ def test_reports_what_bfloat16_changes_on_real_tiles(lite_result):
     assert f"| probe F1 (fp32 / bf16) | {result['probe_f1']['float32']} /" in table
 
 
+def test_reports_what_the_int8_lite_models_change_and_whether_they_pass(lite_result):
+    int8 = lite_result["lite_int8"]
+    if int8.get("status") == "skipped":
+        pytest.skip(int8["reason"])
+    assert int8["images"] == TILE_COUNT and "+int8-" in int8["version"]
+    assert int8["vectors_identical"] is False  # int8 really ran
+    assert 0.5 < int8["embedding_cosine"]["min"] <= int8["embedding_cosine"]["mean"] <= 1.0
+    assert int8["accepted"] == (abs(int8["f1_change"]) <= 0.005
+                                and int8["decision_flip_share"] <= 0.01)
+    assert int8["int8_speedup"] > 0
+    assert "lite int8: accepted" in precision.markdown(lite_result)
+
+
 def test_compares_resnext50_frcnn_in_float32_and_reduced_precision(lite_result):
     # Random weights at a small detector size stand in for the pretrained ones, which
     # are absent here: this checks the comparison, not the model's accuracy.
     require_data(TILES)
 
-    def build(device, precision="auto"):
-        return ResNeXtFrcnnExtractor.untrained(device, detector_min_size=96,
-                                               precision=precision)
+    def build(device, settings):
+        return untrained_resnext_frcnn(device, 96, settings)
 
     result = precision.resnext_effect(*tile_set(20), build=build)
     if result.get("status") == "skipped":

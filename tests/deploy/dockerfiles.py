@@ -43,13 +43,29 @@ def instructions(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def global_args(path: Path) -> dict[str, str]:
+    """The ARGs before the first FROM, with their defaults (what FROM lines may use)."""
+    found: dict[str, str] = {}
+    for keyword, rest in instructions(path.read_text()):
+        if keyword == "FROM":
+            break
+        if keyword == "ARG":
+            key, _, default = rest.partition("=")
+            found[key] = shlex.split(default)[0] if shlex.split(default) else ""
+    return found
+
+
 def stages(path: Path) -> list[Stage]:
+    """Each stage, its base with the global ARGs' defaults filled in."""
     result: list[Stage] = []
+    defaults = global_args(path)
     for keyword, rest in instructions(path.read_text()):
         if keyword == "FROM":
             words = rest.split()
+            base = re.sub(r"\$\{(\w+)\}|\$(\w+)",
+                          lambda m: defaults[m.group(1) or m.group(2)], words[0])
             name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else ""
-            result.append(Stage(words[0], name))
+            result.append(Stage(base, name))
         elif result:
             result[-1].instructions.append((keyword, rest))
     return result

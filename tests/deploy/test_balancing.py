@@ -20,9 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import pytest
+from dnslib import QTYPE, RR, A
+from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 from hitl.channels import open_channel
+from hitl.v1 import feature_pb2, feature_pb2_grpc
 from tests.support import (
     TILES,
     ServiceProcess,
@@ -31,12 +33,6 @@ from tests.support import (
     require_lite_models,
     running,
 )
-
-pytest.importorskip("feature_service.server", reason="feature service not in the tree yet")
-from dnslib import QTYPE, RR, A
-from dnslib.server import BaseResolver, DNSLogger, DNSServer
-
-from hitl.v1 import feature_pb2, feature_pb2_grpc
 
 SERVICE = "hitl.v1.FeatureService"
 EMBED = f"/{SERVICE}/Embed"
@@ -70,7 +66,7 @@ def replicas(tmp_path: Path, count: int) -> Iterator[list[tuple[ServiceProcess, 
             env = {"FEATURE_EXTRACTOR": "lite", "FEATURE_DEVICE": "cpu",
                    "FEATURE_PORT": str(port), "FEATURE_METRICS_PORT": str(metrics_port),
                    "FEATURE_CACHE_DIR": str(tmp_path / f"cache-{index}"),
-                   "FEATURE_DECODE_THREADS": "1", "FEATURE_GRACE_S": "2"}
+                   "FEATURE_DECODE_WORKERS": "1", "FEATURE_GRACE_S": "2"}
             process = stack.enter_context(running(
                 "feature_service", env, tmp_path / f"replica-{index}.log", port))
             started.append((process, port, metrics_port))
@@ -168,7 +164,7 @@ async def test_a_replica_added_after_clients_connect_gets_calls_within_the_conne
                "FEATURE_HOST": hosts[index], "FEATURE_PORT": str(port),
                "FEATURE_METRICS_PORT": str(metrics_port),
                "FEATURE_CACHE_DIR": str(tmp_path / f"cache-{index}"),
-               "FEATURE_DECODE_THREADS": "1", "FEATURE_GRACE_S": "2",
+               "FEATURE_DECODE_WORKERS": "1", "FEATURE_GRACE_S": "2",
                "FEATURE_MAX_CONNECTION_AGE_S": str(age_s),
                "FEATURE_MAX_CONNECTION_AGE_GRACE_S": "2"}
         return running("feature_service", env, tmp_path / f"replica-{index}.log", port,

@@ -3,26 +3,11 @@ figures the document quotes still hold where they are exact (LMDB page arithmeti
 
 from __future__ import annotations
 
-import importlib.util
-from types import ModuleType
-
-import pytest
-
-from tests.support import ROOT
-
-
-def measure() -> ModuleType:
-    path = ROOT / "deploy" / "capacity" / "measure.py"
-    spec = importlib.util.spec_from_file_location("capacity_measure", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench import capacity
 
 
 def test_lmdb_stores_a_vector_in_whole_overflow_pages() -> None:
-    pytest.importorskip("feature_service.cache")
-    figures = measure().lmdb_cost(quick=True)
+    figures = capacity.lmdb_cost(quick=True)
     page = figures["resnext50-frcnn"]["page_bytes"]
     for name, pages in (("resnext50-frcnn", 3), ("lite-1290", 2)):
         per_item = figures[name]["used_bytes_per_item"]
@@ -32,8 +17,7 @@ def test_lmdb_stores_a_vector_in_whole_overflow_pages() -> None:
 
 
 def test_trainer_figures_come_from_the_real_ranking_code() -> None:
-    pytest.importorskip("trainer_service.selection.ranking")
-    figures = measure().trainer_cost(quick=True)
+    figures = capacity.trainer_cost(quick=True)
     assert figures["feature_bytes_per_item"] == 2058 * 4
     assert 100 < figures["catalog_bytes_per_item"] < 2000
     timings = figures["rank_seconds"]

@@ -3,6 +3,7 @@ properties deploy/README.md promises. No Docker engine runs here, so nothing is 
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import re
 import subprocess
@@ -11,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.dockerfiles import DOCKER, IMAGES, Stage, arg_default, instructions, stages
+from tests.deploy.dockerfiles import DOCKER, IMAGES, Stage, global_args, instructions, stages
 from tests.deploy.manifests import pod_spec, render, tool
 from tests.support import ROOT
 
+TORCH_SCRIPT = DOCKER / "feature-torch.sh"
 PINNED = re.compile(r"^[\w./-]+(:[\w.-]*\d+\.\d+[\w.-]*)?(@sha256:[0-9a-f]{64})?$")
 BUILD_TOOLS = re.compile(r"\b(apt-get|apt|apk|gcc|g\+\+|make|pip install|npm)\b")
 
@@ -107,7 +109,7 @@ def test_entrypoint_and_ports_are_the_services_defaults(image: str) -> None:
     module = IMAGES[image]
     stage = final(image)
     assert stage.args("ENTRYPOINT") == [f'["python", "-m", "{module}"]']
-    config_module = pytest.importorskip(f"{module}.config")
+    config_module = importlib.import_module(f"{module}.config")
     config = config_module.Config()
     assert stage.args("EXPOSE") == [f"{config.port} {config.metrics_port}"]
     copied = " ".join(stage.args("COPY"))
@@ -118,33 +120,42 @@ def test_entrypoint_and_ports_are_the_services_defaults(image: str) -> None:
 def test_only_the_feature_image_gets_cuda_torch() -> None:
     for image in IMAGES:
         build = next(s for s in stages(dockerfile(image)) if s.name == "build")
-        index = arg_default(build, "TORCH_INDEX")
+        index = global_args(dockerfile(image)).get("TORCH_INDEX")
         runs = " ".join(build.args("RUN"))
         if image == "feature":
-            # Empty: PyPI's torch, whose Linux wheels bundle CUDA.
-            assert index == ""
+            # By default PyPI's torch, whose Linux wheels bundle CUDA (the GPU image); the
+            # lite (CPU) image installs a lock without torch.
+            assert index == "" and global_args(dockerfile(image))["EXTRACTOR"] == \
+                "resnext50-frcnn"
+            assert "./feature-torch.sh /opt/venv" in runs
+            assert "--require-hashes --no-deps -r feature.txt" in TORCH_SCRIPT.read_text()
+            assert "--require-hashes --no-deps -r feature-lite.txt" in runs
         else:
             assert index is None and "torch" not in runs
-        # Each image installs its own lock, with hashes (the CPU variant of a torch lock
-        # beside torch from TORCH_INDEX).
+        # Each image installs its own lock, with hashes.
         assert f"--require-hashes --no-deps -r {image}" in runs
         assert f"requirements/{image}.txt" in " ".join(build.args("COPY"))
 
 
+def pip_installs(text: str) -> list[str]:
+    return [c for c in re.split(r"&&|;|\bthen\b|\belse\b|\|\|?|\n", text)
+            if re.search(r'pip"? install', c)]
+
+
 def test_images_install_nothing_beyond_their_locks() -> None:
+    commands = pip_installs(TORCH_SCRIPT.read_text())
     for image in IMAGES:
         build = next(s for s in stages(dockerfile(image)) if s.name == "build")
-        for run in build.args("RUN"):
-            for command in re.split(r"&&|;|\bthen\b|\belse\b", run):
-                if "pip install" not in command:
-                    continue
-                # Hash-checked lock files, or torch pinned by its lock from TORCH_INDEX.
-                assert ("--require-hashes --no-deps -r" in command
-                        or "--no-deps --index-url \"$TORCH_INDEX\"" in command), command
+        commands += [c for run in build.args("RUN") for c in pip_installs(run)]
+    assert len(commands) >= 6
+    for command in commands:
+        # Hash-checked lock files, or torch pinned by its lock from TORCH_INDEX.
+        assert ("--require-hashes --no-deps -r" in command
+                or '--no-deps --index-url "$TORCH_INDEX"' in command), command
 
 
 def test_gateway_image_carries_the_ui_where_its_config_looks() -> None:
-    config = pytest.importorskip("annotation_gateway.config").Config()
+    config = importlib.import_module("annotation_gateway.config").Config()
     root = Path(config.web_dir).parent
     copied = final("gateway").args("COPY")
     workdir = final("gateway").args("WORKDIR")[-1]
@@ -153,6 +164,8 @@ def test_gateway_image_carries_the_ui_where_its_config_looks() -> None:
     assert Path(config.vendor_dir).relative_to(root) == Path("node_modules")
     assert f"web/ {workdir}/web/" in copied
     assert f"--from=npm /src/node_modules/uplot/ {workdir}/node_modules/uplot/" in copied
+    assert (f"--from=npm /src/node_modules/swagger-ui-dist/ "
+            f"{workdir}/node_modules/swagger-ui-dist/") in copied
     assert (ROOT / "web" / "index.html").exists()
 
 

@@ -213,6 +213,16 @@ def test_prometheus_scrapes_every_pod_on_its_metrics_port(overlay: str) -> None:
         assert annotations["prometheus.io/path"] == "/metrics"
 
 
+def test_metrics_listen_beyond_loopback_in_the_pod_for_the_scraper(overlay: str) -> None:
+    """Off Kubernetes a metrics port listens on loopback (the default); in the pod it must
+    take the scraper's connections (which the `metrics` NetworkPolicy alone admits).
+    Seen failing before the setting existed."""
+    for workload in workloads(overlay):
+        config = loaded_config(overlay, workload)
+        assert config.metrics_host in ("0.0.0.0", "::"), workload["metadata"]["name"]
+        assert config_class(workload["metadata"]["name"])().metrics_host == "127.0.0.1"
+
+
 def test_termination_grace_outlasts_each_services_graceful_stop(overlay: str) -> None:
     for workload in workloads(overlay):
         config = loaded_config(overlay, workload)
@@ -377,10 +387,10 @@ def test_every_image_is_mapped_to_a_tagged_build(overlay: str) -> None:
 
 def test_feature_autoscaler_metric_comes_from_what_the_service_exports(overlay: str) -> None:
     """HPA metric <- prometheus-adapter rule <- a series the feature service exports."""
-    pytest.importorskip("feature_service.metrics")  # registers the service's metrics
     import prometheus_client
     import yaml
 
+    import feature_service.metrics  # noqa: F401 - registers the service's metrics
     from tests.deploy.manifests import K8S
 
     rules = yaml.safe_load((K8S / "prometheus-adapter" / "values.yaml").read_text())
@@ -410,7 +420,8 @@ def test_deploy_readme_table_covers_every_variable_the_manifests_set(overlay: st
 
 
 async def test_gateway_probe_paths_are_routes_of_the_gateway() -> None:
-    server = pytest.importorskip("annotation_gateway.server")
+    from annotation_gateway import server
+
     app = server.init_app(config_class("gateway")())
     routes = {r.resource.canonical for r in app.router.routes()
               if r.method == "GET" and r.resource is not None}
@@ -427,3 +438,22 @@ def test_the_feature_cache_cap_fits_its_volume(overlay: str) -> None:
     assert storage.endswith("Gi"), storage
     # Room is left for LMDB's own pages and the model files' neighbours on the volume.
     assert 0 < int(env["FEATURE_CACHE_MAX_BYTES"]) <= 0.85 * int(storage[:-2]) * 2**30
+
+
+def test_the_trainer_reads_its_tasks_from_a_configmap_it_mounts(overlay: str) -> None:
+    from pathlib import PurePosixPath
+
+    from trainer_service.tasks.file import parse_tasks
+    from trainer_service.tasks.spec import settings_task
+
+    trainer = get(overlay, "Deployment", "trainer")
+    config = loaded_config(overlay, trainer)
+    path = PurePosixPath(config.tasks_file)
+    (container,) = containers(trainer, init=False)
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(path.parent))
+    assert mount.get("readOnly") is True
+    volume = next(v for v in pod_spec(trainer)["volumes"] if v["name"] == mount["name"])
+    tasks = configmap(overlay, "trainer-tasks")
+    assert volume["configMap"]["name"] == tasks["metadata"]["name"]
+    declared = parse_tasks(tasks["data"][path.name], settings_task(config), "trainer-tasks")
+    assert declared.default in {t.name for t in declared.tasks}

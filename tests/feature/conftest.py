@@ -114,7 +114,7 @@ def test_config(tmp_path: Path, **overrides: object) -> Config:
                   url_allowlist=("127.0.0.1",), max_image_bytes=1 << 20,
                   max_pixels=4_000_000, connect_timeout_s=1.0, read_timeout_s=1.5,
                   max_redirects=3, max_items=128, max_batch=16, max_wait_ms=20.0,
-                  grace_s=1.0)
+                  grace_s=1.0, calibration_s=0.0)
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
 
 

@@ -12,11 +12,18 @@ import struct
 import threading
 import time
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from feature_service.extractors.base import Extractor, ExtractorInfo, evidence_vector
+from feature_service.extractors.base import (
+    Choices,
+    Extractor,
+    ExtractorInfo,
+    Settings,
+    evidence_vector,
+)
 
 # An image of exactly this colour makes TinyExtractor.extract fail for its whole batch.
 POISON = (13, 13, 13)
@@ -40,11 +47,13 @@ class TinyExtractor(Extractor):
         self.waiting = self.most_waiting = 0
 
     def prepare(self, image: Image.Image) -> object:
-        assert image.mode == "RGB"
         with self.lock:
             self.waiting += 1
             self.most_waiting = max(self.most_waiting, self.waiting)
-        return np.asarray(image.resize((4, 4)), dtype=np.float32) / 255.0
+        return thumbnail(image)
+
+    def preparer(self):  # type: ignore[no-untyped-def]
+        return thumbnail
 
     def extract(self, prepared: list[object]) -> np.ndarray:
         with self.lock:
@@ -66,6 +75,31 @@ class TinyExtractor(Extractor):
     def expected(self, image: Image.Image) -> np.ndarray:
         """What the service should return for `image` (already RGB and upright)."""
         return self.extract([self.prepare(image)])[0]
+
+
+def thumbnail(image: Image.Image) -> np.ndarray:
+    """TinyExtractor's preparation (picklable, for decoding worker processes)."""
+    assert image.mode == "RGB"
+    return np.asarray(image.resize((4, 4)), dtype=np.float32) / 255.0
+
+
+@dataclass(frozen=True)
+class TinyBuilder:
+    """Builds TinyExtractor in the feature service's worker processes (workers.Builder);
+    precision "bfloat16" stands for a second, slower way of computing to choose from."""
+    delay_s: float = 0.0
+    name: str = "tiny"
+    device: str = "cpu"
+
+    def __call__(self, settings: Settings) -> TinyExtractor:
+        delay = self.delay_s * (20 if settings.precision == "bfloat16" else 1)
+        return TinyExtractor(delay_s=delay)
+
+    def choices(self) -> Choices:
+        return Choices(("float32", "bfloat16"), ("contiguous",), (4, 1, 16))
+
+    def check(self) -> None:
+        pass
 
 
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:

@@ -19,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.untrained import untrained_resnext_frcnn
 from feature_service import fetch_models
 from feature_service.extractors import (
     EVIDENCE_DIM,
@@ -28,13 +29,12 @@ from feature_service.extractors import (
     load_extractor,
     ssd,
 )
-from feature_service.extractors.base import Extractor
+from feature_service.extractors.base import Extractor, Settings
 from feature_service.extractors.classes import LITE_CLASSES
 from feature_service.extractors.resnext_frcnn import (
     COCO_BICYCLE,
     COCO_CLASSES,
     COCO_LABEL_IDS,
-    ResNeXtFrcnnExtractor,
     frcnn_evidence,
 )
 from feature_service.extractors.runtime import reduced_dtype
@@ -147,6 +147,31 @@ def test_evidence_takes_the_label_not_the_detection_index() -> None:
     assert evidence[coco_row(1), 0] == pytest.approx(0.99)
     assert evidence[coco_row(3), 0] == pytest.approx(0.9)
     assert not np.delete(evidence, [coco_row(k) for k in (1, 3, 18, COCO_BICYCLE)], 0).any()
+
+
+def test_batched_evidence_equals_the_evidence_of_each_image() -> None:
+    """The GPU path's post-processing (all images at once, one transfer) gives what the
+    evidence of each image alone gives, here on the CPU."""
+    from feature_service.extractors.resnext_frcnn import evidence_batch
+
+    rng = np.random.default_rng(4)
+    detections, sizes, expected = [], [], []
+    for n in (0, 5, 1, 12, 3):
+        width, height = int(rng.integers(50, 900)), int(rng.integers(50, 900))
+        corners = np.sort(rng.uniform(-20, 950, (n, 2, 2)), axis=1).reshape(n, 4)
+        boxes = corners[:, [0, 2, 1, 3]].astype(np.float32)  # x1, y1, x2, y2
+        labels = rng.choice([COCO_BICYCLE, 1, 18], n)
+        scores = rng.uniform(0.05, 1.0, n).astype(np.float32)
+        detections.append({"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels),
+                           "scores": torch.from_numpy(scores)})
+        sizes.append((width, height))
+        scaled = boxes / np.array([width, height, width, height], np.float32)
+        expected.append(np.concatenate([evidence_vector(scores[labels == label],
+                                                        scaled[labels == label])
+                                        for label in COCO_LABEL_IDS]))
+    np.testing.assert_allclose(evidence_batch(detections, sizes), np.stack(expected),
+                               atol=1e-6)
+    assert evidence_batch([], []).shape == (0, len(COCO_LABEL_IDS) * EVIDENCE_DIM)
 
 
 def test_evidence_without_a_bicycle_is_zero() -> None:
@@ -272,7 +297,7 @@ def test_lite_batch_equals_one_by_one(lite: Extractor) -> None:
 def test_lite_baseline_computes_the_same_vectors(lite: Extractor) -> None:
     """The benchmark's one-at-a-time PyTorch path and the ONNX Runtime path agree."""
     require_data(PHOTOS)
-    from feature_service.extractors.baseline import load_baseline
+    from bench.baseline import load_baseline
 
     baseline = load_baseline("lite", MODELS)
     for path in (PHOTOS / "dog.jpg", tiles("Bicycle", 1)[0]):
@@ -291,7 +316,7 @@ def test_lite_accepts_any_image_mode_and_tiny_images(lite: Extractor) -> None:
 
 def test_untrained_resnext50_frcnn_vector_layout() -> None:
     # A small detector input keeps this quick on a CPU; shapes are the same at 800 px.
-    extractor = ResNeXtFrcnnExtractor.untrained(detector_min_size=96)
+    extractor = untrained_resnext_frcnn(detector_min_size=96)
     assert extractor.info.dimension == 2058 and extractor.info.stored_dimension == FRCNN_DIM
     assert extractor.info.name == "resnext50-frcnn"
     images = [Image.new("RGB", (120, 90), (200, 30, 30)), Image.new("RGB", (64, 160), "white"),
@@ -332,13 +357,13 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA device here"))]
 
 
-def test_reduced_precision_is_float16_on_cuda_and_native_bfloat16_on_a_cpu() -> None:
-    assert reduced_dtype("cuda") is torch.float16
+def test_precisions_map_to_dtypes_and_float16_needs_cuda() -> None:
+    assert reduced_dtype("cuda", "float16") is torch.float16
     assert reduced_dtype("cuda:1", "float32") is None
     assert reduced_dtype("cpu", "float32") is None
-    native = (torch.backends.mkldnn.is_available()
-              and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    assert reduced_dtype("cpu") is (torch.bfloat16 if native else None)
+    assert reduced_dtype("cpu", "bfloat16") is torch.bfloat16  # measured, not assumed
+    with pytest.raises(ValueError, match="float16 runs on CUDA only"):
+        reduced_dtype("cpu", "float16")
     with pytest.raises(ValueError, match="precision"):
         reduced_dtype("cpu", "half")
 
@@ -346,10 +371,9 @@ def test_reduced_precision_is_float16_on_cuda_and_native_bfloat16_on_a_cpu() -> 
 @pytest.mark.parametrize("device", DEVICES)
 def test_reduced_precision_keeps_the_embedding_and_decodes_boxes_in_float32(
         device: str) -> None:
-    reduced = ResNeXtFrcnnExtractor.untrained(device, detector_min_size=96)
-    if reduced.dtype is None:
-        pytest.skip("this CPU has no native bfloat16, so auto precision is float32 here")
-    full = ResNeXtFrcnnExtractor.untrained(device, detector_min_size=96, precision="float32")
+    low_precision = "float16" if device == "cuda" else "bfloat16"
+    reduced = untrained_resnext_frcnn(device, 96, Settings(low_precision, "channels_last", 2))
+    full = untrained_resnext_frcnn(device, 96, Settings("float32", "channels_last", 2))
     # The precision is part of the version, hence of every cache key.
     assert full.info.version == "untrained"
     assert reduced.info.version == "untrained+" + ("fp16" if device == "cuda" else "bf16")
@@ -370,12 +394,27 @@ def test_reduced_precision_keeps_the_embedding_and_decodes_boxes_in_float32(
     with torch.no_grad():
         bias[COCO_BICYCLE] = 20.0
     with torch.inference_mode():
-        found = reduced.detector([reduced.prepare(images[0]).detector.to(device)])[0]
+        pixels = reduced.prepare(images[0]).detector  # uint8, as prepared
+        found = reduced.detector([pixels.to(device).float().div(255)])[0]
     assert found["boxes"].dtype == torch.float32 and found["scores"].dtype == torch.float32
     assert len(found["boxes"]) > 0
     evidence = rows(reduced.extract([reduced.prepare(images[0])])[0, 2048:])[
         coco_row(COCO_BICYCLE)]
     assert evidence[0] > 0.9 and ((evidence[1:9] >= 0) & (evidence[1:9] <= 1)).all()
+
+
+def test_compiled_trunks_give_the_eager_vectors() -> None:
+    """FEATURE_COMPILE's path (torch.compile of both convolution trunks), on the CPU."""
+    eager = untrained_resnext_frcnn("cpu", 96, Settings("float32", "channels_last", 2))
+    compiled = untrained_resnext_frcnn("cpu", 96, Settings("float32", "channels_last", 2,
+                                                           compiled=True))
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 255, (90 + 10 * k, 120, 3), dtype=np.uint8))
+              for k in range(3)]
+    for batch in (images[:1], images):  # two batch sizes: one compilation serves both
+        prepared = [eager.prepare(image) for image in batch]
+        np.testing.assert_allclose(compiled.extract(prepared), eager.extract(prepared),
+                                   atol=1e-3, rtol=1e-3)
 
 
 # --- registry and weights -----------------------------------------------------------

@@ -67,7 +67,7 @@ def lite_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     env = lite_feature_env(port, tmp / "cache", FEATURE_METRICS_PORT=str(metrics_port),
                            FEATURE_DEVICE="cpu", FEATURE_URL_ALLOWLIST="127.0.0.1",
                            FEATURE_MAX_WAIT_MS="50", FEATURE_READ_TIMEOUT_S="3",
-                           LOG_LEVEL="WARNING")
+                           FEATURE_CALIBRATION_S="4", LOG_LEVEL="WARNING")
     with running("feature_service", env, tmp / "feature.log", port) as process:
         service = Service(process, port, metrics_port)
         yield service
@@ -111,6 +111,23 @@ def test_describe_reports_lite(lite_service: Service) -> None:
     info = lite_service.stub.Describe(E.DescribeRequest(), timeout=10).extractor
     assert (info.name, info.embedding_dimension, info.evidence_dimension) == ("lite", 1280, 10)
     assert info.version and info.device == "cpu"
+
+
+def test_describe_reports_the_settings_measured_at_start(lite_service: Service) -> None:
+    """The service timed its candidates on synthetic images before serving, with the
+    real models in real worker processes, and says what it chose and why."""
+    reply = lite_service.stub.Describe(E.DescribeRequest(), timeout=10)
+    settings = reply.settings
+    assert settings.inference == "workers" and settings.workers >= 1
+    assert settings.precision in ("float32", "int8") and settings.max_batch >= 1
+    assert settings.sources["max_batch"] == "measured"
+    assert settings.sources["workers"] == "measured"
+    measured = [row for row in settings.calibration if row.images_per_second > 0]
+    assert measured and sum(row.chosen for row in settings.calibration if row.stage == "batch") == 1
+    assert settings.measured_images_per_second > 0 and settings.calibration_seconds > 0
+    if settings.precision == "int8":
+        assert "+int8-" in reply.extractor.version
+    assert lite_service.metric("feature_calibrated_images_per_second") > 0
 
 
 def test_dog_photo_shows_a_bicycle_with_its_box(lite_service: Service,

@@ -179,7 +179,9 @@ async def test_url_corpus_is_refused_or_cut_off(service_factory, image_server: I
 
 async def test_requests_past_the_byte_budget_are_refused_or_wait_and_nothing_is_lost(
         service_factory, image_server: ImageServer) -> None:  # type: ignore[no-untyped-def]
-    feature = await service_factory(max_inflight_bytes=1 << 20)
+    # One caller may use the whole budget here: this is about the service's own bound
+    # (test_fair_share.py holds the per-caller one).
+    feature = await service_factory(max_inflight_bytes=1 << 20, caller_max_bytes=1 << 20)
     ballast = by_data(b"\0" * (600 << 10), id="ballast")  # 600 KB, not an image
     busy = asyncio.ensure_future(feature.stub.Embed(E.EmbedRequest(
         images=[by_url(image_server.url("/slow")), ballast])))
@@ -271,7 +273,7 @@ async def test_concurrent_callers_are_batched_together(service_factory) -> None:
 
 async def test_a_large_request_keeps_few_decoded_images_in_memory(service_factory) -> None:  # type: ignore[no-untyped-def]
     extractor = TinyExtractor(delay_s=0.02)
-    running = await service_factory(extractor, max_batch=4, decode_threads=2)
+    running = await service_factory(extractor, max_batch=4, decode_workers=2)
     refs = [by_data(encode(gradient(seed=500 + i), "PNG")) for i in range(128)]
     results = (await running.stub.Embed(E.EmbedRequest(images=refs))).results
     assert [outcome(r) for r in results] == [OK] * 128

@@ -125,7 +125,12 @@ async def test_reflection_can_be_switched_off(service_factory) -> None:  # type:
 
 
 async def test_calls_past_the_concurrency_limit_are_refused_at_once(service_factory) -> None:  # type: ignore[no-untyped-def]
-    running = await service_factory(TinyExtractor(), max_concurrent_rpcs=2)
+    """Past FEATURE_MAX_CONCURRENT_RPCS open data-plane calls, the next is refused at
+    once; Describe and health are not counted, and answer."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    running = await service_factory(TinyExtractor(), max_concurrent_rpcs=2,
+                                    caller_max_calls=10)
     stub = running.stub
     release = asyncio.Event()
 
@@ -138,12 +143,17 @@ async def test_calls_past_the_concurrency_limit_are_refused_at_once(service_fact
     for stream in streams:
         await stream.read()  # both are being served
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await stub.Describe(feature_pb2.DescribeRequest())
+        await stub.Lookup(feature_pb2.LookupRequest(ids=["x"]))
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "FEATURE_MAX_CONCURRENT_RPCS" in (refused.value.details() or "")
+    assert (await stub.Describe(feature_pb2.DescribeRequest())).extractor.name == "tiny"
+    health = await health_pb2_grpc.HealthStub(running.channel).Check(
+        health_pb2.HealthCheckRequest())
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
     release.set()
     for stream in streams:
         _ = [r async for r in stream]
-    assert (await stub.Describe(feature_pb2.DescribeRequest())).extractor.name == "tiny"
+    assert len((await stub.Lookup(feature_pb2.LookupRequest(ids=["x"]))).results) == 1
 
 
 @pytest.mark.parametrize("env,message", [

@@ -12,6 +12,7 @@ import pytest
 from hitl.v1 import feature_pb2, trainer_pb2
 from tests.foundation.test_lifecycle import _manifest
 from tests.support import (
+    DATA,
     PHOTOS,
     ROOT,
     free_port,
@@ -50,7 +51,8 @@ def stack(tmp_path_factory):
     fport, tport = free_port(), free_port()
     feature_env = lite_feature_env(fport, tmp / "cache")
     trainer_env = {"TRAINER_PORT": str(tport), "TRAINER_METRICS_PORT": "0",
-                   "TRAINER_DATASET": str(_manifest(tmp)), "TRAINER_DATA_DIR": str(tmp / "t"),
+                   "TRAINER_DATASET": str(_manifest(tmp)),
+                   "TRAINER_DATASET_ROOTS": str(DATA), "TRAINER_DATA_DIR": str(tmp / "t"),
                    "TRAINER_FEATURE_ADDR": f"127.0.0.1:{fport}",
                    # Two labels make a model, so that the model RPCs have one to work on.
                    "TRAINER_MIN_PER_CLASS": "1"}
@@ -91,6 +93,9 @@ def test_every_trainer_rpc_through_reflection(stack):
                                                  "label": "LABEL_POSITIVE",
                                                  "annotator": "curl"},
         "hitl.v1.TrainerService/UndoAnnotation": {"annotationId": "c1", "annotator": "curl"},
+        "hitl.v1.TrainerService/ImportLabels": {"importer": "curl", "labels": [
+            {"annotationId": "imported-1", "itemId": "no-such-item",
+             "label": "LABEL_NEGATIVE"}]},
         "hitl.v1.TrainerService/GetImage": {"itemId": item, "thumbnail": True},
         "hitl.v1.TrainerService/GetStatus": {},
         "hitl.v1.TrainerService/ExportLabels": {"includeUndone": True},
@@ -100,6 +105,7 @@ def test_every_trainer_rpc_through_reflection(stack):
     }
     expected = {
         "AddAnnotation": '"annotationId": "c1"', "UndoAnnotation": '"undone": true',
+        "ImportLabels": '"refused"',
         "GetImage": '"contentType": "image/', "GetStatus": '"targetF1"',
         "ExportLabels": '"annotationId": "c1"', "ImportDataset": '"progress"',
     }
@@ -138,6 +144,13 @@ def test_every_trainer_rpc_through_reflection(stack):
         "ListModels": ({}, '"version": "v0001"'),
         "GetModel": ({"version": "v0001", "format": "MODEL_FORMAT_JSON"}, '"data"'),
         "ActivateModel": ({"version": "v0001"}, '"active": true'),
+    }
+    # Tasks: listed, one added at run time (it serves at once), then archived.
+    model_calls |= {
+        "ListTasks": ({}, '"isDefault": true'),
+        "CreateTask": ({"task": {"name": "curl-task", "displayName": "Curl"}},
+                       '"state": "serving"'),
+        "ArchiveTask": ({"task": "curl-task", "archived": True}, '"state": "archived"'),
     }
     for name, (body, wanted) in model_calls.items():
         code, out = curl(port, f"hitl.v1.TrainerService/{name}", body)

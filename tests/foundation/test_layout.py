@@ -115,6 +115,7 @@ TRAINER_ROOMS = {
     "selection": {"store", "datasets", "features", "models", "quality"},
     "annotators": {"store", "datasets", "features", "models"},
     "outputs": {"store", "datasets", "features", "models"},
+    "tasks": {"store", "datasets", "features"},
 }
 TRAINER_SHARED = {"domain", "config", "metrics"}
 TRAINER_TOP_MODULES = 12

@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from hitl.config import load
 from tests.support import (
+    DATA,
     ROOT,
     ServiceProcess,
     free_port,
@@ -47,7 +48,8 @@ def feature_env(tmp: Path, port: int) -> dict[str, str]:
 def trainer_env(tmp: Path, port: int) -> dict[str, str]:
     # The feature service is absent on purpose: the trainer must serve without it.
     return {"TRAINER_PORT": str(port), "TRAINER_METRICS_PORT": "0",
-            "TRAINER_DATASET": str(_manifest(tmp)), "TRAINER_DATA_DIR": str(tmp / "trainer"),
+            "TRAINER_DATASET": str(_manifest(tmp)),
+            "TRAINER_DATASET_ROOTS": str(DATA), "TRAINER_DATA_DIR": str(tmp / "trainer"),
             "TRAINER_FEATURE_ADDR": f"127.0.0.1:{free_port()}",
             "TRAINER_GRACE_S": str(GRACE_S)}
 

@@ -16,6 +16,7 @@ import pytest
 from hitl.v1 import trainer_pb2, trainer_pb2_grpc
 from tests.reliability import stack as rs
 from tests.support import (
+    DATA,
     ROOT,
     TILES,
     ServiceProcess,
@@ -61,14 +62,19 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
     return build_manifest(tmp_path_factory.mktemp("manifest"))
 
 
-def gold_ids(manifest: Manifest) -> set[str]:
-    """The items a trainer with the default settings makes its known-answer checks (its
-    validation split): the test knows them from the data, as the page never may."""
+def split_ids(manifest: Manifest, split: str) -> set[str]:
+    """The items a trainer with the default settings puts in `split` ("VALIDATION": its
+    known-answer checks; "EVALUATION": never served): the test knows them from the data,
+    as the page never may."""
     from trainer_service.datasets.local import load_manifest
     from trainer_service.domain import Split
 
-    return {item.id for items, _ in load_manifest(manifest.path, 0.2, 0.2, 0)
-            for item in items if item.split == Split.VALIDATION}
+    return {item.id for items, _ in load_manifest(manifest.path, 0.2, 0.2, 0, (str(DATA),))
+            for item in items if item.split == Split[split]}
+
+
+def gold_ids(manifest: Manifest) -> set[str]:
+    return split_ids(manifest, "VALIDATION")
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +96,7 @@ class TrainerProcess:
         self.log_path = state / "trainer.log"
         self.env = {"TRAINER_PORT": str(self.port), "TRAINER_METRICS_PORT": "0",
                     "TRAINER_FEATURE_ADDR": feature_addr, "TRAINER_DATASET": str(manifest.path),
+                    "TRAINER_DATASET_ROOTS": str(DATA),
                     "TRAINER_DATA_DIR": str(state / "data"), "TRAINER_DEBOUNCE_S": "0.3",
                     "TRAINER_GRACE_S": "1",
                     # The shared feature service knows its callers (tests/reliability).

@@ -4,6 +4,7 @@ the live panel, and labels queued while the trainer is away then delivered once.
 from __future__ import annotations
 
 import csv
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -173,15 +174,15 @@ def test_keyboard_annotation_with_undo_zoom_live_panel_and_outage(
     # The trainer goes away; annotating goes on from the preloaded column.
     browser_trainer.stop()
     page.wait_for_selector("#connection[data-state=down]", timeout=20000)
-    for _ in range(WHILE_DOWN):
-        annotator.label()
+    while_down = {annotator.label() for _ in range(WHILE_DOWN)}
     page.wait_for_function(f"() => Number(document.getElementById('pending').dataset.count) >= "
                            f"{WHILE_DOWN}")
     assert pending(page) == WHILE_DOWN
 
     page.screenshot(path=str(artifacts_dir() / "gateway-outage.png"))
 
-    # Back again: every queued label arrives, once.
+    # Back again: every queued label arrives, once, with the time it was given.
+    restarted_at = time.time()
     browser_trainer.start()
     page.wait_for_function("() => document.getElementById('pending').dataset.count === '0'",
                            timeout=60000)
@@ -208,6 +209,8 @@ def test_keyboard_annotation_with_undo_zoom_live_panel_and_outage(
     assert len({a.annotation_id for a in records}) == len(records)
     expected = {item_id: (1 if key == "b" else 2) for item_id, key in annotator.done}
     assert {a.item_id: a.label for a in in_force} == expected
+    assert all(a.create_time.ToNanoseconds() / 1e9 < restarted_at
+               for a in in_force if a.item_id in while_down)
     # The fixed gold answer was recorded, then withdrawn. The undone one was withdrawn
     # too, unless the undo came before it left the browser: then it never left at all.
     undone = sorted(a.item_id for a in records if a.undone)

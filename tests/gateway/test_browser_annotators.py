@@ -11,13 +11,13 @@ import grpc
 import pytest
 
 from hitl.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
+from tests.gateway.browser import AXE, axe_violations
 from tests.gateway.conftest import Gateway, Manifest, TrainerProcess, artifacts_dir
-from tests.support import PHOTOS, ROOT, require_data
+from tests.support import PHOTOS, require_data
 
 pytestmark = pytest.mark.browser
 
 ANNOTATOR = "keys-tester"
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 GUIDELINES = ("Answer yes when any part of a bicycle shows, parked or ridden.\n\n"
               "- a motorcycle is not a bicycle\n- a bicycle drawn on the road is not one")
 
@@ -176,17 +176,6 @@ def test_space_f_h_and_the_detectors_zoom(browser, stack, manifest: Manifest):
     delivered(page)
     assert not errors
     context.close()
-
-
-def axe_violations(page) -> list[str]:  # type: ignore[no-untyped-def]
-    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
-        page.add_script_tag(path=str(AXE))
-    found = page.evaluate("""async () => {
-        const result = await window.axe.run(document, {resultTypes: ['violations']});
-        return result.violations.map((v) => `${v.id} (${v.impact}): ` +
-            v.nodes.map((n) => n.target.join(' ')).join(', '));
-    }""")
-    return list(found)
 
 
 def test_axe_finds_no_violation_and_every_button_fits_a_phone(browser, stack):

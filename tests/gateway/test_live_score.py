@@ -87,6 +87,8 @@ def test_a_folder_with_no_labels_shows_f_with_its_interval_and_the_forecast(
     page.wait_for_function("() => document.getElementById('f1-interval').textContent !== ''")
     assert page.inner_text("#f1-interval").startswith("90% interval ")
     assert "check answer" in page.inner_text("#rests-on")
-    assert page.inner_text("#forecast").startswith(("About", "The target is reached",
-                                                    "The learning curve cannot tell"))
+    forecast = page.inner_text("#forecast")
+    assert forecast.startswith(("About", "The target is reached", "The estimate is at the target",
+                                "The learning curve cannot tell")), forecast
+    assert "more than the curve can tell more" not in forecast
     assert now["forecast"] is not None and now["forecast"]["points"] >= 1

@@ -132,3 +132,54 @@ def test_openimages_export_follows_the_majority_and_leaves_ties_out():
                                      ("é" * 200, "é" * 200)])
 def test_notes_that_are_accepted(note, ok):
     assert validation.note(note) == ok
+
+
+def test_metrics_a_split_cannot_measure_are_null_not_zero():
+    measured = convert.metrics(common_pb2.Metrics(f1=0.8, precision=0.7, recall=0.9,
+                                                  roc_auc=0.95, average_precision=0.85,
+                                                  threshold=0.5, positives=3, negatives=7))
+    assert (measured["f1"], measured["roc_auc"]) == (pytest.approx(0.8), pytest.approx(0.95))
+    no_positive = convert.metrics(common_pb2.Metrics(threshold=0.5, negatives=7))
+    assert [no_positive[k] for k in ("f1", "precision", "recall", "roc_auc",
+                                     "average_precision")] == [None] * 5
+    one_class = convert.metrics(common_pb2.Metrics(f1=1.0, recall=1.0, positives=4))
+    assert one_class["f1"] == 1.0 and one_class["roc_auc"] is None
+    # The trainer sends no metrics at all for an empty split: the status says null.
+    status = convert.status(trainer_pb2.Status(model=trainer_pb2.ModelSummary(version="v1")))
+    assert status["model"]["evaluation"] is None and status["model"]["pinned"] is False
+
+
+def test_the_status_carries_what_the_finish_line_needs():
+    status = convert.status(trainer_pb2.Status(
+        min_per_class=5, model=trainer_pb2.ModelSummary(version="v3", pinned=True),
+        forecast=trainer_pb2.Forecast(reached=False, labels=0.0, low=0.0, high=40.0,
+                                      more_answers=18)))
+    assert status["min_per_class"] == 5 and status["model"]["pinned"] is True
+    assert status["forecast"]["more_answers"] == 18 and status["forecast"]["reached"] is False
+
+
+@pytest.mark.parametrize(("item_id", "image_id"), [
+    ("0a1b2c3d4e5f6a7b", "0a1b2c3d4e5f6a7b"), ("street/0001.jpg", "street/0001"),
+    ("tile.JPEG", "tile"), ("scan.tif", "scan"), ("name.with.dots", "name.with.dots"),
+    (".jpg", ".jpg")])
+def test_openimages_image_ids_have_no_file_extension(item_id, image_id):
+    rows = export.openimages_rows([{"id": "a", "item_id": item_id, "label": "positive",
+                                    "annotator": "x", "strategy": "random", "undone": False}],
+                                  "/m/0199g")
+    assert next(csv.DictReader(io.StringIO(rows)))["ImageID"] == image_id
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [
+    (None, None), ("2025-05-01T09:30:00Z", 1746091800.0),
+    ("2025-05-01T11:30:00.500+02:00", 1746091800.5)])
+def test_the_time_an_answer_was_given_is_read_with_its_zone(raw, seconds):
+    assert validation.given_at(raw) == seconds
+
+
+@pytest.mark.parametrize("raw", ["2025-05-01T09:30:00", "yesterday", 1746091800, "9" * 50,
+                                 "9999-99-99T00:00:00Z", "0001-01-01T00:00:00+01:00",
+                                 "1969-12-31T23:59:59Z", "9999-12-31T23:59:59-01:00"])
+def test_a_given_time_without_zone_or_not_a_time_is_refused(raw):
+    with pytest.raises(ApiError) as err:
+        validation.given_at(raw)
+    assert err.value.code == "invalid_given_at"

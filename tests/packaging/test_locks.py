@@ -34,7 +34,7 @@ def declared(name: str) -> list[Requirement]:
             + [r for extra in chosen for r in extras[extra]]]
 
 
-@pytest.mark.parametrize("name", [*SERVICE_LOCKS, "dev", "feature-cpu"])
+@pytest.mark.parametrize("name", [*SERVICE_LOCKS, "dev", "feature-cpu", "feature-lite"])
 def test_every_package_is_pinned_with_hashes(name: str) -> None:
     text = lock(name)
     requirements = [b for b in blocks(text) if b[:1].isalnum()]

@@ -3,10 +3,13 @@ trained on the street tiles: uploads and URLs, per-image errors, and the limits.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+
 import aiohttp
 
 from tests.gateway.conftest import TrainerProcess
-from tests.gateway.helpers import CSRF, client, config, error_of
+from tests.gateway.helpers import CSRF, client, config, error_of, sign_in
 from tests.predict.conftest import Feature
 from tests.support import PHOTOS
 
@@ -95,3 +98,66 @@ async def test_limits_and_malformed_requests_get_clear_errors(
         # The gateway still answers a good request afterwards.
         ok = await c.post("/api/classify", headers=CSRF, data=upload(("p.jpg", small)))
         assert ok.status == 200 and "probability" in (await ok.json())["results"][0]
+
+
+async def test_classify_is_bounded_per_annotator_and_per_process(
+        predict_trainer: TrainerProcess, predict_feature: Feature):
+    """Seen failing before the bounds existed (there was no setting to configure): one
+    annotator could send as many uploads as they liked, all held whole at once."""
+    small = (PHOTOS / "person.jpg").read_bytes()
+    # Each annotator may send two a minute; the process takes one upload at a time.
+    cfg = dataclasses.replace(gateway_config(predict_trainer, predict_feature),
+                              classify_rate="2/minute", upload_requests=1)
+    async with client(cfg) as c:
+        await sign_in(c, "uploader")
+        for _ in range(2):
+            r = await c.post("/api/classify", headers=CSRF, data=upload(("p.jpg", small)))
+            assert r.status == 200, await r.text()
+        third = await c.post("/api/classify", headers=CSRF, data=upload(("p.jpg", small)))
+        assert third.status == 429 and int(third.headers["Retry-After"]) >= 1
+        await sign_in(c, "someone-else")  # the limit is the annotator's own
+
+        # An upload whose body is still arriving holds the only slot: a second one is
+        # answered 503 with Retry-After at once, before its body is read.
+        boundary = "hitl-slow-upload"
+        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
+                "filename=\"slow.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        let_go = asyncio.Event()
+
+        async def slowly():  # type: ignore[no-untyped-def]
+            yield head + small[:1000]
+            await let_go.wait()
+            yield small[1000:] + tail
+
+        slow = asyncio.create_task(c.post(
+            "/api/classify", data=slowly(), headers={
+                **CSRF, "Content-Type": f"multipart/form-data; boundary={boundary}"}))
+        await asyncio.sleep(0.5)
+        busy = await c.post("/api/classify", headers=CSRF, data=upload(("p.jpg", small)))
+        assert busy.status == 503 and (await error_of(busy))["code"] == "busy"
+        assert int(busy.headers["Retry-After"]) >= 1
+        let_go.set()
+        finished = await slow
+        assert finished.status == 200, await finished.text()
+        assert "probability" in (await finished.json())["results"][0]
+
+
+async def test_an_upload_waits_for_room_in_the_byte_budget(
+        predict_trainer: TrainerProcess, predict_feature: Feature):
+    """Two uploads that together pass the process's byte budget: both are answered (the
+    second reads on once the first's bytes are given back); a part larger than the whole
+    budget is refused."""
+    giraffe = (PHOTOS / "giraffe.jpg").read_bytes()  # 383 KB: two are 3/4 of the budget
+    budget = 1 << 20
+    cfg = dataclasses.replace(gateway_config(predict_trainer, predict_feature),
+                              classify_max_bytes=4 << 20, upload_bytes=budget)
+    async with client(cfg) as c:
+        first, second = await asyncio.gather(*(
+            c.post("/api/classify", headers=CSRF,
+                   data=upload(("g.jpg", giraffe), ("g.jpg", giraffe)))
+            for _ in range(2)))
+        assert (first.status, second.status) == (200, 200), await second.text()
+        too_big = await c.post("/api/classify", headers=CSRF,
+                               data=upload(("big.jpg", b"\xff" * (budget + 1))))
+        assert too_big.status == 413

@@ -144,7 +144,7 @@ async def test_a_downloaded_model_reproduces_the_services_probabilities(
     x = np.stack(vectors)
     served = np.array([float(r["probability"]) for r in rows])
 
-    # The README's snippet, word for word.
+    # docs/classifier.md's snippet, word for word.
     m = np.load(io.BytesIO(npz_bytes))
     meta = json.loads(str(m["metadata"]))
     z = (x.astype(np.float64) - m["mean"]) / m["scale"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from bench.dataset import read_labelled, stratified_subset, write_manifest
 from hitl.channels import ClientSecurity, open_channel
 from hitl.v1 import trainer_pb2, trainer_pb2_grpc
 from tests.support import TILES, free_port, require_data, require_lite_models
+from tools.probes import prometheus, rss_mib  # noqa: F401 - the tests take them from here
 from tools.supervisor import ServiceProcess
 
 TRAINER = "hitl.v1.TrainerService"
@@ -159,25 +159,6 @@ def _run_in_thread(factory):  # type: ignore[no-untyped-def]
     import concurrent.futures
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(lambda: asyncio.run(factory())).result()
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def prometheus(port: int) -> dict[str, float]:
-    """The samples of a /metrics page, by name with labels."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
 
 
 class MemorySampler:

@@ -13,9 +13,12 @@ import pytest
 from tests.reliability import report
 from tests.reliability import stack as rs
 from tests.reliability.annotators import Annotator, Tally
-from trainer_service.config import Config
-from trainer_service.core import Trainer
-from trainer_service.domain import Label, LoadingState, TrainerError
+from trainer_service.datasets import Catalog
+from trainer_service.domain import Label, LoadingState, Strategy, TrainerError
+from trainer_service.intake import Intake
+from trainer_service.store.database import Database
+from trainer_service.store.labels import LabelLog
+from trainer_service.store.served import Served, ServedLog
 
 ANNOTATORS = 20
 KILLS = 3
@@ -93,15 +96,28 @@ def test_acknowledged_annotations_survive_trainer_kills_exactly_once(
 
 async def test_a_label_for_an_item_not_loaded_yet_is_retried_not_refused(tmp_path):
     """Right after a restart the trainer serves while the rest of the dataset loads; a
-    label for an item of that rest must be retryable (UNAVAILABLE), never NOT_FOUND."""
-    trainer = Trainer(Config(data_dir=str(tmp_path)))
+    label for an item of that rest, served before the restart, must be retryable
+    (UNAVAILABLE), never NOT_FOUND; one never served is refused whatever the state."""
+    database = Database(tmp_path / "labels.sqlite3")
+    served = ServedLog(database, grace_s=60)
+    now = time.time()
+    await served.record("x", [("later", Served(Strategy.RANDOM, "", now, now + 60))])
+    catalog = Catalog()
+    # Only what an answer reads before it is written: the catalogue, the log, the servings.
+    intake = Intake(catalog, LabelLog(database), served, *(None,) * 5,
+                    notify=lambda: None)  # type: ignore[arg-type]
     label = {"annotation_id": "a" * 32, "item_id": "later", "label": Label.POSITIVE,
              "annotator": "x"}
-    trainer.catalog.state = LoadingState.LOADING
-    with pytest.raises(TrainerError) as loading:
-        await trainer.add_annotation(**label)
-    assert loading.value.code == "UNAVAILABLE" and "loading" in str(loading.value)
-    trainer.catalog.state = LoadingState.READY
-    with pytest.raises(TrainerError) as loaded:
-        await trainer.add_annotation(**label)
-    assert loaded.value.code == "NOT_FOUND"
+    try:
+        with pytest.raises(TrainerError) as loading:
+            await intake.add(**label)
+        assert loading.value.code == "UNAVAILABLE" and "loading" in str(loading.value)
+        with pytest.raises(TrainerError) as unserved:
+            await intake.add(**{**label, "annotator": "y"})
+        assert unserved.value.code == "PERMISSION_DENIED"
+        catalog.state = LoadingState.READY
+        with pytest.raises(TrainerError) as loaded:
+            await intake.add(**label)
+        assert loaded.value.code == "NOT_FOUND"
+    finally:
+        await database.close()

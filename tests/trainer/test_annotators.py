@@ -17,7 +17,7 @@ from PIL import Image
 
 from hitl.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from tests.reliability.stack import TOKENS
-from tests.support import free_port, running, tiles_manifest
+from tests.support import DATA, free_port, running, tiles_manifest
 
 POS, NEG = common_pb2.LABEL_POSITIVE, common_pb2.LABEL_NEGATIVE
 SKIP, UNSURE = common_pb2.LABEL_SKIP, common_pb2.LABEL_UNSURE
@@ -51,6 +51,7 @@ def with_twins(folder: Path, truth: dict[str, int]) -> dict[str, tuple[str, str]
 def env(port: int, folder: Path, data: Path, feature: str, **extra: str) -> dict[str, str]:
     return {"TRAINER_PORT": str(port), "TRAINER_METRICS_PORT": "0",
             "TRAINER_FEATURE_ADDR": feature, "TRAINER_DATASET": str(folder / "tiles.csv"),
+            "TRAINER_DATASET_ROOTS": str(DATA),
             "TRAINER_DATA_DIR": str(data), "TRAINER_VALIDATION_FRACTION": "0.1",
             "TRAINER_EVALUATION_FRACTION": "0.1", "TRAINER_DEBOUNCE_S": "0.3",
             "TRAINER_EMBED_BATCH": "16", "LOG_LEVEL": "WARNING",

@@ -66,7 +66,8 @@ def test_status_keeps_every_field() -> None:
     assert status.model.create_time.ToNanoseconds() == 1_700_000_100 * 10**9
     assert [(p.model_version, p.labels) for p in status.learning_curve] == [
         ("v0001", 10), ("v0002", 20)]
-    assert status.learning_curve[0].evaluation == common_pb2.Metrics(threshold=0.5)
+    # A split with no item measured nothing: no metrics at all, rather than zeros.
+    assert not status.learning_curve[0].HasField("evaluation")
     assert (status.extraction.pending, status.extraction.eta_seconds) == (2, 1.0)
     assert status.target_f1 == pytest.approx(0.85)
     empty = convert.status(Status("/m/x", "X", LoadingProgress(LoadingState.LOADING, "", -1, 0),

@@ -72,12 +72,13 @@ def test_manifest_paths_urls_and_errors(tmp_path: Path) -> None:
     assert items["a"].location == str(tmp_path / "imgs" / "a.jpg")
     assert items["b"].location == "https://example.org/b.jpg" and items["b"].is_remote
     assert {i.split for i in items.values()} == {Split.POOL}
-    manifest.write_text("id,location,label\nx,x.jpg,maybe\n")
-    with pytest.raises(DatasetError, match=r"m\.csv:2: label 'maybe'"):
-        collect(load_manifest(manifest, 0.2, 0.2, 0))
-    manifest.write_text("only-an-id\n")
-    with pytest.raises(DatasetError, match="expected id,location"):
-        collect(load_manifest(manifest, 0.2, 0.2, 0))
+    # A bad row is skipped and reported with its line; the others load.
+    manifest.write_text("id,location,label\nx,x.jpg,maybe\nonly-an-id\ny,y.jpg,\n"
+                        "z,../outside.jpg\n")
+    batches = list(load_manifest(manifest, 0.2, 0.2, 0))
+    assert [i.id for items, _ in batches for i in items] == ["y"]
+    note = batches[-1][1].note
+    assert note.startswith("3 bad rows skipped in m.csv (first at line 2: label 'maybe'"), note
     with pytest.raises(DatasetError, match="not found"):
         collect(load_manifest(tmp_path / "missing.csv", 0.2, 0.2, 0))
 

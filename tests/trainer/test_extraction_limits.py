@@ -17,6 +17,7 @@ from PIL import Image
 
 from hitl.v1 import feature_pb2, feature_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from tests.support import (
+    DATA,
     PHOTOS,
     TILES,
     free_port,
@@ -77,6 +78,7 @@ def write_manifest(path: Path, rows: dict[str, str]) -> Path:
 def trainer_env(port: int, tmp: Path, manifest: Path, feature: str) -> dict[str, str]:
     return {"TRAINER_PORT": str(port), "TRAINER_METRICS_PORT": "0",
             "TRAINER_FEATURE_ADDR": feature, "TRAINER_DATASET": str(manifest),
+            "TRAINER_DATASET_ROOTS": str(DATA),
             "TRAINER_DATA_DIR": str(tmp / "data"), "TRAINER_EMBED_BATCH": "32",
             "TRAINER_EMBED_MAX_ATTEMPTS": str(TRIES), "TRAINER_EMBED_RETRY_S": "0.2",
             "LOG_LEVEL": "INFO"}

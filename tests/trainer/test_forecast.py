@@ -64,3 +64,17 @@ def test_forecasts_of_simulated_curves_hold_the_truth_often_enough() -> None:
         needed = crossing - seen[-1]
         held += found.low <= needed and (found.high < 0 or needed <= found.high)
     assert made > 50 and held / made >= 0.8, f"{held}/{made}"
+
+
+def test_an_interval_above_the_target_on_few_answers_is_not_reached() -> None:
+    """Below MIN_ANSWERS the estimate's priors (the model's own probabilities) weigh more
+    than people's answers: the target waits for the answers, and says how many."""
+    from trainer_service.quality.forecast import MIN_ANSWERS
+
+    few = Estimate(Interval(0.95, 0.9, 0.98), Interval(0.95, 0.9, 0.98),
+                   Interval(0.95, 0.9, 0.98), 12, 1000, EstimateSource.AUDIT)
+    found = forecast([(120, few)], 0.85)
+    assert found is not None and not found.reached
+    assert found.more_answers == MIN_ANSWERS - 12
+    enough = forecast([(300, point(0.95, 0.03))], 0.85)  # 30 answers
+    assert enough is not None and enough.reached and enough.more_answers == 0

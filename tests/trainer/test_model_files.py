@@ -24,8 +24,9 @@ TASK = {"label_id": "/m/0199g", "display_name": "Bicycle"}
 
 
 def info(version: str, fingerprint: str = "", **extra) -> ModelInfo:  # type: ignore[no-untyped-def]
-    return ModelInfo(version, EXTRACTOR, 30, 4, Metrics(f1=0.75, threshold=0.5),
-                     Metrics(f1=0.7), fingerprint=fingerprint, positives=10, negatives=20,
+    return ModelInfo(version, EXTRACTOR, 30, 4,
+                     Metrics(f1=0.75, threshold=0.5, positives=4, negatives=6),
+                     Metrics(), fingerprint=fingerprint, positives=10, negatives=20,
                      **extra)
 
 
@@ -57,6 +58,7 @@ def test_npz_and_json_files_reproduce_the_probabilities_without_our_code() -> No
     assert meta["extractor"]["name"] == "lite" and meta["extractor"]["dimension"] == 12
     assert meta["labels"] == {"total": 30, "positives": 10, "negatives": 20}
     assert meta["metrics"]["validation"]["f1"] == 0.75 and meta["task"] == TASK
+    assert meta["metrics"]["evaluation"] is None  # an empty split measured nothing
     assert meta["format"] == "hitl-linear-model/1" and meta["version"] == "v0003"
 
     data, filename, content_type = model_file(model, info("v0003"), TASK, ModelFormat.JSON)

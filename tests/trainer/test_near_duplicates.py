@@ -13,6 +13,7 @@ from trainer_service.selection.leasing import Sampler
 from trainer_service.selection.near_duplicates import (
     LabelledScreen,
     LeaseGuard,
+    UnitRows,
     duplicate_pairs,
     max_similarity,
     unit_rows,
@@ -56,6 +57,20 @@ def test_the_incremental_screen_matches_the_brute_force_one() -> None:
     twins_of_labelled = {r + 360 for r in labelled_rows if r < 40} | {
         r - 360 for r in labelled_rows if r >= 360}
     assert not twins_of_labelled & set(kept.tolist())
+
+
+def test_screens_of_several_tasks_share_one_set_of_unit_embeddings() -> None:
+    x = features(300, 30)
+    units = UnitRows()
+    first, second = LabelledScreen(THRESHOLD, units), LabelledScreen(THRESHOLD, units)
+    candidates = np.arange(100, 300)
+    for screen, labelled in ((first, np.arange(0, 30)), (second, np.arange(30, 100))):
+        for more in (0, 10):  # then a few labels more: compared with the kept rows only
+            rows = np.concatenate([labelled, candidates[:more]])
+            kept = screen.keep(x, DIMS, candidates[more:], rows)
+            assert kept.tolist() == brute_keep(x, candidates[more:], rows).tolist()
+    # Each candidate's unit embedding was computed once, for both tasks.
+    assert len(units) == len(candidates)
 
 
 def test_the_pairs_found_are_the_planted_twins() -> None:

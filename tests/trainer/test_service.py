@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import signal
 import time
 import uuid
@@ -16,6 +15,7 @@ from PIL import Image
 
 from hitl.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from tests.support import (
+    DATA,
     TILES,
     ServiceProcess,
     free_port,
@@ -46,6 +46,7 @@ def trainer_env(port: int, data_dir: Path, manifest: Path, feature_addr: str,
                 **extra: str) -> dict[str, str]:
     return {"TRAINER_PORT": str(port), "TRAINER_METRICS_PORT": "0",
             "TRAINER_FEATURE_ADDR": feature_addr, "TRAINER_DATASET": str(manifest),
+            "TRAINER_DATASET_ROOTS": str(DATA),
             "TRAINER_DATA_DIR": str(data_dir), "TRAINER_VALIDATION_FRACTION": "0.15",
             "TRAINER_EVALUATION_FRACTION": "0.15", "TRAINER_DEBOUNCE_S": "0.5",
             "TRAINER_EMBED_BATCH": "16", **extra}
@@ -160,7 +161,7 @@ async def test_bad_requests_get_clear_errors_and_retries_are_idempotent(
     try:
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await client.annotate("no-such-item", POS)
-        assert error.value.code() == grpc.StatusCode.NOT_FOUND
+        assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED  # never served
         item_id = next(iter(truth))
         for bad in (common_pb2.LABEL_UNSPECIFIED, 7):
             with pytest.raises(grpc.aio.AioRpcError) as error:
@@ -218,26 +219,31 @@ async def test_sigkill_during_annotations_loses_nothing_acknowledged(
     # when the trainer dies.
     truth = tiles_manifest(tmp_path / "tiles.csv", 20, 40, "k-")
     port = free_port()
+    # No reviews or rechecks: each item is answered once, so labels in force = answers.
     env = trainer_env(port, tmp_path / "data", tmp_path / "tiles.csv", feature,
-                      TRAINER_VALIDATION_FRACTION="0", TRAINER_EVALUATION_FRACTION="0")
+                      TRAINER_VALIDATION_FRACTION="0", TRAINER_EVALUATION_FRACTION="0",
+                      TRAINER_REVIEW_SHARE="0", TRAINER_RECHECK_SHARE="0")
     trainer = ServiceProcess("trainer_service", env, tmp_path / "trainer.log").start()
     acknowledged: list[str] = []
     try:
         wait_serving(port, trainer.popen, timeout=120)
         client = Client(port)
-        items = sorted(truth)  # ids are hashes: positives and negatives interleave
-        random.Random(0).shuffle(items)
 
         async def annotate_stream(worker: int) -> None:
-            for k in range(worker, len(items), 6):
-                annotation_id = f"w{worker}-{k}"
+            while True:
                 try:
-                    await client.annotate(items[k], label_of(truth, items[k]),
-                                          annotator=f"w{worker}", annotation_id=annotation_id)
+                    leased = await client.lease(f"w{worker}", 2)
+                    for item in leased:
+                        annotation_id = f"w{worker}-{item.id}"
+                        await client.annotate(item.id, label_of(truth, item.id),
+                                              annotator=f"w{worker}",
+                                              annotation_id=annotation_id)
+                        acknowledged.append(annotation_id)
+                        await asyncio.sleep(0.01)
                 except grpc.aio.AioRpcError:
                     return
-                acknowledged.append(annotation_id)
-                await asyncio.sleep(0.01)
+                if not leased:
+                    return
 
         stream = asyncio.gather(*(annotate_stream(w) for w in range(6)))
         while len(acknowledged) < 20:
@@ -246,7 +252,7 @@ async def test_sigkill_during_annotations_loses_nothing_acknowledged(
         await stream
         await client.close()
         trainer.popen.wait()
-        assert 20 <= len(acknowledged) < len(items)
+        assert 20 <= len(acknowledged) < len(truth)
 
         trainer = ServiceProcess("trainer_service", env, tmp_path / "trainer.log").start()
         wait_serving(port, trainer.popen, timeout=120)
@@ -256,9 +262,9 @@ async def test_sigkill_during_annotations_loses_nothing_acknowledged(
         assert set(acknowledged) <= set(exported)
         # Retrying what was in flight at the kill is harmless.
         for annotation_id in exported:
-            worker, k = annotation_id[1:].split("-")
-            reply = await client.annotate(items[int(k)], label_of(truth, items[int(k)]),
-                                          annotator=f"w{worker}", annotation_id=annotation_id)
+            worker, item_id = annotation_id.split("-", 1)
+            reply = await client.annotate(item_id, label_of(truth, item_id),
+                                          annotator=worker, annotation_id=annotation_id)
             assert reply.duplicate
         # The extractions of every labelled item complete after the restart.
         status = await client.wait_extracted()

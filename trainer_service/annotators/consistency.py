@@ -50,13 +50,14 @@ class Rechecks:
 
     def candidates(self, annotator: str) -> Iterator[tuple[str, float]]:
         """This annotator's earlier pool answers, at least `gap` of their answers ago,
-        still in force and not rechecked yet."""
+        still in force and not rechecked yet (an imported label was never shown to them)."""
         annotations = self.labels.annotations
         mine = [annotations[i] for i in self.labels.by_annotator.get(annotator, ())]
         answers = [a for a in mine if a.label in ANSWERS and not a.undone]
         done = {a.item_id for a in answers if a.strategy == Strategy.RECHECK}
         eligible = {a.item_id for a in answers[:max(0, len(answers) - self.gap)]
-                    if a.split == Split.POOL and a.strategy != Strategy.RECHECK
+                    if a.split == Split.POOL
+                    and a.strategy not in (Strategy.RECHECK, Strategy.IMPORTED)
                     and a.item_id not in done}
         for item_id in sorted(eligible, key=lambda i: self._order(annotator, i)):
             yield item_id, 0.0

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from hitl.background import Debounced
 from trainer_service.datasets import Catalog
 from trainer_service.domain import Label, Split, Strategy
 from trainer_service.features.store import FeatureStore
@@ -87,35 +88,16 @@ class LabelReview:
                  seed: int) -> None:
         self.catalog, self.labels, self.features, self.seed = catalog, labels, features, seed
         self.suspects: list[tuple[str, float]] = []
-        self._task: asyncio.Task | None = None
-        self._again = False
-        self._next_at = 0.0  # monotonic time before which no pass starts
+        self._finder = Debounced(self.refresh, name="label-review", log=log, pace=PACE,
+                                 failure="finding likely label errors failed")
         self._counted: tuple[int, tuple[list[str], int, int]] | None = None
 
     def schedule(self) -> None:
         """Recomputes soon; a request during a computation runs once more after it."""
-        if self._task is not None and not self._task.done():
-            self._again = True
-            return
-        self._task = asyncio.create_task(self._run(), name="label-review")
-
-    async def _run(self) -> None:
-        self._again = True
-        loop = asyncio.get_running_loop()
-        while self._again:
-            self._again = False
-            await asyncio.sleep(max(0.0, self._next_at - loop.time()))
-            started = loop.time()
-            try:
-                await self.refresh()
-            except Exception:
-                log.exception("finding likely label errors failed")
-            self._next_at = started + PACE * (loop.time() - started)
+        self._finder.schedule()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._finder.close()
 
     async def refresh(self) -> None:
         ids, y = [], []

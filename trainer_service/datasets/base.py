@@ -32,3 +32,5 @@ class Progress:
     message: str
     # Fraction done in [0, 1], or -1 when unknown.
     fraction: float = -1.0
+    # What loading must still say once it is done (e.g. bad rows skipped), or "".
+    note: str = ""

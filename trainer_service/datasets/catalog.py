@@ -18,6 +18,9 @@ class Catalog:
         self.evaluation: list[str] = []
         self.state = LoadingState.LOADING
         self.progress = Progress("starting")
+        # Items another catalogue of the same dataset holds and this one does not (a
+        # task's own known labels): found for embedding and images, never served here.
+        self.elsewhere: dict[str, Item] = {}
 
     def add(self, items: Iterable[Item]) -> int:
         """Adds new items (ids already known are ignored); returns how many were new."""
@@ -34,6 +37,22 @@ class Catalog:
 
     def get(self, item_id: str) -> Item | None:
         return self.items.get(item_id)
+
+    def find(self, item_id: str) -> Item | None:
+        """The item, whichever catalogue of the dataset holds it."""
+        return self.items.get(item_id) or self.elsewhere.get(item_id)
+
+    def share(self, items: list[Item]) -> list[Item]:
+        """Another reading of this dataset's items (a task's own known labels), as it
+        should be kept: an item equal to one of ours is ours (one object in memory, not
+        two), and one we lack is noted `elsewhere`."""
+        out = []
+        for item in items:
+            mine = self.items.get(item.id)
+            if mine is None:
+                self.elsewhere[item.id] = item
+            out.append(mine if mine == item else item)
+        return out
 
     def __len__(self) -> int:
         return len(self.items)

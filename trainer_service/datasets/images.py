@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from hitl.redact import without_addresses
 from trainer_service.datasets import Catalog
 from trainer_service.domain import TrainerError
 
@@ -16,7 +17,7 @@ THUMBNAIL_SIDE = 256
 
 async def item_image(catalog: Catalog, item_id: str, thumbnail: bool) -> tuple[bytes, str]:
     """(bytes, content type) of an item's image; public URLs are not fetched here."""
-    item = catalog.get(item_id)
+    item = catalog.find(item_id)
     if item is None:
         raise TrainerError("NOT_FOUND", f"no item {item_id!r}")
     if item.is_remote:
@@ -29,7 +30,8 @@ async def item_image(catalog: Catalog, item_id: str, thumbnail: bool) -> tuple[b
     except (OSError, Image.DecompressionBombError) as exc:
         # A decompression bomb is not an OSError, but it is just as unreadable.
         raise TrainerError("FAILED_PRECONDITION",
-                           f"the image of {item_id!r} cannot be read: {exc}") from None
+                           f"the image of {item_id!r} cannot be read: "
+                           f"{without_addresses(str(exc))}") from None
 
 
 def read_image(path: Path, thumbnail: bool) -> tuple[bytes, str]:

@@ -3,6 +3,10 @@
 A manifest with a header row may name its columns instead (any order, extra columns
 ignored): `id`, a location column (`location`, `filename`, `path`, `url` or `image`) and
 `label`; without an `id` column an item's id is its file name without the suffix.
+
+A manifest names only files within its own folder (and those below it) or the configured
+roots: a path elsewhere (`../`, an absolute path) is a bad row.
+A bad row is skipped, counted and logged with its line; the rest of the dataset loads.
 """
 
 from __future__ import annotations
@@ -91,38 +95,85 @@ def _columns(header: list[str]) -> tuple[int | None, int, int | None] | None:
             names.index("label") if "label" in names else None)
 
 
+def within(path: Path, roots: tuple[Path, ...]) -> bool:
+    """Whether `path` lies in one of `roots`, as written (a link the dataset's owner put
+    in its folder may point elsewhere) or once resolved; `..` never escapes either way."""
+    written = Path(os.path.normpath(path))
+    return any(written.is_relative_to(os.path.normpath(root))
+               or path.resolve().is_relative_to(root.resolve()) for root in roots)
+
+
+def _row(row: list[str], columns: tuple[int | None, int, int | None], folder: Path,
+         roots: tuple[Path, ...]) -> tuple[str, str, Label]:
+    """(id, location, label) of a data row; ValueError says why it is bad."""
+    id_col, loc_col, label_col = columns
+    location = row[loc_col].strip() if len(row) > loc_col else ""
+    item_id = (row[id_col].strip() if id_col is not None and len(row) > id_col
+               else Path(location).stem)
+    if not item_id or not location:
+        raise ValueError("expected id,location[,label]")
+    if not is_url(location):
+        if not within(folder / location, roots):
+            raise ValueError("the location is outside the dataset's folders "
+                             "(TRAINER_DATASET_ROOTS)")
+        location = str((folder / location).resolve())
+    raw = row[label_col] if label_col is not None and len(row) > label_col else ""
+    return item_id, location, parse_label(raw)
+
+
+def class_label(raw: str, value: str) -> Label:
+    """A row's label when the positive class is a column's value: positive when the column
+    holds it (case aside), negative when it holds another, none when it is empty."""
+    held = raw.strip()
+    if not held:
+        return Label.UNSPECIFIED
+    return Label.POSITIVE if held.casefold() == value.casefold() else Label.NEGATIVE
+
+
+def _class_column(header: list[str], positive: str, path: Path) -> tuple[int, str]:
+    column, _, value = positive.partition("=")
+    names = [h.strip().lower() for h in header]
+    if column.strip().lower() not in names:
+        raise DatasetError(f"{path}: no column {column.strip()!r} in the header for the "
+                           f"positive class {positive!r}")
+    return names.index(column.strip().lower()), value.strip()
+
+
 def load_manifest(path: Path, validation_fraction: float, evaluation_fraction: float,
-                  seed: int) -> Batches:
+                  seed: int, roots: tuple[str, ...] = (), positive: str = "") -> Batches:
     """Streams the manifest: unlabelled rows join the pool as they are read; labelled rows
-    are split once the file is read (a stratified split needs every label)."""
+    are split once the file is read (a stratified split needs every label). Local files
+    must lie within the manifest's own folder or one of `roots`. `positive`
+    (column=value) takes the labels from that column instead of `label`."""
     if not path.is_file():
         raise DatasetError(f"manifest {path} not found")
+    folder = path.absolute().parent
+    allowed = (folder, *(Path(r).absolute() for r in roots))
     labelled: list[tuple[str, str, Label]] = []
     batch: list[Item] = []
-    id_col: int | None = 0
-    loc_col: int = 1
-    label_col: int | None = 2
+    columns: tuple[int | None, int, int | None] = (0, 1, 2)
+    by_class: tuple[int, str] | None = None
     with CsvStream(path) as stream:
-        for line_no, row in enumerate(stream.rows(), 1):
+        for row in stream.rows():
             if not row:
                 continue
-            if line_no == 1:
+            if stream.line == 1:
                 named = _columns(row)
+                if positive:
+                    by_class = _class_column(row if named else [], positive, path)
                 if named is not None:
-                    id_col, loc_col, label_col = named
+                    columns = named
                     continue
-            location = row[loc_col].strip() if len(row) > loc_col else ""
-            item_id = (row[id_col].strip() if id_col is not None and len(row) > id_col
-                       else Path(location).stem)
-            if not item_id or not location:
-                raise DatasetError(f"{path}:{line_no}: expected id,location[,label]")
-            if not is_url(location):
-                location = str((path.parent / location).resolve())
+            if by_class is not None:  # the label column is not read at all
+                columns = (columns[0], columns[1], None)
             try:
-                raw = row[label_col] if label_col is not None and len(row) > label_col else ""
-                label = parse_label(raw)
+                item_id, location, label = _row(row, columns, folder, allowed)
             except ValueError as exc:
-                raise DatasetError(f"{path}:{line_no}: {exc}") from None
+                stream.skip(stream.line, str(exc))
+                continue
+            if by_class is not None:
+                label = class_label(row[by_class[0]] if len(row) > by_class[0] else "",
+                                    by_class[1])
             if label:
                 labelled.append((item_id, location, label))
             else:
@@ -131,4 +182,4 @@ def load_manifest(path: Path, validation_fraction: float, evaluation_fraction: f
                 yield batch, Progress(f"reading {path.name}", min(stream.fraction(), 0.99))
                 batch = []
     batch.extend(stratified_split(labelled, validation_fraction, evaluation_fraction, seed))
-    yield batch, Progress(f"read {path.name}", 1.0)
+    yield batch, Progress(f"read {path.name}", 1.0, note=stream.skipped_note())

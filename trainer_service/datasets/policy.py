@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from hitl.addresses import Allowlist, IPAddress
+from hitl.addresses import Allowlist, IPAddress, refusal
 from trainer_service.datasets.local import DatasetError
 
 
@@ -77,8 +77,7 @@ def checked_addresses(host: str, port: int, allowlist: Allowlist) -> list[IPAddr
             ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
     for address in addresses:
         if not allowlist.permits(host, address):
-            raise DownloadRefused(f"host {host!r} resolves to a non-public address {address} "
-                                  "(TRAINER_DOWNLOAD_ALLOWLIST)")
+            raise DownloadRefused(refusal(host, "TRAINER_DOWNLOAD_ALLOWLIST"))
     if not addresses:
         raise OSError(f"host {host!r} has no address")
     return addresses

@@ -57,10 +57,12 @@ class ExtractionOrder:
     def next_batch(self) -> list[Item]:
         """The next items to embed, in the order above. Items waiting for a retry are left
         out; one that was in a call that failed whole goes alone, so that only it pays."""
-        items, now, retries = self.catalog.items, time.monotonic(), self.retries
+        find, now, retries = self.catalog.find, time.monotonic(), self.retries
         by_priority: dict[int, list[str]] = {LABELLED: [], KNOWN: [], CANDIDATE: []}
+        items: dict[str, Item] = {}
         for item_id, priority in self.store.pending.items():
-            if item_id in items and not retries.waiting(item_id, now):
+            if (item := find(item_id)) is not None and not retries.waiting(item_id, now):
+                items[item_id] = item
                 by_priority.setdefault(priority, []).append(item_id)
         alone = next((i for _, ids in sorted(by_priority.items()) for i in ids
                       if retries.alone(i)), None)

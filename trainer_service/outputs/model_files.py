@@ -55,8 +55,10 @@ def metadata(info: ModelInfo, model: LinearModel, task: dict) -> dict:
         },
         "labels": {"total": info.labels, "positives": info.positives,
                    "negatives": info.negatives},
-        "metrics": {"validation": asdict(info.validation),
-                    "evaluation": asdict(info.evaluation)},
+        # null for a split with no item: nothing was measured there.
+        "metrics": {split: asdict(m) if m.positives + m.negatives else None
+                    for split, m in (("validation", info.validation),
+                                     ("evaluation", info.evaluation))},
         "training": {"fingerprint": info.fingerprint, "label_version": info.label_version,
                      "train_seconds": info.train_seconds},
     }

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hitl.background import Debounced
 from trainer_service.config import Config
 from trainer_service.datasets import Catalog
 from trainer_service.domain import Estimate, EstimateSource, Forecast, Label, Split, Strategy
@@ -57,15 +58,19 @@ class Population:
 
 class Evaluation:
     def __init__(self, config: Config, catalog: Catalog, features: FeatureStore,
-                 labels: LabelLog, training: Training, notify: Callable[[], None]) -> None:
+                 labels: LabelLog, training: Training, notify: Callable[[], None],
+                 reserve: dict[str, bool] | None = None) -> None:
         self.config, self.catalog, self.features = config, catalog, features
         self.labels, self.training, self.notify = labels, training, notify
         self.estimates: dict[str, Estimate] = {}  # by model version, all from one refresh
         self.forecast: Forecast | None = None
-        self._reserve: dict[str, bool] = {}
+        # Item -> in the reserve: a hash of the item (and the seed and share every task of
+        # a trainer has), so one cache may serve every task.
+        self._reserve: dict[str, bool] = {} if reserve is None else reserve
         self._reserve_size: tuple[int, int] = (-1, 0)  # (pool size, reserve items in it)
         self._models: dict[str, LinearModel] = {}
-        self._task: asyncio.Task | None = None
+        self._refresher = Debounced(self.refresh, name="live-estimate", log=log,
+                                    failure="the live estimate could not be computed")
         self._lock = asyncio.Lock()
 
     # -- the reserve -----------------------------------------------------------------
@@ -161,20 +166,10 @@ class Evaluation:
 
     def schedule(self, delay_s: float = REFRESH_DELAY_S) -> None:
         """A refresh soon: many changes in a burst cost one."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._delayed(delay_s))
+        self._refresher.schedule(delay_s)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _delayed(self, delay_s: float) -> None:
-        await asyncio.sleep(delay_s)
-        try:
-            await self.refresh()
-        except Exception:
-            log.exception("the live estimate could not be computed")
+        await self._refresher.close()
 
     async def refresh(self) -> None:
         """Estimates the model in use and the curve's models with the labels there are

@@ -28,6 +28,13 @@ RECENT_SHARE = 0.25
 MAX_F1 = 0.999
 # Beyond this many times the labels so far, a forecast only says "at least".
 MAX_FACTOR = 20.0
+# The answers (audit answers, or verified labels) an estimate must rest on before its
+# interval may call the target reached. The estimate's Beta priors (12 cells of 2 labels,
+# `estimate.PRIOR_LABELS`) are centred on the model's own probabilities: below 24 answers
+# the model's opinion of itself weighs more than people's answers, and a confident model
+# clears the target on its own say-so. 30 is those 24 and a margin; at the default audit
+# share (10%) that is about 300 labels.
+MIN_ANSWERS = 30
 
 
 def _log_error(f1: float) -> float:
@@ -47,7 +54,8 @@ def forecast(points: Sequence[tuple[int, Estimate]], target: float,
     if not points:
         return None
     newest_n, newest = points[-1]
-    if newest.f1.low >= target:
+    more_answers = max(0, MIN_ANSWERS - newest.labels)
+    if newest.f1.low >= target and not more_answers:
         return Forecast(True, 0.0, 0.0, 0.0, len(points))
     recent = [(n, e) for n, e in points if n >= RECENT_SHARE * newest_n]
     x = np.log([n for n, _ in recent])
@@ -80,4 +88,4 @@ def forecast(points: Sequence[tuple[int, Estimate]], target: float,
     # than "at least that many".
     cap = MAX_FACTOR * newest_n
     return Forecast(False, float(median) if median <= cap else -1.0, float(min(low, cap)),
-                    float(high) if high <= cap else -1.0, len(points))
+                    float(high) if high <= cap else -1.0, len(points), more_answers)

@@ -4,6 +4,8 @@ other, and two of them side by side waste an annotator's time, so:
 
 - at ranking time, pool candidates too similar to any labelled item leave the queues
   (`LabelledScreen`, incremental: each new label is compared with the candidates once);
+  the candidates' unit embeddings are computed once for every task (`UnitRows`), each
+  task keeping only how close each candidate comes to its own labels;
 - at lease time, an item too similar to one leased to anybody, or to one already picked
   for the same batch, is passed over for now (`LeaseGuard`).
 
@@ -34,15 +36,17 @@ def unit_rows(x: np.ndarray, dims: int) -> np.ndarray:
     return e / np.maximum(norms, 1e-12)
 
 
-def max_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """For each unit row of `a`, its highest cosine similarity to any unit row of `b`
-    (-1 when `b` is empty)."""
-    out = np.full(len(a), -1.0, dtype=np.float32)
-    if len(a) == 0 or len(b) == 0:
+def max_similarity(a: np.ndarray, b: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """For each unit row of `a` (or of `a[rows]`, gathered a chunk at a time), its highest
+    cosine similarity to any unit row of `b` (-1 when `b` is empty)."""
+    n = len(a) if rows is None else len(rows)
+    out = np.full(n, -1.0, dtype=np.float32)
+    if n == 0 or len(b) == 0:
         return out
     bt = np.ascontiguousarray(b.T)
-    for start in range(0, len(a), CHUNK):
-        out[start:start + CHUNK] = (a[start:start + CHUNK] @ bt).max(axis=1)
+    for start in range(0, n, CHUNK):
+        chunk = a[start:start + CHUNK] if rows is None else a[rows[start:start + CHUNK]]
+        out[start:start + CHUNK] = (chunk @ bt).max(axis=1)
     return out
 
 
@@ -64,20 +68,63 @@ def enabled(threshold: float) -> bool:
     return threshold < 1.0
 
 
+def _changed(shape: tuple[int, int], matrix: np.ndarray) -> bool:
+    """Another extractor's features, or a bank started again: what was kept is stale."""
+    return shape[1] != matrix.shape[1] or matrix.shape[0] < shape[0]
+
+
+class UnitRows:
+    """Unit embeddings of feature-bank rows, each computed when first asked for and kept
+    for every task's screen: an embedding does not depend on the question asked of it.
+    Called from worker threads, hence the lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._shape: tuple[int, int] = (0, 0)
+        self._pos: dict[int, int] = {}  # bank row -> row of `_unit`
+        self._unit = np.zeros((0, 0), dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self._pos)
+
+    def of(self, matrix: np.ndarray, dims: int, rows: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+        """(kept unit rows, where the bank `rows` are in it), computing those not kept."""
+        with self._lock:
+            if _changed(self._shape, matrix):
+                self._pos, self._unit = {}, np.zeros((0, 0), dtype=np.float32)
+            self._shape = matrix.shape
+            fresh = np.asarray(sorted({r for r in rows.tolist() if r not in self._pos}),
+                               dtype=np.int64)
+            if len(fresh):
+                n = len(self._pos)
+                if n + len(fresh) > len(self._unit):
+                    grown = np.zeros((max(2 * len(self._unit), n + len(fresh)), dims),
+                                     dtype=np.float32)
+                    if n:
+                        grown[:n] = self._unit[:n]
+                    self._unit = grown  # a new array: earlier snapshots stay valid
+                self._unit[n:n + len(fresh)] = unit_rows(matrix[fresh], dims)
+                self._pos.update(zip(fresh.tolist(), range(n, n + len(fresh)), strict=True))
+            at = np.asarray([self._pos[r] for r in rows.tolist()], dtype=np.int64)
+            return self._unit, at
+
+
 class LabelledScreen:
     """Which candidates are near-duplicates of a labelled item. Keeps, per candidate seen,
-    its unit embedding and its highest similarity to the labelled rows compared so far, so
-    each call only compares what is new: new labels against the known candidates, new
-    candidates against every label. Called from worker threads, hence the lock."""
+    its highest similarity to the labelled rows compared so far, so each call only
+    compares what is new: new labels against the known candidates, new candidates
+    against every label. The candidates' unit embeddings come from `units`, which every
+    task's screen may share. Called from worker threads, hence the lock."""
 
-    def __init__(self, threshold: float) -> None:
+    def __init__(self, threshold: float, units: UnitRows | None = None) -> None:
         self.threshold = threshold
+        self.units = units if units is not None else UnitRows()
         self._lock = threading.Lock()
         self._reset()
 
     def _reset(self) -> None:
-        self._pos: dict[int, int] = {}  # bank row -> position in the arrays below
-        self._unit = np.zeros((0, 0), dtype=np.float32)
+        self._pos: dict[int, int] = {}  # bank row -> position in `_best`
         self._best = np.zeros(0, dtype=np.float32)
         self._folded: set[int] = set()  # labelled rows compared with every kept row
         self._shape: tuple[int, int] = (0, 0)
@@ -96,8 +143,7 @@ class LabelledScreen:
                 labelled: np.ndarray) -> np.ndarray:
         labelled_set = set(labelled.tolist())
         # A withdrawn label, or another extractor's features: start again.
-        if (not self._folded <= labelled_set or self._shape[1] != matrix.shape[1]
-                or matrix.shape[0] < self._shape[0]):
+        if not self._folded <= labelled_set or _changed(self._shape, matrix):
             self._reset()
         self._shape = matrix.shape
         # Rows that stopped being candidates (labelled since) are dropped now and then.
@@ -106,32 +152,26 @@ class LabelledScreen:
         new_labels = np.asarray(sorted(labelled_set - self._folded), dtype=np.int64)
         if len(new_labels) and self._pos:
             n = len(self._pos)
-            sims = max_similarity(self._unit[:n], unit_rows(matrix[new_labels], dims))
+            unit, at = self.units.of(matrix, dims, np.fromiter(self._pos, np.int64, n))
+            sims = max_similarity(unit, unit_rows(matrix[new_labels], dims), at)
             np.maximum(self._best[:n], sims, out=self._best[:n])
         fresh = np.asarray([r for r in candidates.tolist() if r not in self._pos], np.int64)
         if len(fresh):
-            unit = unit_rows(matrix[fresh], dims)
-            self._append(fresh, unit, max_similarity(unit, unit_rows(matrix[labelled], dims)))
+            unit, at = self.units.of(matrix, dims, fresh)
+            self._append(fresh, max_similarity(unit, unit_rows(matrix[labelled], dims), at))
         self._folded = labelled_set
         return self._best[[self._pos[r] for r in candidates.tolist()]]
 
-    def _append(self, rows: np.ndarray, unit: np.ndarray, best: np.ndarray) -> None:
+    def _append(self, rows: np.ndarray, best: np.ndarray) -> None:
         n = len(self._pos)
-        if n + len(rows) > len(self._unit):
-            size = max(2 * len(self._unit), n + len(rows))
-            grown = np.zeros((size, unit.shape[1]), dtype=np.float32)
-            if n:
-                grown[:n] = self._unit[:n]
-            self._unit = grown
-            self._best = np.concatenate([self._best[:n], np.zeros(size - n, np.float32)])
-        self._unit[n:n + len(rows)] = unit
-        self._best[n:n + len(rows)] = best
+        self._best = np.concatenate([self._best[:n], best])
+        # Insertion order is position order: `_update` lists the rows from it.
         self._pos.update(zip(rows.tolist(), range(n, n + len(rows)), strict=True))
 
     def _compact(self, candidates: np.ndarray) -> None:
         kept = [r for r in candidates.tolist() if r in self._pos]
         at = np.asarray([self._pos[r] for r in kept], dtype=np.int64)
-        self._unit, self._best = self._unit[at], self._best[at]
+        self._best = self._best[at]
         self._pos = {r: k for k, r in enumerate(kept)}
 
 
@@ -185,9 +225,10 @@ class NearDuplicates:
     every labelled item, and guards each lease against leased and freshly labelled items
     (those answered since the queues were last screened)."""
 
-    def __init__(self, threshold: float, features: FeatureStore, labels: LabelLog) -> None:
+    def __init__(self, threshold: float, features: FeatureStore, labels: LabelLog,
+                 units: UnitRows | None = None) -> None:
         self.threshold, self.features, self.labels = threshold, features, labels
-        self.labelled = LabelledScreen(threshold)
+        self.labelled = LabelledScreen(threshold, units)
         self.recent: dict[str, int] = {}  # item -> log version when answered
         self._screened_at = 0  # log version when the last screening started
 

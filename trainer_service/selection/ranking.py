@@ -19,12 +19,14 @@ Queues, rebuilt whenever a model lands (so no score is older than the model):
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
 
+from hitl.background import Debounced
 from trainer_service import metrics
 from trainer_service.datasets import Catalog
 from trainer_service.domain import Split, Strategy
@@ -32,6 +34,8 @@ from trainer_service.features.store import FeatureStore
 from trainer_service.models.classifier import LinearModel
 from trainer_service.models.training import Training
 from trainer_service.quality.evaluation import Evaluation
+
+log = logging.getLogger(__name__)
 
 # Labelled items the outlier distance is measured against (a sample when there are more).
 OUTLIER_REFERENCE = 256
@@ -188,20 +192,14 @@ class Ranker:
         # Drops candidate rows that must not be served (near-duplicates of labels).
         self.screen = screen
         self._rng = np.random.default_rng(seed)
-        self._task: asyncio.Task | None = None
+        self._reranker = Debounced(self.rerank, name="rerank", log=log, delay_s=RERANK_DELAY_S,
+                                   failure="the pool could not be ranked")
 
     def schedule(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._delayed())
-
-    async def _delayed(self) -> None:
-        await asyncio.sleep(RERANK_DELAY_S)
-        await self.rerank()
+        self._reranker.schedule()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._reranker.close()
 
     async def rerank(self) -> None:
         """Scores the whole embedded pool with the model in use and replaces the queues."""

@@ -54,3 +54,24 @@ class JoinedWrite:
 
     write: Callable[[sqlite3.Connection], None]  # on the database thread, in the transaction
     committed: Callable[[], None]  # on the event loop, after the commit
+
+
+def give_to_task(db: sqlite3.Connection, table: str, create: str, columns: str,
+                 owner: str) -> None:
+    """Rebuilds `table` from before tasks (no `task` column) as `create` makes it, its
+    rows given to the task `owner`, in one transaction; a table with the column, or none,
+    is left as it is. `columns`: every column but `task`, copied as they are."""
+    present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    if not present or "task" in present:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(f"ALTER TABLE {table} RENAME TO {table}_before_tasks")
+        db.execute(create)
+        db.execute(f"INSERT INTO {table} (task, {columns}) SELECT ?, {columns} "
+                   f"FROM {table}_before_tasks", (owner,))
+        db.execute(f"DROP TABLE {table}_before_tasks")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise

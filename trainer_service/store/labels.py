@@ -7,6 +7,10 @@ nothing is deleted from the log.
 
 Answers (yes or no) and passes (skip, unsure) share the log but not the indexes: an item
 someone passed over is still unlabelled for everybody else and never trains.
+
+Every task's annotations share the one table, each row naming its task: a `LabelLog` reads
+and writes its task's rows only, and an annotation id is unique within its task, so no
+label ever counts for another task.
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from trainer_service.domain import PASSES, Annotation, Label, Split, Strategy
+from trainer_service.domain import DEFAULT_TASK, PASSES, Annotation, Label, Split, Strategy
 from trainer_service.store.answers import resolve
-from trainer_service.store.database import Database, JoinedWrite
+from trainer_service.store.database import Database, JoinedWrite, give_to_task
 
-_SCHEMA = """
+_TABLE = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    task TEXT NOT NULL,
     kind TEXT NOT NULL CHECK (kind IN ('add', 'undo')),
     annotation_id TEXT NOT NULL,
     item_id TEXT NOT NULL,
@@ -35,9 +40,10 @@ CREATE TABLE IF NOT EXISTS events (
     split INTEGER NOT NULL,
     time REAL NOT NULL,
     note TEXT NOT NULL DEFAULT '',
-    UNIQUE (annotation_id, kind)
+    UNIQUE (task, annotation_id, kind)
 );
 """
+_INDEX = "CREATE INDEX IF NOT EXISTS events_by_task ON events (task, seq)"
 # Logs written before notes existed gain the column (empty for their rows).
 _ADD_NOTE = "ALTER TABLE events ADD COLUMN note TEXT NOT NULL DEFAULT ''"
 _COLUMNS = ("seq, kind, annotation_id, item_id, label, annotator, strategy, model_version, "
@@ -60,17 +66,22 @@ def _from_row(row: tuple) -> Annotation:
                       version, duration_ms, Split(split), at, note=note)
 
 
-def _migrate(db: sqlite3.Connection) -> None:
-    db.executescript(_SCHEMA)
+def migrate(db: sqlite3.Connection, owner: str) -> None:
+    """Brings the log to the current schema. A log from before tasks has its rows given to
+    `owner` (the default task), once: the table is rebuilt, since its uniqueness now holds
+    within a task."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
-    if "note" not in columns:
+    if columns and "note" not in columns:
         db.execute(_ADD_NOTE)
+    give_to_task(db, "events", _TABLE, _COLUMNS, owner)
+    db.execute(_TABLE)
+    db.execute(_INDEX)
 
 
 class LabelLog:
-    def __init__(self, database: Database) -> None:
-        self.database = database
-        database.call(_migrate)
+    def __init__(self, database: Database, task: str = DEFAULT_TASK) -> None:
+        self.database, self.task = database, task
+        database.call(migrate, task)
         # In memory, rebuilt from the log at start: every annotation in order, per item
         # the ids of its answers in force, and per item the ids of its passes in force.
         self.annotations: dict[str, Annotation] = {}
@@ -85,6 +96,9 @@ class LabelLog:
         self._passed: dict[str, dict[str, int]] = {}
         # annotator -> ids of every annotation they made, oldest first.
         self.by_annotator: dict[str, list[str]] = {}
+        # (annotator, item) -> the id of their latest annotation of it, withdrawn or not:
+        # what lets them change their own answer once its lease is over (`served`).
+        self._latest: dict[tuple[str, str], str] = {}
         # Grows with every add or undo: a model remembers the version it was trained on.
         self.version = 0
         self._queue: list[tuple[str, Annotation, JoinedWrite | None, asyncio.Future]] = []
@@ -92,8 +106,9 @@ class LabelLog:
         self._replay()
 
     def _replay(self) -> None:
-        rows = self.database.call(
-            lambda db: db.execute(f"SELECT {_COLUMNS} FROM events ORDER BY seq").fetchall())
+        rows = self.database.call(lambda db: db.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE task = ? ORDER BY seq", (self.task,)
+        ).fetchall())
         for row in rows:
             self._apply(row[1], _from_row(row[2:]))
             self.version = row[0]
@@ -107,6 +122,7 @@ class LabelLog:
                 self.first_checks.setdefault((record.annotator, record.item_id), record)
             index.setdefault(record.item_id, []).append(record.annotation_id)
             self.by_annotator.setdefault(record.annotator, []).append(record.annotation_id)
+            self._latest[(record.annotator, record.item_id)] = record.annotation_id
             if passed:
                 mine = self._passed.setdefault(record.annotator, {})
                 mine[record.item_id] = mine.get(record.item_id, 0) + 1
@@ -144,6 +160,11 @@ class LabelLog:
             return self.annotations[ids[0]]
         return resolve(self.answers(item_id))
 
+    def latest(self, annotator: str, item_id: str) -> Annotation | None:
+        """The annotator's latest annotation of the item, withdrawn or not."""
+        annotation_id = self._latest.get((annotator, item_id))
+        return None if annotation_id is None else self.annotations[annotation_id]
+
     def passed_by(self, annotator: str) -> dict[str, int]:
         """Items the annotator skipped or marked unsure (in force)."""
         return self._passed.get(annotator, {})
@@ -178,7 +199,7 @@ class LabelLog:
                 batch, self._queue = self._queue, []
                 try:
                     results = await self.database.run(
-                        self._write, [(k, r, j) for k, r, j, _ in batch])
+                        self._write, self.task, [(k, r, j) for k, r, j, _ in batch])
                 except Exception as exc:
                     for *_, future in batch:
                         if not future.done():
@@ -199,7 +220,7 @@ class LabelLog:
             self._flushing = False
 
     @staticmethod
-    def _write(db: sqlite3.Connection,
+    def _write(db: sqlite3.Connection, task: str,
                batch: list[tuple[str, Annotation, JoinedWrite | None]]
                ) -> list[tuple[int | None, Annotation]]:
         """One transaction for the batch; (seq, record) per entry, seq None for repeats."""
@@ -208,10 +229,10 @@ class LabelLog:
         try:
             for kind, r, joined in batch:
                 cursor = db.execute(
-                    "INSERT OR IGNORE INTO events (kind, annotation_id, item_id, label, "
+                    "INSERT OR IGNORE INTO events (task, kind, annotation_id, item_id, label, "
                     "annotator, strategy, model_version, duration_ms, split, time, note) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (kind, r.annotation_id, r.item_id, int(r.label), r.annotator,
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (task, kind, r.annotation_id, r.item_id, int(r.label), r.annotator,
                      int(r.strategy), r.model_version, r.duration_ms, int(r.split), r.time,
                      r.note))
                 out.append((cursor.lastrowid if cursor.rowcount else None, r))

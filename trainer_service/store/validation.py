@@ -7,6 +7,14 @@ from trainer_service.domain import ANSWERS, PASSES, Label, TrainerError
 
 MAX_ID_CHARS = 256
 MAX_NOTE_CHARS = 200
+# A label queued in a browser keeps the time it was given, within reason: a clock ahead
+# counts as now, one far behind as this long ago.
+MAX_GIVEN_AGE_S = 7 * 24 * 3600.0
+
+
+def given_time(given_at: float | None, now: float) -> float:
+    """When an answer was given: the client's time bounded to [now - a week, now]."""
+    return now if given_at is None else min(now, max(given_at, now - MAX_GIVEN_AGE_S))
 
 
 def check_annotation(annotation_id: str, label: Label, annotator: str, duration_ms: int,

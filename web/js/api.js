@@ -11,6 +11,10 @@ export class ApiError extends Error {
   }
 }
 
+// The task this page is on: <task> in its /t/<task>/ address; "" for the default task's
+// page at the root. The page's calls are relative ("api/..."), so they go to its task.
+export const TASK = (/^\/t\/([a-z0-9][a-z0-9-]{0,39})\//.exec(window.location.pathname) || [])[1] || "";
+
 export async function request(method, path, body) {
   const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
   if (method !== "GET") init.headers["X-Requested-With"] = "hitl";
@@ -36,13 +40,14 @@ export async function request(method, path, body) {
 }
 
 export const api = {
-  session: () => request("GET", "/api/session"),
-  setAnnotator: (annotator) => request("POST", "/api/session", { annotator }),
-  nextItems: (n, held) => request("GET", `/api/items/next?n=${n}${held.map((id) => "&held=" + encodeURIComponent(id)).join("")}`),
-  addAnnotation: (body) => request("POST", "/api/annotations", body),
-  undoAnnotation: (id) => request("DELETE", `/api/annotations/${encodeURIComponent(id)}`),
-  login: (token) => request("POST", "/api/login", { token }),
-  logout: () => request("POST", "/api/logout"),
+  session: () => request("GET", "api/session"),
+  setAnnotator: (annotator) => request("POST", "api/session", { annotator }),
+  nextItems: (n, held) => request("GET", `api/items/next?n=${n}${held.map((id) => "&held=" + encodeURIComponent(id)).join("")}`),
+  addAnnotation: (body) => request("POST", "api/annotations", body),
+  undoAnnotation: (id) => request("DELETE", `api/annotations/${encodeURIComponent(id)}`),
+  login: (token) => request("POST", "api/login", { token }),
+  logout: () => request("POST", "api/logout"),
+  tasks: () => request("GET", "/api/tasks"),
 };
 
 // One queued operation of an outbox, delivered once: an annotation, or the undo of one.

@@ -60,7 +60,7 @@ function renderExamples(examples) {
 
 async function load() {
   try {
-    const body = await request("GET", "/api/guidelines");
+    const body = await request("GET", "api/guidelines");
     renderText(body.text, $("guide-text"));
     renderExamples(body.examples || []);
   } catch (err) {

@@ -15,7 +15,9 @@ export function bindKeys(actions, reading) {
     if (reading() && !WHILE_READING.has(key)) return;
     action();
   });
-  // Space also clicks a focused button when released: the key is ours, not the button's.
+  // Space also clicks a focused button when released: where space is one of the keys, it
+  // is ours, not the button's.
+  if (!(" " in actions)) return;
   document.addEventListener("keyup", (event) => {
     if (event.key === " " && event.target.closest && event.target.closest("button")) event.preventDefault();
   });

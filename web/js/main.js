@@ -1,48 +1,35 @@
 // The annotation page: keyboard and buttons act on the first image at once; labels go
-// through the outbox; the panel follows the gateway's live status stream.
+// through the outbox; the recent answers can be changed; the panel follows the gateway's
+// live status stream.
 
-import { api, deliver, newId } from "./api.js";
-import { Deck, safeImageUrl } from "./deck.js";
+import { Answers } from "./answers.js";
+import { api, deliver, TASK } from "./api.js";
+import { renderColumn, renderStage } from "./column.js";
+import { Deck } from "./deck.js";
+import { showError } from "./errors.js";
+import { renderFinish, setFinishAdmin } from "./finish.js";
 import { closeGuide, guideOpen, toggleGuide } from "./guide.js";
+import { STRIP } from "./history.js";
 import { bindKeys } from "./keys.js";
+import { chooseName } from "./name.js";
 import { CheckNotice } from "./notice.js";
-import { Outbox } from "./outbox.js";
+import { Outbox, queueKey } from "./outbox.js";
 import { renderAgreement, renderStatus, setAnnotator } from "./panel.js";
+import { showTasks } from "./picker.js";
 import { bindUnsure, hideUnsure, showUnsure as openUnsure, unsureOpen } from "./unsure.js";
-import { perHour, withArticle } from "./wording.js";
+import { withArticle } from "./wording.js";
 import { hideZoom as closeZoomView, showZoom as openZoomView, switchZoom } from "./zoom.js";
 
 const $ = (id) => document.getElementById(id);
 const REFILL_RETRY_MS = 3000;
-const MAX_ERRORS = 4;
 
 const state = {
   task: "the target",       // display name, from the status
   annotator: "",
   signedIn: false,          // the name comes from a sign-in (else it is chosen here)
-  history: [],              // this page's annotations, newest last, for undo
-  labelled: 0,
-  startedAt: 0,
   shownAt: performance.now(),
   zoomed: false,
 };
-
-// --- errors ------------------------------------------------------------------------
-
-function showError(message) {
-  const box = $("errors");
-  const line = document.createElement("p");
-  line.className = "error";
-  line.textContent = message;
-  const close = document.createElement("button");
-  close.type = "button";
-  close.textContent = "×";
-  close.title = "Dismiss";
-  close.addEventListener("click", () => line.remove());
-  line.append(close);
-  box.append(line);
-  while (box.children.length > MAX_ERRORS) box.firstElementChild.remove();
-}
 
 window.addEventListener("hitl:unauthenticated", () => { window.location.assign("/login"); });
 
@@ -82,98 +69,21 @@ function scheduleRefill() {
   refillTimer = setTimeout(() => { refillTimer = null; deck.refill(); }, REFILL_RETRY_MS);
 }
 
-const deck = new Deck({ fetchItems, onChange: renderDeck });
-
-// Thumbnail elements are kept per item and reused, so that moving down the column never
-// reloads or re-decodes an image.
-const thumbnails = new Map();
-
-function thumbnail(item) {
-  let li = thumbnails.get(item.id);
-  if (li) return li;
-  li = document.createElement("li");
-  li.className = "thumb";
-  li.dataset.itemId = item.id;
-  const img = document.createElement("img");
-  img.alt = "";
-  img.loading = "eager";
-  img.src = safeImageUrl(item.thumbnail_url);
-  // No badge: nothing on the page may tell a check from any other image.
-  li.append(img);
-  li.addEventListener("click", () => { if (deck.current && deck.current.id === item.id) toggleZoom(); });
-  thumbnails.set(item.id, li);
-  return li;
-}
-
 function renderDeck() {
-  const list = $("thumbs");
-  const shown = deck.items.map(thumbnail);
-  list.replaceChildren(...shown);
-  shown.forEach((li, index) => li.classList.toggle("focused", index === 0));
-  const keep = new Set(deck.items.map((item) => item.id));
-  for (const id of thumbnails.keys()) if (!keep.has(id)) thumbnails.delete(id);
-  const item = deck.current;
-  const current = $("current");
-  current.dataset.empty = String(!item);
-  current.dataset.itemId = item ? item.id : "";
-  $("current-img").src = item ? safeImageUrl(item.thumbnail_url) : "";
-  $("current-img").hidden = !item;
-  $("empty").textContent = item ? "" : (deck.refilling ? "Loading images…" : "No images to show right now; asking the server again shortly.");
+  renderColumn(deck.items, (item) => { if (deck.current && deck.current.id === item.id) toggleZoom(); });
+  if (answers.changing) return;  // the earlier image holds the stage until it is answered
+  renderStage(deck.current, deck.refilling);
   if (state.zoomed) showZoom();
 }
 
-// --- labelling ---------------------------------------------------------------------
+const deck = new Deck({ fetchItems, onChange: () => renderDeck() });
 
-const ANSWERS = new Set(["positive", "negative"]);
+// --- labelling ---------------------------------------------------------------------
 
 function said(value, note) {
   if (value === "skip") return "Skipped: someone else will answer it.";
   if (value === "unsure") return note ? `Marked unsure (${note}).` : "Marked unsure.";
   return `Labelled ${value === "positive" ? state.task : "not " + state.task}.`;
-}
-
-// Yes, no, skip or unsure for the image on screen; skips and unsure marks never train.
-function label(value, note = "") {
-  const item = deck.current;
-  if (!item) return;
-  hideUnsure();
-  const now = performance.now();
-  deck.take();
-  const annotation = { id: newId(), item_id: item.id, label: value,
-                       duration_ms: Math.max(0, Math.round(now - state.shownAt)) };
-  if (note) annotation.note = note;
-  state.shownAt = now;
-  state.history.push({ annotation, item });
-  if (ANSWERS.has(value)) {
-    state.labelled += 1;
-    state.startedAt ||= Date.now();
-  }
-  outbox.push({ kind: "add", body: annotation, item });
-  $("last").textContent = said(value, note);
-  renderRate();
-}
-
-function showUnsure() {
-  if (deck.current) openUnsure();
-}
-
-bindUnsure((note) => label("unsure", note));
-
-function undo() {
-  const last = state.history.pop();
-  if (!last) return;
-  hideUnsure();
-  if (!outbox.cancelAdd(last.annotation.id)) outbox.push({ kind: "undo", id: last.annotation.id });
-  if (ANSWERS.has(last.annotation.label)) state.labelled = Math.max(0, state.labelled - 1);
-  deck.putBack(last.item);
-  state.shownAt = performance.now();
-  $("last").textContent = "Undone: the image is back.";
-  if (notice.about(last.annotation.id)) notice.hide();
-  renderRate();
-}
-
-function renderRate() {
-  $("rate").textContent = perHour(state.labelled, state.startedAt);
 }
 
 function send(op) {
@@ -197,22 +107,60 @@ function renderPending(box) {
   pill.title = box.lastError ? `Waiting to deliver: ${box.lastError.message}` : "Labels waiting to be delivered";
 }
 
-const outbox = new Outbox({ send, onDelivered: delivered, onFailed: failed, onChange: renderPending });
-
-// --- gold check notice ---------------------------------------------------------------
-
-const notice = new CheckNotice({
-  push: (op) => outbox.push(op),
-  replaced: (oldId, fixed) => {
-    const entry = state.history.find((h) => h.annotation.id === oldId);
-    if (entry) entry.annotation = fixed;
+const outbox = new Outbox({ send, onDelivered: delivered, onFailed: failed, onChange: renderPending,
+                            key: queueKey(TASK) });
+const answers = new Answers({ outbox, said, restage: renderDeck, task: () => withArticle(state.task) });
+const notice = answers.notice = new CheckNotice({
+  fix: (annotation, item) => {
+    answers.replace(annotation, annotation.label === "positive" ? "negative" : "positive", "", item);
+    $("last").textContent = "Fixed.";
   },
 });
 
+// Yes, no, skip or unsure for the image on screen (or the earlier one being changed);
+// skips and unsure marks never train.
+function label(value, note = "") {
+  hideUnsure();
+  if (answers.changing) { answers.change(value, note); return; }
+  const item = deck.current;
+  if (!item) return;
+  const now = performance.now();
+  deck.take();
+  answers.give(item, value, note, Math.max(0, Math.round(now - state.shownAt)));
+  state.shownAt = now;
+}
+
+function undo() {
+  hideUnsure();
+  if (answers.changing) { answers.stop(); return; }
+  const item = answers.undo();
+  if (!item) return;
+  deck.putBack(item);
+  state.shownAt = performance.now();
+}
+
+// Position 1 is the latest answer.
+function startChanging(position) {
+  hideZoom();
+  hideUnsure();
+  answers.start(position);
+}
+answers.onPick = startChanging;
+
+function showUnsure() {
+  if (deck.current || answers.changing) openUnsure();
+}
+
+bindUnsure((note) => label("unsure", note));
+
 // --- zoom --------------------------------------------------------------------------
 
+function zoomedItem() {
+  return answers.changing ? answers.changing.item : deck.current;
+}
+
 function showZoom() {
-  const item = deck.current;
+  const item = zoomedItem();
   if (!item) { hideZoom(); return; }
   openZoomView(item);
 }
@@ -234,6 +182,7 @@ function escape() {
   if (guideOpen()) closeGuide();
   else if (state.zoomed) hideZoom();
   else if (unsureOpen()) hideUnsure();
+  else if (answers.changing) answers.stop();
   else notice.hide();
 }
 
@@ -248,6 +197,7 @@ const KEYS = {
   Backspace: undo,
   Escape: escape,
 };
+for (let position = 1; position <= STRIP; position += 1) KEYS[String(position)] = () => startChanging(position);
 bindKeys(KEYS, guideOpen);
 
 $("btn-yes").addEventListener("click", () => label("positive"));
@@ -256,11 +206,10 @@ $("btn-skip").addEventListener("click", () => label("skip"));
 $("btn-unsure").addEventListener("click", showUnsure);
 $("btn-zoom").addEventListener("click", toggleZoom);
 $("btn-undo").addEventListener("click", undo);
-// On the picture a click switches between the detector's box and the whole image;
-// anywhere else it closes the zoom.
+// On the picture a click switches between the whole image and the detector's box (when
+// it has one); anywhere else it closes the zoom.
 $("zoom").addEventListener("click", (event) => {
-  const item = deck.current;
-  if (event.target.closest("#zoom-frame") && item && item.detector) switchZoom(); else hideZoom();
+  if (event.target.closest("#zoom-frame") && zoomedItem()) switchZoom(); else hideZoom();
 });
 window.addEventListener("online", () => outbox.retryNow());
 
@@ -271,7 +220,7 @@ function applyTask(status) {
   const name = status.display_name.toLowerCase();
   if (name === state.task) return;
   state.task = name;
-  $("question").textContent = `Does this image show ${withArticle(name)}?`;
+  $("question").textContent = status.question || `Does this image show ${withArticle(name)}?`;
   $("yes-text").textContent = `Yes, ${name}`;
   $("no-text").textContent = `No ${name}`;
   $("pos-label").textContent = `Labelled ${name}`;
@@ -280,12 +229,13 @@ function applyTask(status) {
 }
 
 function watchStatus() {
-  const source = new EventSource("/api/events");
+  const source = new EventSource("api/events");
   source.addEventListener("status", (event) => {
     const { trainer, status } = JSON.parse(event.data);
     applyTask(status);
     renderStatus(status, trainer);
     renderAgreement(status, state.annotator);
+    renderFinish(status);
     // A trainer that is back takes the pending labels now rather than at the next retry.
     if (trainer === "up" && outbox.pending) outbox.retryNow();
     if (trainer === "up" && !deck.current) deck.refill();
@@ -295,16 +245,9 @@ function watchStatus() {
 
 // --- start -------------------------------------------------------------------------
 
-async function chooseName(current) {
-  const dialog = $("name-dialog");
-  $("name-input").value = current || "";
-  dialog.showModal();
-  await new Promise((resolve) => $("name-form").addEventListener("submit", resolve, { once: true }));
-  return api.setAnnotator($("name-input").value.trim());
-}
-
 function showName(name) {
   state.annotator = name;
+  answers.useAnnotator(name);
   setAnnotator(name);
   $("annotator").textContent = name;
   $("annotator").title = state.signedIn ? "Sign out (another annotator signs in)" : "Change your name";
@@ -322,16 +265,15 @@ async function start() {
   // With sign-ins the name is the one the token belongs to; on an open (local) gateway
   // it is chosen here.
   state.signedIn = Boolean(session.auth_required);
-  while (!session.annotator && !state.signedIn) {
-    try { session = await chooseName(""); } catch (err) { showError(err.message); }
-  }
+  if (!session.annotator && !state.signedIn) session = await chooseName();
   const annotator = session.annotator;
   if (!annotator) { window.location.assign("/login"); return; }
   if (state.signedIn) outbox.useQueue(annotator);
   // Labels still queued from an earlier visit must not be shown (and answered) again.
   for (const op of outbox.ops) if (op.kind === "add") deck.seen.add(op.body.item_id);
   showName(annotator);
-  $("export").hidden = !session.admin;
+  for (const id of ["export", "nav-models"]) $(id).hidden = !session.admin;
+  setFinishAdmin(Boolean(session.admin));
   $("annotator").addEventListener("click", async () => {
     try {
       if (state.signedIn) {
@@ -344,9 +286,10 @@ async function start() {
     } catch (err) { showError(err.message); }
   });
   watchStatus();
+  showTasks($("task-picker"), TASK).catch(() => { $("task-pick").hidden = true; });
   outbox.kick();
   deck.refill();
-  setInterval(renderRate, 30000);
+  setInterval(() => answers.render(), 30000);
 }
 
 start();

@@ -2,17 +2,14 @@
 // (never a dialog: the next image stays answerable) offers to fix the answer, which
 // withdraws it and records the other one.
 
-import { newId } from "./api.js";
 import { withArticle } from "./wording.js";
 
 const $ = (id) => document.getElementById(id);
 
 export class CheckNotice {
-  // `push(op)` queues an outbox operation; `replaced(oldId, annotation)` updates the
-  // page's undo history.
-  constructor({ push, replaced }) {
-    this.push = push;
-    this.replaced = replaced;
+  // `fix(annotation, item)` replaces the answer by the other one.
+  constructor({ fix }) {
+    this.fixAnswer = fix;
     this.current = null;
     $("notice-keep").addEventListener("click", () => this.hide());
     $("notice-fix").addEventListener("click", () => this.fix());
@@ -39,12 +36,6 @@ export class CheckNotice {
     const notice = this.current;
     if (!notice) return;
     this.hide();
-    const fixed = { id: newId(), item_id: notice.annotation.item_id,
-                    label: notice.annotation.label === "positive" ? "negative" : "positive",
-                    duration_ms: notice.annotation.duration_ms };
-    this.push({ kind: "undo", id: notice.annotation.id });
-    this.push({ kind: "add", body: fixed, item: notice.item });
-    this.replaced(notice.annotation.id, fixed);
-    $("last").textContent = "Fixed.";
+    this.fixAnswer(notice.annotation, notice.item);
   }
 }

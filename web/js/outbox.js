@@ -4,12 +4,18 @@
 // answer is recorded once.
 
 const KEY = "hitl.outbox.v1";
+
+// Each task's page keeps a queue of its own: a label is only ever delivered to the task
+// it was given in.
+export function queueKey(task) {
+  return task ? `${KEY}:${task}` : KEY;
+}
 const MIN_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 10000;
 
 export class Outbox {
   constructor({ send, onDelivered, onFailed, onChange, storage = window.localStorage, key = KEY }) {
-    this.key = key;
+    this.key = this.base = key;
     this.send = send;
     this.onDelivered = onDelivered;
     this.onFailed = onFailed;
@@ -42,7 +48,7 @@ export class Outbox {
   // one of them queued are never delivered under another's name: they wait for that
   // annotator to sign in here again. Called before anything is sent.
   useQueue(name) {
-    const key = `${KEY}.${name}`;
+    const key = `${this.base}.${name}`;
     if (key === this.key) return;
     this.key = key;
     this.ops = this.load();

@@ -1,7 +1,9 @@
 // The live panel: model quality against the target, counts, the learning curve and
 // the extraction ETA, redrawn from each status the gateway pushes.
 
-import { eta, forecastWords, percent, restsOn, targetWords, withInterval } from "./wording.js";
+import {
+  eta, f1Words, firstModelWords, forecastWords, percent, restsOn, targetWords, withInterval,
+} from "./wording.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -10,6 +12,8 @@ let annotator = "";
 
 // Whose agreement with the known answers the panel shows: the signed-in annotator's.
 export function setAnnotator(name) { annotator = name; }
+// Short enough for the chart, the ETA and the exports to show at 1280x800.
+const CHART_HEIGHT = 150;
 let chart = null;
 let chartKey = "";
 
@@ -40,7 +44,10 @@ export function renderStatus(status, trainer) {
   const estimate = status.model && status.model.estimate;
   text("f1", estimate ? percent(estimate.f1) : "–");
   text("f1-interval", estimate ? `90% interval ${percent(estimate.f1_low)}–${percent(estimate.f1_high)}` : "");
-  text("target-text", status.model ? targetWords(estimate, target) : `target ${percent(target)}: no model yet`);
+  text("target-text", status.model
+    ? targetWords(estimate, target, status.forecast)
+    : `target ${percent(target)}: ${firstModelWords(status.counts || {}, status.min_per_class)}`);
+  text("f1-words", f1Words(estimate, (status.display_name || "the target").toLowerCase()));
   // The bar shows the interval, not only the point: where the model may really be.
   const bar = $("f1-bar");
   const low = estimate ? Math.max(0, Math.min(1, estimate.f1_low)) : 0;
@@ -56,6 +63,9 @@ export function renderStatus(status, trainer) {
   text("rests-on", restsOn(estimate));
   text("model-version", status.model ? `${status.model.version} (${status.model.labels} labels)` : "none yet");
   text("forecast", forecastWords(status.forecast));
+  const pinned = Boolean(status.model && status.model.pinned);
+  $("pinned-note").hidden = !pinned;
+  if (pinned) text("pinned-note", `An admin pinned model ${status.model.version} in use: newer models are trained but not used until the pin is lifted.`);
 
   const c = status.counts || {};
   text("count-pos", (c.labelled_positive || 0).toLocaleString("en"));
@@ -107,9 +117,9 @@ function renderCurve(curve, target, counts) {
   loadChartLibrary().then((uPlot) => {
     const box = $("chart");
     const width = Math.max(200, box.clientWidth || 280);
-    if (chart) { chart.setData(data); chart.setSize({ width, height: 180 }); return; }
+    if (chart) { chart.setData(data); chart.setSize({ width, height: CHART_HEIGHT }); return; }
     chart = new uPlot({
-      width, height: 180,
+      width, height: CHART_HEIGHT,
       scales: { x: { time: false }, y: { range: [0, 1] } },
       axes: [{ label: "labels given" }, { label: "F-score" }],
       legend: { show: false },
@@ -128,3 +138,14 @@ function renderCurve(curve, target, counts) {
     hint.textContent = "The chart library could not be loaded (run make install).";
   });
 }
+
+// The F-score in plain words: shown while the pointer is over its name, and toggled by a
+// click or tap (or Enter) for those without a pointer.
+function setHelp(open) {
+  $("f1-words").hidden = !open;
+  $("f1-help").setAttribute("aria-expanded", String(open));
+}
+
+$("f1-help").addEventListener("click", () => setHelp($("f1-words").hidden));
+$("f1-help").addEventListener("mouseenter", () => setHelp(true));
+$("f1-help").addEventListener("mouseleave", () => setHelp(false));

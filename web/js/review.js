@@ -1,16 +1,20 @@
 // The review view: the dataset's unlabelled images by predicted probability (the most
-// likely positives, or the borderline), answered with the annotation page's keys. An
-// answer that agrees with the prediction confirms it, one that does not corrects it;
-// both are ordinary annotations, delivered through the same outbox.
+// likely positives, or the borderline), answered with the annotation page's keys, with
+// each card's buttons, or on a phone by swiping a card (right yes, left no). An answer
+// that agrees with the prediction confirms it, one that does not corrects it; both are
+// ordinary annotations, delivered through the same outbox.
 
-import { api, deliver, newId, request } from "./api.js";
+import { api, deliver, newId, request, TASK } from "./api.js";
 import { safeImageUrl } from "./deck.js";
-import { Outbox } from "./outbox.js";
+import { showError } from "./errors.js";
+import { bindKeys } from "./keys.js";
+import { chooseName } from "./name.js";
+import { Outbox, queueKey } from "./outbox.js";
+import { swipeable } from "./swipe.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 60;
 const LOAD_AHEAD = 12;
-const MAX_ERRORS = 4;
 
 const state = {
   order: "most_likely",
@@ -26,14 +30,6 @@ const state = {
   annotator: "",
   noModel: false,
 };
-
-function showError(message) {
-  const line = document.createElement("p");
-  line.className = "error";
-  line.textContent = message;
-  $("errors").append(line);
-  while ($("errors").children.length > MAX_ERRORS) $("errors").firstElementChild.remove();
-}
 
 window.addEventListener("hitl:unauthenticated", () => { window.location.assign("/login"); });
 
@@ -59,6 +55,7 @@ const outbox = new Outbox({
   onDelivered: () => {},
   onFailed: (op, err) => showError(`An answer was refused by the server and dropped: ${err.message}`),
   onChange: renderPending,
+  key: queueKey(TASK),
 });
 
 // --- the list ----------------------------------------------------------------------
@@ -85,16 +82,36 @@ function card(item) {
   predicted.textContent = item.decision === "positive" ? "yes" : "no";
   predicted.title = "the model's decision";
   meta.append(p, predicted);
-  li.append(img, verdict, meta);
+  const buttons = document.createElement("div");
+  buttons.className = "card-answers";
   const entry = { item, li, answer: null, verdict: null, annotationId: null };
-  li.addEventListener("click", () => focusOn(state.cards.indexOf(entry)));
+  const index = () => state.cards.indexOf(entry);
+  for (const [value, text] of [["positive", "Yes"], ["negative", "No"]]) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = value === "positive" ? "yes" : "no";
+    button.dataset.answer = value;
+    button.textContent = text;
+    button.addEventListener("click", (event) => {
+      event.stopPropagation();
+      focusOn(index(), false);
+      answer(value);
+    });
+    buttons.append(button);
+  }
+  li.tabIndex = 0;
+  li.setAttribute("aria-label", `Image predicted ${predicted.textContent}, probability ${p.textContent}`);
+  li.append(img, verdict, meta, buttons);
+  li.addEventListener("click", () => focusOn(index(), false));
+  li.addEventListener("focus", () => { if (state.cards[state.focus] !== entry) focusOn(index(), false); });
+  swipeable(li, (value) => { focusOn(index(), false); answer(value); });
   return entry;
 }
 
 async function loadMore() {
   if (state.loading || state.exhausted) return state.loading;
   const token = state.token ? `&page_token=${encodeURIComponent(state.token)}` : "";
-  state.loading = request("GET", `/api/predictions/review?order=${state.order}&limit=${PAGE}${token}`)
+  state.loading = request("GET", `api/predictions/review?order=${state.order}&limit=${PAGE}${token}`)
     .then((page) => {
       state.noModel = false;
       state.modelVersion ||= page.model_version;
@@ -135,12 +152,15 @@ function reset(order) {
   loadMore();
 }
 
-function focusOn(index) {
+// `moveFocus`: also move the keyboard focus (keys and answers do; a click or tap has
+// put it there already).
+function focusOn(index, moveFocus = true) {
   if (index < 0 || index >= state.cards.length) return;
   state.cards[state.focus]?.li.classList.remove("focused");
   state.focus = index;
   const { li } = state.cards[index];
   li.classList.add("focused");
+  if (moveFocus && document.activeElement && document.activeElement.closest(".cards")) li.focus({ preventScroll: true });
   li.scrollIntoView({ block: "nearest" });
   state.shownAt = performance.now();
   if (state.cards.length - index < LOAD_AHEAD) loadMore();
@@ -227,7 +247,7 @@ function renderScoring(scoring) {
 }
 
 function watchStatus() {
-  const source = new EventSource("/api/events");
+  const source = new EventSource("api/events");
   source.addEventListener("status", (event) => {
     const { trainer, status } = JSON.parse(event.data);
     $("connection").dataset.state = trainer;
@@ -247,7 +267,7 @@ function watchStatus() {
 
 async function scoreAll() {
   try {
-    const { scoring } = await request("POST", "/api/predictions/job");
+    const { scoring } = await request("POST", "api/predictions/job");
     renderScoring(scoring);
   } catch (err) {
     showError(`The scoring job did not start: ${err.message}`);
@@ -269,35 +289,21 @@ const KEYS = {
   ArrowUp: () => focusOn(state.focus - 1),
 };
 
-document.addEventListener("keydown", (event) => {
-  if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
-  if (event.target.closest && event.target.closest("input, textarea, dialog[open]")) return;
-  const action = KEYS[event.key.length === 1 ? event.key.toLowerCase() : event.key];
-  if (!action) return;
-  event.preventDefault();
-  action();
-});
+bindKeys(KEYS, () => false);
 
 for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => reset(tab.dataset.order));
 $("reload").addEventListener("click", () => reset(state.order));
 $("score-all").addEventListener("click", scoreAll);
+$("review-undo").addEventListener("click", undo);
 window.addEventListener("online", () => outbox.retryNow());
-
-async function chooseName() {
-  const dialog = $("name-dialog");
-  dialog.showModal();
-  await new Promise((resolve) => $("name-form").addEventListener("submit", resolve, { once: true }));
-  return (await api.setAnnotator($("name-input").value.trim())).annotator;
-}
 
 async function start() {
   renderPending(outbox);
   let session = { annotator: null };
   try { session = await api.session(); } catch (err) { showError(`The gateway cannot be reached (${err.message}).`); }
   let annotator = session.annotator;
-  while (!annotator) {
-    try { annotator = await chooseName(); } catch (err) { showError(err.message); }
-  }
+  if (!annotator && session.auth_required) { window.location.assign("/login"); return; }
+  if (!annotator) annotator = (await chooseName()).annotator;
   state.annotator = annotator;
   $("annotator").textContent = annotator;
   watchStatus();

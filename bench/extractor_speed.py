@@ -1,5 +1,5 @@
 """Images/s of an extractor at several batch sizes against the one-at-a-time baseline,
-measured in one run on the same images: `python -m feature_service.extractors.speed`.
+measured in one run on the same images: `python -m bench.extractor_speed`.
 
 Each timed pass decodes, prepares and extracts in sequence (no overlap), so the figures
 are the models' and runtime's share of the service's throughput.
@@ -17,11 +17,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from . import load_extractor
-from .baseline import load_baseline
-from .runtime import cpu_threads
+from bench.baseline import load_baseline
+from feature_service.extractors import Settings, load_extractor
+from feature_service.extractors.runtime import cpu_threads, resolve_device
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,11 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, default=ROOT / ".models")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--precision", default="float32")
     args = parser.parse_args(argv)
 
     paths = sorted(args.images.glob("*.jpg"))[: args.count]
     blobs = [p.read_bytes() for p in paths]
-    extractor = load_extractor(args.extractor, args.models_dir, args.device)
+    device = "cpu" if args.extractor == "lite" else resolve_device(args.device)
+    extractor = load_extractor(args.extractor, args.models_dir, device,
+                               Settings(args.precision, threads=cpu_threads()))
     extractor.warm_up()
     baseline = load_baseline(args.extractor, args.models_dir, extractor.info.device)
     baseline(paths[0])

@@ -27,8 +27,14 @@ def lite_baseline(models_dir: Path) -> BaselineFn:
     import onnx
     from onnx2torch import convert
 
-    from ..fetch_models import efficientnet_weights_path
-    from .lite import detector_input, efficientnet_lite2, embedder_input, lite_files, lite_vectors
+    from feature_service.extractors.lite import (
+        detector_input,
+        efficientnet_lite2,
+        embedder_input,
+        lite_files,
+        lite_vectors,
+    )
+    from feature_service.fetch_models import efficientnet_weights_path
 
     _, detector_onnx = lite_files(Path(models_dir) / "lite")
     embedder = efficientnet_lite2(efficientnet_weights_path())
@@ -45,12 +51,18 @@ def lite_baseline(models_dir: Path) -> BaselineFn:
 
 
 def resnext_frcnn_baseline(device: str, untrained: bool = False) -> BaselineFn:
-    """float32 and the default memory layout, as the demo ran it. `untrained` builds the
-    same architectures with random weights: for speed measurements only."""
-    from .resnext_frcnn import ResNeXtFrcnnExtractor
+    """float32 and the default memory layout, as the demo ran it, with torch's default
+    threads. `untrained` builds the same architectures with random weights: for speed
+    measurements only."""
+    import torch
 
-    build = ResNeXtFrcnnExtractor.untrained if untrained else ResNeXtFrcnnExtractor.pretrained
-    extractor = build(device, precision="float32", channels_last=False)
+    from bench.untrained import untrained_resnext_frcnn
+    from feature_service.extractors.base import Settings
+    from feature_service.extractors.resnext_frcnn import ResNeXtFrcnnExtractor
+
+    plain = Settings("float32", "contiguous", torch.get_num_threads())
+    extractor = (untrained_resnext_frcnn(device, settings=plain) if untrained
+                 else ResNeXtFrcnnExtractor.pretrained(device, plain))
 
     def extract(path: Path) -> np.ndarray:
         return extractor.extract([extractor.prepare(full_size_rgb(path))])[0]

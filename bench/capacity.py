@@ -1,7 +1,7 @@
 """Measures the figures docs/scaling.md is built on, on this machine's CPU, and prints
 them as JSON. Run from the repository root:
 
-    .venv/bin/python deploy/capacity/measure.py [--quick] > artifacts/capacity.json
+    python -m bench.capacity [--quick] > artifacts/capacity.json
 
 - model cost: FLOPs per image (torch's FLOP counter) and CPU images/s of the
   resnext50-frcnn architectures, built with random weights (same cost as the
@@ -30,8 +30,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[1]
 
 PHOTOS = Path(os.environ.get("HITL_TEST_DATA", ROOT.parent / "shared" / "data")) / "photos"
 RESNEXT_DIM = 2048
