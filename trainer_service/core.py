@@ -38,7 +38,7 @@ from trainer_service.domain import (
     TrainerError,
 )
 from trainer_service.features.extraction import Extraction
-from trainer_service.features.store import LABELLED, FeatureStore
+from trainer_service.features.store import LABELLED, TaskFeatures
 from trainer_service.intake import Intake
 from trainer_service.loading import Loading, configured_dataset, drain, known_labels
 from trainer_service.models.training import Training
@@ -81,7 +81,7 @@ class Trainer:
         self.labels: LabelLog
         self.served: ServedLog
         self.intake: Intake
-        self.features: FeatureStore
+        self.features: TaskFeatures
         self.extraction: Extraction
         self.training: Training
         self.evaluation: Evaluation
@@ -103,7 +103,7 @@ class Trainer:
             await shared.open(self.spec.name, feature_task(config))
         self.database, self.extraction = shared.database, shared.extraction
         self.labels = await asyncio.to_thread(LabelLog, self.database, self.spec.name)
-        self.features = task_features(shared.features, self.spec)
+        self.features = await task_features(shared.features, config)
         self.served = await asyncio.to_thread(ServedLog, self.database, config.answer_grace_s,
                                               self.spec.name)
         self.checks = Checks(self.catalog, self.labels)
@@ -125,7 +125,7 @@ class Trainer:
         self.loading = shared.loading
         if self._own_catalog:
             self.loading = Loading(config, shared.data_dir / "datasets", self.catalog,
-                                   self.features, notify, dataset=shared.catalog)
+                                   shared.features, notify, dataset=shared.catalog)
         self.intake = Intake(self.catalog, self.labels, self.served, self.features,
                              self.sampler, self.duplicates, self.training, self.evaluation,
                              notify)
@@ -187,8 +187,12 @@ class Trainer:
             self.evaluation.schedule(FEATURES_REFRESH_S)  # the population grew
         self.feed.notify()
 
-    def _on_extractor(self, extractor: dict) -> None:
-        if self.training.use_extractor(extractor):
+    def _on_extractor(self, stored: dict) -> None:
+        """The features changed (`stored`, every class's); the task's own record, its
+        class's row, follows from it."""
+        del stored
+        extractor = self.features.extractor
+        if extractor is not None and self.training.use_extractor(extractor):
             self.ranker.schedule()
 
     async def _on_adopted(self) -> None:

@@ -26,7 +26,7 @@ from trainer_service.domain import (
     Strategy,
     TrainerError,
 )
-from trainer_service.features.store import LABELLED, FeatureStore
+from trainer_service.features.store import LABELLED, TaskFeatures
 from trainer_service.models.training import Training
 from trainer_service.quality.evaluation import Evaluation
 from trainer_service.selection.leasing import Lease, Sampler
@@ -61,7 +61,7 @@ class Imported:
 
 class Intake:
     def __init__(self, catalog: Catalog, labels: LabelLog, served: ServedLog,
-                 features: FeatureStore, sampler: Sampler, duplicates: NearDuplicates,
+                 features: TaskFeatures, sampler: Sampler, duplicates: NearDuplicates,
                  training: Training, evaluation: Evaluation,
                  notify: Callable[[], None]) -> None:
         self.catalog, self.labels, self.served = catalog, labels, served

@@ -73,7 +73,7 @@ class Shared:
         for migrate in (labels_before_tasks, served_before_tasks):
             await self.database.run(migrate, owner)
         await asyncio.to_thread(self._adopt_models, owner)
-        self.features = await asyncio.to_thread(FeatureStore, self.database)
+        self.features = await asyncio.to_thread(FeatureStore, self.database, guide)
         self.loading = Loading(config, self.data_dir / "datasets", self.catalog, self.features,
                                self.notify)
         self.extraction = Extraction(
@@ -82,7 +82,7 @@ class Shared:
             prefetch=config.prefetch, seed=config.seed,
             max_message_bytes=config.max_message_bytes,
             max_attempts=config.embed_max_attempts, retry_s=config.embed_retry_s,
-            on_features=self.on_features, on_extractor=self.on_extractor, task=guide)
+            on_features=self.on_features, on_extractor=self.on_extractor)
         await self.features.restore()
         self.extraction.start()
         kind, location = configured_dataset(config)

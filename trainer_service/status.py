@@ -22,7 +22,7 @@ from trainer_service.domain import (
     Strategy,
 )
 from trainer_service.features.extraction import Extraction
-from trainer_service.features.store import FeatureStore
+from trainer_service.features.store import TaskFeatures
 from trainer_service.models.registry import ModelInfo
 from trainer_service.models.training import Training
 from trainer_service.quality.evaluation import Evaluation
@@ -35,7 +35,7 @@ def model_summary(info: ModelInfo, estimate: Estimate | None = None,
                         info.create_time, info.labels_given, estimate, pinned)
 
 
-def build_status(config: Config, catalog: Catalog, labels: LabelLog, features: FeatureStore,
+def build_status(config: Config, catalog: Catalog, labels: LabelLog, features: TaskFeatures,
                  extraction: Extraction, training: Training,
                  evaluation: Evaluation, checks: Checks) -> Status:
     counts = Counts(items=len(catalog), pool=len(catalog.pool),

@@ -260,7 +260,7 @@ def test_lite_gives_every_class_its_own_evidence(lite: Extractor) -> None:
     """Each class's row is that class's detections, as `class_detections` finds them; the
     Car row scores car tiles above bicycle tiles, and the dog photo's Dog row is high."""
     require_data(PHOTOS)
-    from feature_service.extractors.lite import prepare_lite
+    from feature_service.extractors.lite import detector_batch, prepare_lite
 
     paths = tiles("Car", 8) + tiles("Bicycle", 8)
     found = rows(vectors(lite, paths)[:, 1280:])
@@ -269,7 +269,7 @@ def test_lite_gives_every_class_its_own_evidence(lite: Extractor) -> None:
     dog = rows(vectors(lite, [PHOTOS / "dog.jpg"])[0, 1280:])
     assert dog[lite_row("Dog"), 0] > 0.5
     session = lite._detector  # type: ignore[attr-defined]
-    x = prepare_lite(rgb(PHOTOS / "dog.jpg")).detector[None]
+    x = detector_batch(prepare_lite(rgb(PHOTOS / "dog.jpg")).detector[None])
     raw_boxes, logits = session.run(None, {session.get_inputs()[0].name: x})
     for name in ("Bicycle", "Dog", "Person", "Car"):
         k = lite_row(name)

@@ -20,6 +20,7 @@ from trainer_service.datasets import Catalog, Item
 from trainer_service.domain import Annotation, Label, Metrics, Split, Strategy, TrainerError
 from trainer_service.features.records import Embedded, Evidence, ImageError, ImageSource
 from trainer_service.features.store import FeatureStore
+from trainer_service.features.task_evidence import Task
 from trainer_service.models.classifier import train
 from trainer_service.models.registry import ModelInfo
 from trainer_service.models.training import Training
@@ -45,11 +46,12 @@ async def setup(tmp_path: Path, n: int = 120) -> tuple[Predictions, Training, La
     async def adopted() -> None:
         pass
 
-    training = Training(Config(), tmp_path / "models", catalog, labels, features,
+    view = features.view(Task())
+    training = Training(Config(), tmp_path / "models", catalog, labels, view,
                         on_adopted=adopted, notify=lambda: None)
     training.model = train(x, y, evidence_dim=0)
     training.model_info = ModelInfo("v0001", EXTRACTOR, n, 0, Metrics(), Metrics())
-    return Predictions(catalog, features, training, labels), training, labels, x
+    return Predictions(catalog, view, training, labels), training, labels, x
 
 
 async def test_export_batches_cover_every_embedded_item_with_labels(tmp_path: Path) -> None:

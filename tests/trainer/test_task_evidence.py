@@ -6,13 +6,21 @@ the same stored features without any new extraction."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from hitl.evidence import EVIDENCE_DIM, DetectorClass, class_evidence, task_vectors
 from trainer_service.features.store import FeatureStore
-from trainer_service.features.task_evidence import choose_row, extractor_record, task_matrix
+from trainer_service.features.task_evidence import (
+    Task,
+    choose_row,
+    extractor_key,
+    extractor_record,
+    stored_record,
+    task_matrix,
+)
 from trainer_service.store.database import Database
 
 CLASSES = [DetectorClass("Bicycle", "/m/0199g", "Bicycle"),
@@ -74,18 +82,44 @@ def test_the_extractor_record_says_which_class_and_layout() -> None:
     np.testing.assert_array_equal(task_matrix(earlier, np.ones((2, 5))), np.ones((2, 5)))
 
 
-async def test_another_class_reads_the_same_stored_features(tmp_path: Path) -> None:
+def describe_info(version: str = "7") -> SimpleNamespace:
+    """What a feature service's Describe gives, as the trainer reads it."""
+    return SimpleNamespace(
+        name="lite", version=version, embedding_dimension=EMBEDDING,
+        evidence_version="every-class-1", target_class="Bicycle",
+        detector_classes=[SimpleNamespace(name=c.name, open_images_id=c.open_images_id,
+                                          open_images_name=c.open_images_name)
+                          for c in CLASSES])
+
+
+async def test_tasks_of_other_classes_read_the_same_stored_features(tmp_path: Path) -> None:
+    """Two tasks of one trainer, each with its own class, over one stored copy: each
+    reads its class's row; a task added later reads what is stored, and a new extractor
+    version drops the stored features for every task at once."""
     database = Database(tmp_path / "labels.sqlite3")
-    store = FeatureStore(database)
-    bicycle = extractor_record("lite", "7", EMBEDDING, "every-class-1", CLASSES, 0)
-    await store.use_extractor(bicycle)
+    bicycle, hydrant = Task("auto", "/m/0199g", "Bicycle"), Task("Fire hydrant")
+    store = FeatureStore(database, bicycle)
+    await store.use_extractor(stored_record(describe_info()))
     x = stored(3)
     await store.save([(f"i{k}", x[k].tobytes()) for k in range(3)], [])
-    assert (store.bank.matrix[:, EMBEDDING:] == 1).all()
-    hydrant = {**bicycle, "detector_class": "fire hydrant", "evidence_row": 1}
-    assert await store.use_extractor(hydrant) == 0  # nothing dropped, nothing to extract
-    assert store.bank.ids == ["i0", "i1", "i2"]
-    assert (store.bank.matrix[:, EMBEDDING:] == 2).all()
-    np.testing.assert_array_equal(store.bank.matrix[:, :EMBEDDING], x[:, :EMBEDDING])
-    assert await store.use_extractor({**hydrant, "version": "8"}) == 3  # new features
+    first = await store.open_task(bicycle)
+    assert (first.bank.matrix[:, EMBEDDING:] == 1).all()
+    assert first.extractor == extractor_key(describe_info(), bicycle)
+    assert first.extractor is not None and first.extractor["detector_class"] == "Bicycle"
+    second = await store.open_task(hydrant)  # added later: built from the database
+    assert second.bank.ids == ["i0", "i1", "i2"]
+    assert (second.bank.matrix[:, EMBEDDING:] == 2).all()
+    np.testing.assert_array_equal(second.bank.matrix[:, :EMBEDDING], x[:, :EMBEDDING])
+    await store.save([("i3", stored(4)[3].tobytes())], [])  # both banks grow
+    assert first.bank.ids == second.bank.ids == ["i0", "i1", "i2", "i3"]
+    assert (second.bank.matrix[3, EMBEDDING:] == 2).all()
+    unguided = await store.open_task(Task("none"))
+    assert not unguided.bank.matrix[:, EMBEDDING:].any()
+    assert first.bank is (await store.open_task(Task("Bicycle"))).bank  # one class, one bank
+    # The next start restores every class the tasks read.
+    again = FeatureStore(database, bicycle)
+    await again.restore()
+    assert (again.view(hydrant).bank.matrix[:, EMBEDDING:] == 2).all()
+    assert await again.use_extractor(stored_record(describe_info("8"))) == 4  # new features
+    assert len(again.view(hydrant).bank) == 0
     await database.close()

@@ -27,7 +27,7 @@ import numpy as np
 from hitl.background import Debounced
 from trainer_service.datasets import Catalog
 from trainer_service.domain import Label, Split, Strategy
-from trainer_service.features.store import FeatureStore
+from trainer_service.features.store import TaskFeatures
 from trainer_service.store.labels import LabelLog
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class LabelReview:
     """Keeps the likely label errors of the labels in force (recomputed in the background
     after every new model) and serves them for review."""
 
-    def __init__(self, catalog: Catalog, labels: LabelLog, features: FeatureStore,
+    def __init__(self, catalog: Catalog, labels: LabelLog, features: TaskFeatures,
                  seed: int) -> None:
         self.catalog, self.labels, self.features, self.seed = catalog, labels, features, seed
         self.suspects: list[tuple[str, float]] = []

@@ -29,7 +29,13 @@ from trainer_service.features.embed_plan import Retries, plan_batch
 from trainer_service.features.order import ExtractionOrder
 from trainer_service.features.records import Embedded, ImageError, ImageSource
 from trainer_service.features.store import FeatureStore
-from trainer_service.features.task_evidence import Task, extractor_key, task_evidence, task_matrix
+from trainer_service.features.task_evidence import (
+    Task,
+    extractor_key,
+    stored_record,
+    task_evidence,
+    task_matrix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +68,8 @@ class Extraction:
                  max_message_bytes: int = 64 << 20, max_attempts: int = 8,
                  retry_s: float = 2.0,
                  on_features: Callable[[list[str]], None] = lambda ids: None,
-                 on_extractor: Callable[[dict], None] = lambda extractor: None,
-                 task: Task | None = None) -> None:
-        self.store, self.catalog, self.task = store, catalog, task or Task()
+                 on_extractor: Callable[[dict], None] = lambda extractor: None) -> None:
+        self.store, self.catalog = store, catalog
         self.channel = open_channel(address, SERVICE, default_deadline_s=deadline_s,
                                     max_message_bytes=max_message_bytes)
         # Requests stay under the smaller of our limit and the one the service reports.
@@ -104,11 +109,11 @@ class Extraction:
     async def _describe(self) -> None:
         response = await self.stub.Describe(feature_pb2.DescribeRequest(), timeout=10)
         self.service_limit = response.max_message_bytes
-        described = extractor_key(response.extractor, self.task)
-        if described != self.store.extractor:
-            if self.store.extractor is not None:
+        described = stored_record(response.extractor)
+        if described != self.store.stored:
+            if self.store.stored is not None:
                 log.warning("feature extractor changed: features of the old one are dropped "
-                            "and extracted again", extra={"old": self.store.extractor,
+                            "and extracted again", extra={"old": self.store.stored,
                                                           "new": described})
             dropped = await self.store.use_extractor(described)
             log.info("extractor", extra={"extractor": described, "dropped_features": dropped})
@@ -170,7 +175,7 @@ class Extraction:
             self.seconds_per_item = (per_item if not self.seconds_per_item
                                      else 0.7 * self.seconds_per_item + 0.3 * per_item)
         done: list[tuple[str, bytes]] = []
-        extractor = self.store.extractor or {}
+        extractor = self.store.stored or {}
         dimension = int(extractor.get("stored_dimension", 0))
         for result in results:
             if result.WhichOneof("outcome") == "features":

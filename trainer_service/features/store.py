@@ -3,8 +3,10 @@ embedded: each kept in SQLite, so a restart resumes where it stopped, and in mem
 
 This object is the one owner of all three: every change goes to the database and to the
 in-memory view together. The database keeps each item's stored vector (the embedding and
-every detector class's evidence), so it serves any task; the bank in memory holds the
-task's vectors, derived from them (`task_evidence.task_matrix`). The extraction worker
+every detector class's evidence), so it serves any task. In memory, one bank per detector
+class the trainer's tasks read holds the vectors models take (the embedding and that
+class's evidence, `task_evidence.task_matrix`); tasks of one class share it, and each task
+sees its own through `TaskFeatures`. The extraction worker
 (`extraction.py`) reads the queue and hands results back here; an annotation that needs
 features queues its item's extraction in its own transaction (`queue_with`), so a
 labelled item's extraction is never lost.
@@ -21,13 +23,14 @@ import time
 import numpy as np
 
 from trainer_service.features.bank import FeatureBank
-from trainer_service.features.task_evidence import task_matrix
+from trainer_service.features.task_evidence import Task, for_task, task_matrix
 from trainer_service.store.database import Database, JoinedWrite
 
 log = logging.getLogger(__name__)
 
 LABELLED, KNOWN, CANDIDATE = 0, 1, 2  # extraction priorities, most urgent first
 _NOT_QUEUED = 99
+_AS_STORED = -2  # the bank of a record from before there were many classes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS features (
@@ -50,19 +53,78 @@ def key_text(extractor: dict) -> str:
 
 
 class FeatureStore:
-    def __init__(self, database: Database) -> None:
+    """What every task shares: the stored features, their queue and failures. `guide` is
+    the task whose detector class the store's own `bank` and `extractor` follow (the
+    default task's); `view` gives any task its own."""
+
+    def __init__(self, database: Database, guide: Task | None = None) -> None:
         self.database = database
         database.call(lambda db: db.executescript(_SCHEMA))
-        self.bank = FeatureBank()  # the task's vectors, of `extractor` only
+        self.guide = guide or Task()
         self.pending: dict[str, int] = {}  # item id -> priority
         self.failed: dict[str, str] = {}  # item id -> reason
-        self.extractor: dict | None = None  # as last described (or remembered)
+        self.stored: dict | None = None  # the stored features' record, as last described
+        self._banks: dict[int, FeatureBank] = {}  # evidence row -> the vectors models take
+        self._tasks: set[Task] = {self.guide}
+        self._empty = FeatureBank()
         # Set whenever an extraction is queued, to wake the worker.
         self.queued = asyncio.Event()
 
     @property
+    def extractor(self) -> dict | None:
+        return self.record(self.guide)
+
+    @property
+    def bank(self) -> FeatureBank:
+        return self.bank_of(self.guide)
+
+    @property
     def embedding_dimension(self) -> int:
-        return int(self.extractor["embedding_dimension"]) if self.extractor else 0
+        return int(self.stored["embedding_dimension"]) if self.stored else 0
+
+    def record(self, task: Task) -> dict | None:
+        """The record of `task`'s features (its class's row), None before any."""
+        return for_task(self.stored, task) if self.stored else None
+
+    def _row(self, task: Task) -> int:
+        record = self.record(task)
+        return int(record.get("evidence_row", _AS_STORED)) if record else _AS_STORED
+
+    def bank_of(self, task: Task) -> FeatureBank:
+        """`task`'s vectors in memory, built from the database the first time a task of
+        its class asks (`open_task` does it off the event loop)."""
+        if self.stored is None:
+            return self._empty
+        self._tasks.add(task)
+        row = self._row(task)
+        if row not in self._banks:
+            ids, matrix = self.database.call(
+                lambda db: _load_features(db, key_text(self.stored or {})))
+            self._banks[row] = self._derived(task, ids, matrix)
+        return self._banks[row]
+
+    def view(self, task: Task) -> TaskFeatures:
+        return TaskFeatures(self, task)
+
+    async def open_task(self, task: Task) -> TaskFeatures:
+        """`task`'s view, its bank built first (a task of a class no other task reads
+        costs one more bank: the embedding and that class's evidence of every item)."""
+        self._tasks.add(task)
+        if self.stored is not None and self._row(task) not in self._banks:
+            ids, matrix = await self.database.run(_load_features, key_text(self.stored))
+            self._banks.setdefault(self._row(task), self._derived(task, ids, matrix))
+        return self.view(task)
+
+    def _derived(self, task: Task, ids: list[str], stored: np.ndarray | None) -> FeatureBank:
+        bank = FeatureBank()
+        record = self.record(task)
+        if stored is not None and record is not None:
+            bank.add(ids, task_matrix(record, stored))
+        return bank
+
+    def _by_row(self) -> dict[int, Task]:
+        """One task of each class the tasks read, by its evidence row."""
+        return {self._row(task): task for task in self._tasks}
 
     async def restore(self) -> None:
         """Restores the queue, the failures and the features of the last extractor used."""
@@ -70,23 +132,23 @@ class FeatureStore:
         self.failed = await self.database.run(_load_failed)
         remembered = await self.database.run(_get_meta, "extractor")
         if remembered:
-            self.extractor = json.loads(remembered)
+            self.stored = json.loads(remembered)
             await self._load_features()
 
     async def _load_features(self) -> None:
-        assert self.extractor is not None
-        ids, matrix = await self.database.run(_load_features, key_text(self.extractor))
-        self.bank.clear()
-        if matrix is not None:
-            self.bank.add(ids, task_matrix(self.extractor, matrix))
-        log.info("features loaded", extra={"items": len(ids), "pending": len(self.pending)})
+        assert self.stored is not None
+        ids, matrix = await self.database.run(_load_features, key_text(self.stored))
+        self._banks = {row: self._derived(task, ids, matrix)
+                       for row, task in self._by_row().items()}
+        log.info("features loaded", extra={"items": len(ids), "pending": len(self.pending),
+                                           "classes_in_memory": len(self._banks)})
 
-    async def use_extractor(self, extractor: dict) -> int:
-        """Switches to another extractor's features: those of any other are dropped (they
-        will be extracted again); returns how many were."""
-        dropped = await self.database.run(_drop_features, key_text(extractor))
-        await self.database.run(_set_meta, "extractor", json.dumps(extractor))
-        self.extractor = extractor
+    async def use_extractor(self, stored: dict) -> int:
+        """Switches to another extractor's features (`task_evidence.stored_record`): those
+        of any other are dropped (they will be extracted again); returns how many were."""
+        dropped = await self.database.run(_drop_features, key_text(stored))
+        await self.database.run(_set_meta, "extractor", json.dumps(stored))
+        self.stored = stored
         await self._load_features()
         return dropped
 
@@ -125,14 +187,58 @@ class FeatureStore:
     async def save(self, done: list[tuple[str, bytes]], failed: list[tuple[str, str]]) -> None:
         """Stores extraction results (stored vectors) and takes them off the queue, in one
         transaction."""
-        assert self.extractor is not None
-        await self.database.run(_save_features, key_text(self.extractor), done, failed)
+        assert self.stored is not None
+        await self.database.run(_save_features, key_text(self.stored), done, failed)
         if done:
             stored = np.stack([np.frombuffer(v, dtype="<f4") for _, v in done])
-            self.bank.add([i for i, _ in done], task_matrix(self.extractor, stored))
+            ids = [i for i, _ in done]
+            for row, task in self._by_row().items():
+                record = self.record(task)
+                assert record is not None
+                self._banks.setdefault(row, FeatureBank()).add(ids, task_matrix(record, stored))
         self.failed.update(failed)
         for item_id in [i for i, _ in done] + [i for i, _ in failed]:
             self.pending.pop(item_id, None)
+
+
+class TaskFeatures:
+    """One task's features: the shared store's queue and failures, and the vectors and
+    record of the task's detector class."""
+
+    def __init__(self, store: FeatureStore, task: Task) -> None:
+        self.store, self.task = store, task
+
+    @property
+    def bank(self) -> FeatureBank:
+        return self.store.bank_of(self.task)
+
+    @property
+    def extractor(self) -> dict | None:
+        return self.store.record(self.task)
+
+    @property
+    def embedding_dimension(self) -> int:
+        return self.store.embedding_dimension
+
+    @property
+    def pending(self) -> dict[str, int]:
+        return self.store.pending
+
+    @property
+    def failed(self) -> dict[str, str]:
+        return self.store.failed
+
+    def needs_features(self, item_id: str) -> bool:
+        return self.store.needs_features(item_id)
+
+    async def enqueue(self, item_ids: list[str], priority: int) -> None:
+        await self.store.enqueue(item_ids, priority)
+
+    def queue_with(self, item_id: str, priority: int) -> JoinedWrite:
+        return self.store.queue_with(item_id, priority)
+
+    async def save(self, done: list[tuple[str, bytes]], failed: list[tuple[str, str]]) -> None:
+        await self.store.save(done, failed)
 
 
 # -- on the database thread ------------------------------------------------------------

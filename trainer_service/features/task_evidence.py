@@ -64,8 +64,8 @@ def choose_row(classes: list[DetectorClass], wanted: str, label_id: str,
 def extractor_record(name: str, version: str, embedding_dimension: int,
                      evidence_version: str, classes: list[DetectorClass],
                      row: int | None) -> dict:
-    """What the trainer records of the features it works with. `dimension` is the task
-    vector's (what models take), `stored_dimension` the stored one's."""
+    """What the trainer records of the features a task works with. `dimension` is the
+    task vector's (what models take), `stored_dimension` the stored one's."""
     return {"name": name, "version": version,
             "dimension": embedding_dimension + EVIDENCE_DIM,
             "embedding_dimension": embedding_dimension,
@@ -75,14 +75,34 @@ def extractor_record(name: str, version: str, embedding_dimension: int,
             "evidence_row": -1 if row is None else row}
 
 
-def extractor_key(info: Any, task: Task) -> dict:
-    """The extractor record of a `Describe`'s ExtractorInfo `info` for `task`. A feature
+def stored_record(info: Any) -> dict:
+    """What the trainer records of the stored features of a `Describe`'s ExtractorInfo
+    `info`, whatever the task: the task records (`for_task`) are made from it. A feature
     service that lists no detector classes (an earlier release) has one: its target."""
     classes = [DetectorClass(c.name, c.open_images_id, c.open_images_name)
                for c in info.detector_classes] or [DetectorClass(info.target_class)]
+    record = extractor_record(info.name, info.version, info.embedding_dimension,
+                              info.evidence_version, classes, None)
+    del record["detector_class"], record["evidence_row"]
+    return {**record, "classes": [[c.name, c.open_images_id, c.open_images_name]
+                                  for c in classes]}
+
+
+def for_task(stored: dict, task: Task) -> dict:
+    """The record of one task's features (its detector class's row) from the stored
+    record. A record without classes (kept before there were many) is the task's own."""
+    if "classes" not in stored:
+        return stored
+    classes = [DetectorClass(*c) for c in stored["classes"]]
     row = choose_row(classes, task.detector_class, task.label_id, task.display_name)
-    return extractor_record(info.name, info.version, info.embedding_dimension,
-                            info.evidence_version, classes, row)
+    return extractor_record(stored["name"], stored["version"],
+                            int(stored["embedding_dimension"]), stored["evidence_version"],
+                            classes, row)
+
+
+def extractor_key(info: Any, task: Task) -> dict:
+    """The record of `task`'s features from a `Describe`'s ExtractorInfo `info`."""
+    return for_task(stored_record(info), task)
 
 
 def task_matrix(extractor: dict, stored: np.ndarray) -> np.ndarray:

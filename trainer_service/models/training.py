@@ -18,7 +18,7 @@ from trainer_service import metrics
 from trainer_service.config import Config
 from trainer_service.datasets import Catalog
 from trainer_service.domain import Label, Metrics, Split, Strategy
-from trainer_service.features.store import LABELLED, FeatureStore
+from trainer_service.features.store import LABELLED, TaskFeatures
 from trainer_service.models.classifier import LinearModel, measure, population_moments, train
 from trainer_service.models.prior import DetectorPrior, train_with_prior
 from trainer_service.models.registry import ModelInfo, ModelRegistry
@@ -32,7 +32,7 @@ LABELLED_WAIT_S = 30.0
 
 class Training:
     def __init__(self, config: Config, models_dir: Path, catalog: Catalog, labels: LabelLog,
-                 features: FeatureStore, *, on_adopted: Callable[[], Awaitable[None]],
+                 features: TaskFeatures, *, on_adopted: Callable[[], Awaitable[None]],
                  notify: Callable[[], None]) -> None:
         self.config, self.catalog, self.labels, self.features = config, catalog, labels, features
         self.registry = ModelRegistry(models_dir, keep=config.keep_models)

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable
 
 from trainer_service.domain import Estimate, TrainerError
-from trainer_service.features.store import FeatureStore
+from trainer_service.features.store import TaskFeatures
 from trainer_service.models.registry import ModelInfo
 from trainer_service.models.training import Training
 from trainer_service.outputs.model_files import model_file
@@ -21,7 +21,7 @@ from trainer_service.outputs.records import ModelEntry, ModelFile, ModelFormat
 
 
 class ModelCatalog:
-    def __init__(self, training: Training, features: FeatureStore, task: dict,
+    def __init__(self, training: Training, features: TaskFeatures, task: dict,
                  estimate: Callable[[str], Estimate | None]) -> None:
         self.training, self.features, self.task = training, features, task
         self.estimate = estimate

@@ -11,7 +11,7 @@ from trainer_service.datasets import Catalog
 from trainer_service.domain import Estimate, ScoringProgress
 from trainer_service.features.extraction import Extraction
 from trainer_service.features.records import ImageSource
-from trainer_service.features.store import FeatureStore
+from trainer_service.features.store import TaskFeatures
 from trainer_service.models.training import Training
 from trainer_service.outputs.classify import classify, feature_service
 from trainer_service.outputs.model_catalog import ModelCatalog
@@ -27,17 +27,18 @@ from trainer_service.store.labels import LabelLog
 
 
 class ModelOutputs:
-    def __init__(self, config: Config, catalog: Catalog, features: FeatureStore,
+    def __init__(self, config: Config, catalog: Catalog, features: TaskFeatures,
                  training: Training, labels: LabelLog, extraction: Extraction, *,
                  estimate: Callable[[str], Estimate | None],
                  on_features: Callable[[list[str]], None],
                  notify: Callable[[], None]) -> None:
         self.config, self.training, self.extraction = config, training, extraction
+        self.features = features
         self.predictions = Predictions(catalog, features, training, labels)
         task = {"label_id": config.label_id, "display_name": config.display_name}
         self.models = ModelCatalog(training, features, task, estimate)
         self.scoring = ScoringJob(
-            catalog, features, extraction.stub, extraction.task, batch=config.embed_batch,
+            catalog, features, extraction.stub, features.task, batch=config.embed_batch,
             deadline_s=config.embed_deadline_s, score=self._score_all,
             on_features=on_features, notify=notify)
 
@@ -46,7 +47,7 @@ class ModelOutputs:
         """(one result per image, the model's version, its threshold)."""
         model, info = self.training.model, self.training.model_info
         embed = feature_service(self.extraction.stub, self.config.embed_deadline_s,
-                                self.extraction.task)
+                                self.features.task)
         results = await classify(images, model, info, embed, self.config.max_classify)
         assert model is not None and info is not None  # classify refuses to work without
         return results, info.version, model.threshold

@@ -19,7 +19,7 @@ import numpy as np
 
 from trainer_service.datasets import Catalog
 from trainer_service.domain import Label, Split, TrainerError
-from trainer_service.features.store import FeatureStore
+from trainer_service.features.store import TaskFeatures
 from trainer_service.models.classifier import LinearModel
 from trainer_service.models.training import Training
 from trainer_service.outputs.records import (
@@ -80,7 +80,7 @@ class Scores:
 
 
 class Predictions:
-    def __init__(self, catalog: Catalog, features: FeatureStore, training: Training,
+    def __init__(self, catalog: Catalog, features: TaskFeatures, training: Training,
                  labels: LabelLog) -> None:
         self.catalog, self.features, self.training, self.labels = (
             catalog, features, training, labels)

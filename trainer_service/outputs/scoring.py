@@ -20,7 +20,7 @@ from trainer_service.datasets import Catalog
 from trainer_service.domain import ScoringProgress, ScoringState
 from trainer_service.features.extraction import FeatureServiceError, describe, embed_stream
 from trainer_service.features.records import Embedded
-from trainer_service.features.store import FeatureStore
+from trainer_service.features.store import TaskFeatures
 from trainer_service.features.task_evidence import Task
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ SECONDS_PER_ITEM = 2.0
 
 
 class ScoringJob:
-    def __init__(self, catalog: Catalog, features: FeatureStore, stub: object, task: Task, *,
+    def __init__(self, catalog: Catalog, features: TaskFeatures, stub: object, task: Task, *,
                  batch: int, deadline_s: float, score: Callable[[], Awaitable[int | None]],
                  on_features: Callable[[list[str]], None],
                  notify: Callable[[], None]) -> None:

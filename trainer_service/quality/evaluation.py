@@ -26,7 +26,7 @@ from hitl.background import Debounced
 from trainer_service.config import Config
 from trainer_service.datasets import Catalog
 from trainer_service.domain import Estimate, EstimateSource, Forecast, Label, Split, Strategy
-from trainer_service.features.store import FeatureStore
+from trainer_service.features.store import TaskFeatures
 from trainer_service.models.classifier import LinearModel
 from trainer_service.models.training import Training
 from trainer_service.quality import audit, estimate, forecast
@@ -57,7 +57,7 @@ class Population:
 
 
 class Evaluation:
-    def __init__(self, config: Config, catalog: Catalog, features: FeatureStore,
+    def __init__(self, config: Config, catalog: Catalog, features: TaskFeatures,
                  labels: LabelLog, training: Training, notify: Callable[[], None],
                  reserve: dict[str, bool] | None = None) -> None:
         self.config, self.catalog, self.features = config, catalog, features

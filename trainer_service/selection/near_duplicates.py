@@ -22,7 +22,7 @@ import threading
 
 import numpy as np
 
-from trainer_service.features.store import FeatureStore
+from trainer_service.features.store import TaskFeatures
 from trainer_service.store.labels import LabelLog
 
 # Rows per matrix product: 2,048 x 5,000 float32 similarities is 40 MB.
@@ -225,7 +225,7 @@ class NearDuplicates:
     every labelled item, and guards each lease against leased and freshly labelled items
     (those answered since the queues were last screened)."""
 
-    def __init__(self, threshold: float, features: FeatureStore, labels: LabelLog,
+    def __init__(self, threshold: float, features: TaskFeatures, labels: LabelLog,
                  units: UnitRows | None = None) -> None:
         self.threshold, self.features, self.labels = threshold, features, labels
         self.labelled = LabelledScreen(threshold, units)

@@ -30,7 +30,7 @@ from hitl.background import Debounced
 from trainer_service import metrics
 from trainer_service.datasets import Catalog
 from trainer_service.domain import Split, Strategy
-from trainer_service.features.store import FeatureStore
+from trainer_service.features.store import TaskFeatures
 from trainer_service.models.classifier import LinearModel
 from trainer_service.models.training import Training
 from trainer_service.quality.evaluation import Evaluation
@@ -183,7 +183,7 @@ class Ranker:
     """Scores the embedded pool with the model in use and hands the queues over (to the
     sampler): after every new model, and shortly after new features arrive."""
 
-    def __init__(self, catalog: Catalog, features: FeatureStore, training: Training,
+    def __init__(self, catalog: Catalog, features: TaskFeatures, training: Training,
                  available: Callable[[str], bool], install: Callable[[Queues, str], None],
                  seed: int, evaluation: Evaluation,
                  screen: Callable[[np.ndarray], Awaitable[np.ndarray]] | None = None) -> None:

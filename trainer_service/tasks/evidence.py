@@ -2,20 +2,17 @@
 that guides the task.
 
 The feature service stores every detector class's evidence with each image, and the
-trainer keeps those stored vectors (`features/task_evidence.py`). The vectors in memory,
-which every part of a task reads, carry the embedding and one class's evidence: the class
-chosen for the trainer's default task (`feature_task`). A task of another class in the
-same trainer reads that class's evidence too, today; a task whose class differs runs best
-in a trainer of its own (TRAINER_DETECTOR_CLASS, see docs/tasks.md). This module is the
-one place a task's evidence is decided.
+trainer keeps those stored vectors (`features/store.py`). Each task reads the embedding
+and the evidence row of its own detector class (`detector_class`: auto, none or a class,
+resolved against the classes the feature service lists); tasks of one class share one
+bank of vectors in memory. This module is the one place a task's evidence is decided.
 """
 
 from __future__ import annotations
 
 from trainer_service.config import Config
-from trainer_service.features.store import FeatureStore
+from trainer_service.features.store import FeatureStore, TaskFeatures
 from trainer_service.features.task_evidence import Task
-from trainer_service.tasks.spec import TaskSpec
 
 
 def feature_task(config: Config) -> Task:
@@ -23,7 +20,7 @@ def feature_task(config: Config) -> Task:
     return Task(config.detector_class, config.label_id, config.display_name)
 
 
-def task_features(store: FeatureStore, spec: TaskSpec) -> FeatureStore:
-    """The feature store as the task `spec` reads it."""
-    del spec  # every task reads the evidence of the default task's class (see above)
-    return store
+async def task_features(store: FeatureStore, config: Config) -> TaskFeatures:
+    """The features as the task of `config` (a task's settings, `spec.task_config`) reads
+    them."""
+    return await store.open_task(feature_task(config))
