@@ -7,33 +7,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from annotation_gateway.json_view import enum_words, to_json
 from hitl.v1 import common_pb2, trainer_pb2
 
-LABELS = {common_pb2.LABEL_POSITIVE: "positive", common_pb2.LABEL_NEGATIVE: "negative",
-          common_pb2.LABEL_SKIP: "skip", common_pb2.LABEL_UNSURE: "unsure"}
-LABEL_BY_NAME = {name: value for value, name in LABELS.items()}
-
-STRATEGIES = {
-    trainer_pb2.STRATEGY_GOLD: "gold",
-    trainer_pb2.STRATEGY_RANDOM: "random",
-    trainer_pb2.STRATEGY_UNCERTAIN: "uncertain",
-    trainer_pb2.STRATEGY_OUTLIER: "outlier",
-    trainer_pb2.STRATEGY_COLD_START: "cold_start",
-    trainer_pb2.STRATEGY_AUDIT: "audit",
-    trainer_pb2.STRATEGY_REVIEW: "review",
-    trainer_pb2.STRATEGY_RECHECK: "recheck",
-    trainer_pb2.STRATEGY_IMPORTED: "imported",
-}
-SPLITS = {
-    trainer_pb2.SPLIT_POOL: "pool",
-    trainer_pb2.SPLIT_VALIDATION: "validation",
-    trainer_pb2.SPLIT_EVALUATION: "evaluation",
-}
-LOADING = {
-    trainer_pb2.LOADING_STATE_LOADING: "loading",
-    trainer_pb2.LOADING_STATE_READY: "ready",
-    trainer_pb2.LOADING_STATE_FAILED: "failed",
-}
+LABELS = enum_words(common_pb2.Label.DESCRIPTOR)
+LABEL_BY_NAME: dict[str, Any] = {name: value for value, name in LABELS.items()}
+STRATEGIES = enum_words(trainer_pb2.Strategy.DESCRIPTOR)
+SPLITS = enum_words(trainer_pb2.Split.DESCRIPTOR)
 
 
 def _time(message: Any, field: str) -> str | None:
@@ -43,113 +23,21 @@ def _time(message: Any, field: str) -> str | None:
 
 
 def metrics(m: common_pb2.Metrics) -> dict[str, Any]:
-    """A split's metrics; what the split cannot measure is null, never 0 (which would read
-    as a failing model): F1, precision, recall and average precision need a positive item,
-    ROC AUC both classes."""
-    some = m.positives > 0
-    both = some and m.negatives > 0
-    return {"f1": m.f1 if some else None, "precision": m.precision if some else None,
-            "recall": m.recall if some else None, "roc_auc": m.roc_auc if both else None,
-            "average_precision": m.average_precision if some else None,
-            "threshold": m.threshold, "positives": m.positives, "negatives": m.negatives}
-
-
-def _optional_metrics(message: Any, field: str) -> dict[str, Any] | None:
-    return metrics(getattr(message, field)) if message.HasField(field) else None
-
-
-ESTIMATE_SOURCES = {
-    trainer_pb2.ESTIMATE_SOURCE_AUDIT: "audit",
-    trainer_pb2.ESTIMATE_SOURCE_VALIDATION: "validation",
-}
+    return to_json(m)
 
 
 def estimate(e: trainer_pb2.Estimate) -> dict[str, Any]:
-    return {"f1": e.f1, "f1_low": e.f1_low, "f1_high": e.f1_high,
-            "precision": e.precision, "precision_low": e.precision_low,
-            "precision_high": e.precision_high, "recall": e.recall,
-            "recall_low": e.recall_low, "recall_high": e.recall_high, "labels": e.labels,
-            "population": e.population, "source": ESTIMATE_SOURCES.get(e.source, "unknown")}
-
-
-def _optional_estimate(message: Any) -> dict[str, Any] | None:
-    return estimate(message.estimate) if message.HasField("estimate") else None
-
-
-def forecast(f: trainer_pb2.Forecast) -> dict[str, Any]:
-    # -1 means "not bounded by the curve so far": JSON says so with null.
-    return {"reached": f.reached, "labels": f.labels if f.labels >= 0 else None,
-            "low": f.low, "high": f.high if f.high >= 0 else None, "points": f.points,
-            "more_answers": f.more_answers}
+    return to_json(e)
 
 
 def status(s: trainer_pb2.Status) -> dict[str, Any]:
-    c, e = s.counts, s.extraction
-    kappa = ("self_kappa", "gold_kappa")
-    model = None
-    if s.HasField("model"):
-        model = {"version": s.model.version, "labels": s.model.labels,
-                 "labels_given": s.model.labels_given, "pinned": s.model.pinned,
-                 "estimate": _optional_estimate(s.model),
-                 "validation": _optional_metrics(s.model, "validation"),
-                 "evaluation": _optional_metrics(s.model, "evaluation"),
-                 "create_time": _time(s.model, "create_time")}
-    return {
-        "task": s.task,
-        "question": s.question,
-        "label_id": s.label_id,
-        "display_name": s.display_name,
-        "target_f1": s.target_f1,
-        "min_per_class": s.min_per_class,
-        "loading": {"state": LOADING.get(s.loading.state, "unknown"),
-                    "message": s.loading.message, "fraction": s.loading.fraction,
-                    "items_loaded": s.loading.items_loaded},
-        "counts": {"items": c.items, "pool": c.pool, "validation": c.validation,
-                   "evaluation": c.evaluation, "embedded": c.embedded,
-                   "labelled_positive": c.labelled_positive,
-                   "labelled_negative": c.labelled_negative,
-                   "gold_checks": c.gold_checks, "gold_agreements": c.gold_agreements,
-                   "audit_labels": c.audit_labels, "audit_reserve": c.audit_reserve,
-                   "audit_embedded": c.audit_embedded,
-                   "validation_embedded": c.validation_embedded,
-                   "evaluation_embedded": c.evaluation_embedded,
-                   "skipped": c.skipped, "unsure": c.unsure, "reviewed": c.reviewed,
-                   "corrected": c.corrected, "contested": c.contested},
-        # Kappas are null until defined.
-        "annotators": [{"annotator": a.annotator, "answers": a.answers,
-                        "skipped": a.skipped, "unsure": a.unsure, "rechecks": a.rechecks,
-                        "recheck_agreements": a.recheck_agreements,
-                        "gold_checks": a.gold_checks, "gold_agreements": a.gold_agreements,
-                        **{k: getattr(a, k) if a.HasField(k) else None for k in kappa}}
-                       for a in s.annotators],
-        "model": model,
-        "forecast": forecast(s.forecast) if s.HasField("forecast") else None,
-        "learning_curve": [{"labels": p.labels, "labels_given": p.labels_given,
-                            "model_version": p.model_version,
-                            "estimate": _optional_estimate(p),
-                            "validation": _optional_metrics(p, "validation"),
-                            "evaluation": _optional_metrics(p, "evaluation")}
-                           for p in s.learning_curve],
-        "extraction": {"pending": e.pending, "seconds_per_item": e.seconds_per_item,
-                       "eta_seconds": e.eta_seconds, "failed": e.failed,
-                       "retrying": e.retrying},
-        "scoring": scoring(s.scoring) if s.HasField("scoring") else None,
-    }
-
-
-SCORING_STATES = {
-    trainer_pb2.SCORING_STATE_RUNNING: "running",
-    trainer_pb2.SCORING_STATE_DONE: "done",
-    trainer_pb2.SCORING_STATE_FAILED: "failed",
-}
+    """The status as the page reads it (json_view: the proto's own fields)."""
+    return to_json(s)
 
 
 def scoring(s: trainer_pb2.Scoring) -> dict[str, Any]:
     """The dataset scoring job's progress."""
-    return {"state": SCORING_STATES.get(s.state, "unknown"), "total": s.total,
-            "embedded": s.embedded, "failed": s.failed,
-            "items_per_second": s.items_per_second, "eta_seconds": s.eta_seconds,
-            "message": s.message, "scored": s.scored, "start_time": _time(s, "start_time")}
+    return to_json(s)
 
 
 def image_path(item_id: str, thumbnail: bool) -> str:

@@ -20,7 +20,7 @@ BATCH = 16
 
 
 def int8_effect(paths: list[Path], labels: list[int], models: Path) -> dict:
-    from bench.precision import compare
+    from bench.vector_diff import compare
     from feature_service.extractors.base import Settings
     from feature_service.extractors.lite import LiteExtractor
     from feature_service.extractors.lite_models import quantized_files

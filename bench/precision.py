@@ -30,13 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.features import MODELS, TILES, probe_f1, tile_set
+from bench.features import MODELS, TILES, tile_set
+from bench.vector_diff import compare
 
 COUNTS = {True: 128, False: 512}
 RESNEXT_COUNT = 64
 BATCH = 16
 MODES = ("float32", "bfloat16")
-SCORE = 1280  # the bicycle score in the 1280 + 10 vector (base.EVIDENCE_FIELDS[0])
 
 
 def load_models() -> tuple[Callable, Callable]:
@@ -82,38 +82,6 @@ def infer(embedder: Callable, detector: Callable, inputs: tuple[np.ndarray, np.n
         ended = time.perf_counter()
     vectors = lite_vectors(embedding.numpy(), raw_boxes.numpy(), logits.numpy())
     return vectors, {"embedder": middle - started, "detector": ended - middle}
-
-
-def compare(full: np.ndarray, reduced: np.ndarray, labels: np.ndarray,
-            embedding_dim: int = SCORE, reduced_name: str = "bfloat16") -> dict:
-    """Figures of how far the reduced-precision vectors are from the float32 ones; the
-    evidence (bicycle score first) follows the embedding_dim embedding values."""
-    from feature_service.extractors.base import COUNT_THRESHOLD, EVIDENCE_FIELDS
-
-    score = embedding_dim
-    a, b = full[:, :score].astype(np.float64), reduced[:, :score].astype(np.float64)
-    cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1),
-                                         1e-12)
-    score_diff = np.abs(full[:, score] - reduced[:, score])
-    count = score + EVIDENCE_FIELDS.index("count")  # detections over COUNT_THRESHOLD
-    f1_full, predicted_full = probe_f1(full, labels)
-    f1_reduced, predicted_reduced = probe_f1(reduced, labels)
-    return {
-        "embedding_cosine": {"min": round(float(cosine.min()), 6),
-                             "mean": round(float(cosine.mean()), 6)},
-        "embedding_max_abs_diff": float(np.abs(a - b).max()),
-        "bicycle_score_abs_diff": {"max": round(float(score_diff.max()), 5),
-                                   "mean": round(float(score_diff.mean()), 6)},
-        "images_crossing_threshold_differently": int(np.sum(
-            (full[:, score] > COUNT_THRESHOLD) != (reduced[:, score] > COUNT_THRESHOLD))),
-        "images_with_a_different_count": int(np.sum(full[:, count] != reduced[:, count])),
-        "images_over_threshold": {
-            "float32": int(np.sum(full[:, score] > COUNT_THRESHOLD)),
-            reduced_name: int(np.sum(reduced[:, score] > COUNT_THRESHOLD))},
-        "probe_f1": {"float32": f1_full, reduced_name: f1_reduced},
-        "probe_predictions_that_differ": int(np.sum(predicted_full != predicted_reduced)),
-        "vectors_identical": bool(np.array_equal(full, reduced)),
-    }
 
 
 def measure(paths: list[Path]) -> tuple[dict[str, np.ndarray], dict[str, dict[str, float]]]:

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+
 from hitl.config import ConfigError
 
 AUTHORIZATION_KEY = "authorization"
@@ -116,7 +118,7 @@ class Callers:
 
 @dataclass(frozen=True)
 class Refusal:
-    code: str  # a grpc.StatusCode name
+    code: grpc.StatusCode
     message: str
 
 
@@ -137,10 +139,10 @@ class Access:
         name = self.callers.identify(bearer_token(metadata))
         if name is None:
             return UNAUTHENTICATED, Refusal(
-                "UNAUTHENTICATED", "a known caller token is required "
+                grpc.StatusCode.UNAUTHENTICATED, "a known caller token is required "
                 "(metadata 'authorization: Bearer <token>')")
         allowed = self.restricted.get(method)
         if allowed is not None and name not in allowed:
-            return name, Refusal("PERMISSION_DENIED",
+            return name, Refusal(grpc.StatusCode.PERMISSION_DENIED,
                                  f"caller {name!r} may not call {method}")
         return name, None

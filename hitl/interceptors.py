@@ -84,7 +84,7 @@ def _refusing(handler: grpc.RpcMethodHandler, method: str, caller: str,
               refusal: auth.Refusal) -> grpc.RpcMethodHandler:
     """A handler of the same shape that answers `refusal` without reading the request
     (its bytes are never parsed)."""
-    code = getattr(grpc.StatusCode, refusal.code)
+    code = refusal.code
 
     async def refuse(request, context):  # type: ignore[no-untyped-def]
         _adopt_request_id(context)

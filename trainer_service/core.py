@@ -15,6 +15,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
+import grpc
+
 from trainer_service.annotators.checks import Checks
 from trainer_service.annotators.consistency import Rechecks
 from trainer_service.annotators.label_errors import LabelReview
@@ -227,9 +229,9 @@ class Trainer:
     async def next_items(self, annotator: str, count: int,
                          held_item_ids: list[str] | tuple[str, ...] = ()) -> list[LeasedItem]:
         if not annotator:
-            raise TrainerError("INVALID_ARGUMENT", "annotator is required")
+            raise TrainerError(grpc.StatusCode.INVALID_ARGUMENT, "annotator is required")
         if count < 0:
-            raise TrainerError("INVALID_ARGUMENT", "count must be >= 0")
+            raise TrainerError(grpc.StatusCode.INVALID_ARGUMENT, "count must be >= 0")
         count = min(count or 1, self.config.max_items_per_call)
         self.sampler.expire()
         guard = self.duplicates.guard(list(self.sampler.leases), count)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+import grpc
+
 
 class Split(enum.IntEnum):
     """Which part of the dataset an item belongs to."""
@@ -74,9 +76,9 @@ class DatasetKind(enum.IntEnum):
 
 
 class TrainerError(Exception):
-    """A request the trainer refuses; `code` is the gRPC status name."""
+    """A request the trainer refuses, with the gRPC status its caller gets."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.code = code
 

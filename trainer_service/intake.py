@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import grpc
+
 from trainer_service import metrics
 from trainer_service.datasets import Catalog, Item
 from trainer_service.domain import (
@@ -84,7 +86,8 @@ class Intake:
             log.exception("could not record the items served", extra={"items": len(fresh)})
             for lease in leases:
                 self.sampler.release(lease.item_id)
-            raise TrainerError("UNAVAILABLE", "the items could not be leased; retry") from None
+            raise TrainerError(grpc.StatusCode.UNAVAILABLE,
+                               "the items could not be leased; retry") from None
 
     async def shown(self, annotator: str, item_ids: Iterable[str]) -> None:
         """Items listed for an annotator to answer outside the sampling mix (the review
@@ -111,10 +114,10 @@ class Intake:
         why = basis(self.served.answerable(annotator, item_id),
                     self.labels.latest(annotator, item_id))
         if why is None:
-            raise TrainerError("PERMISSION_DENIED", NOT_SERVED)
+            raise TrainerError(grpc.StatusCode.PERMISSION_DENIED, NOT_SERVED)
         item = self._item(item_id)
         if item.split == Split.EVALUATION:  # never served; an old log might say otherwise
-            raise TrainerError("PERMISSION_DENIED", NOT_SERVED)
+            raise TrainerError(grpc.StatusCode.PERMISSION_DENIED, NOT_SERVED)
         strategy, version = why
         return await self._record(Annotation(annotation_id, item.id, Label(label), annotator,
                                              strategy, version, duration_ms, item.split,
@@ -125,15 +128,15 @@ class Intake:
         if item is None and self.catalog.state == LoadingState.LOADING:
             # After a restart the item may be in the part of the dataset not read yet: a
             # retry will find it, whereas NOT_FOUND would make the client drop the label.
-            raise TrainerError("UNAVAILABLE", f"no item {item_id!r} yet: the dataset "
+            raise TrainerError(grpc.StatusCode.UNAVAILABLE, f"no item {item_id!r} yet: the dataset "
                                "is still loading; retry shortly")
         if item is None:
-            raise TrainerError("NOT_FOUND", f"no item {item_id!r}")
+            raise TrainerError(grpc.StatusCode.NOT_FOUND, f"no item {item_id!r}")
         return item
 
     def _repeat(self, known: Annotation, annotator: str) -> Recorded:
         if known.annotator != annotator:
-            raise TrainerError("ALREADY_EXISTS", TAKEN_ID)
+            raise TrainerError(grpc.StatusCode.ALREADY_EXISTS, TAKEN_ID)
         metrics.ANNOTATIONS.labels(f"SPLIT_{Split(known.split).name}", "duplicate").inc()
         return Recorded(known, True, self._gold(known))
 
@@ -173,9 +176,10 @@ class Intake:
         try:
             record = await self.labels.undo(annotation_id, annotator)
         except UnknownAnnotation:
-            raise TrainerError("NOT_FOUND", f"no annotation {annotation_id!r}") from None
+            raise TrainerError(grpc.StatusCode.NOT_FOUND,
+                               f"no annotation {annotation_id!r}") from None
         except NotYours:
-            raise TrainerError("PERMISSION_DENIED",
+            raise TrainerError(grpc.StatusCode.PERMISSION_DENIED,
                                f"annotation {annotation_id!r} belongs to another annotator"
                                ) from None
         if record.split == Split.POOL and record.label in ANSWERS:
@@ -191,9 +195,10 @@ class Intake:
         """Records each acceptable row (pool items, yes or no) under `importer`'s name;
         every other row is refused on its own, with why."""
         if not importer:
-            raise TrainerError("INVALID_ARGUMENT", "importer is required")
+            raise TrainerError(grpc.StatusCode.INVALID_ARGUMENT, "importer is required")
         if len(rows) > MAX_IMPORT:
-            raise TrainerError("INVALID_ARGUMENT", f"at most {MAX_IMPORT} labels per import")
+            raise TrainerError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"at most {MAX_IMPORT} labels per import")
         refused: list[tuple[int, str]] = []
         records: list[tuple[int, Annotation]] = []
         duplicates = 0
@@ -228,16 +233,17 @@ class Intake:
         """The record of one import row; None for a row recorded already."""
         check_annotation(row.annotation_id, row.label, importer, 0, row.note)
         if row.label not in ANSWERS:
-            raise TrainerError("INVALID_ARGUMENT", "an imported label is positive or negative")
+            raise TrainerError(grpc.StatusCode.INVALID_ARGUMENT,
+                               "an imported label is positive or negative")
         known = self.labels.annotations.get(row.annotation_id)
         if known is not None:
             self._repeat(known, importer)
             return None
         item = self.catalog.get(row.item_id)
         if item is None:
-            raise TrainerError("NOT_FOUND", f"no item {row.item_id!r}")
+            raise TrainerError(grpc.StatusCode.NOT_FOUND, f"no item {row.item_id!r}")
         if item.split != Split.POOL:
-            raise TrainerError("FAILED_PRECONDITION",
+            raise TrainerError(grpc.StatusCode.FAILED_PRECONDITION,
                                f"item {row.item_id!r} has a known label: only pool items "
                                "take imported labels")
         return Annotation(row.annotation_id, item.id, row.label, importer, Strategy.IMPORTED,

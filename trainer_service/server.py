@@ -45,7 +45,7 @@ def restricted_methods(config: Config) -> dict[str, frozenset[str]]:
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: TrainerError) -> None:
-    await context.abort(getattr(grpc.StatusCode, error.code), str(error))
+    await context.abort(error.code, str(error))
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):

@@ -6,6 +6,7 @@ import asyncio
 import io
 from pathlib import Path
 
+import grpc
 from PIL import Image
 
 from hitl.redact import without_addresses
@@ -19,17 +20,18 @@ async def item_image(catalog: Catalog, item_id: str, thumbnail: bool) -> tuple[b
     """(bytes, content type) of an item's image; public URLs are not fetched here."""
     item = catalog.find(item_id)
     if item is None:
-        raise TrainerError("NOT_FOUND", f"no item {item_id!r}")
+        raise TrainerError(grpc.StatusCode.NOT_FOUND, f"no item {item_id!r}")
     if item.is_remote:
-        raise TrainerError("FAILED_PRECONDITION",
+        raise TrainerError(grpc.StatusCode.FAILED_PRECONDITION,
                            f"item {item_id!r} is at a public URL: {item.location}")
     try:
         return await asyncio.to_thread(read_image, Path(item.location), thumbnail)
     except FileNotFoundError:
-        raise TrainerError("NOT_FOUND", f"the image of {item_id!r} is missing") from None
+        raise TrainerError(grpc.StatusCode.NOT_FOUND,
+                           f"the image of {item_id!r} is missing") from None
     except (OSError, Image.DecompressionBombError) as exc:
         # A decompression bomb is not an OSError, but it is just as unreadable.
-        raise TrainerError("FAILED_PRECONDITION",
+        raise TrainerError(grpc.StatusCode.FAILED_PRECONDITION,
                            f"the image of {item_id!r} cannot be read: "
                            f"{without_addresses(str(exc))}") from None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import grpc
 import numpy as np
 
 from trainer_service.domain import TrainerError
@@ -29,7 +30,7 @@ def feature_service(stub: object, deadline_s: float, task: Task) -> Embed:
         try:
             return await embed_images(stub, images, deadline_s, task)  # type: ignore[arg-type]
         except FeatureServiceError as exc:
-            raise TrainerError("UNAVAILABLE",
+            raise TrainerError(grpc.StatusCode.UNAVAILABLE,
                                f"the feature service failed: {exc.code}") from None
 
     return embed
@@ -45,14 +46,15 @@ async def classify(images: list[ImageSource], model: LinearModel | None,
                    info: ModelInfo | None, embed: Embed, limit: int) -> list[Classification]:
     """One classification or error per image, in order."""
     if model is None or info is None:
-        raise TrainerError("FAILED_PRECONDITION",
+        raise TrainerError(grpc.StatusCode.FAILED_PRECONDITION,
                            "no model yet: label some images of each class first")
     if not images:
-        raise TrainerError("INVALID_ARGUMENT", "send at least one image")
+        raise TrainerError(grpc.StatusCode.INVALID_ARGUMENT, "send at least one image")
     if len(images) > limit:
-        raise TrainerError("INVALID_ARGUMENT", f"at most {limit} images per call")
+        raise TrainerError(grpc.StatusCode.INVALID_ARGUMENT, f"at most {limit} images per call")
     if any(len(i.id) > MAX_ID_CHARS for i in images):
-        raise TrainerError("INVALID_ARGUMENT", f"ids are at most {MAX_ID_CHARS} characters")
+        raise TrainerError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"ids are at most {MAX_ID_CHARS} characters")
     results: list[Classification | None] = [
         Classification(i.id, error=bad) if (bad := _invalid(i)) else None for i in images]
     todo = [k for k, r in enumerate(results) if r is None]
@@ -60,7 +62,7 @@ async def classify(images: list[ImageSource], model: LinearModel | None,
         extractor, embedded = await embed([images[k] for k in todo])
         if extractor != info.extractor:
             raise TrainerError(
-                "FAILED_PRECONDITION",
+                grpc.StatusCode.FAILED_PRECONDITION,
                 f"model {info.version} was trained on features of {info.extractor['name']} "
                 f"{info.extractor['version']}; the feature service now gives "
                 f"{extractor['name']} {extractor['version']}")

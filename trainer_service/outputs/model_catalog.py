@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import grpc
+
 from trainer_service.domain import Estimate, TrainerError
 from trainer_service.features.store import TaskFeatures
 from trainer_service.models.registry import ModelInfo
@@ -53,14 +55,14 @@ class ModelCatalog:
     def _kept(self, version: str) -> ModelInfo:
         info = self.registry.info(version)
         if info is None or info.pruned:
-            raise TrainerError("NOT_FOUND", f"no kept model {version!r}")
+            raise TrainerError(grpc.StatusCode.NOT_FOUND, f"no kept model {version!r}")
         return info
 
     async def file(self, version: str, fmt: ModelFormat) -> ModelFile:
         info = self._kept(version)
         model = await asyncio.to_thread(self.registry.load, info.version)
         if model is None:
-            raise TrainerError("FAILED_PRECONDITION",
+            raise TrainerError(grpc.StatusCode.FAILED_PRECONDITION,
                                f"the weights of model {version} cannot be read")
         data, filename, content_type = await asyncio.to_thread(
             model_file, model, info, self.task, fmt)
@@ -71,12 +73,12 @@ class ModelCatalog:
         info = self._kept(version)
         extractor = self.features.extractor
         if info.extractor != extractor:
-            raise TrainerError("FAILED_PRECONDITION",
+            raise TrainerError(grpc.StatusCode.FAILED_PRECONDITION,
                                f"model {version} was trained on other features "
                                f"({info.extractor['name']} {info.extractor['version']})")
         model = await asyncio.to_thread(self.registry.load, info.version)
         if model is None:
-            raise TrainerError("FAILED_PRECONDITION",
+            raise TrainerError(grpc.StatusCode.FAILED_PRECONDITION,
                                f"the weights of model {version} cannot be read")
         newest = await asyncio.to_thread(self.registry.newest_compatible, extractor)
         pin = newest is None or newest[1].version != version

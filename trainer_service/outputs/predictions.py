@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import grpc
 import numpy as np
 
 from trainer_service.datasets import Catalog
@@ -92,7 +93,7 @@ class Predictions:
         features changed since the last call."""
         model, info = self.training.model, self.training.model_info
         if model is None or info is None:
-            raise TrainerError("FAILED_PRECONDITION",
+            raise TrainerError(grpc.StatusCode.FAILED_PRECONDITION,
                                "no model yet: label some images of each class first")
         bank = self.features.bank
         key = (info.version, bank.generation, len(self.catalog))
@@ -134,7 +135,8 @@ class Predictions:
         if order == PredictionOrder.UNSPECIFIED:
             order = PredictionOrder.MOST_LIKELY
         if page_size < 0 or page_size > MAX_PAGE:
-            raise TrainerError("INVALID_ARGUMENT", f"page_size must be 0 to {MAX_PAGE}")
+            raise TrainerError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"page_size must be 0 to {MAX_PAGE}")
         size = page_size or DEFAULT_PAGE
         items, current = self.catalog.items, self.labels.current
         candidates = np.fromiter(
@@ -169,8 +171,10 @@ def parse_token(token: str) -> tuple[float, int]:
         raw_key, _, raw_index = token.rpartition(":")
         key, index = float(raw_key), int(raw_index)
     except ValueError:
-        raise TrainerError("INVALID_ARGUMENT", "page_token is not one this service gave"
+        raise TrainerError(grpc.StatusCode.INVALID_ARGUMENT,
+                           "page_token is not one this service gave"
                            ) from None
     if not math.isfinite(key) or index < 0:
-        raise TrainerError("INVALID_ARGUMENT", "page_token is not one this service gave")
+        raise TrainerError(grpc.StatusCode.INVALID_ARGUMENT,
+                           "page_token is not one this service gave")
     return key, index

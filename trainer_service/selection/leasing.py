@@ -8,12 +8,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from trainer_service.config import STRATEGIES
 from trainer_service.datasets import Item
 from trainer_service.domain import Evidence, Label, LeasedItem, Strategy
 from trainer_service.selection.ranking import FALLBACK, Queue
 
-BY_NAME = {"gold": Strategy.GOLD, "audit": Strategy.AUDIT, "random": Strategy.RANDOM,
-           "uncertain": Strategy.UNCERTAIN, "outlier": Strategy.OUTLIER}
+# The mix's names (TRAINER_MIX) are the strategies' own, lower case.
+BY_NAME = {name: Strategy[name.upper()] for name in STRATEGIES}
 
 
 @dataclass

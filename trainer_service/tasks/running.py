@@ -12,6 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
+import grpc
+
 from trainer_service.domain import TrainerError
 from trainer_service.store.database import Database
 from trainer_service.store.labels import LabelLog
@@ -153,9 +155,10 @@ class TaskSet(Generic[T]):
 
 def trainer_error(exc: TaskError) -> TrainerError:
     """How a task's refusal reads on the wire."""
-    code = ("NOT_FOUND" if isinstance(exc, UnknownTask)
-            else "ALREADY_EXISTS" if isinstance(exc, TaskExists)
-            else "UNAVAILABLE" if isinstance(exc, TaskStarting)
-            else "FAILED_PRECONDITION" if isinstance(exc, (TaskArchived, TaskDeclared))
-            else "INVALID_ARGUMENT")
+    code = (grpc.StatusCode.NOT_FOUND if isinstance(exc, UnknownTask)
+            else grpc.StatusCode.ALREADY_EXISTS if isinstance(exc, TaskExists)
+            else grpc.StatusCode.UNAVAILABLE if isinstance(exc, TaskStarting)
+            else grpc.StatusCode.FAILED_PRECONDITION if isinstance(exc, (TaskArchived,
+                                                                        TaskDeclared))
+            else grpc.StatusCode.INVALID_ARGUMENT)
     return TrainerError(code, str(exc))
