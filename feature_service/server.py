@@ -21,6 +21,7 @@ from feature_service.workers import Workers
 from hitl.auth import ANONYMOUS
 from hitl.grpc_server import GrpcService
 from hitl.logs import caller_name
+from hitl.rpc_types import AnyContext
 from hitl.security import server_options
 from hitl.v1 import feature_pb2, feature_pb2_grpc
 
@@ -54,7 +55,7 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         self.settings = compute_settings(ready.calibration)
 
     @contextlib.asynccontextmanager
-    async def _call(self, context: grpc.aio.ServicerContext) -> AsyncIterator[Ready]:
+    async def _call(self, context: AnyContext) -> AsyncIterator[Ready]:
         """A data-plane call: counted against the bounds on open calls (in all and for
         its caller), answered UNAVAILABLE while the service warms up."""
         if self.ready is None:
@@ -71,7 +72,7 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
             self.calls.leave(caller)
 
     @contextlib.asynccontextmanager
-    async def _admitted(self, size: int, context: grpc.aio.ServicerContext
+    async def _admitted(self, size: int, context: AnyContext
                         ) -> AsyncIterator[None]:
         """Refuses, rather than queues, an Embed whose body would pass the budget (its
         caller's, or the whole service's): its body is in memory already, and waiting
@@ -86,18 +87,25 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
         finally:
             await self.request_bytes.give(caller, size)
 
-    async def _check_count(self, count: int, context: grpc.aio.ServicerContext) -> None:
+    async def _check_count(self, count: int, context: AnyContext) -> None:
         if count > self.max_items:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"{count} images in one message; at most {self.max_items} "
                                 "(FEATURE_MAX_ITEMS): split the request or use EmbedStream")
 
-    async def Describe(self, request, context):  # type: ignore[no-untyped-def]
+    async def Describe(
+            self, request: feature_pb2.DescribeRequest,
+            context: grpc.aio.ServicerContext[feature_pb2.DescribeRequest,
+                                              feature_pb2.DescribeResponse],
+    ) -> feature_pb2.DescribeResponse:
         return feature_pb2.DescribeResponse(extractor=self.info,
                                             max_message_bytes=self.max_message_bytes,
                                             settings=self.settings)
 
-    async def Embed(self, request, context):  # type: ignore[no-untyped-def]
+    async def Embed(
+            self, request: feature_pb2.EmbedRequest,
+            context: grpc.aio.ServicerContext[feature_pb2.EmbedRequest, feature_pb2.EmbedResponse],
+    ) -> feature_pb2.EmbedResponse:
         async with self._call(context) as ready:
             await self._check_count(len(request.images), context)
             async with self._admitted(request.ByteSize(), context):
@@ -109,7 +117,11 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
                         request.include_class_evidence)
         return response
 
-    async def Lookup(self, request, context):  # type: ignore[no-untyped-def]
+    async def Lookup(
+            self, request: feature_pb2.LookupRequest,
+            context: grpc.aio.ServicerContext[feature_pb2.LookupRequest,
+                                              feature_pb2.LookupResponse],
+    ) -> feature_pb2.LookupResponse:
         async with self._call(context) as ready:
             await self._check_count(len(request.ids), context)
             response = feature_pb2.LookupResponse()
@@ -118,7 +130,11 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
                             request.include_class_evidence)
         return response
 
-    async def EmbedStream(self, request_iterator, context):  # type: ignore[no-untyped-def]
+    async def EmbedStream(
+            self, request_iterator: AsyncIterator[feature_pb2.EmbedStreamRequest],
+            context: grpc.aio.ServicerContext[feature_pb2.EmbedStreamRequest,
+                                              feature_pb2.EmbedStreamResponse],
+    ) -> AsyncIterator[feature_pb2.EmbedStreamResponse]:
         async with self._call(context) as ready:
             async for response in serve_stream(ready.pipeline, request_iterator, context,
                                                _caller(), self.stream_limits,

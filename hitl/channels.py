@@ -6,10 +6,13 @@ speaks TLS (and with a client certificate, mutual TLS)."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias, TypeVar
 
 import grpc
+from grpc.aio import ClientCallDetails
 
 from hitl.auth import AUTHORIZATION_KEY
 from hitl.config import ConfigError
@@ -80,9 +83,9 @@ def service_config(*services: str, max_attempts: int = 4) -> str:
 def _with_defaults(details: grpc.aio.ClientCallDetails, default_deadline_s: float,
                    token: str) -> grpc.aio.ClientCallDetails:
     metadata = grpc.aio.Metadata(*(details.metadata or ()))
-    if REQUEST_ID_KEY not in metadata:
+    if metadata.get(REQUEST_ID_KEY) is None:
         metadata.add(REQUEST_ID_KEY, request_id.get() or new_request_id())
-    if token and AUTHORIZATION_KEY not in metadata:
+    if token and metadata.get(AUTHORIZATION_KEY) is None:
         metadata.add(AUTHORIZATION_KEY, f"Bearer {token}")
     timeout = details.timeout if details.timeout is not None else default_deadline_s
     return grpc.aio.ClientCallDetails(details.method, timeout, metadata,
@@ -102,23 +105,42 @@ class _Defaults:
         return _with_defaults(details, self.deadline, self.token)
 
 
+_Q = TypeVar("_Q")  # a call's request message
+_R = TypeVar("_R")  # and its response message
+_Requests: TypeAlias = AsyncIterable[_Q] | Iterable[_Q]
+
+
 class _UnaryUnary(_Defaults, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+    async def intercept_unary_unary(
+            self, continuation: Callable[[ClientCallDetails, _Q],
+                                         Awaitable[grpc.aio.UnaryUnaryCall[_Q, _R]]],
+            details: ClientCallDetails, request: _Q) -> grpc.aio.UnaryUnaryCall[_Q, _R]:
         return await continuation(self.details(details), request)
 
 
 class _UnaryStream(_Defaults, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
+    async def intercept_unary_stream(
+            self, continuation: Callable[[ClientCallDetails, _Q],
+                                         Awaitable[grpc.aio.UnaryStreamCall[_Q, _R]]],
+            details: ClientCallDetails, request: _Q) -> grpc.aio.UnaryStreamCall[_Q, _R]:
         return await continuation(self.details(details), request)
 
 
 class _StreamUnary(_Defaults, grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(self, continuation, details, requests):  # type: ignore[no-untyped-def]
+    async def intercept_stream_unary(
+            self, continuation: Callable[[ClientCallDetails, _Requests[_Q]],
+                                         Awaitable[grpc.aio.StreamUnaryCall[_Q, _R]]],
+            details: ClientCallDetails, requests: _Requests[_Q],
+    ) -> grpc.aio.StreamUnaryCall[_Q, _R]:
         return await continuation(self.details(details), requests)
 
 
 class _StreamStream(_Defaults, grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(self, continuation, details, requests):  # type: ignore[no-untyped-def]
+    async def intercept_stream_stream(
+            self, continuation: Callable[[ClientCallDetails, _Requests[_Q]],
+                                         Awaitable[grpc.aio.StreamStreamCall[_Q, _R]]],
+            details: ClientCallDetails, requests: _Requests[_Q],
+    ) -> grpc.aio.StreamStreamCall[_Q, _R]:
         return await continuation(self.details(details), requests)
 
 

@@ -9,7 +9,8 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -17,10 +18,24 @@ from google.protobuf.message import DecodeError
 from hitl import auth
 from hitl.logs import REQUEST_ID_KEY, caller_name, new_request_id, request_id
 from hitl.metrics import RPCS
+from hitl.rpc_types import AnyContext
 
 log = logging.getLogger("hitl.grpc_server")
 
 OPEN_PREFIX = "/grpc.health."
+
+# Every service's handlers pass through here, so their messages are any message.
+Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
+Deserializer: TypeAlias = Callable[[bytes], object]
+# A servicer method as grpc.aio calls it: a coroutine function, or an async generator
+# function when the response is streamed.
+Behavior: TypeAlias = Callable[[Any, AnyContext], Any]
+_MAKERS: dict[str, Callable[..., Handler]] = {
+    "unary_unary": grpc.unary_unary_rpc_method_handler,
+    "unary_stream": grpc.unary_stream_rpc_method_handler,
+    "stream_unary": grpc.stream_unary_rpc_method_handler,
+    "stream_stream": grpc.stream_stream_rpc_method_handler,
+}
 
 
 class _Undecodable:
@@ -31,7 +46,7 @@ class _Undecodable:
         self.error = error
 
 
-def _lenient(deserializer: Callable | None) -> Callable | None:
+def _lenient(deserializer: Deserializer | None) -> Deserializer | None:
     if deserializer is None:
         return None
 
@@ -43,29 +58,30 @@ def _lenient(deserializer: Callable | None) -> Callable | None:
     return parse
 
 
-async def _refuse_undecodable(request: object, context: grpc.aio.ServicerContext) -> None:
+async def _refuse_undecodable(request: object, context: AnyContext) -> None:
     if isinstance(request, _Undecodable):
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                             f"the request is not a valid message: {request.error}")
 
 
-def _kind(handler: grpc.RpcMethodHandler) -> str:
+def _kind(handler: Handler) -> str:
     return ("stream" if handler.request_streaming else "unary") + "_" + (
         "stream" if handler.response_streaming else "unary")
 
 
-def _rebuild(handler: grpc.RpcMethodHandler, behavior: Callable,
-             deserializer: Callable | None) -> grpc.RpcMethodHandler:
-    make = getattr(grpc, f"{_kind(handler)}_rpc_method_handler")
-    return make(behavior, request_deserializer=deserializer,
-                response_serializer=handler.response_serializer)
+def _rebuild(handler: Handler, behavior: Behavior,
+             deserializer: Deserializer | None) -> Handler:
+    return _MAKERS[_kind(handler)](behavior, request_deserializer=deserializer,
+                                   response_serializer=handler.response_serializer)
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, access: auth.Access) -> None:
         self.access = access
 
-    async def intercept_service(self, continuation, details):  # type: ignore[no-untyped-def]
+    async def intercept_service(
+            self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+            details: grpc.HandlerCallDetails) -> Handler | None:
         handler = await continuation(details)
         if handler is None or details.method.startswith(OPEN_PREFIX):
             return handler
@@ -80,13 +96,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                                        caller), deserializer)
 
 
-def _refusing(handler: grpc.RpcMethodHandler, method: str, caller: str,
-              refusal: auth.Refusal) -> grpc.RpcMethodHandler:
+def _refusing(handler: Handler, method: str, caller: str,
+              refusal: auth.Refusal) -> Handler:
     """A handler of the same shape that answers `refusal` without reading the request
     (its bytes are never parsed)."""
     code = refusal.code
 
-    async def refuse(request, context):  # type: ignore[no-untyped-def]
+    async def refuse(request: object, context: AnyContext) -> None:
         _adopt_request_id(context)
         caller_name.set(caller)
         log.warning("rpc refused", extra={"method": method, "code": code.name,
@@ -97,12 +113,12 @@ def _refusing(handler: grpc.RpcMethodHandler, method: str, caller: str,
     return _rebuild(handler, refuse, lambda _data: None)
 
 
-def _adopt_request_id(context: grpc.aio.ServicerContext) -> None:
+def _adopt_request_id(context: AnyContext) -> None:
     metadata = dict(context.invocation_metadata() or ())
     request_id.set(str(metadata.get(REQUEST_ID_KEY) or new_request_id())[:64])
 
 
-def _log_call(method: str, caller: str, context: grpc.aio.ServicerContext, started: float,
+def _log_call(method: str, caller: str, context: AnyContext, started: float,
               error: BaseException | None) -> None:
     code = context.code() if hasattr(context, "code") else None
     if error is not None and not isinstance(error, (grpc.aio.AbortError, asyncio.CancelledError)):
@@ -114,9 +130,9 @@ def _log_call(method: str, caller: str, context: grpc.aio.ServicerContext, start
                                  "duration_ms": round((time.perf_counter() - started) * 1e3, 2)})
 
 
-def _wrap(behavior: Callable, method: str, caller: str) -> Callable:
+def _wrap(behavior: Behavior, method: str, caller: str) -> Behavior:
     if inspect.isasyncgenfunction(behavior):
-        async def stream(request, context):  # type: ignore[no-untyped-def]
+        async def stream(request: object, context: AnyContext) -> AsyncIterator[object]:
             _adopt_request_id(context)
             caller_name.set(caller)
             started, error = time.perf_counter(), None
@@ -131,7 +147,7 @@ def _wrap(behavior: Callable, method: str, caller: str) -> Callable:
                 _log_call(method, caller, context, started, error)
         return stream
 
-    async def call(request, context):  # type: ignore[no-untyped-def]
+    async def call(request: object, context: AnyContext) -> object:
         _adopt_request_id(context)
         caller_name.set(caller)
         started, error = time.perf_counter(), None
