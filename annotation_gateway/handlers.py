@@ -32,8 +32,9 @@ IMAGE_MAX_AGE_S = 24 * 3600
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp"})
 
 CONFIG = web.AppKey("config", Config)
-TRAINER = web.AppKey("trainer", trainer_pb2_grpc.TrainerServiceStub)
-FEATURES = web.AppKey("features", feature_pb2_grpc.FeatureServiceStub)
+# The stubs over grpc.aio channels (the generated stubs' async form, a type only).
+TRAINER: web.AppKey[trainer_pb2_grpc.TrainerServiceAsyncStub] = web.AppKey("trainer")
+FEATURES: web.AppKey[feature_pb2_grpc.FeatureServiceAsyncStub] = web.AppKey("features")
 HUBS = web.AppKey("hubs", StatusHubs)
 DIRECTORY = web.AppKey("directory", TaskDirectory)
 EXTRACTOR = web.AppKey("extractor", dict)

@@ -30,7 +30,7 @@ CLIENT_RETRY_MS = 2000
 
 
 class StatusHub:
-    def __init__(self, trainer: trainer_pb2_grpc.TrainerServiceStub, task: str = "") -> None:
+    def __init__(self, trainer: trainer_pb2_grpc.TrainerServiceAsyncStub, task: str = "") -> None:
         self.trainer, self.task = trainer, task
         self.trainer_state = "connecting"
         self.status: dict[str, Any] | None = None
@@ -89,7 +89,7 @@ class StatusHubs:
     default task's, named "", at once). Only tasks the trainer lists are asked for, so
     their number is bounded by the tasks there are."""
 
-    def __init__(self, trainer: trainer_pb2_grpc.TrainerServiceStub) -> None:
+    def __init__(self, trainer: trainer_pb2_grpc.TrainerServiceAsyncStub) -> None:
         self.trainer = trainer
         self.hubs: dict[str, StatusHub] = {}
         self._runs: dict[str, asyncio.Task] = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
@@ -38,9 +39,12 @@ def _stream_error(error: BaseException | None, idle_s: float) -> tuple[grpc.Stat
     return grpc.StatusCode.INTERNAL, str(error)
 
 
-async def serve_stream(pipeline: FeaturePipeline, request_iterator, context,  # type: ignore[no-untyped-def]
+async def serve_stream(pipeline: FeaturePipeline,
+                       request_iterator: AsyncIterator[feature_pb2.EmbedStreamRequest],
+                       context: grpc.aio.ServicerContext[feature_pb2.EmbedStreamRequest,
+                                                         feature_pb2.EmbedStreamResponse],
                        caller: str, limits: StreamLimits, request_bytes: RequestBytes,
-                       layout: VectorLayout):
+                       layout: VectorLayout) -> AsyncIterator[feature_pb2.EmbedStreamResponse]:
     """At most `stream_inflight` messages are worked on at once, and only while the
     request-bytes budget has room: the reader stops pulling from the stream until a
     result has been sent or room is made, so gRPC flow control holds the client back.
@@ -48,7 +52,7 @@ async def serve_stream(pipeline: FeaturePipeline, request_iterator, context,  # 
     is closed."""
     slots = asyncio.Semaphore(limits.inflight)
     done: asyncio.Queue[feature_pb2.EmbedStreamResponse | None] = asyncio.Queue()
-    tasks: set[asyncio.Task] = set()
+    tasks: set[asyncio.Task[None]] = set()
     last_active = [time.monotonic()]
 
     async def work(images: list[ImageInput], size: int, every_class: bool) -> None:
@@ -60,7 +64,8 @@ async def serve_stream(pipeline: FeaturePipeline, request_iterator, context,  # 
             await request_bytes.give(caller, size)
         await done.put(response)
 
-    async def next_message(messages):  # type: ignore[no-untyped-def]
+    async def next_message(messages: AsyncIterator[feature_pb2.EmbedStreamRequest]
+                           ) -> feature_pb2.EmbedStreamRequest:
         pending = asyncio.ensure_future(messages.__anext__())
         try:
             while True:

@@ -29,7 +29,7 @@ POLL_S = 0.5
 EXPORT_DEADLINE_S = 3600.0
 
 
-def dataset_kind(location: str) -> trainer_pb2.DatasetKind:
+def dataset_kind(location: str) -> trainer_pb2.DatasetKind.ValueType:
     if location.lower() == "openimages":
         return trainer_pb2.DATASET_KIND_OPEN_IMAGES
     if Path(location).is_dir():

@@ -241,7 +241,7 @@ def embedded(result: feature_pb2.EmbedResult, extractor: dict) -> Embedded:
                                                       result.error.retryable))
 
 
-async def describe(stub: feature_pb2_grpc.FeatureServiceStub, task: Task) -> dict:
+async def describe(stub: feature_pb2_grpc.FeatureServiceAsyncStub, task: Task) -> dict:
     try:
         response = await stub.Describe(feature_pb2.DescribeRequest(), timeout=10)
     except grpc.aio.AioRpcError as exc:
@@ -249,7 +249,7 @@ async def describe(stub: feature_pb2_grpc.FeatureServiceStub, task: Task) -> dic
     return extractor_key(response.extractor, task)
 
 
-async def embed_images(stub: feature_pb2_grpc.FeatureServiceStub, images: list[ImageSource],
+async def embed_images(stub: feature_pb2_grpc.FeatureServiceAsyncStub, images: list[ImageSource],
                        deadline_s: float, task: Task) -> tuple[dict, list[Embedded]]:
     """(the extractor, one result per image in order). New images go without an id, so
     the feature service keys them by content and never mixes them up with dataset items."""
@@ -264,7 +264,7 @@ async def embed_images(stub: feature_pb2_grpc.FeatureServiceStub, images: list[I
     return extractor, [embedded(r, extractor) for r in response.results]
 
 
-async def embed_stream(stub: feature_pb2_grpc.FeatureServiceStub, items: list[Item],
+async def embed_stream(stub: feature_pb2_grpc.FeatureServiceAsyncStub, items: list[Item],
                        batch: int, deadline_s: float, extractor: dict,
                        unreadable: list[tuple[str, str]]) -> AsyncIterator[list[Embedded]]:
     """Embeds `items` through one EmbedStream, `batch` per message, yielding results as
