@@ -15,7 +15,8 @@ REFRESH_S = 5.0
 
 
 class TaskDirectory:
-    def __init__(self, trainer: trainer_pb2_grpc.TrainerServiceAsyncStub, deadline_s: float) -> None:
+    def __init__(self, trainer: trainer_pb2_grpc.TrainerServiceAsyncStub,
+                 deadline_s: float) -> None:
         self.trainer, self.deadline_s = trainer, deadline_s
         self.tasks: dict[str, dict[str, Any]] = {}  # by name, in the trainer's order
         self.default = ""

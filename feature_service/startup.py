@@ -98,7 +98,8 @@ def wanted(config: Config) -> Wanted:
 
 def _workers_measure(workers: Workers, blobs: tuple[bytes, ...]) -> Measure:
     async def measure(plan: Plan, seconds: float) -> float:
-        done = await asyncio.gather(*(workers.run(Job(
+        # Each worker answers a "time" job with (images done, seconds taken).
+        done: list[tuple[int, float]] = await asyncio.gather(*(workers.run(Job(
             "time", plan.settings, blobs, plan.max_batch, seconds)) for _ in range(plan.workers)))
         return sum(n for n, _ in done) / max(s for _, s in done)
     return measure
@@ -131,9 +132,8 @@ class _InProcess:
 
 def _decoding_measure(workers: Workers, blobs: tuple[bytes, ...]) -> MeasureDecoding:
     async def measure(count: int, seconds: float) -> float:
-        done = await asyncio.gather(*(workers.run(Job("time_prepare", blobs=blobs,
-                                                      seconds=seconds))
-                                      for _ in range(count)))
+        done: list[tuple[int, float]] = await asyncio.gather(*(workers.run(Job(
+            "time_prepare", blobs=blobs, seconds=seconds)) for _ in range(count)))
         return sum(n for n, _ in done) / max(s for _, s in done)
     return measure
 

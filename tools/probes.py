@@ -32,7 +32,7 @@ def grpc_status(port: int, service: str = "", timeout: float = 1.0,
 
 
 def grpc_serving(port: int, service: str = "", host: str = "127.0.0.1") -> bool:
-    return grpc_status(port, service, host=host) == health_pb2.HealthCheckResponse.SERVING
+    return grpc_status(port, service, host=host) == int(health_pb2.HealthCheckResponse.SERVING)
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:

@@ -71,7 +71,8 @@ def decode_boxes(raw: np.ndarray, anchor: np.ndarray) -> np.ndarray:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    p: np.ndarray = 1.0 / (1.0 + np.exp(-x))  # x's dtype (numpy's ufuncs type as Any)
+    return p
 
 
 def nms(scores: np.ndarray, boxes: np.ndarray, iou: float = NMS_IOU) -> np.ndarray:

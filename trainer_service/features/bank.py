@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 
 class FeatureBank:
@@ -38,10 +39,10 @@ class FeatureBank:
                 self.index[item_id] = row
             self._matrix[row] = vector
 
-    def rows(self, ids: list[str]) -> np.ndarray:
+    def rows(self, ids: list[str]) -> npt.NDArray[np.float32]:
         return self._matrix[self.row_indices(ids)]
 
-    def row_indices(self, ids: list[str]) -> np.ndarray:
+    def row_indices(self, ids: list[str]) -> npt.NDArray[np.int64]:
         return np.asarray([self.index[i] for i in ids], dtype=np.int64)
 
     @property

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from hitl.evidence import EVIDENCE_DIM
 from trainer_service.domain import Metrics
@@ -47,14 +48,14 @@ class LinearModel:
     scale: np.ndarray  # (d,) the evidence emphasis is folded in here
     threshold: float = 0.5
 
-    def logit(self, x: np.ndarray) -> np.ndarray:
+    def logit(self, x: np.ndarray) -> npt.NDArray[np.float64]:
         """The standardisation is folded into the weights so a large pool is never
         copied."""
         w = self.weight / self.scale
         b = float(self.bias - self.mean @ w)
         return np.asarray(x @ w.astype(np.float32), dtype=np.float64) + b
 
-    def probability(self, x: np.ndarray) -> np.ndarray:
+    def probability(self, x: np.ndarray) -> npt.NDArray[np.float64]:
         return 1.0 / (1.0 + np.exp(-self.logit(x)))
 
     @property
@@ -71,8 +72,10 @@ class LinearModel:
     def activations(self, x: np.ndarray, dims: np.ndarray) -> np.ndarray:
         """What the model sees of each item: the contribution of each of its most
         influential standardised features to the logit."""
-        return ((x[:, dims] - self.mean[dims]) / self.scale[dims]
-                * self.weight[dims]).astype(np.float32)
+        contributions: npt.NDArray[np.float32] = (
+            (x[:, dims] - self.mean[dims]) / self.scale[dims] * self.weight[dims]
+        ).astype(np.float32)
+        return contributions
 
     @classmethod
     def from_arrays(cls, weight: np.ndarray, bias: np.ndarray, mean: np.ndarray,

@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, overload
 
 import numpy as np
 
@@ -58,12 +58,16 @@ class Ranked:
     def __len__(self) -> int:
         return len(self.order)
 
-    def __getitem__(self, k: int | slice):  # type: ignore[no-untyped-def]
+    @overload
+    def __getitem__(self, k: int) -> tuple[str, float]: ...
+    @overload
+    def __getitem__(self, k: slice) -> list[tuple[str, float]]: ...
+    def __getitem__(self, k: int | slice) -> tuple[str, float] | list[tuple[str, float]]:
         if isinstance(k, slice):
             return [self[i] for i in range(*k.indices(len(self)))]
         return self.ids[self.order[k]], float(self.scores[k])
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[tuple[str, float]]:
         return (self[k] for k in range(len(self)))
 
 
@@ -171,11 +175,13 @@ class _Rows:
         return len(self.rows)
 
     def __matmul__(self, w: np.ndarray) -> np.ndarray:
-        return (self.x @ w)[self.rows]
+        product: np.ndarray = (self.x @ w)[self.rows]
+        return product
 
-    def __getitem__(self, key: tuple) -> np.ndarray:
+    def __getitem__(self, key: tuple[Any, Any]) -> np.ndarray:
         rows, cols = key
-        return self.x[:, cols][self.rows][rows]
+        picked: np.ndarray = self.x[:, cols][self.rows][rows]
+        return picked
 
 
 

@@ -19,7 +19,7 @@ import asyncio
 import sqlite3
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TypeAlias
 
 from trainer_service.domain import DEFAULT_TASK, PASSES, Annotation, Label, Split, Strategy
 from trainer_service.store.answers import resolve
@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS events (
 _INDEX = "CREATE INDEX IF NOT EXISTS events_by_task ON events (task, seq)"
 # Logs written before notes existed gain the column (empty for their rows).
 _ADD_NOTE = "ALTER TABLE events ADD COLUMN note TEXT NOT NULL DEFAULT ''"
+# What a write of the log answers: the recorded annotation, and whether it was a repeat.
+Outcome: TypeAlias = tuple[Annotation, bool]
 _COLUMNS = ("seq, kind, annotation_id, item_id, label, annotator, strategy, model_version, "
             "duration_ms, split, time, note")
 
@@ -101,7 +103,7 @@ class LabelLog:
         self._latest: dict[tuple[str, str], str] = {}
         # Grows with every add or undo: a model remembers the version it was trained on.
         self.version = 0
-        self._queue: list[tuple[str, Annotation, JoinedWrite | None, asyncio.Future]] = []
+        self._queue: list[tuple[str, Annotation, JoinedWrite | None, asyncio.Future[Outcome]]] = []
         self._flushing = False
         self._replay()
 
@@ -185,8 +187,9 @@ class LabelLog:
         record, _ = await self._submit("undo", replace(original, time=time.time()), None)
         return record
 
-    async def _submit(self, kind: str, record: Annotation, joined: JoinedWrite | None) -> Any:
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
+    async def _submit(self, kind: str, record: Annotation,
+                      joined: JoinedWrite | None) -> Outcome:
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._queue.append((kind, record, joined, future))
         if not self._flushing:
             self._flushing = True
