@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -157,7 +157,7 @@ async def readyz(request: web.Request) -> web.Response:
                              status=503 if closing else 200)
 
 
-def _page(name: str):  # type: ignore[no-untyped-def]
+def _page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
     async def page(request: web.Request) -> web.FileResponse:
         return tasks.serve_page(request, name)
     return page

@@ -20,8 +20,9 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .extractors.lite import EFFICIENTNET_SIZE, efficientnet_lite2
 from .extractors.lite_models import (
@@ -35,6 +36,9 @@ from .extractors.lite_models import (
     lite_ready,
     sha256,
 )
+
+if TYPE_CHECKING:  # the conversion's packages are imported where they are used
+    import onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS_DIR = ROOT / ".models"
@@ -108,7 +112,7 @@ def efficientnet_weights_path() -> Path:
     return path
 
 
-def with_dynamic_batch(model):  # type: ignore[no-untyped-def]
+def with_dynamic_batch(model: onnx.ModelProto) -> onnx.ModelProto:
     """tflite2onnx fixes the batch at 1; a Reshape shape of 0 copies the input's batch."""
     import onnx
     from onnx import numpy_helper
@@ -164,7 +168,7 @@ def convert_efficientnet(weights: Path, out: Path) -> None:
 
 
 @contextlib.contextmanager
-def warnings_quiet():  # type: ignore[no-untyped-def]
+def warnings_quiet() -> Iterator[None]:
     import warnings
 
     with warnings.catch_warnings():
@@ -194,10 +198,12 @@ def convert_lite(models_dir: Path, objectron_dir: Path = OBJECTRON_DIR,
     weights = efficientnet_weights_path()
     lite_dir.mkdir(parents=True, exist_ok=True)
     (lite_dir / MANIFEST).unlink(missing_ok=True)
-    for name, convert, source in [(SSD_ONNX, convert_ssd, tflite),
-                                  (EFFICIENTNET_ONNX, convert_efficientnet, weights)]:
+    steps: list[tuple[str, Callable[[Path], None]]] = [
+        (SSD_ONNX, lambda out: convert_ssd(tflite, out)),
+        (EFFICIENTNET_ONNX, lambda out: convert_efficientnet(weights, out))]
+    for name, convert in steps:
         partial = lite_dir / (name + ".partial")
-        convert(source, partial)  # type: ignore[operator]
+        convert(partial)
         os.replace(partial, lite_dir / name)
         log(f"wrote {lite_dir / name}")
     (lite_dir / MANIFEST).write_text(json.dumps(lite_manifest(), indent=2) + "\n")

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from feature_service.extractors.classes import DetectorClass
 from hitl.evidence import (
     COUNT_THRESHOLD,
     EVIDENCE_DIM,
     EVIDENCE_FIELDS,
+    DetectorClass,
     evidence_vector,
     stored_dimension,
 )

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -33,6 +35,9 @@ from .lite_models import (
     lite_version,
     quantized_files,
 )
+
+if TYPE_CHECKING:  # only the one-time conversion to ONNX uses torch
+    import torch
 
 EMBEDDING_DIM = 1280
 EFFICIENTNET_SIZE = 260
@@ -74,12 +79,14 @@ def detector_batch(pixels: np.ndarray) -> np.ndarray:
 
 def embedder_input(image: Image.Image) -> np.ndarray:
     """One image as the embedder takes it, (3, 260, 260) float32."""
-    return embedder_batch(embedder_pixels(image)[None])[0]
+    one: np.ndarray = embedder_batch(embedder_pixels(image)[None])[0]
+    return one
 
 
 def detector_input(image: Image.Image) -> np.ndarray:
     """One image as the detector takes it, (3, 300, 300) float32."""
-    return detector_batch(detector_pixels(image)[None])[0]
+    one: np.ndarray = detector_batch(detector_pixels(image)[None])[0]
+    return one
 
 
 def prepare_lite(image: Image.Image) -> LiteInput:
@@ -162,7 +169,7 @@ class LiteExtractor(Extractor):
     def prepare(self, image: Image.Image) -> LiteInput:
         return prepare_lite(image)
 
-    def preparer(self):  # type: ignore[no-untyped-def]
+    def preparer(self) -> Callable[[Image.Image], LiteInput]:
         return prepare_lite
 
     def extract(self, prepared: list[object]) -> np.ndarray:
@@ -178,7 +185,7 @@ class LiteExtractor(Extractor):
         return lite_vectors(embeddings, raw_boxes, logits)
 
 
-def efficientnet_lite2(weights: Path | None):  # type: ignore[no-untyped-def]
+def efficientnet_lite2(weights: Path | None) -> torch.nn.Module:
     """The EfficientNet-Lite2 trunk in PyTorch, returning its 1280-d pooled embedding."""
     import torch
     from efficientnet_lite_pytorch import EfficientNet

@@ -76,7 +76,8 @@ def frcnn_evidence(detections: dict[str, torch.Tensor], width: int, height: int)
     one image's Faster R-CNN output, boxes in pixels of a width x height input. Detections
     are chosen by their *label*: the position of a detection in the list says nothing
     about its class."""
-    return evidence_batch([detections], [(width, height)])[0]
+    evidence: np.ndarray = evidence_batch([detections], [(width, height)])[0]
+    return evidence
 
 
 def evidence_batch(detections: list[dict[str, torch.Tensor]],
@@ -225,7 +226,7 @@ class ResNeXtFrcnnExtractor(Extractor):
             # The fixed-size embedding trunk and the detector's convolution trunk (the
             # bulk of the arithmetic); the detector's heads have data-dependent shapes.
             self.backbone = torch.compile(self.backbone, dynamic=True)  # type: ignore[assignment]
-            self.detector.backbone = torch.compile(  # type: ignore[assignment]
+            self.detector.backbone = torch.compile(
                 self.detector.backbone, dynamic=True)
         transform = detector.transform
         self._min_size, self._max_size = int(transform.min_size[0]), int(transform.max_size)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def cpu_threads() -> int:
@@ -26,13 +30,14 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def reduced_dtype(device: str, precision: str):  # type: ignore[no-untyped-def]
+def reduced_dtype(device: str, precision: str) -> torch.dtype | None:
     """The dtype the convolutions run in (None for float32). Whether a reduced one pays
     on this machine is measured at start (feature_service/calibration.py), not read from
     CPU flags: bfloat16 is emulated, and slower, on CPUs without AVX512-BF16 or AMX."""
     import torch
 
-    dtypes = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    dtypes: dict[str, torch.dtype | None] = {
+        "float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if precision not in dtypes:
         raise ValueError(f"unknown precision {precision!r} for torch models: use "
                          f"{', '.join(dtypes)}")

@@ -55,7 +55,10 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # a fold that stops short of convergence still ranks
         warnings.simplefilter("ignore")
-        return cross_val_predict(model, x, y, cv=cv, method="predict_proba")[:, 1]
+        # scikit-learn is untyped: the out-of-fold probabilities, one row per item.
+        probabilities: np.ndarray = cross_val_predict(model, x, y, cv=cv,
+                                                      method="predict_proba")
+        return probabilities[:, 1]
 
 
 def label_issues(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -127,7 +127,8 @@ class OpenImages:
             try:
                 progress = next(located)
             except StopIteration as done:
-                return done.value
+                found: Path | None = done.value
+                return found
             yield [], progress
 
     def _mirror_url(self, split_name: str, image_id: str) -> str:

@@ -16,7 +16,7 @@ import grpc
 
 from trainer_service.domain import Estimate, TrainerError
 from trainer_service.features.store import TaskFeatures
-from trainer_service.models.registry import ModelInfo
+from trainer_service.models.registry import ModelInfo, ModelRegistry
 from trainer_service.models.training import Training
 from trainer_service.outputs.model_files import model_file
 from trainer_service.outputs.records import ModelEntry, ModelFile, ModelFormat
@@ -29,7 +29,7 @@ class ModelCatalog:
         self.estimate = estimate
 
     @property
-    def registry(self):  # type: ignore[no-untyped-def]
+    def registry(self) -> ModelRegistry:
         return self.training.registry
 
     def entry(self, info: ModelInfo) -> ModelEntry:

@@ -58,7 +58,8 @@ def logits(model: LinearModel, x: np.ndarray) -> np.ndarray:
 def sigmoid(t: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-t)), without overflow warnings for very negative t."""
     e = np.exp(-np.abs(t))
-    return np.where(t >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    p: np.ndarray = np.where(t >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return p
 
 
 def probabilities(model: LinearModel, x: np.ndarray) -> np.ndarray:

@@ -58,7 +58,8 @@ def stratum_variances(stratum: np.ndarray, logits: np.ndarray, threshold_logit: 
     per_cell = size * influence * share * (1 - share)
     by_stratum = np.bincount(np.arange(cells) // 2, weights=per_cell, minlength=STRATA)
     counts = np.bincount(stratum, minlength=STRATA).astype(float)
-    return by_stratum / np.maximum(counts, 1)
+    spread: np.ndarray = by_stratum / np.maximum(counts, 1)
+    return spread
 
 
 def next_draws(stratum: np.ndarray, logits: np.ndarray | None, threshold_logit: float,

@@ -33,7 +33,8 @@ def unit_rows(x: np.ndarray, dims: int) -> np.ndarray:
     """The embedding part of each row (its first `dims` values), L2-normalised, float32."""
     e = np.asarray(x[:, :dims], dtype=np.float32)
     norms = np.linalg.norm(e, axis=1, keepdims=True)
-    return e / np.maximum(norms, 1e-12)
+    unit: np.ndarray = e / np.maximum(norms, 1e-12)
+    return unit
 
 
 def max_similarity(a: np.ndarray, b: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
@@ -70,7 +71,7 @@ def enabled(threshold: float) -> bool:
 
 def _changed(shape: tuple[int, int], matrix: np.ndarray) -> bool:
     """Another extractor's features, or a bank started again: what was kept is stale."""
-    return shape[1] != matrix.shape[1] or matrix.shape[0] < shape[0]
+    return bool(shape[1] != matrix.shape[1] or matrix.shape[0] < shape[0])
 
 
 class UnitRows:
