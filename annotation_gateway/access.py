@@ -9,10 +9,10 @@ Probes are exempt: the kubelet names the pod's address.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from urllib.parse import quote
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from annotation_gateway.config import Config
 from annotation_gateway.errors import ApiError
@@ -48,7 +48,7 @@ def host_name(header: str) -> str:
     return header.rpartition(":")[0] if header.count(":") == 1 else header
 
 
-def make_host_middleware(config: Config) -> Callable:
+def make_host_middleware(config: Config) -> Middleware:
     allowed = allowed_hosts(config)
 
     @web.middleware
@@ -64,7 +64,7 @@ def _is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
-def make_identity_middleware(identities: Identities) -> Callable:
+def make_identity_middleware(identities: Identities) -> Middleware:
     @web.middleware
     async def identify(request: web.Request, handler: Handler) -> web.StreamResponse:
         if QUERY_TOKEN_NAMES & set(request.query):

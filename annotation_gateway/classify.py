@@ -134,7 +134,7 @@ async def _forward(request: web.Request, held: Held, names: list[str]
             call.clear()
             await held.release(size)
 
-    pending: list[asyncio.Task] = []
+    pending: list[asyncio.Task[trainer_pb2.ClassifyResponse]] = []
     try:
         async for call, size in _calls(request, held, names, config.classify_max_images,
                                        config.classify_max_bytes):

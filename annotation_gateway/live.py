@@ -92,7 +92,7 @@ class StatusHubs:
     def __init__(self, trainer: trainer_pb2_grpc.TrainerServiceAsyncStub) -> None:
         self.trainer = trainer
         self.hubs: dict[str, StatusHub] = {}
-        self._runs: dict[str, asyncio.Task] = {}
+        self._runs: dict[str, asyncio.Task[None]] = {}
         self.hub("")
 
     def hub(self, task: str) -> StatusHub:

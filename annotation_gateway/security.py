@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from annotation_gateway.errors import ApiError
 
@@ -56,7 +57,7 @@ def _origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
     return urlsplit(origin).netloc == request.host
 
 
-def make_csrf_middleware(allowed_origins: tuple[str, ...]) -> Callable:
+def make_csrf_middleware(allowed_origins: tuple[str, ...]) -> Middleware:
     allowed = tuple(o.rstrip("/") for o in allowed_origins)
 
     @web.middleware

@@ -52,8 +52,8 @@ class FairBatcher:
         self.waiting = 0
         self._free, self._large_running = slots, 0
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._running: set[asyncio.Task] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="fair-batcher")

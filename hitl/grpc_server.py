@@ -71,7 +71,7 @@ class GrpcService:
         self.port = (self.server.add_secure_port(address, credentials) if credentials
                      else self.server.add_insecure_port(address))
         self.ready = asyncio.Event()
-        self._warm_task: asyncio.Task | None = None
+        self._warm_task: asyncio.Task[None] | None = None
 
     async def _set_health(self, status: int) -> None:
         for service in ("", *self.service_names):

@@ -38,7 +38,7 @@ def peak_rss_mib(pid: int) -> float | None:
     return None
 
 
-def wait_until(healthy: Callable[[], bool], popen: subprocess.Popen | None, timeout: float,
+def wait_until(healthy: Callable[[], bool], popen: subprocess.Popen[bytes] | None, timeout: float,
                what: str) -> None:
     """Polls `healthy` until it holds; raises StartError when `popen` exits first or
     `timeout` passes."""
@@ -67,7 +67,7 @@ class ServiceProcess:
     host: str = "127.0.0.1"  # where the gRPC port listens
     # The services resolve relative paths (.models, .run) against their working folder.
     cwd: Path = ROOT
-    popen: subprocess.Popen | None = field(default=None, repr=False)
+    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     peak_mib: float | None = None
     _terminated: bool = field(default=False, init=False, repr=False)
 

@@ -136,7 +136,7 @@ class Config:
     evaluation_fraction: float = setting(
         "TRAINER_EVALUATION_FRACTION", 0.2,
         "share of a manifest's labelled items held out for evaluation", "0.2")
-    mix: tuple = setting(
+    mix: tuple[tuple[str, float], ...] = setting(
         "TRAINER_MIX", parse_mix(DEFAULT_MIX),
         "sampling mix: gold (known answers, where the dataset has them), audit (the live "
         "estimate, where it has none), random, uncertain, outlier; a strategy with nothing "

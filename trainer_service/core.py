@@ -40,6 +40,7 @@ from trainer_service.domain import (
     TrainerError,
 )
 from trainer_service.features.extraction import Extraction
+from trainer_service.features.records import ExtractorRecord
 from trainer_service.features.store import LABELLED, TaskFeatures
 from trainer_service.intake import Intake
 from trainer_service.loading import Loading, configured_dataset, drain, known_labels
@@ -94,7 +95,7 @@ class Trainer:
         self.rechecks: Rechecks
         self.duplicates: NearDuplicates
         self.outputs: ModelOutputs
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -189,7 +190,7 @@ class Trainer:
             self.evaluation.schedule(FEATURES_REFRESH_S)  # the population grew
         self.feed.notify()
 
-    def _on_extractor(self, stored: dict) -> None:
+    def _on_extractor(self, stored: ExtractorRecord) -> None:
         """The features changed (`stored`, every class's); the task's own record, its
         class's row, follows from it."""
         del stored

@@ -15,10 +15,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from trainer_service.config import Config
 from trainer_service.datasets import Catalog
 from trainer_service.features.extraction import Extraction
+from trainer_service.features.records import ExtractorRecord
 from trainer_service.features.store import FeatureStore
 from trainer_service.features.task_evidence import Task
 from trainer_service.loading import Loading, configured_dataset, drain
@@ -29,16 +31,18 @@ from trainer_service.store.served import migrate as served_before_tasks
 from trainer_service.tasks.evidence import feature_task
 from trainer_service.tasks.file import TasksFile
 from trainer_service.tasks.registry import TaskRegistry
-from trainer_service.tasks.running import TaskSet
+from trainer_service.tasks.running import Closable, TaskSet
 from trainer_service.tasks.spec import task_config
 
 log = logging.getLogger(__name__)
+# What runs one task (core.Trainer, which this module does not import).
+T = TypeVar("T", bound=Closable)
 
 
 @dataclass(frozen=True)
 class Listener:
     on_features: Callable[[list[str]], None]
-    on_extractor: Callable[[dict], None]
+    on_extractor: Callable[[ExtractorRecord], None]
     on_change: Callable[[], None]
 
 
@@ -53,7 +57,7 @@ class Shared:
         self.reserve: dict[str, bool] = {}
         self.opened = False
         self._listeners: dict[int, Listener] = {}
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         # Opened by `open`.
         self.database: Database
         self.features: FeatureStore
@@ -90,7 +94,7 @@ class Shared:
                                                name="dataset"))
         self.opened = True
 
-    async def open_tasks(self, tasks: TaskSet, declared: TasksFile) -> None:
+    async def open_tasks(self, tasks: TaskSet[T], declared: TasksFile) -> None:
         """Opens what the tasks share, then the declared tasks: the default one before the
         trainer serves, the others in the background."""
         owner = next(t for t in declared.tasks if t.name == declared.default)
@@ -98,7 +102,7 @@ class Shared:
         registry = await asyncio.to_thread(TaskRegistry, self.database)
         await tasks.open(registry, declared.tasks, declared.default)
 
-    async def close_tasks(self, tasks: TaskSet) -> None:
+    async def close_tasks(self, tasks: TaskSet[T]) -> None:
         await tasks.close()
         await self.close()
 
@@ -134,6 +138,6 @@ class Shared:
         for listener in list(self._listeners.values()):
             listener.on_features(ids)
 
-    def on_extractor(self, extractor: dict) -> None:
+    def on_extractor(self, extractor: ExtractorRecord) -> None:
         for listener in list(self._listeners.values()):
             listener.on_extractor(extractor)

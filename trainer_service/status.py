@@ -94,7 +94,7 @@ class StatusFeed:
         self._serial = 0
         self._wake_pending = False
         self._cache: tuple[int, Status] | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
     def notify(self) -> None:

@@ -27,7 +27,12 @@ from hitl.v1 import feature_pb2, feature_pb2_grpc
 from trainer_service.datasets import Catalog, Item
 from trainer_service.features.embed_plan import Retries, plan_batch
 from trainer_service.features.order import ExtractionOrder
-from trainer_service.features.records import Embedded, ImageError, ImageSource
+from trainer_service.features.records import (
+    Embedded,
+    ExtractorRecord,
+    ImageError,
+    ImageSource,
+)
 from trainer_service.features.store import FeatureStore
 from trainer_service.features.task_evidence import (
     Task,
@@ -49,7 +54,7 @@ MAX_BACKOFF_S = 10.0
 WHOLE_CALL_FAILURES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
 
-def stored_vector(features: feature_pb2.Features, extractor: dict) -> bytes:
+def stored_vector(features: feature_pb2.Features, extractor: ExtractorRecord) -> bytes:
     """The embedding and every class's evidence, as the feature service stores them."""
     evidence, vector = features.class_evidence, features.vector
     return vector[:4 * int(extractor["embedding_dimension"])] + evidence if evidence else vector
@@ -68,7 +73,7 @@ class Extraction:
                  max_message_bytes: int = 64 << 20, max_attempts: int = 8,
                  retry_s: float = 2.0,
                  on_features: Callable[[list[str]], None] = lambda ids: None,
-                 on_extractor: Callable[[dict], None] = lambda extractor: None) -> None:
+                 on_extractor: Callable[[ExtractorRecord], None] = lambda extractor: None) -> None:
         self.store, self.catalog = store, catalog
         self.channel = open_channel(address, SERVICE, default_deadline_s=deadline_s,
                                     max_message_bytes=max_message_bytes)
@@ -81,7 +86,7 @@ class Extraction:
         self.on_features, self.on_extractor = on_features, on_extractor
         self.described = False
         self.seconds_per_item = 0.0
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def message_budget(self) -> int:
@@ -226,7 +231,7 @@ class FeatureServiceError(Exception):
         self.code, self.details = code, details
 
 
-def embedded(result: feature_pb2.EmbedResult, extractor: dict) -> Embedded:
+def embedded(result: feature_pb2.EmbedResult, extractor: ExtractorRecord) -> Embedded:
     """The task's vector and evidence (its detector class's), and the stored vector."""
     if result.WhichOneof("outcome") == "features":
         stored = np.frombuffer(stored_vector(result.features, extractor), dtype="<f4")
@@ -241,7 +246,7 @@ def embedded(result: feature_pb2.EmbedResult, extractor: dict) -> Embedded:
                                                       result.error.retryable))
 
 
-async def describe(stub: feature_pb2_grpc.FeatureServiceAsyncStub, task: Task) -> dict:
+async def describe(stub: feature_pb2_grpc.FeatureServiceAsyncStub, task: Task) -> ExtractorRecord:
     try:
         response = await stub.Describe(feature_pb2.DescribeRequest(), timeout=10)
     except grpc.aio.AioRpcError as exc:
@@ -250,7 +255,7 @@ async def describe(stub: feature_pb2_grpc.FeatureServiceAsyncStub, task: Task) -
 
 
 async def embed_images(stub: feature_pb2_grpc.FeatureServiceAsyncStub, images: list[ImageSource],
-                       deadline_s: float, task: Task) -> tuple[dict, list[Embedded]]:
+                       deadline_s: float, task: Task) -> tuple[ExtractorRecord, list[Embedded]]:
     """(the extractor, one result per image in order). New images go without an id, so
     the feature service keys them by content and never mixes them up with dataset items."""
     refs = [feature_pb2.ImageRef(url=i.url) if i.url else feature_pb2.ImageRef(data=i.data)
@@ -265,7 +270,7 @@ async def embed_images(stub: feature_pb2_grpc.FeatureServiceAsyncStub, images: l
 
 
 async def embed_stream(stub: feature_pb2_grpc.FeatureServiceAsyncStub, items: list[Item],
-                       batch: int, deadline_s: float, extractor: dict,
+                       batch: int, deadline_s: float, extractor: ExtractorRecord,
                        unreadable: list[tuple[str, str]]) -> AsyncIterator[list[Embedded]]:
     """Embeds `items` through one EmbedStream, `batch` per message, yielding results as
     they come (in any order). Local files are read only as the stream asks for more, so

@@ -5,8 +5,14 @@ client (`extraction.py`) know the messages they come from."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import numpy as np
+
+# What the trainer records of an extractor's features, kept as JSON with the features and
+# with every model: its name, version and dimensions, and the detector class whose
+# evidence the task reads (`task_evidence.extractor_record` makes one).
+ExtractorRecord: TypeAlias = dict[str, Any]
 
 
 @dataclass(frozen=True)

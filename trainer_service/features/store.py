@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from trainer_service.features.bank import FeatureBank
+from trainer_service.features.records import ExtractorRecord
 from trainer_service.features.task_evidence import Task, for_task, task_matrix
 from trainer_service.store.database import Database, JoinedWrite
 
@@ -45,7 +46,7 @@ _PENDING_UPSERT = ("INSERT INTO pending VALUES (?, ?, ?) ON CONFLICT(item_id) DO
                    "priority = min(priority, excluded.priority)")
 
 
-def key_text(extractor: dict) -> str:
+def key_text(extractor: ExtractorRecord) -> str:
     """What stored vectors are kept under: they do not depend on the task's class."""
     stored = extractor.get("stored_dimension", extractor["dimension"])
     return (f"{extractor['name']}:{extractor['version']}:"
@@ -63,7 +64,7 @@ class FeatureStore:
         self.guide = guide or Task()
         self.pending: dict[str, int] = {}  # item id -> priority
         self.failed: dict[str, str] = {}  # item id -> reason
-        self.stored: dict | None = None  # the stored features' record, as last described
+        self.stored: ExtractorRecord | None = None  # the stored features' record, as last described
         self._banks: dict[int, FeatureBank] = {}  # evidence row -> the vectors models take
         self._tasks: set[Task] = {self.guide}
         self._empty = FeatureBank()
@@ -71,7 +72,7 @@ class FeatureStore:
         self.queued = asyncio.Event()
 
     @property
-    def extractor(self) -> dict | None:
+    def extractor(self) -> ExtractorRecord | None:
         return self.record(self.guide)
 
     @property
@@ -82,7 +83,7 @@ class FeatureStore:
     def embedding_dimension(self) -> int:
         return int(self.stored["embedding_dimension"]) if self.stored else 0
 
-    def record(self, task: Task) -> dict | None:
+    def record(self, task: Task) -> ExtractorRecord | None:
         """The record of `task`'s features (its class's row), None before any."""
         return for_task(self.stored, task) if self.stored else None
 
@@ -143,7 +144,7 @@ class FeatureStore:
         log.info("features loaded", extra={"items": len(ids), "pending": len(self.pending),
                                            "classes_in_memory": len(self._banks)})
 
-    async def use_extractor(self, stored: dict) -> int:
+    async def use_extractor(self, stored: ExtractorRecord) -> int:
         """Switches to another extractor's features (`task_evidence.stored_record`): those
         of any other are dropped (they will be extracted again); returns how many were."""
         dropped = await self.database.run(_drop_features, key_text(stored))
@@ -213,7 +214,7 @@ class TaskFeatures:
         return self.store.bank_of(self.task)
 
     @property
-    def extractor(self) -> dict | None:
+    def extractor(self) -> ExtractorRecord | None:
         return self.store.record(self.task)
 
     @property

@@ -25,7 +25,7 @@ from hitl.evidence import (
     stored_dimension,
     task_vectors,
 )
-from trainer_service.features.records import Evidence
+from trainer_service.features.records import Evidence, ExtractorRecord
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def choose_row(classes: list[DetectorClass], wanted: str, label_id: str,
 
 def extractor_record(name: str, version: str, embedding_dimension: int,
                      evidence_version: str, classes: list[DetectorClass],
-                     row: int | None) -> dict:
+                     row: int | None) -> ExtractorRecord:
     """What the trainer records of the features a task works with. `dimension` is the
     task vector's (what models take), `stored_dimension` the stored one's."""
     return {"name": name, "version": version,
@@ -75,7 +75,7 @@ def extractor_record(name: str, version: str, embedding_dimension: int,
             "evidence_row": -1 if row is None else row}
 
 
-def stored_record(info: Any) -> dict:
+def stored_record(info: Any) -> ExtractorRecord:
     """What the trainer records of the stored features of a `Describe`'s ExtractorInfo
     `info`, whatever the task: the task records (`for_task`) are made from it. A feature
     service that lists no detector classes (an earlier release) has one: its target."""
@@ -88,7 +88,7 @@ def stored_record(info: Any) -> dict:
                                   for c in classes]}
 
 
-def for_task(stored: dict, task: Task) -> dict:
+def for_task(stored: ExtractorRecord, task: Task) -> ExtractorRecord:
     """The record of one task's features (its detector class's row) from the stored
     record. A record without classes (kept before there were many) is the task's own."""
     if "classes" not in stored:
@@ -100,12 +100,12 @@ def for_task(stored: dict, task: Task) -> dict:
                             classes, row)
 
 
-def extractor_key(info: Any, task: Task) -> dict:
+def extractor_key(info: Any, task: Task) -> ExtractorRecord:
     """The record of `task`'s features from a `Describe`'s ExtractorInfo `info`."""
     return for_task(stored_record(info), task)
 
 
-def task_matrix(extractor: dict, stored: np.ndarray) -> np.ndarray:
+def task_matrix(extractor: ExtractorRecord, stored: np.ndarray) -> np.ndarray:
     """The task's vectors (models' input) from stored ones. A record without an
     `evidence_row` (made before there were many classes) stored the task's vectors."""
     if "evidence_row" not in extractor:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer_service.domain import Metrics
+from trainer_service.features.records import ExtractorRecord
 from trainer_service.models.classifier import LinearModel
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class ModelInfo:
     version: str
-    extractor: dict  # name, version, dimension
+    extractor: ExtractorRecord
     labels: int
     label_version: int
     validation: Metrics
@@ -111,7 +112,7 @@ class ModelRegistry:
         """Whether the pin holds `info` (the model in use) against newer models."""
         return info is not None and self._pin == info.version
 
-    def active_compatible(self, extractor: dict) -> tuple[LinearModel, ModelInfo] | None:
+    def active_compatible(self, extractor: ExtractorRecord) -> tuple[LinearModel, ModelInfo] | None:
         """The pinned model when it fits `extractor`, else the newest that does."""
         if self._pin is not None:
             info = self.info(self._pin)
@@ -154,7 +155,7 @@ class ModelRegistry:
             log.info("old models pruned", extra={"versions": pruned, "keep": self.keep})
         return pruned
 
-    def newest_compatible(self, extractor: dict) -> tuple[LinearModel, ModelInfo] | None:
+    def newest_compatible(self, extractor: ExtractorRecord) -> tuple[LinearModel, ModelInfo] | None:
         """The newest model trained on features of `extractor`; others are refused with a
         log line saying why."""
         for info in reversed(self.history()):
@@ -182,7 +183,7 @@ class ModelRegistry:
                 "model_version": version, "path": str(weights), "error": str(exc)})
             return None
 
-    def newest_fingerprint(self, extractor: dict) -> str:
+    def newest_fingerprint(self, extractor: ExtractorRecord) -> str:
         """The training set of the newest model of `extractor` (what the labels last
         trained), whichever model is in use."""
         for info in reversed(self.history()):

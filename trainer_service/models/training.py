@@ -18,6 +18,7 @@ from trainer_service import metrics
 from trainer_service.config import Config
 from trainer_service.datasets import Catalog
 from trainer_service.domain import Label, Metrics, Split, Strategy
+from trainer_service.features.records import ExtractorRecord
 from trainer_service.features.store import LABELLED, TaskFeatures
 from trainer_service.models.classifier import LinearModel, measure, population_moments, train
 from trainer_service.models.prior import DetectorPrior, train_with_prior
@@ -52,7 +53,7 @@ class Training:
     async def load_history(self) -> None:
         self.curve = await asyncio.to_thread(self.registry.history)
 
-    def use_extractor(self, extractor: dict) -> bool:
+    def use_extractor(self, extractor: ExtractorRecord) -> bool:
         """Models serve only the features they were trained on: on another extractor the
         newest model of that one is taken up, or none, and training starts again. False
         when the model in use already fits."""

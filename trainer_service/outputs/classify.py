@@ -11,7 +11,12 @@ import numpy as np
 
 from trainer_service.domain import TrainerError
 from trainer_service.features.extraction import FeatureServiceError, embed_images
-from trainer_service.features.records import Embedded, ImageError, ImageSource
+from trainer_service.features.records import (
+    Embedded,
+    ExtractorRecord,
+    ImageError,
+    ImageSource,
+)
 from trainer_service.features.task_evidence import Task
 from trainer_service.models.classifier import LinearModel
 from trainer_service.models.registry import ModelInfo
@@ -19,14 +24,14 @@ from trainer_service.outputs.predictions import decision, probabilities
 from trainer_service.outputs.records import Classification
 
 # (images) -> (the extractor that embedded them, one result per image in order)
-Embed = Callable[[list[ImageSource]], Awaitable[tuple[dict, list[Embedded]]]]
+Embed = Callable[[list[ImageSource]], Awaitable[tuple[ExtractorRecord, list[Embedded]]]]
 MAX_ID_CHARS = 256
 
 
 def feature_service(stub: object, deadline_s: float, task: Task) -> Embed:
     """Embedding by the feature service; its failure as a whole is UNAVAILABLE."""
 
-    async def embed(images: list[ImageSource]) -> tuple[dict, list[Embedded]]:
+    async def embed(images: list[ImageSource]) -> tuple[ExtractorRecord, list[Embedded]]:
         try:
             return await embed_images(stub, images, deadline_s, task)  # type: ignore[arg-type]
         except FeatureServiceError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 
@@ -23,7 +24,7 @@ from trainer_service.outputs.records import ModelEntry, ModelFile, ModelFormat
 
 
 class ModelCatalog:
-    def __init__(self, training: Training, features: TaskFeatures, task: dict,
+    def __init__(self, training: Training, features: TaskFeatures, task: dict[str, Any],
                  estimate: Callable[[str], Estimate | None]) -> None:
         self.training, self.features, self.task = training, features, task
         self.estimate = estimate

@@ -14,6 +14,7 @@ import io
 import json
 import time
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ FORMAT = "hitl-linear-model/1"
 FORMULA = "p = 1 / (1 + exp(-(((x - mean) / scale) @ weight + bias)))"
 
 
-def metadata(info: ModelInfo, model: LinearModel, task: dict) -> dict:
+def metadata(info: ModelInfo, model: LinearModel, task: dict[str, Any]) -> dict[str, Any]:
     extractor = dict(info.extractor)
     return {
         "format": FORMAT,
@@ -64,7 +65,7 @@ def metadata(info: ModelInfo, model: LinearModel, task: dict) -> dict:
     }
 
 
-def npz_bytes(model: LinearModel, meta: dict) -> bytes:
+def npz_bytes(model: LinearModel, meta: dict[str, Any]) -> bytes:
     """Plain arrays only (no pickled objects): `np.load` reads it with its safe default."""
     out = io.BytesIO()
     np.savez(out, weight=np.asarray(model.weight, dtype=np.float64),
@@ -74,7 +75,7 @@ def npz_bytes(model: LinearModel, meta: dict) -> bytes:
     return out.getvalue()
 
 
-def json_bytes(model: LinearModel, meta: dict) -> bytes:
+def json_bytes(model: LinearModel, meta: dict[str, Any]) -> bytes:
     """Python writes each float64 with the shortest digits that read back to the same
     value, so the JSON numbers are exact."""
     document = {**meta, "weight": model.weight.tolist(), "bias": float(model.bias),
@@ -82,7 +83,7 @@ def json_bytes(model: LinearModel, meta: dict) -> bytes:
     return json.dumps(document).encode()
 
 
-def model_file(model: LinearModel, info: ModelInfo, task: dict,
+def model_file(model: LinearModel, info: ModelInfo, task: dict[str, Any],
                fmt: ModelFormat) -> tuple[bytes, str, str]:
     """(data, filename, content type)."""
     meta = metadata(info, model, task)

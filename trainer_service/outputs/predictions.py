@@ -74,7 +74,7 @@ def decision(probability: float, threshold: float) -> Label:
 class Scores:
     """One model's probabilities for the embedded items of the dataset."""
 
-    key: tuple
+    key: tuple[str, int, int]  # the model's version, the bank's generation, the dataset's size
     model_version: str
     threshold: float
     ids: list[str]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trainer_service.domain import Estimate, Label, Metrics, Split
-from trainer_service.features.records import Evidence, ImageError
+from trainer_service.features.records import Evidence, ExtractorRecord, ImageError
 
 
 class PredictionOrder(enum.IntEnum):
@@ -79,7 +79,7 @@ class ModelEntry:
     negatives: int
     validation: Metrics
     evaluation: Metrics
-    extractor: dict  # name, version, dimension, embedding_dimension
+    extractor: ExtractorRecord
     threshold: float
     active: bool
     compatible: bool

@@ -41,7 +41,7 @@ class ScoringJob:
         self.batch, self.deadline_s = batch, deadline_s
         self.score, self.on_features, self.notify = score, on_features, notify
         self.progress: ScoringProgress | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def running(self) -> bool:

@@ -19,7 +19,7 @@ import asyncio
 import sqlite3
 import time
 from dataclasses import replace
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from trainer_service.domain import DEFAULT_TASK, PASSES, Annotation, Label, Split, Strategy
 from trainer_service.store.answers import resolve
@@ -60,7 +60,7 @@ class NotYours(PermissionError):
     pass
 
 
-def _from_row(row: tuple) -> Annotation:
+def _from_row(row: tuple[Any, ...]) -> Annotation:
     """An `events` row from `annotation_id` on, with the stored ints back as enums."""
     (annotation_id, item_id, label, annotator, strategy, version, duration_ms, split, at,
      note) = row

@@ -17,6 +17,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from trainer_service.domain import DEFAULT_TASK, Annotation, Strategy
 from trainer_service.store.database import Database, give_to_task
@@ -76,7 +77,7 @@ class ServedLog:
         self._pruned = time.time()
 
     @staticmethod
-    def _load(db: sqlite3.Connection, since: float, task: str) -> list[tuple]:
+    def _load(db: sqlite3.Connection, since: float, task: str) -> list[tuple[Any, ...]]:
         db.executescript(_SCHEMA)
         return db.execute(f"SELECT {_COLUMNS} FROM served WHERE task = ? AND expires >= ?",
                           (task, since)).fetchall()

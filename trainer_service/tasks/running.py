@@ -47,7 +47,7 @@ class TaskSet(Generic[T]):
         self.default = ""
         self.running: dict[str, T] = {}
         self._states: dict[str, str] = {}
-        self._background: set[asyncio.Task] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
     async def open(self, registry: TaskRegistry, declared: Sequence[TaskSpec],
                    default: str) -> None:

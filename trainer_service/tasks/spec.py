@@ -114,7 +114,7 @@ def settings_task(config: Config) -> TaskSpec:
         target_f1=config.target_f1, mix=mix_text(config.mix), source=SETTINGS))
 
 
-def mix_text(mix: tuple) -> str:
+def mix_text(mix: tuple[tuple[str, float], ...]) -> str:
     return ",".join(f"{name}={weight:g}" for name, weight in mix if weight > 0)
 
 
