@@ -25,7 +25,8 @@ log = logging.getLogger("hitl.grpc_server")
 OPEN_PREFIX = "/grpc.health."
 
 # Every service's handlers pass through here, so their messages are any message.
-Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
+# (Strings: grpc's classes are generic only in their type stubs.)
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Deserializer: TypeAlias = Callable[[bytes], object]
 # A servicer method as grpc.aio calls it: a coroutine function, or an async generator
 # function when the response is streamed.

@@ -10,4 +10,5 @@ import grpc
 # The context of whichever RPC is being served, for the helpers every RPC calls (abort,
 # metadata, status code): grpc.aio.ServicerContext is invariant in its request and
 # response types, so one helper for all of them takes it with both left open.
-AnyContext: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+# (A string: grpc's classes are generic only in their type stubs.)
+AnyContext: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
