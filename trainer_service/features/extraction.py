@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TypeAlias
 
 import grpc
 import numpy as np
@@ -45,6 +46,10 @@ from trainer_service.features.task_evidence import (
 log = logging.getLogger(__name__)
 
 SERVICE = "hitl.v1.FeatureService"
+# The feature service's stub over a grpc.aio channel, for the trainer's parts that call it
+# through this module's functions (only this module, the servicer and `convert` import the
+# generated stubs). A string: the async stub is a type only.
+FeatureStub: TypeAlias = "feature_pb2_grpc.FeatureServiceAsyncStub"
 PERMANENT = {feature_pb2.ERROR_KIND_NOT_FOUND, feature_pb2.ERROR_KIND_BAD_IMAGE,
              feature_pb2.ERROR_KIND_TOO_LARGE, feature_pb2.ERROR_KIND_FORBIDDEN_URL,
              feature_pb2.ERROR_KIND_INVALID}
@@ -246,7 +251,7 @@ def embedded(result: feature_pb2.EmbedResult, extractor: ExtractorRecord) -> Emb
                                                       result.error.retryable))
 
 
-async def describe(stub: feature_pb2_grpc.FeatureServiceAsyncStub, task: Task) -> ExtractorRecord:
+async def describe(stub: FeatureStub, task: Task) -> ExtractorRecord:
     try:
         response = await stub.Describe(feature_pb2.DescribeRequest(), timeout=10)
     except grpc.aio.AioRpcError as exc:
@@ -254,7 +259,7 @@ async def describe(stub: feature_pb2_grpc.FeatureServiceAsyncStub, task: Task) -
     return extractor_key(response.extractor, task)
 
 
-async def embed_images(stub: feature_pb2_grpc.FeatureServiceAsyncStub, images: list[ImageSource],
+async def embed_images(stub: FeatureStub, images: list[ImageSource],
                        deadline_s: float, task: Task) -> tuple[ExtractorRecord, list[Embedded]]:
     """(the extractor, one result per image in order). New images go without an id, so
     the feature service keys them by content and never mixes them up with dataset items."""
@@ -269,7 +274,7 @@ async def embed_images(stub: feature_pb2_grpc.FeatureServiceAsyncStub, images: l
     return extractor, [embedded(r, extractor) for r in response.results]
 
 
-async def embed_stream(stub: feature_pb2_grpc.FeatureServiceAsyncStub, items: list[Item],
+async def embed_stream(stub: FeatureStub, items: list[Item],
                        batch: int, deadline_s: float, extractor: ExtractorRecord,
                        unreadable: list[tuple[str, str]]) -> AsyncIterator[list[Embedded]]:
     """Embeds `items` through one EmbedStream, `batch` per message, yielding results as

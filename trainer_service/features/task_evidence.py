@@ -11,8 +11,9 @@ class they were made with.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
@@ -39,6 +40,35 @@ class Task:
     detector_class: str = AUTO
     label_id: str = ""
     display_name: str = ""
+
+
+class DescribedClass(Protocol):
+    """A detector class as `Describe` lists it (ExtractorInfo.detector_classes)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def open_images_id(self) -> str: ...
+    @property
+    def open_images_name(self) -> str: ...
+
+
+class DescribedExtractor(Protocol):
+    """What the trainer reads of a `Describe`'s ExtractorInfo (the feature client hands
+    the message over; only it knows the generated stubs)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def embedding_dimension(self) -> int: ...
+    @property
+    def evidence_version(self) -> str: ...
+    @property
+    def target_class(self) -> str: ...
+    @property
+    def detector_classes(self) -> Iterable[DescribedClass]: ...
 
 
 def choose_row(classes: list[DetectorClass], wanted: str, label_id: str,
@@ -75,7 +105,7 @@ def extractor_record(name: str, version: str, embedding_dimension: int,
             "evidence_row": -1 if row is None else row}
 
 
-def stored_record(info: Any) -> ExtractorRecord:
+def stored_record(info: DescribedExtractor) -> ExtractorRecord:
     """What the trainer records of the stored features of a `Describe`'s ExtractorInfo
     `info`, whatever the task: the task records (`for_task`) are made from it. A feature
     service that lists no detector classes (an earlier release) has one: its target."""
@@ -100,7 +130,7 @@ def for_task(stored: ExtractorRecord, task: Task) -> ExtractorRecord:
                             classes, row)
 
 
-def extractor_key(info: Any, task: Task) -> ExtractorRecord:
+def extractor_key(info: DescribedExtractor, task: Task) -> ExtractorRecord:
     """The record of `task`'s features from a `Describe`'s ExtractorInfo `info`."""
     return for_task(stored_record(info), task)
 

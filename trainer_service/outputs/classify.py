@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 
 from trainer_service.domain import TrainerError
-from trainer_service.features.extraction import FeatureServiceError, embed_images
+from trainer_service.features.extraction import FeatureServiceError, FeatureStub, embed_images
 from trainer_service.features.records import (
     Embedded,
     ExtractorRecord,
@@ -28,12 +28,12 @@ Embed = Callable[[list[ImageSource]], Awaitable[tuple[ExtractorRecord, list[Embe
 MAX_ID_CHARS = 256
 
 
-def feature_service(stub: object, deadline_s: float, task: Task) -> Embed:
+def feature_service(stub: FeatureStub, deadline_s: float, task: Task) -> Embed:
     """Embedding by the feature service; its failure as a whole is UNAVAILABLE."""
 
     async def embed(images: list[ImageSource]) -> tuple[ExtractorRecord, list[Embedded]]:
         try:
-            return await embed_images(stub, images, deadline_s, task)  # type: ignore[arg-type]
+            return await embed_images(stub, images, deadline_s, task)
         except FeatureServiceError as exc:
             raise TrainerError(grpc.StatusCode.UNAVAILABLE,
                                f"the feature service failed: {exc.code}") from None

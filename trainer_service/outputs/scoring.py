@@ -18,7 +18,12 @@ from dataclasses import replace
 
 from trainer_service.datasets import Catalog
 from trainer_service.domain import ScoringProgress, ScoringState
-from trainer_service.features.extraction import FeatureServiceError, describe, embed_stream
+from trainer_service.features.extraction import (
+    FeatureServiceError,
+    FeatureStub,
+    describe,
+    embed_stream,
+)
 from trainer_service.features.records import Embedded
 from trainer_service.features.store import TaskFeatures
 from trainer_service.features.task_evidence import Task
@@ -33,8 +38,9 @@ SECONDS_PER_ITEM = 2.0
 
 
 class ScoringJob:
-    def __init__(self, catalog: Catalog, features: TaskFeatures, stub: object, task: Task, *,
-                 batch: int, deadline_s: float, score: Callable[[], Awaitable[int | None]],
+    def __init__(self, catalog: Catalog, features: TaskFeatures, stub: FeatureStub,
+                 task: Task, *, batch: int, deadline_s: float,
+                 score: Callable[[], Awaitable[int | None]],
                  on_features: Callable[[list[str]], None],
                  notify: Callable[[], None]) -> None:
         self.catalog, self.features, self.stub, self.task = catalog, features, stub, task
@@ -96,7 +102,7 @@ class ScoringJob:
 
     async def _embed_missing(self) -> int:
         """Embeds what is missing; returns how many items are left to retry later."""
-        extractor = await describe(self.stub, self.task)  # type: ignore[arg-type]
+        extractor = await describe(self.stub, self.task)
         if extractor != self.features.extractor:
             raise JobError("the feature service's extractor is not the one the trainer "
                            "uses yet; try again once it has taken it up")
@@ -123,7 +129,7 @@ class ScoringJob:
         retry: list[str] = []
         deadline = self.deadline_s + SECONDS_PER_ITEM * len(segment)
         try:
-            async for results in embed_stream(self.stub, segment,  # type: ignore[arg-type]
+            async for results in embed_stream(self.stub, segment,
                                               self.batch, deadline,
                                               self.features.extractor or {}, unreadable):
                 seen.update(r.id for r in results)
