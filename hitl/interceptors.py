@@ -6,10 +6,11 @@ bytes that do not parse. Health checking passes untouched: probes carry no token
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -114,33 +115,32 @@ def _log_call(method: str, caller: str, context: grpc.aio.ServicerContext, start
                                  "duration_ms": round((time.perf_counter() - started) * 1e3, 2)})
 
 
+@contextlib.contextmanager
+def _observed(method: str, caller: str, context: grpc.aio.ServicerContext) -> Iterator[None]:
+    """One call's request id, caller, log line and count, however it ends."""
+    _adopt_request_id(context)
+    caller_name.set(caller)
+    started, error = time.perf_counter(), None
+    try:
+        yield
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        _log_call(method, caller, context, started, error)
+
+
 def _wrap(behavior: Callable, method: str, caller: str) -> Callable:
     if inspect.isasyncgenfunction(behavior):
         async def stream(request, context):  # type: ignore[no-untyped-def]
-            _adopt_request_id(context)
-            caller_name.set(caller)
-            started, error = time.perf_counter(), None
-            try:
+            with _observed(method, caller, context):
                 await _refuse_undecodable(request, context)
                 async for response in behavior(request, context):
                     yield response
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                _log_call(method, caller, context, started, error)
         return stream
 
     async def call(request, context):  # type: ignore[no-untyped-def]
-        _adopt_request_id(context)
-        caller_name.set(caller)
-        started, error = time.perf_counter(), None
-        try:
+        with _observed(method, caller, context):
             await _refuse_undecodable(request, context)
             return await behavior(request, context)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            _log_call(method, caller, context, started, error)
     return call
