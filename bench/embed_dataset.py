@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from bench import stack
-from bench.features import TILES, measure_baseline, settings_of
+from bench.features import TILES, measure_baseline
+from bench.service_settings import settings_of
 
 TARGET_S = 180.0
 SAMPLE = {True: 32, False: 96}  # tiles the baseline is timed on

@@ -35,7 +35,9 @@ import grpc
 import numpy as np
 
 from bench import stack
+from bench.service_settings import calibration_table, settings_of
 from bench.stack import ROOT, feature_service, free_port
+from bench.vector_diff import float16_effect
 
 TILES = Path(os.environ.get("HITL_TEST_DATA", ROOT.parent / "shared" / "data")) / \
     "streetview-tiles"
@@ -112,34 +114,6 @@ def measure_baseline(name: str, paths: list[Path], budget_s: float, device: str 
     return rates
 
 
-def settings_of(address: str) -> dict:
-    """What the service chose at start and the calibration table it chose from."""
-    from hitl.v1 import feature_pb2, feature_pb2_grpc
-
-    with grpc.insecure_channel(address) as channel:
-        reply = feature_pb2_grpc.FeatureServiceStub(channel).Describe(
-            feature_pb2.DescribeRequest(), timeout=30)
-    s = reply.settings
-    return {"precision": s.precision, "memory_layout": s.memory_layout,
-            "intra_op_threads": s.intra_op_threads, "max_batch": s.max_batch,
-            "workers": s.workers, "inference": s.inference, "sources": dict(s.sources),
-            "measured_images_per_s": round(s.measured_images_per_second, 2),
-            "calibration_s": round(s.calibration_seconds, 1),
-            "calibration": [{"stage": r.stage, "candidate": r.candidate,
-                             "images_per_s": round(r.images_per_second, 2),
-                             "chosen": r.chosen} for r in s.calibration]}
-
-
-def calibration_table(settings: dict) -> str:
-    lines = ["| stage | candidate | images/s (synthetic 480x360 JPEGs) | chosen |",
-             "|---|---|---:|---|"]
-    for row in settings.get("calibration", []):
-        rate_cell = row["images_per_s"] or "not measured (time budget)"
-        lines.append(f"| {row['stage']} | {row['candidate']} | {rate_cell} | "
-                     f"{'yes' if row['chosen'] else ''} |")
-    return "\n".join(lines)
-
-
 def embed_all(stub, refs: list, feature_pb2) -> tuple[float, list]:  # type: ignore[no-untyped-def]
     """Sends `refs` in calls of IMAGES_PER_CALL from CALLERS concurrent callers."""
     calls = [refs[i:i + IMAGES_PER_CALL] for i in range(0, len(refs), IMAGES_PER_CALL)]
@@ -154,29 +128,6 @@ def embed_all(stub, refs: list, feature_pb2) -> tuple[float, list]:  # type: ign
     if failed:
         raise RuntimeError(f"{len(failed)} images failed, e.g. {failed[:3]}")
     return seconds, results
-
-
-def probe_f1(vectors: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
-    """Cross-validated F1 of a standardised logistic regression on `vectors` (the kind
-    of linear model the trainer fits), and its out-of-fold predictions."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import f1_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    folds = StratifiedKFold(5, shuffle=True, random_state=0)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
-    predicted = cross_val_predict(model, vectors, labels, cv=folds)
-    return round(float(f1_score(labels, predicted)), 4), predicted
-
-
-def float16_effect(vectors: np.ndarray, labels: list[int]) -> dict:
-    y = np.array(labels)
-    scores = {f"f1_{dtype}": probe_f1(vectors.astype(dtype).astype(np.float32), y)[0]
-              for dtype in ("float32", "float16")}
-    rounding = np.abs(vectors - vectors.astype(np.float16).astype(np.float32))
-    return {**scores, "max_abs_rounding": float(rounding.max()), "images": len(y)}
 
 
 def measure_service(name: str, paths: list[Path], labels: list[int], short: bool,

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.features import probe_f1
-
 SCORE = 1280  # the bicycle score in lite's 1280 + 10 vector (base.EVIDENCE_FIELDS[0])
 
 
@@ -41,3 +39,26 @@ def compare(full: np.ndarray, reduced: np.ndarray, labels: np.ndarray,
         "probe_predictions_that_differ": int(np.sum(predicted_full != predicted_reduced)),
         "vectors_identical": bool(np.array_equal(full, reduced)),
     }
+
+
+def probe_f1(vectors: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Cross-validated F1 of a standardised logistic regression on `vectors` (the kind
+    of linear model the trainer fits), and its out-of-fold predictions."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
+    predicted = cross_val_predict(model, vectors, labels, cv=folds)
+    return round(float(f1_score(labels, predicted)), 4), predicted
+
+
+def float16_effect(vectors: np.ndarray, labels: list[int]) -> dict:
+    y = np.array(labels)
+    scores = {f"f1_{dtype}": probe_f1(vectors.astype(dtype).astype(np.float32), y)[0]
+              for dtype in ("float32", "float16")}
+    rounding = np.abs(vectors - vectors.astype(np.float16).astype(np.float32))
+    return {**scores, "max_abs_rounding": float(rounding.max()), "images": len(y)}

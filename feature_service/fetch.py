@@ -20,7 +20,7 @@ from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from feature_service.outcomes import ItemFailure, Kind
-from hitl.addresses import Allowlist, IPAddress, is_host_name
+from hitl.addresses import Allowlist, IPAddress, is_host_name, refusal
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_URL_CHARS = 4096
@@ -112,8 +112,9 @@ class Fetcher:
                 ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
         for address in addresses:
             if not self.allowlist.permits(host, address):
-                raise ItemFailure(Kind.FORBIDDEN_URL,
-                                  f"host {host!r} resolves to a non-public address {address}")
+                # Never what it resolved to: the message would answer DNS questions
+                # about the network the service sits in.
+                raise ItemFailure(Kind.FORBIDDEN_URL, refusal(host, "FEATURE_URL_ALLOWLIST"))
         if not addresses:
             raise ItemFailure(Kind.UPSTREAM, f"host {host!r} has no address")
         return addresses

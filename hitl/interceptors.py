@@ -6,10 +6,11 @@ bytes that do not parse. Health checking passes untouched: probes carry no token
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeAlias
 
 import grpc
@@ -25,7 +26,7 @@ log = logging.getLogger("hitl.grpc_server")
 OPEN_PREFIX = "/grpc.health."
 
 # Every service's handlers pass through here, so their messages are any message.
-# (Strings: grpc's classes are generic only in their type stubs.)
+# (A string: grpc's classes are generic only in their type stubs.)
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Deserializer: TypeAlias = Callable[[bytes], object]
 # A servicer method as grpc.aio calls it: a coroutine function, or an async generator
@@ -131,33 +132,32 @@ def _log_call(method: str, caller: str, context: AnyContext, started: float,
                                  "duration_ms": round((time.perf_counter() - started) * 1e3, 2)})
 
 
+@contextlib.contextmanager
+def _observed(method: str, caller: str, context: AnyContext) -> Iterator[None]:
+    """One call's request id, caller, log line and count, however it ends."""
+    _adopt_request_id(context)
+    caller_name.set(caller)
+    started, error = time.perf_counter(), None
+    try:
+        yield
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        _log_call(method, caller, context, started, error)
+
+
 def _wrap(behavior: Behavior, method: str, caller: str) -> Behavior:
     if inspect.isasyncgenfunction(behavior):
         async def stream(request: object, context: AnyContext) -> AsyncIterator[object]:
-            _adopt_request_id(context)
-            caller_name.set(caller)
-            started, error = time.perf_counter(), None
-            try:
+            with _observed(method, caller, context):
                 await _refuse_undecodable(request, context)
                 async for response in behavior(request, context):
                     yield response
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                _log_call(method, caller, context, started, error)
         return stream
 
     async def call(request: object, context: AnyContext) -> object:
-        _adopt_request_id(context)
-        caller_name.set(caller)
-        started, error = time.perf_counter(), None
-        try:
+        with _observed(method, caller, context):
             await _refuse_undecodable(request, context)
             return await behavior(request, context)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            _log_call(method, caller, context, started, error)
     return call

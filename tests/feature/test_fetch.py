@@ -56,6 +56,11 @@ async def test_a_host_name_is_judged_by_every_address_it_resolves_to(
         image_server: ImageServer) -> None:
     url = f"http://localhost:{image_server.port}/img/a.png"
     assert await kind_of(STRICT, url) == Kind.FORBIDDEN_URL
+    # The refusal names the host, never what it resolved to (no DNS oracle).
+    with pytest.raises(ItemFailure) as caught:
+        await STRICT.fetch(url)
+    assert "'localhost' is not a public address" in caught.value.message
+    assert "127.0.0.1" not in caught.value.message and "::1" not in caught.value.message
     by_name = Fetcher(Allowlist.from_entries(parse_allowlist("localhost")), LIMITS)
     # localhost may also resolve to ::1, where nothing listens: connecting to 127.0.0.1
     # is still enough.

@@ -154,3 +154,18 @@ def test_the_trainers_top_level_is_only_wiring_and_vocabulary() -> None:
     rooms = {p.name for p in (ROOT / "trainer_service").iterdir()
              if p.is_dir() and (p / "__init__.py").exists()}
     assert rooms == set(TRAINER_ROOMS)
+
+
+MAX_LINES = 315  # "about 300": a module past it does more than one thing
+
+
+def test_every_module_stays_small() -> None:
+    """Product, tool and benchmark modules and the page's scripts (tests aside, whose
+    files group many cases of one subject)."""
+    roots = ["hitl", "feature_service", "trainer_service", "annotation_gateway", "tools",
+             "bench"]
+    files = [p for r in roots for p in (ROOT / r).rglob("*.py") if "v1" not in p.parts]
+    files += list((ROOT / "web" / "js").glob("*.js"))
+    long = {str(p.relative_to(ROOT)): n for p in files
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, long
