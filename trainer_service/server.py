@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Never, Protocol
+from typing import Never
 
 import grpc
 
@@ -46,13 +46,6 @@ def restricted_methods(config: Config) -> dict[str, frozenset[str]]:
             for m in service.methods if m.name not in OPEN_TO_EVERY_CALLER}
 
 
-class _TaskRequest(Protocol):
-    """A request naming the task it is for (empty: the default task)."""
-
-    @property
-    def task(self) -> str: ...
-
-
 async def _abort(context: AnyContext, error: TrainerError) -> Never:
     await context.abort(error.code, str(error))
 
@@ -64,18 +57,15 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         # Watchers share one status per change; so they share its message too.
         self._watched: dict[str, tuple[Status, trainer_pb2.Status, trainer_pb2.Status]] = {}
 
-    async def _task(self, request: _TaskRequest, context: AnyContext) -> Trainer:
-        """The running task the request names (its `task`; empty: the default task)."""
+    async def _task(self, name: str, context: AnyContext) -> Trainer:
+        """The running task a request names (its `task`; empty: the default task)."""
         try:
-            return self.tasks.get(request.task)
+            return self.tasks.get(name)
         except TaskError as exc:
             await _abort(context, trainer_error(exc))
 
-    async def ImportDataset(
-            self, request: trainer_pb2.ImportDatasetRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.ImportDatasetRequest,
-                                              trainer_pb2.ImportDatasetResponse],
-    ) -> AsyncIterator[trainer_pb2.ImportDatasetResponse]:
+    async def ImportDataset(self, request: trainer_pb2.ImportDatasetRequest, context: AnyContext
+                            ) -> AsyncIterator[trainer_pb2.ImportDatasetResponse]:
         kind = convert.to_enum(DatasetKind, request.kind)
         if kind == DatasetKind.UNSPECIFIED or not request.location:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "kind and location are required")
@@ -89,12 +79,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         async for progress in self.shared.loading.load(kind, request.location):
             yield trainer_pb2.ImportDatasetResponse(progress=convert.loading_progress(progress))
 
-    async def AddAnnotation(
-            self, request: trainer_pb2.AddAnnotationRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.AddAnnotationRequest,
-                                              trainer_pb2.AddAnnotationResponse],
-    ) -> trainer_pb2.AddAnnotationResponse:
-        trainer = await self._task(request, context)
+    async def AddAnnotation(self, request: trainer_pb2.AddAnnotationRequest,
+                            context: AnyContext) -> trainer_pb2.AddAnnotationResponse:
+        trainer = await self._task(request.task, context)
         try:
             recorded = await trainer.add_annotation(
                 request.annotation_id, request.item_id, convert.to_enum(Label, request.label),
@@ -105,12 +92,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             await _abort(context, exc)
         return convert.recorded(recorded)
 
-    async def ImportLabels(
-            self, request: trainer_pb2.ImportLabelsRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.ImportLabelsRequest,
-                                              trainer_pb2.ImportLabelsResponse],
-    ) -> trainer_pb2.ImportLabelsResponse:
-        trainer = await self._task(request, context)
+    async def ImportLabels(self, request: trainer_pb2.ImportLabelsRequest,
+                           context: AnyContext) -> trainer_pb2.ImportLabelsResponse:
+        trainer = await self._task(request.task, context)
         try:
             imported = await trainer.intake.import_labels(
                 request.importer, convert.import_rows(request.labels))
@@ -118,24 +102,18 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             await _abort(context, exc)
         return convert.imported(imported)
 
-    async def UndoAnnotation(
-            self, request: trainer_pb2.UndoAnnotationRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.UndoAnnotationRequest,
-                                              trainer_pb2.UndoAnnotationResponse],
-    ) -> trainer_pb2.UndoAnnotationResponse:
-        trainer = await self._task(request, context)
+    async def UndoAnnotation(self, request: trainer_pb2.UndoAnnotationRequest,
+                             context: AnyContext) -> trainer_pb2.UndoAnnotationResponse:
+        trainer = await self._task(request.task, context)
         try:
             record = await trainer.undo_annotation(request.annotation_id, request.annotator)
         except TrainerError as exc:
             await _abort(context, exc)
         return trainer_pb2.UndoAnnotationResponse(annotation=convert.annotation(record))
 
-    async def GetNextItems(
-            self, request: trainer_pb2.GetNextItemsRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.GetNextItemsRequest,
-                                              trainer_pb2.GetNextItemsResponse],
-    ) -> trainer_pb2.GetNextItemsResponse:
-        trainer = await self._task(request, context)
+    async def GetNextItems(self, request: trainer_pb2.GetNextItemsRequest,
+                           context: AnyContext) -> trainer_pb2.GetNextItemsResponse:
+        trainer = await self._task(request.task, context)
         try:
             items = await trainer.next_items(request.annotator, request.count,
                                              list(request.held_item_ids))
@@ -143,11 +121,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             await _abort(context, exc)
         return trainer_pb2.GetNextItemsResponse(items=[convert.item(i) for i in items])
 
-    async def GetImage(
-            self, request: trainer_pb2.GetImageRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.GetImageRequest,
-                                              trainer_pb2.GetImageResponse],
-    ) -> trainer_pb2.GetImageResponse:
+    async def GetImage(self, request: trainer_pb2.GetImageRequest,
+                       context: AnyContext) -> trainer_pb2.GetImageResponse:
         try:
             data, content_type = await item_image(self.shared.catalog, request.item_id,
                                                   request.thumbnail)
@@ -155,27 +130,20 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             await _abort(context, exc)
         return trainer_pb2.GetImageResponse(data=data, content_type=content_type)
 
-    async def GetStatus(
-            self, request: trainer_pb2.GetStatusRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.GetStatusRequest,
-                                              trainer_pb2.GetStatusResponse],
-    ) -> trainer_pb2.GetStatusResponse:
-        trainer = await self._task(request, context)
+    async def GetStatus(self, request: trainer_pb2.GetStatusRequest,
+                        context: AnyContext) -> trainer_pb2.GetStatusResponse:
+        trainer = await self._task(request.task, context)
         message = convert.status(trainer.status())
         if not self._privileged():
             del message.annotators[:]
         return trainer_pb2.GetStatusResponse(status=message)
 
-    async def WatchStatus(
-            self, request: trainer_pb2.WatchStatusRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.WatchStatusRequest,
-                                              trainer_pb2.WatchStatusResponse],
-    ) -> AsyncIterator[trainer_pb2.WatchStatusResponse]:
-        trainer = await self._task(request, context)
+    async def WatchStatus(self, request: trainer_pb2.WatchStatusRequest,
+                          context: AnyContext) -> AsyncIterator[trainer_pb2.WatchStatusResponse]:
+        trainer = await self._task(request.task, context)
         privileged = self._privileged()
         async for status in trainer.watch():
-            yield trainer_pb2.WatchStatusResponse(
-                status=self._watched_message(status, privileged))
+            yield trainer_pb2.WatchStatusResponse(status=self._watched_message(status, privileged))
 
     def _privileged(self) -> bool:
         """Whether the caller may see the annotators' names and agreement (any other
@@ -191,29 +159,22 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             seen = self._watched[status.task] = (status, convert.status(status), public)
         return seen[1] if privileged else seen[2]
 
-    async def ExportLabels(
-            self, request: trainer_pb2.ExportLabelsRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.ExportLabelsRequest,
-                                              trainer_pb2.ExportLabelsResponse],
-    ) -> AsyncIterator[trainer_pb2.ExportLabelsResponse]:
+    async def ExportLabels(self, request: trainer_pb2.ExportLabelsRequest,
+                           context: AnyContext) -> AsyncIterator[trainer_pb2.ExportLabelsResponse]:
         try:
             labels = await self.tasks.archived_labels(request.task, self.shared.database)
         except TaskError as exc:
             await _abort(context, trainer_error(exc))
         if labels is None:  # a running task: its own log, as it stands
-            labels = (await self._task(request, context)).labels
+            labels = (await self._task(request.task, context)).labels
         records = exported(labels, request.include_undone, request.include_skipped)
         for start in range(0, len(records), EXPORT_BATCH):
-            yield trainer_pb2.ExportLabelsResponse(
-                annotations=[convert.annotation(a)
-                             for a in records[start:start + EXPORT_BATCH]])
+            yield trainer_pb2.ExportLabelsResponse(annotations=[
+                convert.annotation(a) for a in records[start:start + EXPORT_BATCH]])
 
-    async def Retrain(
-            self, request: trainer_pb2.RetrainRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.RetrainRequest,
-                                              trainer_pb2.RetrainResponse],
-    ) -> trainer_pb2.RetrainResponse:
-        trainer = await self._task(request, context)
+    async def Retrain(self, request: trainer_pb2.RetrainRequest,
+                      context: AnyContext) -> trainer_pb2.RetrainResponse:
+        trainer = await self._task(request.task, context)
         try:
             summary, adopted = await trainer.retrain(force=True)
         except TrainerError as exc:
@@ -223,12 +184,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             response.model.CopyFrom(convert.model_summary(summary))
         return response
 
-    async def Classify(
-            self, request: trainer_pb2.ClassifyRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.ClassifyRequest,
-                                              trainer_pb2.ClassifyResponse],
-    ) -> trainer_pb2.ClassifyResponse:
-        trainer = await self._task(request, context)
+    async def Classify(self, request: trainer_pb2.ClassifyRequest,
+                       context: AnyContext) -> trainer_pb2.ClassifyResponse:
+        trainer = await self._task(request.task, context)
         try:
             results, version, threshold = await trainer.outputs.classify(
                 convert.image_sources(request.images))
@@ -236,12 +194,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             await _abort(context, exc)
         return convert.classify_response(results, version, threshold)
 
-    async def ExportPredictions(
-            self, request: trainer_pb2.ExportPredictionsRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.ExportPredictionsRequest,
-                                              trainer_pb2.ExportPredictionsResponse],
-    ) -> AsyncIterator[trainer_pb2.ExportPredictionsResponse]:
-        trainer = await self._task(request, context)
+    async def ExportPredictions(self, request: trainer_pb2.ExportPredictionsRequest,
+                                context: AnyContext
+                                ) -> AsyncIterator[trainer_pb2.ExportPredictionsResponse]:
+        trainer = await self._task(request.task, context)
         try:
             batches = await trainer.outputs.prediction_batches()
         except TrainerError as exc:
@@ -249,12 +205,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         for batch in batches:
             yield convert.prediction_batch(batch)
 
-    async def ListPredictions(
-            self, request: trainer_pb2.ListPredictionsRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.ListPredictionsRequest,
-                                              trainer_pb2.ListPredictionsResponse],
-    ) -> trainer_pb2.ListPredictionsResponse:
-        trainer = await self._task(request, context)
+    async def ListPredictions(self, request: trainer_pb2.ListPredictionsRequest,
+                              context: AnyContext) -> trainer_pb2.ListPredictionsResponse:
+        trainer = await self._task(request.task, context)
         try:
             page = await trainer.outputs.prediction_page(
                 convert.to_enum(PredictionOrder, request.order), request.page_size,
@@ -265,31 +218,22 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             await _abort(context, exc)
         return convert.prediction_page(page)
 
-    async def ScoreDataset(
-            self, request: trainer_pb2.ScoreDatasetRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.ScoreDatasetRequest,
-                                              trainer_pb2.ScoreDatasetResponse],
-    ) -> trainer_pb2.ScoreDatasetResponse:
-        trainer = await self._task(request, context)
+    async def ScoreDataset(self, request: trainer_pb2.ScoreDatasetRequest,
+                           context: AnyContext) -> trainer_pb2.ScoreDatasetResponse:
+        trainer = await self._task(request.task, context)
         return trainer_pb2.ScoreDatasetResponse(
             scoring=convert.scoring(trainer.outputs.score_dataset()))
 
-    async def ListModels(
-            self, request: trainer_pb2.ListModelsRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.ListModelsRequest,
-                                              trainer_pb2.ListModelsResponse],
-    ) -> trainer_pb2.ListModelsResponse:
-        trainer = await self._task(request, context)
+    async def ListModels(self, request: trainer_pb2.ListModelsRequest,
+                         context: AnyContext) -> trainer_pb2.ListModelsResponse:
+        trainer = await self._task(request.task, context)
         entries, pinned = await trainer.outputs.models.entries()
         return trainer_pb2.ListModelsResponse(
             models=[convert.model_record(e) for e in entries], pinned=pinned)
 
-    async def GetModel(
-            self, request: trainer_pb2.GetModelRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.GetModelRequest,
-                                              trainer_pb2.GetModelResponse],
-    ) -> trainer_pb2.GetModelResponse:
-        trainer = await self._task(request, context)
+    async def GetModel(self, request: trainer_pb2.GetModelRequest,
+                       context: AnyContext) -> trainer_pb2.GetModelResponse:
+        trainer = await self._task(request.task, context)
         try:
             found = await trainer.outputs.models.file(
                 request.version, convert.to_enum(ModelFormat, request.format))
@@ -299,12 +243,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             model=convert.model_record(found.entry), data=found.data,
             filename=found.filename, content_type=found.content_type)
 
-    async def ActivateModel(
-            self, request: trainer_pb2.ActivateModelRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.ActivateModelRequest,
-                                              trainer_pb2.ActivateModelResponse],
-    ) -> trainer_pb2.ActivateModelResponse:
-        trainer = await self._task(request, context)
+    async def ActivateModel(self, request: trainer_pb2.ActivateModelRequest,
+                            context: AnyContext) -> trainer_pb2.ActivateModelResponse:
+        trainer = await self._task(request.task, context)
         try:
             entry, pinned = await trainer.outputs.models.activate(request.version)
         except TrainerError as exc:
@@ -317,11 +258,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     def _task_message(self, spec: TaskSpec) -> trainer_pb2.Task:
         return convert.task(spec, self.tasks.state(spec.name), spec.name == self.tasks.default)
 
-    async def ListTasks(
-            self, request: trainer_pb2.ListTasksRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.ListTasksRequest,
-                                              trainer_pb2.ListTasksResponse],
-    ) -> trainer_pb2.ListTasksResponse:
+    async def ListTasks(self, request: trainer_pb2.ListTasksRequest,
+                        context: AnyContext) -> trainer_pb2.ListTasksResponse:
         try:
             specs = self.tasks.specs()
         except TaskError as exc:
@@ -331,11 +269,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                    if request.include_archived or not s.archived],
             default_task=self.tasks.default)
 
-    async def CreateTask(
-            self, request: trainer_pb2.CreateTaskRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.CreateTaskRequest,
-                                              trainer_pb2.CreateTaskResponse],
-    ) -> trainer_pb2.CreateTaskResponse:
+    async def CreateTask(self, request: trainer_pb2.CreateTaskRequest,
+                         context: AnyContext) -> trainer_pb2.CreateTaskResponse:
         try:
             spec = from_dict(convert.task_values(request.task), self.template)
             spec = await self.tasks.create(spec)
@@ -343,11 +278,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             await _abort(context, trainer_error(exc))
         return trainer_pb2.CreateTaskResponse(task=self._task_message(spec))
 
-    async def ArchiveTask(
-            self, request: trainer_pb2.ArchiveTaskRequest,
-            context: grpc.aio.ServicerContext[trainer_pb2.ArchiveTaskRequest,
-                                              trainer_pb2.ArchiveTaskResponse],
-    ) -> trainer_pb2.ArchiveTaskResponse:
+    async def ArchiveTask(self, request: trainer_pb2.ArchiveTaskRequest,
+                          context: AnyContext) -> trainer_pb2.ArchiveTaskResponse:
         try:
             spec = await self.tasks.set_archived(request.task, request.archived)
         except TaskError as exc:
