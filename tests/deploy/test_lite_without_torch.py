@@ -7,15 +7,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
+from hitl.channels import open_channel
+from hitl.v1 import feature_pb2, feature_pb2_grpc
 from tests.support import TILES, free_port, lite_feature_env, require_data, require_lite_models
 from tests.support import running as service_running
 from tools.locks import CONVERSION_ONLY, CUDA_STACK, derived, pins
-
-pytest.importorskip("feature_service.server", reason="feature service not in the tree yet")
-from hitl.channels import open_channel
-from hitl.v1 import feature_pb2, feature_pb2_grpc
 
 # Loaded by Python at start-up (site imports sitecustomize from the path): every import
 # of torch or torchvision fails, and each attempt is written down.
