@@ -232,13 +232,17 @@ async def _latencies(feature_addr: str, base: str, images: list[bytes]) -> dict[
 
 async def _describe(address: str) -> dict:
     from hitl.v1 import feature_pb2, feature_pb2_grpc
-    from trainer_service.features.task_evidence import Task, extractor_key
+    from trainer_service.config import Config
+    from trainer_service.features.task_evidence import extractor_key
+    from trainer_service.tasks.evidence import feature_task
 
     channel = open_channel(address, "hitl.v1.FeatureService")
     try:
         stub = feature_pb2_grpc.FeatureServiceStub(channel)
+        # The default task's features, as the trainer started with default settings
+        # resolves its detector class.
         return extractor_key((await stub.Describe(feature_pb2.DescribeRequest())).extractor,
-                             Task())
+                             feature_task(Config()))
     finally:
         await channel.close()
 
