@@ -178,7 +178,13 @@ def test_concurrent_callers_share_model_batches(lite_service: Service) -> None:
     batches = lite_service.metric("feature_batch_size_count") - count
     images = lite_service.metric("feature_batch_size_sum") - total
     assert images == len(paths)
-    assert batches < len(paths) / 2, f"{len(paths)} callers in {batches} batches"
+    # Batches as large as the batch size measured fastest at start allows: callers share
+    # them where it is above 1 (on a CPU where single images run fastest, each runs alone).
+    chosen = lite_service.stub.Describe(E.DescribeRequest(), timeout=10).settings.max_batch
+    if chosen > 1:
+        assert batches < len(paths) / 2, f"{len(paths)} callers in {batches} batches"
+    else:
+        assert batches == len(paths)
 
 
 def test_a_batch_of_64_with_one_bad_item(lite_service: Service) -> None:
