@@ -39,8 +39,9 @@ def _extractor(device: str, settings, min_size: int):  # type: ignore[no-untyped
 
 
 def extractor_alone(device: str, batch: int, seconds: float, deadline: float,
-                    count: int = 64, min_size: int = 800) -> list[dict]:
-    """Images/s of the extractor alone at `batch`, for each way of computing."""
+                    count: int = 64, min_size: int = 800, compiled: bool = True) -> list[dict]:
+    """Images/s of the extractor alone at `batch`, for each way of computing (the compiled
+    one where `compiled`: compiling takes a minute even on a CPU)."""
     from PIL import Image
 
     from feature_service.extractors.base import Settings
@@ -50,7 +51,8 @@ def extractor_alone(device: str, batch: int, seconds: float, deadline: float,
     low = "float16" if device.startswith("cuda") else "bfloat16"
     ways = [("demo: float32, contiguous", Settings("float32", "contiguous", threads)),
             (f"{low}, channels_last", Settings(low, "channels_last", threads)),
-            (f"{low}, channels_last, compiled", Settings(low, "channels_last", threads, True))]
+            (f"{low}, channels_last, compiled", Settings(low, "channels_last", threads, True))
+            ][:3 if compiled else 2]
     paths, _ = features.tile_set(count)
     images = []
     for path in paths:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -128,6 +129,19 @@ class CacheUnavailable(OSError):
     def __init__(self, path: Path, error: BaseException) -> None:
         super().__init__(f"the feature cache folder {path} cannot be used: {error} "
                          "(set FEATURE_CACHE_DIR to a writable folder)")
+
+
+def check_writable(path: str | Path) -> None:
+    """CacheUnavailable at once where the cache folder cannot be written: the cache itself
+    opens only after the warm-up has chosen the settings (its namespace carries them), too
+    late for the clear one-line refusal at start."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise CacheUnavailable(folder, exc) from None
 
 
 class FeatureCache:

@@ -11,6 +11,7 @@ import grpc
 
 from feature_service import metrics
 from feature_service.budget import OpenCalls, RequestBytes
+from feature_service.cache import check_writable
 from feature_service.config import Config
 from feature_service.extractors.base import Extractor
 from feature_service.jobs import Builder
@@ -148,6 +149,7 @@ def build_service(config: Config, extractor: Extractor | None = None,
     configured extractor (MissingWeightsError here when its weights are absent);
     `builder` builds another (the benchmark's random weights), and `extractor`, an
     object, runs on threads of this process (tests)."""
+    check_writable(config.cache_dir)
     if extractor is None and builder is None:
         builder = configured_builder(config)
     servicer = FeatureServicer(config)

@@ -77,6 +77,9 @@ def feature_service(state: Path, cache: Path, **env: str) -> ServiceProcess:
     service = stack.feature_service(state, cache)
     service.env["FEATURE_METRICS_PORT"] = str(free_port())
     service.env["FEATURE_CALLER_TOKENS"] = tokens("trainer", "gateway", "admin", "team")
+    # The default settings, not ones timed at start: these tests are about faults and
+    # load, and a calibration would cost each start seconds (tests/feature times it).
+    service.env["FEATURE_CALIBRATION_S"] = "0"
     service.env.update(env)
     return service
 

@@ -8,6 +8,7 @@ import asyncio
 import threading
 import time
 
+import grpc
 import pytest
 
 from tests.reliability import report
@@ -111,13 +112,13 @@ async def test_a_label_for_an_item_not_loaded_yet_is_retried_not_refused(tmp_pat
     try:
         with pytest.raises(TrainerError) as loading:
             await intake.add(**label)
-        assert loading.value.code == "UNAVAILABLE" and "loading" in str(loading.value)
+        assert loading.value.code == grpc.StatusCode.UNAVAILABLE and "loading" in str(loading.value)
         with pytest.raises(TrainerError) as unserved:
             await intake.add(**{**label, "annotator": "y"})
-        assert unserved.value.code == "PERMISSION_DENIED"
+        assert unserved.value.code == grpc.StatusCode.PERMISSION_DENIED
         catalog.state = LoadingState.READY
         with pytest.raises(TrainerError) as loaded:
             await intake.add(**label)
-        assert loaded.value.code == "NOT_FOUND"
+        assert loaded.value.code == grpc.StatusCode.NOT_FOUND
     finally:
         await database.close()

@@ -147,6 +147,9 @@ async def call(make, ledger: Ledger):  # type: ignore[no-untyped-def]
             await asyncio.sleep(0.3)
 
 
+ANSWER_PAUSE_S = 0.05
+
+
 async def annotate(address: str, task: str, annotator: str, answers: int,
                    classes: dict[str, str], ledger: Ledger) -> None:
     channel = open_channel(address, rs.TRAINER, security=rs.ADMIN, default_deadline_s=10)
@@ -170,6 +173,9 @@ async def annotate(address: str, task: str, annotator: str, answers: int,
                     # The known answer is the task's own, so a true answer always agrees.
                     assert recorded.gold_check.agrees, (task, item.id, classes[item.id])
                 given += 1
+                # A moment between answers, as a person takes: on a fast machine the
+                # annotators would otherwise be done before the restart lands.
+                await asyncio.sleep(ANSWER_PAUSE_S)
     finally:
         await channel.close()
 
