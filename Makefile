@@ -92,8 +92,17 @@ run: install
 predict: $(VENV)/.installed $(STUBS)
 	$(PY) -m tools.predict --trainer "$(TRAINER)" --out "$(OUT)" $(if $(filter command line environment,$(origin DATASET)),--dataset "$(DATASET)")
 
+# Every tier, in one test process per core (each test file stays in one process, so its
+# module fixtures start once). The reliability report prints from `make reliability`,
+# which runs in one process.
 test: install
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n auto --dist loadfile tests
+
+# The edit-test loop: the unit and service tiers, without the browser, benchmark,
+# reliability, hostile-input, deployment and `make run` tiers and the slow tests.
+test-fast: install
+	$(PY) -m pytest -n auto --dist loadfile tests/foundation tests/trainer tests/feature \
+	  tests/gateway -m "not browser and not slow"
 
 lint: install
 	$(BUF) lint

@@ -403,6 +403,7 @@ def test_reduced_precision_keeps_the_embedding_and_decodes_boxes_in_float32(
     assert evidence[0] > 0.9 and ((evidence[1:9] >= 0) & (evidence[1:9] <= 1)).all()
 
 
+@pytest.mark.slow
 def test_compiled_trunks_give_the_eager_vectors() -> None:
     """FEATURE_COMPILE's path (torch.compile of both convolution trunks), on the CPU."""
     eager = untrained_resnext_frcnn("cpu", 96, Settings("float32", "channels_last", 2))
