@@ -19,6 +19,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                           "(`make reliability`); the short forms run in `make test`")
 
 
+LONG_TIERS = {"bench", "reliability", "predict", "hostile"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long files first (slow or browser tests, the tiers that start whole stacks), the
+    many short ones after, each group in its order: with several test processes (`make
+    test`), a long file started last would leave the others idle at the end."""
+    def long(item: pytest.Item) -> bool:
+        return (any(item.get_closest_marker(m) for m in ("slow", "browser"))
+                or item.path.parent.name in LONG_TIERS)
+
+    first = {item.path for item in items if long(item)}
+    items.sort(key=lambda item: item.path not in first)  # stable: order kept within
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
     from tests.reliability import report
 

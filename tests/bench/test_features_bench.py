@@ -7,6 +7,8 @@ import pytest
 from bench import features
 from tests.support import TILES, require_data
 
+pytestmark = pytest.mark.slow  # minutes of CPU: in `make test`, not `make test-fast`
+
 
 def test_resnext50_frcnn_is_measured_with_random_weights_when_its_weights_are_absent(
         monkeypatch, tmp_path):

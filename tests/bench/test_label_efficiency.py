@@ -33,6 +33,8 @@ from bench.dataset import read_labelled
 from bench.sim_report import read_rows
 from tests.support import TILES, require_data, require_lite_models
 
+pytestmark = pytest.mark.slow  # minutes of CPU: in `make test`, not `make test-fast`
+
 SEEDS = 3
 BUDGET = 100
 COVERAGE_FROM = 50

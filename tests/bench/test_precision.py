@@ -8,6 +8,8 @@ from bench.features import tile_set
 from bench.untrained import untrained_resnext_frcnn
 from tests.support import TILES, require_data, require_lite_models
 
+pytestmark = pytest.mark.slow  # minutes of CPU: in `make test`, not `make test-fast`
+
 TILE_COUNT = 24  # 6 bicycles: enough for the 5-fold probe, two batches, a few seconds
 
 
