@@ -92,12 +92,11 @@ run: install
 predict: $(VENV)/.installed $(STUBS)
 	$(PY) -m tools.predict --trainer "$(TRAINER)" --out "$(OUT)" $(if $(filter command line environment,$(origin DATASET)),--dataset "$(DATASET)")
 
-# Every tier, in three test processes (each test file stays in one process, so its module
-# fixtures start once): most tests wait on real services and browsers more than they
-# compute, so three keep two cores busy. The reliability report prints from `make
-# reliability`, which runs in one process.
+# Every tier, in two test processes (each test file stays in one process, so its module
+# fixtures start once; measured on two cores: three processes were no faster). The
+# reliability report prints from `make reliability`, which runs in one process.
 test: install
-	$(PY) -m pytest -n 3 --dist loadfile tests
+	$(PY) -m pytest -n 2 --dist loadfile tests
 
 # The edit-test loop: the unit and service tiers, without the browser, benchmark,
 # reliability, hostile-input, deployment and `make run` tiers and the slow tests.
