@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Before any test imports torch: OpenMP threads that spin while they wait make torch in a
+# test process several times slower when the other test process (make test runs two) or
+# a service takes the cores; the feature service sets the same for the same reason.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Debian's chromium, driven by Playwright (which never downloads a browser of its own here).
 CHROMIUM = Path("/usr/bin/chromium")
