@@ -239,8 +239,7 @@ async def _describe(address: str) -> dict:
     channel = open_channel(address, "hitl.v1.FeatureService")
     try:
         stub = feature_pb2_grpc.FeatureServiceStub(channel)
-        # The default task's features, as the trainer started with default settings
-        # resolves its detector class.
+        # The default task's features, its detector class resolved as the trainer does.
         return extractor_key((await stub.Describe(feature_pb2.DescribeRequest())).extractor,
                              feature_task(Config()))
     finally:
@@ -271,6 +270,7 @@ def classify_part(short: bool, samples: int | None = None) -> dict:
         asyncio.run(stack.wait_for_trainer(trainer.address, _loaded_with_model(10),
                                            "load with a model", 600, 0.3))
         gateway = stack.gateway(work, trainer.address, feature.address)
+        gateway.env["GATEWAY_CLASSIFY_RATE"] = "100000/minute"  # one client, every image
         services.append(gateway)
         gateway.start().wait_healthy()
         base = f"http://127.0.0.1:{gateway.port}"
