@@ -99,6 +99,8 @@ class FeatureServicer(feature_pb2_grpc.FeatureServiceServicer):
             context: grpc.aio.ServicerContext[feature_pb2.DescribeRequest,
                                               feature_pb2.DescribeResponse],
     ) -> feature_pb2.DescribeResponse:
+        if self.ready is None:  # the extractor and its settings are chosen by the warm-up
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the service is warming up")
         return feature_pb2.DescribeResponse(extractor=self.info,
                                             max_message_bytes=self.max_message_bytes,
                                             settings=self.settings)
