@@ -126,11 +126,12 @@ async def test_another_team_reaches_the_feature_service_with_its_own_token_only(
     assert re.search(r'caller="team-a"', stack.metrics(stack.pod("feature")))
 
 
-async def wait_for(check, what: str, timeout: float = 180.0):  # type: ignore[no-untyped-def]
+async def wait_for(check, what: str, timeout: float = 180.0,  # type: ignore[no-untyped-def]
+                   every: float = 1.0):
     deadline = time.monotonic() + timeout
     while not (found := await check()):
         assert time.monotonic() < deadline, f"no {what} after {timeout:.0f}s"
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(every)
     return found
 
 
@@ -196,7 +197,11 @@ def test_the_trainer_killed_during_a_burst_loses_no_acknowledged_label(
         return sum(len(p.acknowledged) for p in people)
 
     async def kill_during_burst() -> tuple[int, int]:
-        await wait_for(lambda: asyncio.sleep(0, acknowledged() >= 10), "labels", 120)
+        # Polled often: two annotators acknowledge dozens of labels a second, so a slow
+        # poll would find the burst over. The kill blocks this loop, so the count read
+        # after it is the count at the kill.
+        await wait_for(lambda: asyncio.sleep(0, acknowledged() >= 10), "labels", 120,
+                       every=0.005)
         return stack.kill(trainer), acknowledged()
 
     async def burst() -> tuple[int, int]:
