@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Never
 
 import grpc
 
@@ -24,11 +23,12 @@ from trainer_service.config import Config
 from trainer_service.core import Trainer, exported, open_task
 from trainer_service.datasets import download, is_url
 from trainer_service.datasets.images import item_image
-from trainer_service.domain import DatasetKind, Label, Status, TrainerError
+from trainer_service.domain import DatasetKind, Label, Status
 from trainer_service.outputs.records import ModelFormat, PredictionOrder
+from trainer_service.refusals import answered, streamed
 from trainer_service.shared import Shared
 from trainer_service.tasks.file import declared_tasks
-from trainer_service.tasks.running import TaskSet, trainer_error
+from trainer_service.tasks.running import TaskSet
 from trainer_service.tasks.spec import TaskError, TaskSpec, from_dict, settings_task
 
 SERVICE_NAME = "hitl.v1.TrainerService"
@@ -46,10 +46,6 @@ def restricted_methods(config: Config) -> dict[str, frozenset[str]]:
             for m in service.methods if m.name not in OPEN_TO_EVERY_CALLER}
 
 
-async def _abort(context: AnyContext, error: TrainerError) -> Never:
-    await context.abort(error.code, str(error))
-
-
 class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     def __init__(self, tasks: TaskSet[Trainer], shared: Shared, template: TaskSpec) -> None:
         # `template`: what a task added at run time takes for what it leaves out.
@@ -57,13 +53,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         # Watchers share one status per change; so they share its message too.
         self._watched: dict[str, tuple[Status, trainer_pb2.Status, trainer_pb2.Status]] = {}
 
-    async def _task(self, name: str, context: AnyContext) -> Trainer:
-        """The running task a request names (its `task`; empty: the default task)."""
-        try:
-            return self.tasks.get(name)
-        except TaskError as exc:
-            await _abort(context, trainer_error(exc))
-
+    @streamed
     async def ImportDataset(self, request: trainer_pb2.ImportDatasetRequest, context: AnyContext
                             ) -> AsyncIterator[trainer_pb2.ImportDatasetResponse]:
         kind = convert.to_enum(DatasetKind, request.kind)
@@ -79,68 +69,60 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         async for progress in self.shared.loading.load(kind, request.location):
             yield trainer_pb2.ImportDatasetResponse(progress=convert.loading_progress(progress))
 
+    @answered
     async def AddAnnotation(self, request: trainer_pb2.AddAnnotationRequest,
                             context: AnyContext) -> trainer_pb2.AddAnnotationResponse:
-        trainer = await self._task(request.task, context)
-        try:
-            recorded = await trainer.add_annotation(
-                request.annotation_id, request.item_id, convert.to_enum(Label, request.label),
-                request.annotator, request.duration_ms, request.note,
-                request.given_time.ToNanoseconds() / 1e9
-                if request.HasField("given_time") else None)
-        except TrainerError as exc:
-            await _abort(context, exc)
+        trainer = self.tasks.get(request.task)
+        recorded = await trainer.add_annotation(
+            request.annotation_id, request.item_id, convert.to_enum(Label, request.label),
+            request.annotator, request.duration_ms, request.note,
+            request.given_time.ToNanoseconds() / 1e9
+            if request.HasField("given_time") else None)
         return convert.recorded(recorded)
 
+    @answered
     async def ImportLabels(self, request: trainer_pb2.ImportLabelsRequest,
                            context: AnyContext) -> trainer_pb2.ImportLabelsResponse:
-        trainer = await self._task(request.task, context)
-        try:
-            imported = await trainer.intake.import_labels(
-                request.importer, convert.import_rows(request.labels))
-        except TrainerError as exc:
-            await _abort(context, exc)
+        trainer = self.tasks.get(request.task)
+        imported = await trainer.intake.import_labels(
+            request.importer, convert.import_rows(request.labels))
         return convert.imported(imported)
 
+    @answered
     async def UndoAnnotation(self, request: trainer_pb2.UndoAnnotationRequest,
                              context: AnyContext) -> trainer_pb2.UndoAnnotationResponse:
-        trainer = await self._task(request.task, context)
-        try:
-            record = await trainer.undo_annotation(request.annotation_id, request.annotator)
-        except TrainerError as exc:
-            await _abort(context, exc)
+        trainer = self.tasks.get(request.task)
+        record = await trainer.undo_annotation(request.annotation_id, request.annotator)
         return trainer_pb2.UndoAnnotationResponse(annotation=convert.annotation(record))
 
+    @answered
     async def GetNextItems(self, request: trainer_pb2.GetNextItemsRequest,
                            context: AnyContext) -> trainer_pb2.GetNextItemsResponse:
-        trainer = await self._task(request.task, context)
-        try:
-            items = await trainer.next_items(request.annotator, request.count,
-                                             list(request.held_item_ids))
-        except TrainerError as exc:
-            await _abort(context, exc)
+        trainer = self.tasks.get(request.task)
+        items = await trainer.next_items(request.annotator, request.count,
+                                         list(request.held_item_ids))
         return trainer_pb2.GetNextItemsResponse(items=[convert.item(i) for i in items])
 
+    @answered
     async def GetImage(self, request: trainer_pb2.GetImageRequest,
                        context: AnyContext) -> trainer_pb2.GetImageResponse:
-        try:
-            data, content_type = await item_image(self.shared.catalog, request.item_id,
-                                                  request.thumbnail)
-        except TrainerError as exc:
-            await _abort(context, exc)
+        data, content_type = await item_image(self.shared.catalog, request.item_id,
+                                              request.thumbnail)
         return trainer_pb2.GetImageResponse(data=data, content_type=content_type)
 
+    @answered
     async def GetStatus(self, request: trainer_pb2.GetStatusRequest,
                         context: AnyContext) -> trainer_pb2.GetStatusResponse:
-        trainer = await self._task(request.task, context)
+        trainer = self.tasks.get(request.task)
         message = convert.status(trainer.status())
         if not self._privileged():
             del message.annotators[:]
         return trainer_pb2.GetStatusResponse(status=message)
 
+    @streamed
     async def WatchStatus(self, request: trainer_pb2.WatchStatusRequest,
                           context: AnyContext) -> AsyncIterator[trainer_pb2.WatchStatusResponse]:
-        trainer = await self._task(request.task, context)
+        trainer = self.tasks.get(request.task)
         privileged = self._privileged()
         async for status in trainer.watch():
             yield trainer_pb2.WatchStatusResponse(status=self._watched_message(status, privileged))
@@ -159,97 +141,85 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             seen = self._watched[status.task] = (status, convert.status(status), public)
         return seen[1] if privileged else seen[2]
 
+    @streamed
     async def ExportLabels(self, request: trainer_pb2.ExportLabelsRequest,
                            context: AnyContext) -> AsyncIterator[trainer_pb2.ExportLabelsResponse]:
-        try:
-            labels = await self.tasks.archived_labels(request.task, self.shared.database)
-        except TaskError as exc:
-            await _abort(context, trainer_error(exc))
+        labels = await self.tasks.archived_labels(request.task, self.shared.database)
         if labels is None:  # a running task: its own log, as it stands
-            labels = (await self._task(request.task, context)).labels
+            labels = self.tasks.get(request.task).labels
         records = exported(labels, request.include_undone, request.include_skipped)
         for start in range(0, len(records), EXPORT_BATCH):
             yield trainer_pb2.ExportLabelsResponse(annotations=[
                 convert.annotation(a) for a in records[start:start + EXPORT_BATCH]])
 
+    @answered
     async def Retrain(self, request: trainer_pb2.RetrainRequest,
                       context: AnyContext) -> trainer_pb2.RetrainResponse:
-        trainer = await self._task(request.task, context)
-        try:
-            summary, adopted = await trainer.retrain(force=True)
-        except TrainerError as exc:
-            await _abort(context, exc)
+        trainer = self.tasks.get(request.task)
+        summary, adopted = await trainer.retrain(force=True)
         response = trainer_pb2.RetrainResponse(adopted=adopted)
         if summary is not None:
             response.model.CopyFrom(convert.model_summary(summary))
         return response
 
+    @answered
     async def Classify(self, request: trainer_pb2.ClassifyRequest,
                        context: AnyContext) -> trainer_pb2.ClassifyResponse:
-        trainer = await self._task(request.task, context)
-        try:
-            results, version, threshold = await trainer.outputs.classify(
-                convert.image_sources(request.images))
-        except TrainerError as exc:
-            await _abort(context, exc)
+        trainer = self.tasks.get(request.task)
+        results, version, threshold = await trainer.outputs.classify(
+            convert.image_sources(request.images))
         return convert.classify_response(results, version, threshold)
 
+    @streamed
     async def ExportPredictions(self, request: trainer_pb2.ExportPredictionsRequest,
                                 context: AnyContext
                                 ) -> AsyncIterator[trainer_pb2.ExportPredictionsResponse]:
-        trainer = await self._task(request.task, context)
-        try:
-            batches = await trainer.outputs.prediction_batches()
-        except TrainerError as exc:
-            await _abort(context, exc)
+        trainer = self.tasks.get(request.task)
+        batches = await trainer.outputs.prediction_batches()
         for batch in batches:
             yield convert.prediction_batch(batch)
 
+    @answered
     async def ListPredictions(self, request: trainer_pb2.ListPredictionsRequest,
                               context: AnyContext) -> trainer_pb2.ListPredictionsResponse:
-        trainer = await self._task(request.task, context)
-        try:
-            page = await trainer.outputs.prediction_page(
-                convert.to_enum(PredictionOrder, request.order), request.page_size,
-                request.page_token)
-            # The page's items may be answered by whoever it is shown to.
-            await trainer.intake.shown(request.annotator, [i.id for i in page.items])
-        except TrainerError as exc:
-            await _abort(context, exc)
+        trainer = self.tasks.get(request.task)
+        page = await trainer.outputs.prediction_page(
+            convert.to_enum(PredictionOrder, request.order), request.page_size,
+            request.page_token)
+        # The page's items may be answered by whoever it is shown to.
+        await trainer.intake.shown(request.annotator, [i.id for i in page.items])
         return convert.prediction_page(page)
 
+    @answered
     async def ScoreDataset(self, request: trainer_pb2.ScoreDatasetRequest,
                            context: AnyContext) -> trainer_pb2.ScoreDatasetResponse:
-        trainer = await self._task(request.task, context)
+        trainer = self.tasks.get(request.task)
         return trainer_pb2.ScoreDatasetResponse(
             scoring=convert.scoring(trainer.outputs.score_dataset()))
 
+    @answered
     async def ListModels(self, request: trainer_pb2.ListModelsRequest,
                          context: AnyContext) -> trainer_pb2.ListModelsResponse:
-        trainer = await self._task(request.task, context)
+        trainer = self.tasks.get(request.task)
         entries, pinned = await trainer.outputs.models.entries()
         return trainer_pb2.ListModelsResponse(
             models=[convert.model_record(e) for e in entries], pinned=pinned)
 
+    @answered
     async def GetModel(self, request: trainer_pb2.GetModelRequest,
                        context: AnyContext) -> trainer_pb2.GetModelResponse:
-        trainer = await self._task(request.task, context)
-        try:
-            found = await trainer.outputs.models.file(
-                request.version, convert.to_enum(ModelFormat, request.format))
-        except TrainerError as exc:
-            await _abort(context, exc)
+        trainer = self.tasks.get(request.task)
+        found = await trainer.outputs.models.file(
+            request.version, convert.to_enum(ModelFormat, request.format))
         return trainer_pb2.GetModelResponse(
             model=convert.model_record(found.entry), data=found.data,
             filename=found.filename, content_type=found.content_type)
 
+    @answered
     async def ActivateModel(self, request: trainer_pb2.ActivateModelRequest,
                             context: AnyContext) -> trainer_pb2.ActivateModelResponse:
-        trainer = await self._task(request.task, context)
-        try:
-            entry, pinned = await trainer.outputs.models.activate(request.version)
-        except TrainerError as exc:
-            await _abort(context, exc)
+        trainer = self.tasks.get(request.task)
+        entry, pinned = await trainer.outputs.models.activate(request.version)
         return trainer_pb2.ActivateModelResponse(model=convert.model_record(entry),
                                                  pinned=pinned)
 
@@ -258,32 +228,26 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     def _task_message(self, spec: TaskSpec) -> trainer_pb2.Task:
         return convert.task(spec, self.tasks.state(spec.name), spec.name == self.tasks.default)
 
+    @answered
     async def ListTasks(self, request: trainer_pb2.ListTasksRequest,
                         context: AnyContext) -> trainer_pb2.ListTasksResponse:
-        try:
-            specs = self.tasks.specs()
-        except TaskError as exc:
-            await _abort(context, trainer_error(exc))
+        specs = self.tasks.specs()
         return trainer_pb2.ListTasksResponse(
             tasks=[self._task_message(s) for s in specs
                    if request.include_archived or not s.archived],
             default_task=self.tasks.default)
 
+    @answered
     async def CreateTask(self, request: trainer_pb2.CreateTaskRequest,
                          context: AnyContext) -> trainer_pb2.CreateTaskResponse:
-        try:
-            spec = from_dict(convert.task_values(request.task), self.template)
-            spec = await self.tasks.create(spec)
-        except TaskError as exc:
-            await _abort(context, trainer_error(exc))
+        spec = from_dict(convert.task_values(request.task), self.template)
+        spec = await self.tasks.create(spec)
         return trainer_pb2.CreateTaskResponse(task=self._task_message(spec))
 
+    @answered
     async def ArchiveTask(self, request: trainer_pb2.ArchiveTaskRequest,
                           context: AnyContext) -> trainer_pb2.ArchiveTaskResponse:
-        try:
-            spec = await self.tasks.set_archived(request.task, request.archived)
-        except TaskError as exc:
-            await _abort(context, trainer_error(exc))
+        spec = await self.tasks.set_archived(request.task, request.archived)
         return trainer_pb2.ArchiveTaskResponse(task=self._task_message(spec))
 
 

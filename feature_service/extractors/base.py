@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -30,6 +31,17 @@ from hitl.evidence import (
 
 __all__ = ["COUNT_THRESHOLD", "EVIDENCE_DIM", "EVIDENCE_FIELDS", "DetectorClass", "Extractor",
            "ExtractorInfo", "MissingWeightsError", "evidence_vector"]
+
+
+Prepared = TypeVar("Prepared")
+
+
+def own_inputs(prepared: list[object], kind: type[Prepared]) -> list[Prepared]:
+    """`prepared` as an extractor's own inputs: what its prepare() returned, or an error."""
+    items = [p for p in prepared if isinstance(p, kind)]
+    if len(items) != len(prepared):
+        raise TypeError("extract() takes what this extractor's prepare() returned")
+    return items
 
 
 class MissingWeightsError(RuntimeError):

@@ -25,7 +25,15 @@ import numpy as np
 from PIL import Image
 
 from . import ssd
-from .base import Choices, Extractor, ExtractorInfo, MissingWeightsError, Settings, evidence_vector
+from .base import (
+    Choices,
+    Extractor,
+    ExtractorInfo,
+    MissingWeightsError,
+    Settings,
+    evidence_vector,
+    own_inputs,
+)
 from .classes import LITE_CLASSES
 from .lite_models import (
     EFFICIENTNET_ONNX,
@@ -175,9 +183,7 @@ class LiteExtractor(Extractor):
     def extract(self, prepared: list[object]) -> np.ndarray:
         if not prepared:
             return np.zeros((0, self.info.stored_dimension), np.float32)
-        items = [p for p in prepared if isinstance(p, LiteInput)]
-        if len(items) != len(prepared):
-            raise TypeError("extract() takes what this extractor's prepare() returned")
+        items = own_inputs(prepared, LiteInput)
         embeddings = self._embedder.run(
             None, {"image": embedder_batch(np.stack([p.embedder for p in items]))})[0]
         raw_boxes, logits = self._detector.run(

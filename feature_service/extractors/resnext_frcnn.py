@@ -35,6 +35,7 @@ from .base import (
     ExtractorInfo,
     MissingWeightsError,
     Settings,
+    own_inputs,
 )
 from .classes import coco_classes
 from .runtime import cpu_threads, reduced_dtype
@@ -254,9 +255,7 @@ class ResNeXtFrcnnExtractor(Extractor):
     def extract(self, prepared: list[object]) -> np.ndarray:
         if not prepared:
             return np.zeros((0, self.info.stored_dimension), np.float32)
-        items = [p for p in prepared if isinstance(p, ResNeXtFrcnnInput)]
-        if len(items) != len(prepared):
-            raise TypeError("extract() takes what this extractor's prepare() returned")
+        items = own_inputs(prepared, ResNeXtFrcnnInput)
         with torch.inference_mode():
             pixels = torch.stack([p.backbone for p in items]).to(self.device, non_blocking=True)
             batch = F.normalize(pixels.float().div(255), IMAGENET_MEAN, IMAGENET_STD)
