@@ -56,12 +56,12 @@ def resnext_frcnn_baseline(device: str, untrained: bool = False) -> BaselineFn:
     measurements only."""
     import torch
 
-    from bench.untrained import untrained_resnext_frcnn
+    from bench.untrained import untrained_min_size, untrained_resnext_frcnn
     from feature_service.extractors.base import Settings
     from feature_service.extractors.resnext_frcnn import ResNeXtFrcnnExtractor
 
     plain = Settings("float32", "contiguous", torch.get_num_threads())
-    extractor = (untrained_resnext_frcnn(device, settings=plain) if untrained
+    extractor = (untrained_resnext_frcnn(device, untrained_min_size(), plain) if untrained
                  else ResNeXtFrcnnExtractor.pretrained(device, plain))
 
     def extract(path: Path) -> np.ndarray:
@@ -78,9 +78,3 @@ def load_baseline(name: str, models_dir: Path, device: str = "cpu",
     if name == "resnext50-frcnn":
         return resnext_frcnn_baseline(device, untrained)
     raise ValueError(f"unknown extractor {name!r}")
-
-
-def baseline_extract(path: Path, name: str = "lite", models_dir: Path = Path(".models")
-                     ) -> np.ndarray:
-    """One image the demo's way; loads the models on every call, so only for one-offs."""
-    return load_baseline(name, models_dir)(path)

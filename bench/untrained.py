@@ -6,7 +6,8 @@ with real ones. It lives in bench/, out of the product's reach."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 from feature_service.extractors.base import Choices, Settings
 from feature_service.extractors.resnext_frcnn import (
@@ -15,6 +16,13 @@ from feature_service.extractors.resnext_frcnn import (
     ResNeXtFrcnnExtractor,
     resnext_choices,
 )
+
+
+def untrained_min_size() -> int:
+    """The detector's input size for the service and baseline measurements of these
+    random weights: BENCH_UNTRAINED_MIN_SIZE, where tests set a small one to run the same
+    paths in seconds; the pretrained extractor's size otherwise."""
+    return int(os.environ.get("BENCH_UNTRAINED_MIN_SIZE", DETECTOR_MIN_SIZE))
 
 
 def untrained_resnext_frcnn(device: str = "cpu", detector_min_size: int = DETECTOR_MIN_SIZE,
@@ -41,7 +49,7 @@ def untrained_resnext_frcnn(device: str = "cpu", detector_min_size: int = DETECT
 class UntrainedBuilder:
     """Builds it in the feature service's worker processes (see workers.Builder)."""
     device: str = "cpu"
-    detector_min_size: int = DETECTOR_MIN_SIZE
+    detector_min_size: int = field(default_factory=untrained_min_size)
     name: str = "resnext50-frcnn"
 
     def __call__(self, settings: Settings) -> ResNeXtFrcnnExtractor:

@@ -12,6 +12,11 @@ import pytest
 # test process several times slower when the other test process (make test runs two) or
 # a service takes the cores; the feature service sets the same for the same reason.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Every feature service a test starts (the benchmarks' stacks included) skips the timing
+# of its settings at start: 20 s of both cores each, where most extract a few dozen
+# images. The tests of the calibration itself, and the benchmarks' tests that report it,
+# ask for one explicitly.
+os.environ.setdefault("FEATURE_CALIBRATION_S", "0")
 
 # Debian's chromium, driven by Playwright (which never downloads a browser of its own here).
 CHROMIUM = Path("/usr/bin/chromium")

@@ -14,6 +14,8 @@ def test_the_gpu_benchmark_runs_its_measurements_on_the_cpu(monkeypatch, tmp_pat
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
     monkeypatch.setitem(features.COUNTS, "resnext50-frcnn", {True: (4, 2), False: (4, 2)})
     monkeypatch.setenv("FEATURE_CALIBRATION_S", "3")  # a short calibration, still measured
+    # The detector at a small input size: the same paths, measured in seconds.
+    monkeypatch.setenv("BENCH_UNTRAINED_MIN_SIZE", "96")
     # Random weights at a small detector size keep the rest quick.
     rows = gpu.extractor_alone("cpu", batch=2, seconds=0.1, deadline=float("inf"), count=2,
                                min_size=96, compiled=False)
