@@ -21,7 +21,6 @@ from pathlib import Path
 import aiohttp
 
 from bench import stack
-from bench.dataset import read_labelled, stratified_subset, write_manifest
 from bench.flood_load import Shape, flood_process, probe, stop_flood
 from bench.gateway import CSRF, percentile
 
@@ -147,36 +146,18 @@ async def _measure(base: str, trainer: str, feature: str, shape: Shape) -> dict:
 
 def run(short: bool = True, dataset: Path = TILES, cache: Path = CACHE,
         shape: Shape | None = None) -> dict:
-    missing = stack.missing_modules("feature_service", "trainer_service", "annotation_gateway")
-    if missing:
-        return {"status": "missing", "reason": f"{', '.join(missing)} not built"}
-    if not dataset.exists():
-        return {"status": "skipped", "reason": f"dataset {dataset} not found"}
+    refused = stack.cannot_run(dataset)
+    if refused:
+        return refused
     shape = shape or (SHORT if short else FULL)
     work = cache / "bench-floods"
-    shutil.rmtree(work, ignore_errors=True)
-    examples = stratified_subset(read_labelled(dataset), shape.items, seed=0)
-    manifest = write_manifest(examples, work / "manifest.csv")
-    feature = stack.feature_service(work, cache / "features-lite")
-    trainer = stack.trainer_service(work, work / "trainer", feature.address, manifest,
-                                    {"TRAINER_VALIDATION_FRACTION": "0.05",
-                                     "TRAINER_EVALUATION_FRACTION": "0.05",
-                                     "TRAINER_MIN_PER_CLASS": "3",
-                                     "TRAINER_PREFETCH": str(shape.items)})
-    services = [feature, trainer]
-    try:
-        feature.start().wait_healthy()
-        trainer.start().wait_healthy()
-        asyncio.run(stack.wait_for_trainer(trainer.address, stack.pool_embedded,
-                                           "embed its pool", 900))
-        gateway = stack.gateway(work, trainer.address, feature.address)
-        services.append(gateway)
-        gateway.start().wait_healthy()
+    with stack.tile_stack(dataset, shape.items, work, cache,
+                          {"TRAINER_VALIDATION_FRACTION": "0.05",
+                           "TRAINER_EVALUATION_FRACTION": "0.05",
+                           "TRAINER_MIN_PER_CLASS": "3"}) as services:
+        feature, trainer, gateway = services
         result = asyncio.run(_measure(f"http://127.0.0.1:{gateway.port}", trainer.address,
                                       feature.address, shape))
-    finally:
-        for service in reversed(services):
-            service.stop()
     result["peak_rss_mib"] = {s.name: round(s.peak_mib, 1) if s.peak_mib else None
                               for s in services}
     result["shape"] = {"annotators": shape.annotators, "seconds_per_phase": shape.seconds,

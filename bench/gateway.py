@@ -18,7 +18,6 @@ from pathlib import Path
 import aiohttp
 
 from bench import stack
-from bench.dataset import read_labelled, stratified_subset, write_manifest
 
 ROOT = stack.ROOT
 TILES = ROOT.parent / "shared" / "data" / "streetview-tiles" / "labels.csv"
@@ -169,34 +168,17 @@ async def grpc_baseline(address: str, seconds: float, annotations: int) -> dict:
 def run(short: bool = True, dataset: Path = TILES, cache: Path = CACHE,
         shape: Shape | None = None) -> dict:
     """Starts feature, trainer and gateway on a tile subset and measures them."""
-    missing = stack.missing_modules("feature_service", "trainer_service", "annotation_gateway")
-    if missing:
-        return {"status": "missing", "reason": f"{', '.join(missing)} not built"}
-    if not dataset.exists():
-        return {"status": "skipped", "reason": f"dataset {dataset} not found"}
+    refused = stack.cannot_run(dataset)
+    if refused:
+        return refused
     shape = shape or (SHORT if short else FULL)
     work = cache / "bench-gateway"
-    shutil.rmtree(work, ignore_errors=True)
-    examples = stratified_subset(read_labelled(dataset), shape.items, seed=0)
-    manifest = write_manifest(examples, work / "manifest.csv")
-    feature = stack.feature_service(work, cache / "features-lite")
-    trainer = stack.trainer_service(work, work / "trainer", feature.address, manifest,
-                                    {"TRAINER_VALIDATION_FRACTION": str(HELD_OUT_FRACTION),
-                                     "TRAINER_EVALUATION_FRACTION": str(HELD_OUT_FRACTION),
-                                     "TRAINER_PREFETCH": str(shape.items)})
-    services = [feature, trainer]
-    try:
-        feature.start().wait_healthy()
-        trainer.start().wait_healthy()
-        asyncio.run(stack.wait_for_trainer(trainer.address, stack.pool_embedded,
-                                           "embed its pool", 900))
-        gateway = stack.gateway(work, trainer.address, feature.address)
-        services.append(gateway)
-        gateway.start().wait_healthy()
+    with stack.tile_stack(dataset, shape.items, work, cache,
+                          {"TRAINER_VALIDATION_FRACTION": str(HELD_OUT_FRACTION),
+                           "TRAINER_EVALUATION_FRACTION": str(HELD_OUT_FRACTION)}
+                          ) as services:
+        _, trainer, gateway = services
         result = asyncio.run(_measure(gateway.port, trainer.address, shape))
-    finally:
-        for service in reversed(services):
-            service.stop()
     result["peak_rss_mib"] = {s.name: round(s.peak_mib, 1) if s.peak_mib else None
                               for s in services}
     result["status"] = "ok"

@@ -4,13 +4,16 @@ quiet logs, as named helpers around the one supervisor (tools/supervisor.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import os
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.dataset import read_labelled, stratified_subset, write_manifest
 from tools.probes import free_port
 from tools.supervisor import ROOT, ServiceProcess, peak_rss_mib
 
@@ -155,3 +158,38 @@ async def wait_for_trainer(address: str, ready: Callable[[Any], bool], what: str
             await asyncio.sleep(pause_s)
     finally:
         await channel.close()
+
+
+def cannot_run(dataset: Path) -> dict | None:
+    """Why a benchmark of the three services cannot run here, as its result; None if it can."""
+    missing = missing_modules("feature_service", "trainer_service", "annotation_gateway")
+    if missing:
+        return {"status": "missing", "reason": f"{', '.join(missing)} not built"}
+    if not dataset.exists():
+        return {"status": "skipped", "reason": f"dataset {dataset} not found"}
+    return None
+
+
+@contextlib.contextmanager
+def tile_stack(dataset: Path, items: int, work: Path, cache: Path,
+               trainer_settings: dict[str, str]) -> Iterator[list[ServiceProcess]]:
+    """Feature, trainer and gateway over a stratified subset of `items` items of
+    `dataset`, state in `work` (emptied first): yields them once the trainer's whole pool
+    is embedded, and stops them after (their peak memory stays on the objects)."""
+    shutil.rmtree(work, ignore_errors=True)
+    examples = stratified_subset(read_labelled(dataset), items, seed=0)
+    manifest = write_manifest(examples, work / "manifest.csv")
+    feature = feature_service(work, cache / "features-lite")
+    trainer = trainer_service(work, work / "trainer", feature.address, manifest,
+                              {**trainer_settings, "TRAINER_PREFETCH": str(items)})
+    services = [feature, trainer]
+    try:
+        feature.start().wait_healthy()
+        trainer.start().wait_healthy()
+        asyncio.run(wait_for_trainer(trainer.address, pool_embedded, "embed its pool", 900))
+        services.append(gateway(work, trainer.address, feature.address))
+        services[-1].start().wait_healthy()
+        yield services
+    finally:
+        for service in reversed(services):
+            service.stop()
