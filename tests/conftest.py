@@ -45,6 +45,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.path not in first)  # stable: order kept within
 
 
+# Folders whose files share session fixtures that take a while to start (tests/predict: a
+# trainer that embeds tiles and trains a model): with several test processes
+# (`make test`), each such folder runs in one of them, so that they start once.
+ONE_PROCESS_FOLDERS = {"tests/predict"}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]
+    from xdist.scheduler import LoadFileScheduling
+
+    class ByFileOrSharedFolder(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            folder = path.rsplit("/", 1)[0]
+            return folder if folder in ONE_PROCESS_FOLDERS else path
+
+    return ByFileOrSharedFolder(config, log)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
     from tests.reliability import report
 
