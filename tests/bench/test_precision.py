@@ -10,7 +10,7 @@ from tests.support import TILES, require_data, require_lite_models
 
 pytestmark = pytest.mark.slow  # minutes of CPU: in `make test`, not `make test-fast`
 
-TILE_COUNT = 24  # 6 bicycles: enough for the 5-fold probe, two batches, a few seconds
+TILE_COUNT = 20  # 5 bicycles: the fewest for the 5-fold probe; two batches
 
 
 @pytest.fixture(scope="module")
