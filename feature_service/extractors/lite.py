@@ -24,16 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from . import ssd
-from .base import (
-    Choices,
-    Extractor,
-    ExtractorInfo,
-    MissingWeightsError,
-    Settings,
-    evidence_vector,
-    own_inputs,
-)
+from . import base, ssd
+from .base import Choices, Extractor, ExtractorInfo, MissingWeightsError, Settings, evidence_vector
 from .classes import LITE_CLASSES
 from .lite_models import (
     EFFICIENTNET_ONNX,
@@ -183,7 +175,7 @@ class LiteExtractor(Extractor):
     def extract(self, prepared: list[object]) -> np.ndarray:
         if not prepared:
             return np.zeros((0, self.info.stored_dimension), np.float32)
-        items = own_inputs(prepared, LiteInput)
+        items = base.own_inputs(prepared, LiteInput)
         embeddings = self._embedder.run(
             None, {"image": embedder_batch(np.stack([p.embedder for p in items]))})[0]
         raw_boxes, logits = self._detector.run(

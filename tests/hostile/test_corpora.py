@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import sqlite3
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -79,6 +80,13 @@ def _manifest(folder: Path, gateway_port: int) -> tuple[Path, dict[str, str]]:
     return path, expected
 
 
+def _outcomes(db: Path) -> tuple[set[str], dict[str, str]]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        embedded = {r[0] for r in conn.execute("SELECT item_id FROM features")}
+        failed = dict(conn.execute("SELECT item_id, reason FROM failed").fetchall())
+    return embedded, failed
+
+
 @pytest.fixture(scope="module")
 def corpus_run(tmp_path_factory, shared_feature, shared_gateway):  # type: ignore[no-untyped-def]
     """The corpus as a dataset through a trainer and a gateway of its own: (expected
@@ -93,13 +101,18 @@ def corpus_run(tmp_path_factory, shared_feature, shared_gateway):  # type: ignor
     base = f"http://127.0.0.1:{gateway.port}"
     routes: dict[str, dict[str, int]] = {}
     try:
-        rs.wait_status(trainer.address,
-                       lambda s: s.loading.state != 1 and s.extraction.pending == 0,
-                       timeout=120, what="extraction of the corpus settled")
+        rs.wait_status(trainer.address, lambda s: s.loading.state in (2, 3),  # READY, FAILED
+                       timeout=120, what="the corpus loaded")
+        # Settled: every item embedded or failed for good, as the trainer's own tables say
+        # (its status counts only pool items as embedded, and queues the pool's a moment
+        # after loading).
         db = Path(trainer.env["TRAINER_DATA_DIR"]) / "labels.sqlite3"
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-            embedded = {r[0] for r in conn.execute("SELECT item_id FROM features")}
-            failed = dict(conn.execute("SELECT item_id, reason FROM failed").fetchall())
+        deadline = time.monotonic() + 120
+        while True:
+            embedded, failed = _outcomes(db)
+            if len(embedded) + len(failed) >= len(expected) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         session = requests.Session()
         assert session.post(base + "/api/session", json={"annotator": "corpus"},
                             headers=CSRF, timeout=10).status_code == 200
