@@ -25,9 +25,9 @@ from trainer_service.datasets import download, is_url
 from trainer_service.datasets.images import item_image
 from trainer_service.domain import DatasetKind, Label, Status
 from trainer_service.outputs.records import ModelFormat, PredictionOrder
-from trainer_service.refusals import answered, streamed
 from trainer_service.shared import Shared
 from trainer_service.tasks.file import declared_tasks
+from trainer_service.tasks.refusals import answered, streamed
 from trainer_service.tasks.running import TaskSet
 from trainer_service.tasks.spec import TaskError, TaskSpec, from_dict, settings_task
 

@@ -12,12 +12,9 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
-import grpc
-
-from trainer_service.domain import TrainerError
 from trainer_service.store.database import Database
 from trainer_service.store.labels import LabelLog
-from trainer_service.tasks.registry import TaskDeclared, TaskExists, TaskRegistry, UnknownTask
+from trainer_service.tasks.registry import TaskRegistry, UnknownTask
 from trainer_service.tasks.spec import TaskError, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -152,13 +149,3 @@ class TaskSet(Generic[T]):
             await running.close()
         self.running.clear()
 
-
-def trainer_error(exc: TaskError) -> TrainerError:
-    """How a task's refusal reads on the wire."""
-    code = (grpc.StatusCode.NOT_FOUND if isinstance(exc, UnknownTask)
-            else grpc.StatusCode.ALREADY_EXISTS if isinstance(exc, TaskExists)
-            else grpc.StatusCode.UNAVAILABLE if isinstance(exc, TaskStarting)
-            else grpc.StatusCode.FAILED_PRECONDITION if isinstance(exc, (TaskArchived,
-                                                                        TaskDeclared))
-            else grpc.StatusCode.INVALID_ARGUMENT)
-    return TrainerError(code, str(exc))
