@@ -3,6 +3,7 @@ each annotator's self-agreement and gold agreement (Cohen's kappa from scikit-le
 
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
 
@@ -37,8 +38,17 @@ def test_kappa_is_sklearns_and_undefined_without_variety() -> None:
     a, b = [POS, POS, NEG, NEG, POS], [POS, NEG, NEG, NEG, POS]
     assert kappa(a, b) == pytest.approx(cohen_kappa_score([int(x) for x in a],
                                                           [int(x) for x in b]))
+    rng = random.Random(0)
+    for n in range(2, 40):
+        a = [rng.choice((POS, NEG)) for _ in range(n)]
+        b = [x if rng.random() < 0.7 else rng.choice((POS, NEG)) for x in a]
+        if len({*a, *b}) > 1:
+            assert kappa(a, b) == pytest.approx(cohen_kappa_score(
+                [int(x) for x in a], [int(x) for x in b],
+                labels=[int(POS), int(NEG)]), abs=1e-12)
     assert kappa([], []) is None and kappa([NEG, NEG], [NEG, NEG]) is None
     assert kappa([POS, NEG], [POS, NEG]) == pytest.approx(1.0)
+    assert kappa([POS, POS], [NEG, NEG]) == pytest.approx(0.0)  # chance explains nothing
 
 
 async def test_earlier_items_come_back_after_the_gap_once_and_only_to_their_annotator(

@@ -10,7 +10,6 @@ change because somebody was asked twice.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from collections.abc import Iterator, Sequence
 
 from trainer_service.annotators.checks import Checks
@@ -21,18 +20,20 @@ from trainer_service.store.labels import LabelLog
 
 def kappa(first: Sequence[Label], second: Sequence[Label]) -> float | None:
     """Cohen's kappa of two raters, or None where it is undefined (no pairs, or both
-    raters always gave the same one answer: chance explains all their agreement)."""
-    if not first:
-        return None
-    if len({*first, *second}) < 2:
-        return None
-    from sklearn.metrics import cohen_kappa_score
+    raters always gave the same one answer: chance explains all their agreement).
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        value = float(cohen_kappa_score([int(a) for a in first], [int(b) for b in second],
-                                        labels=[int(Label.POSITIVE), int(Label.NEGATIVE)]))
-    return value if value == value else None  # NaN: undefined
+    Two answers make it a formula over four counts (scikit-learn's `cohen_kappa_score`
+    gives the same value, tests/trainer/test_consistency.py); the status rebuilds it for
+    every annotator on the event loop at each label, where the library's argument checks
+    cost milliseconds a call."""
+    n = len(first)
+    if not n or len({*first, *second}) < 2:
+        return None
+    agree = sum(a == b for a, b in zip(first, second, strict=True)) / n
+    p1 = sum(a == Label.POSITIVE for a in first) / n
+    p2 = sum(b == Label.POSITIVE for b in second) / n
+    chance = p1 * p2 + (1 - p1) * (1 - p2)
+    return None if chance == 1 else (agree - chance) / (1 - chance)
 
 
 class Rechecks:
