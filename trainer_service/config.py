@@ -54,6 +54,11 @@ class Config:
     metrics_host: str = server_setting("TRAINER", "metrics_host")
     grace_s: float = setting("TRAINER_GRACE_S", 10.0, "seconds to drain calls on SIGTERM", "10")
     log_level: str = setting("LOG_LEVEL", "INFO", "log level", "DEBUG")
+    blas_threads: int = setting(
+        "TRAINER_BLAS_THREADS", 1,
+        "threads of the linear algebra library (OpenBLAS) in this process: OpenBLAS runs "
+        "one threaded call at a time, so with more than one a lease's small product waits "
+        "behind background training's large one", "2")
     max_message_bytes: int = setting(
         "TRAINER_MAX_MESSAGE_BYTES", 64 << 20,
         "largest gRPC message, received or sent; each Embed request to the feature service "
@@ -233,6 +238,7 @@ class Config:
                                 "most images one Classify call takes", "64")
 
     def __post_init__(self) -> None:
+        require(self.blas_threads >= 1, "TRAINER_BLAS_THREADS", "must be at least 1", "1")
         require(0 <= self.port <= 65535, "TRAINER_PORT", "must be a port", "50052")
         check_server_settings(self, "TRAINER")
         require(bool(self.feature_client_cert) == bool(self.feature_client_key),
