@@ -183,3 +183,27 @@ def test_a_given_time_without_zone_or_not_a_time_is_refused(raw):
     with pytest.raises(ApiError) as err:
         validation.given_at(raw)
     assert err.value.code == "invalid_given_at"
+
+
+def test_the_moving_window_counts_per_key_slides_and_forgets_old_keys() -> None:
+    from annotation_gateway.ratelimit import MovingWindow, RateLimit
+
+    window = MovingWindow(3, 60.0)
+    assert [window.hit("a", t) for t in (0.0, 10.0, 20.0)] == [0.0, 0.0, 0.0]
+    assert window.hit("a", 30.0) == pytest.approx(30.0)  # room again when 0.0 leaves
+    assert window.hit("a", 59.0) == pytest.approx(1.0)  # a refusal is not counted
+    assert window.hit("b", 59.0) == 0.0  # another key has its own window
+    assert window.hit("a", 60.5) == 0.0  # 0.0 has left the window
+    assert window.hit("a", 61.0) == pytest.approx(9.0)
+    for k in range(100):  # a flood of distinct keys ...
+        window.hit(f"x{k}", 70.0)
+    assert len(window) == 102
+    window.hit("c", 135.0)  # ... gone a window after their last hit
+    assert len(window) == 1
+    limit = RateLimit("2/minute", "item requests")
+    limit.hit("k")
+    limit.hit("k")
+    with pytest.raises(ApiError) as refused:
+        limit.hit("k")
+    assert refused.value.status == 429 and 1 <= int(refused.value.headers["Retry-After"]) <= 60
+    RateLimit("off", "item requests").hit("k")
