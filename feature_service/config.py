@@ -65,6 +65,12 @@ class Config:
         "Where the models run: workers (in every worker process: the CPU default), "
         "service (one copy in the service process, fed by the workers: the GPU default) "
         "or auto.", "workers")
+    worker_nice: int = setting(
+        "FEATURE_WORKER_NICE", 10,
+        "CPU priority (Unix nice, 0-19) of the workers decoding images and running the "
+        "models: extraction is bulk work, so where the service shares cores with the "
+        "gateway and the trainer their requests come first; alone in a pod it changes "
+        "nothing.", "0")
     compile: bool = setting(
         "FEATURE_COMPILE", False,
         "Run resnext50-frcnn's convolution trunks through torch.compile (minutes at start; "
@@ -172,6 +178,7 @@ class Config:
                            ("FEATURE_CALLER_MAX_BYTES", self.caller_max_bytes),
                            ("FEATURE_CALLER_MAX_CALLS", self.caller_max_calls)):
             require(value >= 0, env, "must be >= 0 (0: automatic)", "2")
+        require(0 <= self.worker_nice <= 19, "FEATURE_WORKER_NICE", "must be 0 to 19", "10")
         require(self.calibration_s >= 0, "FEATURE_CALIBRATION_S", "must be >= 0", "10")
         require(self.stream_idle_s > 0, "FEATURE_STREAM_IDLE_S", "must be positive", "300")
         require(self.cache_max_bytes == 0 or self.cache_max_bytes >= 1 << 20,

@@ -6,7 +6,10 @@ bad image fails alone and results cross between processes as plain values."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +83,17 @@ def _extract(extractor: Extractor, prepared: list[object]) -> np.ndarray:
 @dataclass(frozen=True)
 class Limits:
     max_pixels: int
+    nice: int = 0  # the workers' CPU priority (FEATURE_WORKER_NICE)
+
+
+def lower_priority(nice: int) -> None:
+    """Lowers the calling thread's CPU priority to `nice` (Linux keeps one per thread; a
+    process's threads and children inherit it when they start). Never raises it: that
+    needs a privilege the services do not have."""
+    with contextlib.suppress(OSError, AttributeError):
+        tid = threading.get_native_id()
+        if nice > os.getpriority(os.PRIO_PROCESS, tid):
+            os.setpriority(os.PRIO_PROCESS, tid, min(nice, 19))
 
 
 def prepare_one(prepare: Callable[[Any], object], min_side: int, limits: Limits,

@@ -151,7 +151,7 @@ async def start(config: Config, builder: Builder | None,
     inference = config.inference
     if inference == "auto":
         inference = "service" if device.startswith("cuda") else "workers"
-    limits = Limits(config.max_pixels)
+    limits = Limits(config.max_pixels, config.worker_nice)
     fingerprint = machine_fingerprint(name, device, cores)
     cache_dir = Path(config.cache_dir)
     blobs = tuple(synthetic_images())

@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from feature_service.extractors.base import Extractor
-from feature_service.jobs import Builder, Job, Limits, State
+from feature_service.jobs import Builder, Job, Limits, State, lower_priority
 
 log = logging.getLogger(__name__)
 def _serve(conn: Connection, builder: Builder | None, limits: Limits,
@@ -33,6 +33,7 @@ def _serve(conn: Connection, builder: Builder | None, limits: Limits,
     service closes the pipe (or dies: the pipe closes with it, so no worker outlives it).
     Ctrl-C in a terminal reaches the whole process group: the service stops its workers."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    lower_priority(limits.nice)  # before the models' thread pools start: they inherit it
     state = State(builder, limits, preparer)
     try:
         conn.send("ready")
@@ -143,7 +144,9 @@ class ThreadWorkers:
     def __init__(self, count: int, extractor: Extractor, limits: Limits) -> None:
         self.count = count
         self._state = State(None, limits, None, extractor)
-        self._threads = ThreadPoolExecutor(count, thread_name_prefix="worker")
+        self._threads = ThreadPoolExecutor(count, thread_name_prefix="worker",
+                                           initializer=lower_priority,
+                                           initargs=(limits.nice,))
 
     async def start(self) -> None:
         pass

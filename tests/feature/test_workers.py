@@ -136,3 +136,37 @@ async def test_a_stream_through_worker_processes_returns_every_image(start) -> N
     stub = await start(inference="workers", max_batch=4)
     outcomes = [o async for batch in _stream(stub) for o in batch]
     assert outcomes == [OK] * 40
+
+
+async def test_workers_run_at_the_lower_cpu_priority_and_the_service_does_not(start) -> None:
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    stub = await start(inference="workers", decode_workers=2, worker_nice=7)
+    await _embed_and_check(stub, seed=700)
+    workers = [p for p in multiprocessing.active_children()
+               if p.name == "feature-worker" and p.is_alive()]
+    assert len(workers) >= 2
+    # The workers' bulk work yields the cores to the service's own requests (health,
+    # Describe, the gateway and trainer beside it); a priority is never raised.
+    assert {os.getpriority(os.PRIO_PROCESS, p.pid) for p in workers} == {max(own, 7)}
+    assert os.getpriority(os.PRIO_PROCESS, 0) == own
+
+
+def test_lowering_a_threads_priority_leaves_the_others() -> None:
+    import threading
+
+    from feature_service.jobs import lower_priority
+
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: list[int] = []
+
+    def lowered() -> None:
+        lower_priority(min(own + 3, 19))
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        lower_priority(own)  # never raised back
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    thread = threading.Thread(target=lowered)
+    thread.start()
+    thread.join()
+    assert seen == [min(own + 3, 19)] * 2
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
