@@ -20,9 +20,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from annotation_gateway.errors import ApiError
 from annotation_gateway.handlers import CONFIG, TRAINER, task_of
-from annotation_gateway.identity import identity_of
-from annotation_gateway.ratelimit import RateLimit, client_address
-from annotation_gateway.uploads import UPLOADS, Held
+from annotation_gateway.ratelimit import RateLimit, caller_key
+from annotation_gateway.uploads import UPLOADS, Held, unread
 from hitl.redact import without_addresses
 from hitl.v1 import common_pb2, feature_pb2, trainer_pb2
 
@@ -148,22 +147,12 @@ async def _forward(request: web.Request, held: Held, names: list[str]
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-def _limit_key(request: web.Request) -> str:
-    identity = identity_of(request)
-    return f"annotator:{identity.name}" if identity else f"address:{client_address(request)}"
-
-
 def _over_rate(request: web.Request) -> None:
-    """429 for an annotator past their rate, without reading their upload: by default the
-    server would read and drop the rest of the body (for up to 10 s), so a flooding client
-    would keep it copying megabytes; the connection closes after the answer instead (a
-    client still sending may see it reset)."""
+    """429 for an annotator past their rate, without reading their upload."""
     try:
-        request.app[CLASSIFY_RATE].hit(_limit_key(request))
-    except ApiError:
-        if request.protocol is not None and not request.content.is_eof():
-            request.protocol.force_close()
-        raise
+        request.app[CLASSIFY_RATE].hit(caller_key(request))
+    except ApiError as exc:
+        raise unread(request, exc) from None
 
 
 async def classify(request: web.Request) -> web.Response:
@@ -175,7 +164,7 @@ async def classify(request: web.Request) -> web.Response:
                        "parts named image")
     json_body = request.content_type == "application/json"
     limit = MAX_JSON_BYTES if json_body else config.classify_max_bytes + MULTIPART_SLACK
-    async with request.app[UPLOADS].slot(request, limit) as held:
+    async with request.app[UPLOADS].slot(request, limit, caller_key(request)) as held:
         if json_body:
             names, refs = _refs_from_json(await held.read(request.content.read, MAX_JSON_BYTES),
                                           config.classify_max_images)

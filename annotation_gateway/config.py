@@ -114,6 +114,11 @@ class Config:
         "GATEWAY_UPLOAD_REQUESTS", 4,
         "Uploads (classify, label imports) one gateway process handles at once; past it "
         "503 with Retry-After before the body is read", "4")
+    uploads_per_caller: int = setting(
+        "GATEWAY_UPLOADS_PER_CALLER", 1,
+        "Uploads one annotator (one client address without a name) may have in flight at "
+        "once; past it 429 with Retry-After before the body is read, so one caller's "
+        "parallel uploads never hold every slot or take the cores from the others", "2")
     upload_bytes: int = setting(
         "GATEWAY_UPLOAD_BYTES", 0,
         "Bytes of upload bodies one gateway process holds at once, all uploads together "
@@ -176,6 +181,8 @@ class Config:
                     f"{location} is neither an image file nor an http(s) URL",
                     "/srv/ex/rack.jpg|Yes: bicycles in a rack")
         require(self.upload_requests >= 1, "GATEWAY_UPLOAD_REQUESTS", "must be >= 1", "4")
+        require(self.uploads_per_caller >= 1, "GATEWAY_UPLOADS_PER_CALLER", "must be >= 1",
+                "1")
         require(self.upload_bytes == 0 or self.upload_bytes >= 1 << 20, "GATEWAY_UPLOAD_BYTES",
                 "must be 0 (from the memory limit) or at least 1 MiB", "67108864")
         require(self.classify_max_images >= 1, "GATEWAY_CLASSIFY_MAX_IMAGES",

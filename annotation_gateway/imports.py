@@ -15,6 +15,7 @@ from annotation_gateway import validation
 from annotation_gateway.errors import ApiError
 from annotation_gateway.handlers import CONFIG, TRAINER, task_of
 from annotation_gateway.identity import annotator_of, requires_admin
+from annotation_gateway.ratelimit import caller_key
 from annotation_gateway.uploads import UPLOADS
 from hitl.v1 import common_pb2, trainer_pb2
 
@@ -40,7 +41,7 @@ async def import_labels(request: web.Request) -> web.Response:
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "send application/json")
     # An upload like any other: it counts against the process's bound on uploads.
-    async with request.app[UPLOADS].slot(request, MAX_IMPORT_BYTES) as held:
+    async with request.app[UPLOADS].slot(request, MAX_IMPORT_BYTES, caller_key(request)) as held:
         raw = await held.read(request.content.read, MAX_IMPORT_BYTES)
         try:
             body = json.loads(raw)

@@ -24,7 +24,7 @@ from limits import parse
 
 from annotation_gateway.config import OFF
 from annotation_gateway.errors import ApiError
-from annotation_gateway.identity import Handler
+from annotation_gateway.identity import Handler, identity_of
 
 
 class MovingWindow:
@@ -78,6 +78,12 @@ class RateLimit:
 def client_address(request: web.Request) -> str:
     # The peer's address: behind a proxy that is the proxy's, shared by its clients.
     return request.remote or "unknown"
+
+
+def caller_key(request: web.Request) -> str:
+    """Whom a per-caller limit counts: the signed-in annotator, else the client address."""
+    identity = identity_of(request)
+    return f"annotator:{identity.name}" if identity else f"address:{client_address(request)}"
 
 
 def limited(key: web.AppKey[RateLimit],

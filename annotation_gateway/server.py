@@ -191,7 +191,8 @@ def init_app(config: Config) -> web.Application:
     app[LOGINS] = RateLimit(config.login_rate, "sign-in attempts")
     app[LEASES] = RateLimit(config.lease_rate, "item requests")
     app[classify.CLASSIFY_RATE] = RateLimit(config.classify_rate, "classify requests")
-    app[UPLOADS] = Uploads(config.upload_requests, budget_bytes(config.upload_bytes))
+    app[UPLOADS] = Uploads(config.upload_requests, budget_bytes(config.upload_bytes),
+                           config.uploads_per_caller)
     app[GUIDELINES] = Guidelines.from_config(config)
     app[EXTRACTOR] = {}
     app[CLOSING] = asyncio.Event()

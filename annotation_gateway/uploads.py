@@ -1,7 +1,8 @@
 """What uploads (images to classify, labels to import) may hold of this process's memory.
 
 Each gateway process handles at most GATEWAY_UPLOAD_REQUESTS uploads at once (past it a
-request is answered 503 with Retry-After, before its body is read) and holds at most
+request is answered 503 with Retry-After, before its body is read), at most
+GATEWAY_UPLOADS_PER_CALLER of them from one annotator (past it 429), and holds at most
 GATEWAY_UPLOAD_BYTES of their bodies (`ByteBudget`). An upload reserves its whole size
 (its Content-Length, at most its route's limit) before it reads a byte, waiting up to
 WAIT_S for room, and gives parts of it back as the parts it forwarded are answered; it
@@ -68,22 +69,40 @@ class ByteBudget:
             self._room.notify_all()
 
 
-class Uploads:
-    """The process's bound on uploads: requests at once, and their bytes."""
+def unread(request: web.Request, error: ApiError) -> ApiError:
+    """`error` for a request refused before its body is read. By default the server would
+    read and drop the rest of the body (for up to 10 s), so a flooding client would keep
+    it copying megabytes; the connection closes after the answer instead (a client still
+    sending may see it reset)."""
+    if request.protocol is not None and not request.content.is_eof():
+        request.protocol.force_close()
+    return error
 
-    def __init__(self, max_requests: int, max_bytes: int) -> None:
-        self.max_requests, self.active = max_requests, 0
+
+class Uploads:
+    """The process's bound on uploads: requests at once, per caller, and their bytes."""
+
+    def __init__(self, max_requests: int, max_bytes: int, per_caller: int = 1) -> None:
+        self.max_requests, self.per_caller, self.active = max_requests, per_caller, 0
         self.budget = ByteBudget(max_bytes)
+        self.callers: dict[str, int] = {}  # uploads in flight per caller
 
     @contextlib.asynccontextmanager
-    async def slot(self, request: web.Request, limit: int) -> AsyncIterator[Held]:
-        """One upload's turn with its size reserved, or 503 when every slot is taken or
-        no room comes in time; the reservation is given back when the upload ends,
-        however it ends."""
+    async def slot(self, request: web.Request, limit: int, caller: str
+                   ) -> AsyncIterator[Held]:
+        """One upload's turn with its size reserved: 429 when `caller` has as many in
+        flight as it may, 503 when every slot is taken or no room comes in time; the
+        reservation is given back when the upload ends, however it ends."""
+        if self.callers.get(caller, 0) >= self.per_caller:
+            raise unread(request, ApiError(
+                429, "too_many_uploads", f"at most {self.per_caller} upload(s) at a time "
+                "per annotator: send the next when this one is answered",
+                headers={"Retry-After": "1"}))
         if self.active >= self.max_requests:
-            raise _busy()
+            raise unread(request, _busy())
         size = min(request.content_length or limit, limit, self.budget.capacity)
         self.active += 1
+        self.callers[caller] = self.callers.get(caller, 0) + 1
         held = Held(self.budget)
         try:
             try:
@@ -94,6 +113,9 @@ class Uploads:
             yield held
         finally:
             self.active -= 1
+            self.callers[caller] -= 1
+            if not self.callers[caller]:
+                del self.callers[caller]
             await held.release()
 
 

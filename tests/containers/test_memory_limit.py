@@ -28,8 +28,13 @@ FLOOD = 12  # uploads at once: far more than 128 MiB in flight
 def limit_gateways(plan: Plan) -> None:
     for pod in plan.pods:
         if pod.app == "gateway":
-            resources = pod.document["spec"]["containers"][0]["resources"]
+            container = pod.document["spec"]["containers"][0]
+            resources = container["resources"]
             resources["limits"]["memory"] = resources["requests"]["memory"] = LIMIT
+            # One annotator's uploads at once, so that one client can push the gateway to
+            # its memory limit (by default it may have one in flight).
+            container.setdefault("env", []).append(
+                {"name": "GATEWAY_UPLOADS_PER_CALLER", "value": str(FLOOD)})
 
 
 @pytest.fixture(scope="module")

@@ -103,7 +103,9 @@ async def test_limits_and_malformed_requests_get_clear_errors(
 async def test_classify_is_bounded_per_annotator_and_per_process(
         predict_trainer: TrainerProcess, predict_feature: Feature):
     """Seen failing before the bounds existed (there was no setting to configure): one
-    annotator could send as many uploads as they liked, all held whole at once."""
+    annotator could send as many uploads as they liked, all held whole at once. Past
+    their rate, past their one upload in flight and past the process's slots, a request
+    is refused before its body is read."""
     small = (PHOTOS / "person.jpg").read_bytes()
     # Each annotator may send two a minute; the process takes one upload at a time.
     cfg = dataclasses.replace(gateway_config(predict_trainer, predict_feature),
@@ -134,6 +136,12 @@ async def test_classify_is_bounded_per_annotator_and_per_process(
             "/api/classify", data=slowly(), headers={
                 **CSRF, "Content-Type": f"multipart/form-data; boundary={boundary}"}))
         await asyncio.sleep(0.5)
+        # The same annotator's second upload at once is theirs to wait for (429) ...
+        mine = await c.post("/api/classify", headers=CSRF, data=upload(("p.jpg", small)))
+        assert mine.status == 429 and (await error_of(mine))["code"] == "too_many_uploads"
+        assert int(mine.headers["Retry-After"]) >= 1
+        # ... and another annotator's finds the process's only slot taken (503).
+        await sign_in(c, "a-third")
         busy = await c.post("/api/classify", headers=CSRF, data=upload(("p.jpg", small)))
         assert busy.status == 503 and (await error_of(busy))["code"] == "busy"
         assert int(busy.headers["Retry-After"]) >= 1
@@ -151,7 +159,8 @@ async def test_an_upload_waits_for_room_in_the_byte_budget(
     giraffe = (PHOTOS / "giraffe.jpg").read_bytes()  # 383 KB: two are 3/4 of the budget
     budget = 1 << 20
     cfg = dataclasses.replace(gateway_config(predict_trainer, predict_feature),
-                              classify_max_bytes=4 << 20, upload_bytes=budget)
+                              classify_max_bytes=4 << 20, upload_bytes=budget,
+                              uploads_per_caller=2)
     async with client(cfg) as c:
         first, second = await asyncio.gather(*(
             c.post("/api/classify", headers=CSRF,
