@@ -70,7 +70,8 @@ class ByteBudget:
 
 
 def unread(request: web.Request, error: ApiError) -> ApiError:
-    """`error` for a request refused before its body is read. By default the server would
+    """`error` for a caller refused for what it did (past its rate, past its uploads in
+    flight) before its body is read. By default the server would
     read and drop the rest of the body (for up to 10 s), so a flooding client would keep
     it copying megabytes; the connection closes after the answer instead (a client still
     sending may see it reset)."""
@@ -99,7 +100,9 @@ class Uploads:
                 "per annotator: send the next when this one is answered",
                 headers={"Retry-After": "1"}))
         if self.active >= self.max_requests:
-            raise unread(request, _busy())
+            # Honest annotators meet this when their uploads collide: the body is read and
+            # dropped, so that their client reads the answer and its Retry-After.
+            raise _busy()
         size = min(request.content_length or limit, limit, self.budget.capacity)
         self.active += 1
         self.callers[caller] = self.callers.get(caller, 0) + 1
