@@ -124,7 +124,7 @@ def embed(feature_addr: str, examples: list[Example], task: Any = None
     import grpc
 
     from hitl.v1 import feature_pb2, feature_pb2_grpc
-    from trainer_service.features.extraction import embedded
+    from trainer_service.features.calls import embedded
     from trainer_service.features.task_evidence import extractor_key
 
     out: dict[str, np.ndarray] = {}

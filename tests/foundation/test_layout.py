@@ -13,7 +13,8 @@ from tests.support import ROOT
 SERVICES = ("feature_service", "trainer_service", "annotation_gateway")
 PACKAGES = (*SERVICES, "hitl", "bench", "tools")
 TRAINER_STUB_USERS = {"trainer_service.server", "trainer_service.convert",
-                      "trainer_service.features.extraction"}
+                      "trainer_service.features.extraction",
+                      "trainer_service.features.calls"}
 
 
 def _modules() -> dict[str, Path]:

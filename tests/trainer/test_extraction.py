@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from trainer_service.datasets import Item
 from trainer_service.domain import Split
-from trainer_service.features.extraction import image_ref
+from trainer_service.features.calls import image_ref
 
 
 def test_local_images_travel_as_bytes_and_remote_ones_as_urls(tmp_path) -> None:  # type: ignore[no-untyped-def]

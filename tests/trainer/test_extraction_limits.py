@@ -1,10 +1,11 @@
 """Extraction against a real feature service whose messages are limited to 1 MiB: large
 local photos are sent in batches that fit (and one too large even alone is failed with
-its reason), and images whose host keeps failing are given up after the tries allowed
-instead of coming round forever."""
+its reason), images whose host keeps failing are given up after the tries allowed
+instead of coming round forever, and two calls are under way at once."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections import Counter
@@ -27,9 +28,12 @@ from tests.support import (
     running,
 )
 from tests.trainer.httpserver import FileServer
-from trainer_service.datasets import Item
+from trainer_service.datasets import Catalog, Item
 from trainer_service.domain import Split
 from trainer_service.features.embed_plan import Retries, plan_batch
+from trainer_service.features.extraction import Extraction
+from trainer_service.features.store import CANDIDATE, FeatureStore
+from trainer_service.store.database import Database
 
 LIMIT = 1 << 20  # the feature service's FEATURE_MAX_MESSAGE_BYTES here
 TRIES = 3
@@ -196,3 +200,29 @@ def test_a_batch_is_the_longest_prefix_that_fits_and_waits_grow(tmp_path):
     assert retries.waiting("x", now=2.9) and not retries.waiting("x", now=3.0)
     assert retries.failed("x", "UPSTREAM", now=3.0) == "UPSTREAM (gave up after 3 tries)"
     assert len(retries) == 0
+
+
+async def test_two_embed_calls_are_under_way_at_once_and_each_item_is_embedded(
+        feature: str, tmp_path: Path) -> None:
+    """The feature service works on one batch while the trainer reads the next and
+    stores the last: two calls overlap, none holds another's items, every tile arrives."""
+    tiles = sorted((TILES / "images").glob("*.jpg"))[:40]
+    catalog = Catalog()
+    catalog.add([Item(p.stem, str(p), Split.POOL) for p in tiles])
+    store = FeatureStore(Database(tmp_path / "labels.sqlite3"))
+    await store.restore()
+    await store.enqueue([p.stem for p in tiles], CANDIDATE)
+    extraction = Extraction(store, catalog, address=feature, batch=4, deadline_s=60,
+                            prefetch=0)
+    most, deadline = 0, time.monotonic() + 120
+    extraction.start()
+    try:
+        while store.pending:
+            most = max(most, len(extraction.in_flight))
+            assert time.monotonic() < deadline, "extraction stalled"
+            await asyncio.sleep(0.002)
+    finally:
+        await extraction.close()
+        await store.database.close()
+    assert most == 2 * 4
+    assert sorted(store.bank.ids) == sorted(p.stem for p in tiles) and not store.failed

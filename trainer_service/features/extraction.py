@@ -16,40 +16,27 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import TypeAlias
+from collections.abc import Callable
 
 import grpc
-import numpy as np
 
 from hitl.channels import open_channel
 from hitl.v1 import feature_pb2, feature_pb2_grpc
 from trainer_service.datasets import Catalog, Item
+from trainer_service.features.calls import image_ref, stored_vector
 from trainer_service.features.embed_plan import Retries, plan_batch
 from trainer_service.features.order import ExtractionOrder
 from trainer_service.features.records import (
-    Embedded,
     ExtractorRecord,
-    ImageError,
-    ImageSource,
 )
 from trainer_service.features.store import FeatureStore
 from trainer_service.features.task_evidence import (
-    Task,
-    extractor_key,
     stored_record,
-    task_evidence,
-    task_matrix,
 )
 
 log = logging.getLogger(__name__)
 
 SERVICE = "hitl.v1.FeatureService"
-# The feature service's stub over a grpc.aio channel, for the trainer's parts that call it
-# through this module's functions (only this module, the servicer and `convert` import the
-# generated stubs). A string: the async stub is a type only.
-FeatureStub: TypeAlias = "feature_pb2_grpc.FeatureServiceAsyncStub"
 PERMANENT = {feature_pb2.ERROR_KIND_NOT_FOUND, feature_pb2.ERROR_KIND_BAD_IMAGE,
              feature_pb2.ERROR_KIND_TOO_LARGE, feature_pb2.ERROR_KIND_FORBIDDEN_URL,
              feature_pb2.ERROR_KIND_INVALID}
@@ -57,19 +44,10 @@ MAX_BACKOFF_S = 10.0
 # A whole Embed call failing with these says nothing about the service being away: one of
 # the images may be what breaks it, so each try counts against every image in the call.
 WHOLE_CALL_FAILURES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
-
-
-def stored_vector(features: feature_pb2.Features, extractor: ExtractorRecord) -> bytes:
-    """The embedding and every class's evidence, as the feature service stores them."""
-    evidence, vector = features.class_evidence, features.vector
-    return vector[:4 * int(extractor["embedding_dimension"])] + evidence if evidence else vector
-
-
-def image_ref(item: Item) -> feature_pb2.ImageRef:
-    """Remote images by URL (the feature service fetches them); local ones as bytes."""
-    if item.is_remote:
-        return feature_pb2.ImageRef(id=item.id, url=item.location)
-    return feature_pb2.ImageRef(id=item.id, data=Path(item.location).read_bytes())
+# Embed calls under way at once: the feature service works on one batch while the trainer
+# reads the next one's files and stores the last one's vectors (one at a time, the
+# service waited on the trainer between calls).
+CALLS_IN_FLIGHT = 2
 
 
 class Extraction:
@@ -91,6 +69,8 @@ class Extraction:
         self.on_features, self.on_extractor = on_features, on_extractor
         self.described = False
         self.seconds_per_item = 0.0
+        self._last_end = 0.0  # when the last Embed call ended (perf_counter)
+        self.in_flight: set[str] = set()  # items in an Embed call under way
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -132,31 +112,54 @@ class Extraction:
 
     async def _run(self) -> None:
         backoff = 0.5
-        while True:
-            try:
-                if not self.described:
-                    await self._describe()
-                await self.order.top_up()
-                batch = self.order.next_batch()
-                if not batch:
+        calls: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                try:
+                    if not self.described:
+                        await self._describe()
+                    await self.order.top_up()
+                    batch = (self.order.next_batch(self.in_flight)
+                             if len(calls) < CALLS_IN_FLIGHT else [])
+                    if batch:
+                        calls.add(self._call(batch))
+                        continue
+                    if calls:  # the next batch waits for a call to end
+                        done, calls = await asyncio.wait(
+                            calls, return_when=asyncio.FIRST_COMPLETED)
+                        errors = [e for call in done if (e := call.exception()) is not None]
+                        if errors:
+                            raise errors[0]
+                        backoff = 0.5
+                        continue
                     self.store.queued.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.store.queued.wait(),
                                                timeout=self.order.idle_s())
-                    continue
-                await self._extract(batch)
-                backoff = 0.5
-            except asyncio.CancelledError:
-                raise
-            except grpc.aio.AioRpcError as exc:
-                log.warning("feature service unavailable; retrying", extra={
-                    "code": exc.code().name, "detail": exc.details(), "retry_in_s": backoff})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
-            except Exception:
-                log.exception("extraction failed; retrying")
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                except asyncio.CancelledError:
+                    raise
+                except grpc.aio.AioRpcError as exc:
+                    log.warning("feature service unavailable; retrying", extra={
+                        "code": exc.code().name, "detail": exc.details(),
+                        "retry_in_s": backoff})
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
+                except Exception:
+                    log.exception("extraction failed; retrying")
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
+        finally:
+            for call in calls:
+                call.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
+
+    def _call(self, batch: list[Item]) -> asyncio.Task[None]:
+        """One Embed call under way; its items are in flight until it ends, however."""
+        ids = {item.id for item in batch}
+        self.in_flight |= ids
+        call = asyncio.create_task(self._extract(batch), name="embed-call")
+        call.add_done_callback(lambda _: self.in_flight.difference_update(ids))
+        return call
 
     async def _extract(self, items: list[Item]) -> None:
         budget = self.message_budget
@@ -181,7 +184,11 @@ class Extraction:
                     await self._save([], failed)
                 raise
             results = list(response.results)
-            per_item = (time.perf_counter() - started) / len(request.images)
+            # Calls overlap: the time since the previous call ended is what this one's
+            # items cost (its own duration would count the overlap twice).
+            now = time.perf_counter()
+            per_item = (now - max(started, self._last_end)) / len(request.images)
+            self._last_end = now
             self.seconds_per_item = (per_item if not self.seconds_per_item
                                      else 0.7 * self.seconds_per_item + 0.3 * per_item)
         done: list[tuple[str, bytes]] = []
@@ -224,79 +231,3 @@ class Extraction:
         self.retries.forget([i for i, _ in failed])
         for item_id, reason in failed:
             log.warning("item cannot be embedded", extra={"item_id": item_id, "reason": reason})
-
-# -- calls for classification and the scoring job (plain records in, plain records out) --
-
-
-class FeatureServiceError(Exception):
-    """A whole call to the feature service failed (it is down, or refused the call)."""
-
-    def __init__(self, code: str, details: str) -> None:
-        super().__init__(f"{code}: {details}")
-        self.code, self.details = code, details
-
-
-def embedded(result: feature_pb2.EmbedResult, extractor: ExtractorRecord) -> Embedded:
-    """The task's vector and evidence (its detector class's), and the stored vector."""
-    if result.WhichOneof("outcome") == "features":
-        stored = np.frombuffer(stored_vector(result.features, extractor), dtype="<f4")
-        if len(stored) != int(extractor["stored_dimension"]):
-            return Embedded(result.id, None, error=ImageError(
-                "INTERNAL", "feature vector of the wrong length", False))
-        vector = task_matrix(extractor, stored)[0]
-        return Embedded(result.id, vector,
-                        task_evidence(vector[int(extractor["embedding_dimension"]):]), stored)
-    kind = feature_pb2.ErrorKind.Name(result.error.kind).removeprefix("ERROR_KIND_")
-    return Embedded(result.id, None, error=ImageError(kind, result.error.message,
-                                                      result.error.retryable))
-
-
-async def describe(stub: FeatureStub, task: Task) -> ExtractorRecord:
-    try:
-        response = await stub.Describe(feature_pb2.DescribeRequest(), timeout=10)
-    except grpc.aio.AioRpcError as exc:
-        raise FeatureServiceError(exc.code().name, exc.details() or "") from None
-    return extractor_key(response.extractor, task)
-
-
-async def embed_images(stub: FeatureStub, images: list[ImageSource],
-                       deadline_s: float, task: Task) -> tuple[ExtractorRecord, list[Embedded]]:
-    """(the extractor, one result per image in order). New images go without an id, so
-    the feature service keys them by content and never mixes them up with dataset items."""
-    refs = [feature_pb2.ImageRef(url=i.url) if i.url else feature_pb2.ImageRef(data=i.data)
-            for i in images]
-    try:
-        response = await stub.Embed(feature_pb2.EmbedRequest(
-            images=refs, include_class_evidence=True), timeout=deadline_s)
-    except grpc.aio.AioRpcError as exc:
-        raise FeatureServiceError(exc.code().name, exc.details() or "") from None
-    extractor = extractor_key(response.extractor, task)
-    return extractor, [embedded(r, extractor) for r in response.results]
-
-
-async def embed_stream(stub: FeatureStub, items: list[Item],
-                       batch: int, deadline_s: float, extractor: ExtractorRecord,
-                       unreadable: list[tuple[str, str]]) -> AsyncIterator[list[Embedded]]:
-    """Embeds `items` through one EmbedStream, `batch` per message, yielding results as
-    they come (in any order). Local files are read only as the stream asks for more, so
-    memory stays bounded; those that cannot be read are appended to `unreadable`."""
-
-    async def requests() -> AsyncIterator[feature_pb2.EmbedStreamRequest]:
-        for start in range(0, len(items), batch):
-            refs = []
-            for item in items[start:start + batch]:
-                try:
-                    refs.append(await asyncio.to_thread(image_ref, item))
-                except OSError as exc:
-                    unreadable.append((item.id, f"unreadable: {exc.strerror or exc}"))
-            if refs:
-                yield feature_pb2.EmbedStreamRequest(images=refs, include_class_evidence=True)
-
-    call = stub.EmbedStream(requests(), timeout=deadline_s)
-    try:
-        async for response in call:
-            yield [embedded(r, extractor) for r in response.results]
-    except grpc.aio.AioRpcError as exc:
-        raise FeatureServiceError(exc.code().name, exc.details() or "") from None
-    finally:
-        call.cancel()

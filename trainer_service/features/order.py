@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import time
+from collections.abc import Container
 
 import numpy as np
 
@@ -29,9 +30,12 @@ class ExtractionOrder:
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self._ranks: dict[str, str] = {}
+        self._nothing_left: tuple[int, int, int] | None = None  # (pool, bank, failed) then
 
     async def top_up(self) -> None:
-        """Keeps `prefetch` pool candidates embedded or on their way (random picks)."""
+        """Keeps `prefetch` pool candidates embedded or on their way: random picks, and
+        once those mostly meet items already done, a random draw from the ones left, so
+        that the last items of a pool embedded whole never wait on chance."""
         pool, items = self.catalog.pool, self.catalog.items
         bank, pending, failed = self.store.bank, self.store.pending, self.store.failed
         have = sum(1 for p in pending.values() if p == CANDIDATE) + sum(
@@ -39,13 +43,21 @@ class ExtractionOrder:
         need = min(self.prefetch, len(pool)) - have
         if need <= 0 or not pool:
             return
-        picks: list[str] = []
-        for index in self._rng.choice(len(pool), min(len(pool), need * 2), replace=False):
-            item_id = pool[int(index)]
-            if item_id not in bank and item_id not in pending and item_id not in failed:
-                picks.append(item_id)
-                if len(picks) >= need:
-                    break
+
+        def new(item_id: str) -> bool:
+            return item_id not in bank and item_id not in pending and item_id not in failed
+
+        drawn = self._rng.choice(len(pool), min(len(pool), need * 2), replace=False)
+        picks = [pool[int(k)] for k in drawn if new(pool[int(k)])][:need]
+        state = (len(pool), len(bank), len(failed))
+        if len(picks) < need and state != self._nothing_left:
+            chosen = set(picks)
+            left = [i for i in pool if new(i) and i not in chosen]
+            if not left:
+                self._nothing_left = state  # no scan again until the pool or store changes
+            for k in self._rng.choice(len(left), min(len(left), need - len(picks)),
+                                      replace=False):
+                picks.append(left[int(k)])
         if picks:
             await self.store.enqueue(picks, CANDIDATE)
 
@@ -54,13 +66,16 @@ class ExtractionOrder:
         due = self.retries.next_due()
         return 2.0 if due is None else min(2.0, max(0.05, due - time.monotonic()))
 
-    def next_batch(self) -> list[Item]:
-        """The next items to embed, in the order above. Items waiting for a retry are left
-        out; one that was in a call that failed whole goes alone, so that only it pays."""
+    def next_batch(self, busy: Container[str] = frozenset()) -> list[Item]:
+        """The next items to embed, in the order above, none of `busy` (in a call under
+        way). Items waiting for a retry are left out; one that was in a call that failed
+        whole goes alone, so that only it pays."""
         find, now, retries = self.catalog.find, time.monotonic(), self.retries
         by_priority: dict[int, list[str]] = {LABELLED: [], KNOWN: [], CANDIDATE: []}
         items: dict[str, Item] = {}
         for item_id, priority in self.store.pending.items():
+            if item_id in busy:
+                continue
             if (item := find(item_id)) is not None and not retries.waiting(item_id, now):
                 items[item_id] = item
                 by_priority.setdefault(priority, []).append(item_id)

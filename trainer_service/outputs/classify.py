@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 
 from trainer_service.domain import TrainerError
-from trainer_service.features.extraction import FeatureServiceError, FeatureStub, embed_images
+from trainer_service.features.calls import FeatureServiceError, FeatureStub, embed_images
 from trainer_service.features.records import (
     Embedded,
     ExtractorRecord,

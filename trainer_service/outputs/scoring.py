@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from trainer_service.datasets import Catalog
 from trainer_service.domain import ScoringProgress, ScoringState
-from trainer_service.features.extraction import (
+from trainer_service.features.calls import (
     FeatureServiceError,
     FeatureStub,
     describe,
