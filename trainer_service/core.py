@@ -1,11 +1,7 @@
-"""One task of the trainer, behind the thin gRPC servicer: it wires the task's parts
-together over what every task shares (`shared`: the database, the dataset's catalogue, the
-features and their extraction) and holds what the servicer calls for the task, in plain
-arguments and `domain` records. The parts:
-`loading`, `labels`, `feature_store` and `extraction`, `training`, `evaluation` (the live
-score), `ranking` and `leasing`, `status` and `images`; for the annotators,
-`label_errors`, `checks` and `consistency`, `near_duplicates` and `serving`; for the
-outside world, `model_outputs`."""
+"""One task of the trainer behind the thin gRPC servicer: it wires the task's parts (labels,
+training, live score, ranking and leasing, the annotators' checks, outputs) over what
+every task shares (`shared`: the database, the catalogue, the features and their
+extraction), and holds what the servicer calls, in plain arguments and `domain` records."""
 
 from __future__ import annotations
 
