@@ -31,8 +31,9 @@ def ensure_writable(folder: Path) -> None:
 
 def warm_imports() -> None:
     """Imports scikit-learn in the background at start: it takes seconds on a busy
-    machine, which the first model would otherwise wait for."""
-    for module in ("sklearn.metrics", "sklearn.linear_model"):
+    machine, which the first model (or a cold start without a detector class) would
+    otherwise wait for."""
+    for module in ("sklearn.metrics", "sklearn.linear_model", "sklearn.cluster"):
         importlib.import_module(module)
 
 

@@ -10,9 +10,10 @@ Queues, rebuilt whenever a model lands (so no score is older than the model):
 - random: a shuffle of the pool;
 - gold: validation items with known labels, to check annotators;
 - cold start (before the first model): random items alternated with the detector's
-  highest scores for the task's class, so rare positives are found early (random items
-  alone where no detector class guides the task); once there is a label of each class,
-  a provisional model's most uncertain items instead of the detector's top;
+  highest scores for the task's class, so rare positives are found early (where no
+  detector class guides the task, the embedding's typical items of every cluster:
+  `representative.py`); once there is a label of each class, a provisional model's most
+  uncertain items take the detector's (or the typical items') turns;
 - audit: draws from the audit reserve, stratified by detector score (`audit.py`).
 """
 
@@ -34,6 +35,7 @@ from trainer_service.features.store import TaskFeatures
 from trainer_service.models.classifier import LinearModel
 from trainer_service.models.training import Training
 from trainer_service.quality.evaluation import Evaluation
+from trainer_service.selection.representative import representative_order
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +148,9 @@ def rank(ids: list[str], x: np.ndarray, model: LinearModel | None, labelled_x: n
             order = interleave(uncertainty_order(p, provisional.threshold), shuffled)
         elif np.any(detector):
             order = interleave(np.argsort(-detector, kind="stable"), shuffled)
-        else:  # no detector class guides the task: its scores are all zero
-            order = shuffled
+        else:  # no detector class guides the task: typical items of every kind first
+            matrix, rows = (x.x, x.rows) if isinstance(x, _Rows) else (x, np.arange(len(ids)))
+            order = representative_order(matrix, rows, rng)
         queues[Strategy.COLD_START] = Ranked(ids, order, detector[order])
         queues[Strategy.RANDOM] = random_queue
         return queues
