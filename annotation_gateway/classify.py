@@ -39,10 +39,13 @@ CALLS_IN_FLIGHT = 2
 FORBIDDEN = "forbidden_url: the URL's host is not a public address"
 DECISIONS = {common_pb2.LABEL_POSITIVE: "positive", common_pb2.LABEL_NEGATIVE: "negative"}
 CLASSIFY_RATE = web.AppKey("classify_rate", RateLimit)
-Call = list[feature_pb2.ImageRef]
+# A call to the trainer, filled part by part: each image's bytes are copied once, into the
+# message that is sent (a list of ImageRefs passed to ClassifyRequest(images=...) would be
+# copied again whole, on the event loop, and held twice against a budget counting once).
+Call = trainer_pb2.ClassifyRequest
 
 
-def _refs_from_json(body: bytes, max_images: int) -> tuple[list[str], Call]:
+def _refs_from_json(body: bytes, max_images: int) -> tuple[list[str], list[feature_pb2.ImageRef]]:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -59,14 +62,14 @@ def _refs_from_json(body: bytes, max_images: int) -> tuple[list[str], Call]:
 
 
 async def _calls(request: web.Request, held: Held, names: list[str], max_images: int,
-                 max_bytes: int) -> AsyncIterator[tuple[Call, int]]:
+                 max_bytes: int, task: str) -> AsyncIterator[tuple[Call, int]]:
     """The upload's parts, read one after the other, gathered into calls of about
     CALL_BYTES: (images, bytes they hold of the budget)."""
     try:
         reader = await request.multipart()
     except MALFORMED:
         raise ApiError(400, "invalid_multipart", "the multipart body cannot be read") from None
-    call: Call = []
+    call = Call(task=task)
     size = total = 0
     while True:
         try:
@@ -87,13 +90,13 @@ async def _calls(request: web.Request, held: Held, names: list[str], max_images:
                            "the multipart body cannot be read") from None
         total += len(data)
         names.append((part.filename or f"image {len(names) + 1}")[:MAX_NAME_CHARS])
-        call.append(feature_pb2.ImageRef(id=str(len(names) - 1), data=data))
+        call.images.add(id=str(len(names) - 1), data=data)
         size += len(data)
         del data  # the message holds the only copy now
         if size >= CALL_BYTES:
             yield call, size
-            call, size = [], 0
-    if call:
+            call, size = Call(task=task), 0
+    if call.images:
         yield call, size
     if not names:
         raise ApiError(400, "no_images", "send at least one part named image")
@@ -126,17 +129,15 @@ async def _forward(request: web.Request, held: Held, names: list[str]
 
     async def send(call: Call, size: int) -> trainer_pb2.ClassifyResponse:
         try:
-            return await stub.Classify(trainer_pb2.ClassifyRequest(images=call,
-                                                                   task=task_of(request)),
-                                       timeout=config.classify_deadline_s)
+            return await stub.Classify(call, timeout=config.classify_deadline_s)
         finally:
-            call.clear()
+            call.Clear()
             await held.release(size)
 
     pending: list[asyncio.Task[trainer_pb2.ClassifyResponse]] = []
     try:
         async for call, size in _calls(request, held, names, config.classify_max_images,
-                                       config.classify_max_bytes):
+                                       config.classify_max_bytes, task_of(request)):
             if len(pending) >= CALLS_IN_FLIGHT:
                 await asyncio.wait(pending[:1])
             pending.append(asyncio.create_task(send(call, size)))

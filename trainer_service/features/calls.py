@@ -81,11 +81,16 @@ async def embed_images(stub: FeatureStub, images: list[ImageSource],
                        deadline_s: float, task: Task) -> tuple[ExtractorRecord, list[Embedded]]:
     """(the extractor, one result per image in order). New images go without an id, so
     the feature service keys them by content and never mixes them up with dataset items."""
-    refs = [feature_pb2.ImageRef(url=i.url) if i.url else feature_pb2.ImageRef(data=i.data)
-            for i in images]
+    # Each image's bytes are copied once, into the message sent (ImageRefs passed to
+    # EmbedRequest(images=...) would be copied again whole, on the event loop).
+    request = feature_pb2.EmbedRequest(include_class_evidence=True)
+    for i in images:
+        if i.url:
+            request.images.add(url=i.url)
+        else:
+            request.images.add(data=i.data)
     try:
-        response = await stub.Embed(feature_pb2.EmbedRequest(
-            images=refs, include_class_evidence=True), timeout=deadline_s)
+        response = await stub.Embed(request, timeout=deadline_s)
     except grpc.aio.AioRpcError as exc:
         raise FeatureServiceError(exc.code().name, exc.details() or "") from None
     extractor = extractor_key(response.extractor, task)
