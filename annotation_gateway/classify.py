@@ -64,7 +64,7 @@ def _refs_from_json(body: bytes, max_images: int) -> tuple[list[str], list[featu
 async def _calls(request: web.Request, held: Held, names: list[str], max_images: int,
                  max_bytes: int, task: str) -> AsyncIterator[tuple[Call, int]]:
     """The upload's parts, read one after the other, gathered into calls of about
-    CALL_BYTES: (images, bytes they hold of the budget)."""
+    CALL_BYTES: (the call, bytes its images hold of the budget)."""
     try:
         reader = await request.multipart()
     except MALFORMED:
