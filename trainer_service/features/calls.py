@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import grpc
 import numpy as np
@@ -27,6 +27,9 @@ from trainer_service.features.task_evidence import (
     task_matrix,
 )
 
+if TYPE_CHECKING:
+    from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+
 # The feature service's stub over a grpc.aio channel, for the trainer's parts that call it
 # through this module's functions (only this module, `extraction`, the servicer and
 # `convert` import the generated stubs). A string: the async stub is a type only.
@@ -39,11 +42,16 @@ def stored_vector(features: feature_pb2.Features, extractor: ExtractorRecord) ->
     return vector[:4 * int(extractor["embedding_dimension"])] + evidence if evidence else vector
 
 
-def image_ref(item: Item) -> feature_pb2.ImageRef:
-    """Remote images by URL (the feature service fetches them); local ones as bytes."""
+def add_image(images: RepeatedCompositeFieldContainer[feature_pb2.ImageRef],
+              item: Item) -> None:
+    """Appends `item` to a request's images: a remote image by URL (the feature service
+    fetches it), a local one as its file's bytes, copied once into the message (an
+    ImageRef appended to a request would be copied again whole). A file that cannot be
+    read raises OSError and adds nothing. Called in a thread: it reads the file."""
     if item.is_remote:
-        return feature_pb2.ImageRef(id=item.id, url=item.location)
-    return feature_pb2.ImageRef(id=item.id, data=Path(item.location).read_bytes())
+        images.add(id=item.id, url=item.location)
+    else:
+        images.add(id=item.id, data=Path(item.location).read_bytes())
 
 
 class FeatureServiceError(Exception):
@@ -106,14 +114,14 @@ async def embed_stream(stub: FeatureStub, items: list[Item],
 
     async def requests() -> AsyncIterator[feature_pb2.EmbedStreamRequest]:
         for start in range(0, len(items), batch):
-            refs = []
+            request = feature_pb2.EmbedStreamRequest(include_class_evidence=True)
             for item in items[start:start + batch]:
                 try:
-                    refs.append(await asyncio.to_thread(image_ref, item))
+                    await asyncio.to_thread(add_image, request.images, item)
                 except OSError as exc:
                     unreadable.append((item.id, f"unreadable: {exc.strerror or exc}"))
-            if refs:
-                yield feature_pb2.EmbedStreamRequest(images=refs, include_class_evidence=True)
+            if request.images:
+                yield request
 
     call = stub.EmbedStream(requests(), timeout=deadline_s)
     try:

@@ -23,7 +23,7 @@ import grpc
 from hitl.channels import open_channel
 from hitl.v1 import feature_pb2, feature_pb2_grpc
 from trainer_service.datasets import Catalog, Item
-from trainer_service.features.calls import image_ref, stored_vector
+from trainer_service.features.calls import add_image, stored_vector
 from trainer_service.features.embed_plan import Retries, plan_batch
 from trainer_service.features.order import ExtractionOrder
 from trainer_service.features.records import (
@@ -164,13 +164,13 @@ class Extraction:
     async def _extract(self, items: list[Item]) -> None:
         budget = self.message_budget
         plan = await asyncio.to_thread(plan_batch, items, budget)
-        refs, failed = [], list(plan.failed)
+        failed = list(plan.failed)
+        request = feature_pb2.EmbedRequest(include_class_evidence=True)
         for item in plan.batch:
             try:
-                refs.append(await asyncio.to_thread(image_ref, item))
+                await asyncio.to_thread(add_image, request.images, item)
             except OSError as exc:
                 failed.append((item.id, f"unreadable: {exc.strerror or exc}"))
-        request = feature_pb2.EmbedRequest(images=refs, include_class_evidence=True)
         while len(request.images) > 1 and request.ByteSize() > budget:
             del request.images[-1]  # a file grew since it was measured: it waits its turn
         results = []
