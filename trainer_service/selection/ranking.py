@@ -35,6 +35,7 @@ from trainer_service.features.store import TaskFeatures
 from trainer_service.models.classifier import LinearModel
 from trainer_service.models.training import Training
 from trainer_service.quality.evaluation import Evaluation
+from trainer_service.selection.nearest import nearest
 from trainer_service.selection.representative import representative_order
 
 log = logging.getLogger(__name__)
@@ -106,18 +107,10 @@ def outlier_scores(pool: np.ndarray, labelled: np.ndarray) -> np.ndarray:
     """Euclidean distance from each pool row to its nearest labelled row."""
     if len(labelled) == 0:
         return np.zeros(len(pool))
-    ref = labelled.astype(np.float32)
-    ref_sq = np.einsum("ij,ij->i", ref, ref)
-    minus_two_ref_t = np.ascontiguousarray(-2 * ref.T)
-    out = np.empty(len(pool))
-    for start in range(0, len(pool), OUTLIER_CHUNK):
-        a = np.asarray(pool[start:start + OUTLIER_CHUNK], dtype=np.float32)
-        # |a - r|^2 = |a|^2 + (|r|^2 - 2 a.r): the minimum over r needs only the bracket.
-        partial = a @ minus_two_ref_t
-        partial += ref_sq
-        nearest = partial.min(axis=1) + np.einsum("ij,ij->i", a, a)
-        out[start:start + len(a)] = np.sqrt(np.maximum(nearest, 0))
-    return out
+    chunks = (pool[start:start + OUTLIER_CHUNK] for start in range(0, len(pool), OUTLIER_CHUNK))
+    _, squared = nearest(chunks, labelled)
+    distance: np.ndarray = np.sqrt(squared)
+    return distance
 
 
 def outlier_queue(ids: list[str], scores: np.ndarray) -> Ranked:

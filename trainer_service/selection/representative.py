@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from trainer_service.selection.nearest import nearest
+
 # Clusters of the embedded pool: a few more than the kinds of scene a dataset usually
 # mixes, so that a rare kind is not merged into a common one.
 CLUSTERS = 16
@@ -37,7 +39,8 @@ def representative_order(matrix: np.ndarray, rows: np.ndarray, rng: np.random.Ge
     sample = np.sort(rng.choice(n, min(n, FIT_ROWS), replace=False))
     fitted = KMeans(n_clusters=clusters, n_init=1, random_state=int(rng.integers(2**31)))
     fitted.fit(np.asarray(matrix[rows[sample]], dtype=np.float32))
-    label, distance = _assign(matrix, rows, fitted.cluster_centers_.astype(np.float32))
+    chunks = (matrix[rows[start:start + ASSIGN_CHUNK]] for start in range(0, n, ASSIGN_CHUNK))
+    label, distance = nearest(chunks, fitted.cluster_centers_)
     # Each row's place within its cluster (0 = nearest the centre), then the clusters in
     # a random turn order: sorting by (place, turn) gives one row of each cluster a pass.
     by_cluster = np.lexsort((distance, label))
@@ -47,18 +50,3 @@ def representative_order(matrix: np.ndarray, rows: np.ndarray, rng: np.random.Ge
     turn = rng.permutation(clusters)[label]
     return np.lexsort((turn, place)).astype(np.int64)
 
-
-def _assign(matrix: np.ndarray, rows: np.ndarray,
-            centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The nearest centre of every row and the squared distance to it, a chunk of rows at
-    a time (a large pool is never copied whole)."""
-    n = len(rows)
-    label = np.empty(n, dtype=np.int64)
-    distance = np.empty(n)
-    c_sq = np.einsum("ij,ij->i", centres, centres)
-    for start in range(0, n, ASSIGN_CHUNK):
-        a = np.asarray(matrix[rows[start:start + ASSIGN_CHUNK]], dtype=np.float32)
-        d = c_sq - 2 * (a @ centres.T)
-        label[start:start + len(a)] = d.argmin(axis=1)
-        distance[start:start + len(a)] = d.min(axis=1) + np.einsum("ij,ij->i", a, a)
-    return label, distance
