@@ -58,15 +58,24 @@ def evidence_vector(scores: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     that class."""
     import numpy as np
 
-    out = np.zeros(EVIDENCE_DIM, dtype=np.float32)
     if len(scores) == 0:
-        return out
+        return np.zeros(EVIDENCE_DIM, dtype=np.float32)
     best = int(np.argmax(scores))
-    x1, y1, x2, y2 = np.clip(boxes[best], 0.0, 1.0)
-    out[:COUNT] = (scores[best], x1, y1, x2, y2, x2 - x1, y2 - y1, (x1 + x2) / 2,
-                   (y1 + y2) / 2)
-    out[COUNT] = float(np.sum(scores > COUNT_THRESHOLD))
-    return out
+    count = np.sum(scores > COUNT_THRESHOLD)
+    row: np.ndarray = evidence_rows(scores[best:best + 1], boxes[best:best + 1],
+                                    np.array([count]))[0]
+    return row
+
+
+def evidence_rows(scores: np.ndarray, boxes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(n, EVIDENCE_DIM) rows, each from its best detection's score (n,) and box (n, 4)
+    and its count of detections above COUNT_THRESHOLD (n,)."""
+    import numpy as np
+
+    x1, y1, x2, y2 = np.clip(np.asarray(boxes, np.float32), 0.0, 1.0).T
+    return np.stack([np.asarray(scores, np.float32), x1, y1, x2, y2, x2 - x1, y2 - y1,
+                     (x1 + x2) / 2, (y1 + y2) / 2, np.asarray(counts, np.float32)],
+                    axis=1).astype(np.float32, copy=False)
 
 
 def stored_dimension(embedding_dimension: int, classes: int) -> int:

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from . import base, ssd
-from .base import Choices, Extractor, ExtractorInfo, MissingWeightsError, Settings, evidence_vector
+from .base import Choices, Extractor, ExtractorInfo, MissingWeightsError, Settings
 from .classes import LITE_CLASSES
 from .lite_models import (
     EFFICIENTNET_ONNX,
@@ -99,8 +99,7 @@ def lite_vectors(embeddings: np.ndarray, raw_boxes: np.ndarray,
                  logits: np.ndarray) -> np.ndarray:
     """Model outputs for a batch to (N, 1280 + 23 x 10) stored vectors: the embedding,
     then every class's evidence in `LITE_CLASSES` order."""
-    evidence = [np.concatenate([evidence_vector(*found) for found in
-                                ssd.every_class_detections(raw_boxes[i], logits[i])])
+    evidence = [ssd.every_class_evidence(raw_boxes[i], logits[i]).ravel()
                 for i in range(len(embeddings))]
     return np.concatenate([embeddings.astype(np.float32), np.stack(evidence)], axis=1)
 

@@ -13,6 +13,8 @@ from functools import cache
 
 import numpy as np
 
+from hitl.evidence import COUNT_THRESHOLD, evidence_rows
+
 INPUT_SIZE = 300
 NUM_CLASSES = 24
 BICYCLE = 1  # index in the model's label map (0 is the background "???")
@@ -76,8 +78,9 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def nms(scores: np.ndarray, boxes: np.ndarray, iou: float = NMS_IOU) -> np.ndarray:
-    """Indices of the boxes kept by greedy non-maximum suppression, best first."""
-    order = np.argsort(-scores)
+    """Indices of the boxes kept by greedy non-maximum suppression, best first (of equal
+    scores, the lower index first, so the same boxes win in any subset)."""
+    order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     while len(order):
@@ -112,10 +115,21 @@ def _detections(raw_boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, 
     return scores[candidates][keep], boxes[keep]
 
 
-def every_class_detections(raw_boxes: np.ndarray, logits: np.ndarray
-                           ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """`class_detections` of classes 1..NUM_CLASSES - 1 of one image, in order: one
-    sigmoid for all, and the box decoding only for classes with a candidate."""
+def every_class_evidence(raw_boxes: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """One image's (NUM_CLASSES - 1, EVIDENCE_DIM) evidence rows of classes 1..23, in
+    order: each equal to `evidence_vector(*class_detections(...))` of its class, without
+    decoding and suppressing every candidate of every class (that took 2.8 ms an image,
+    a tenth of the service's work). A row needs only the best detection, which suppression
+    always keeps, and how many kept ones score above COUNT_THRESHOLD; greedy suppression
+    keeps or drops a box by higher-scored boxes alone, so it runs only among those."""
     scores = sigmoid(logits[:, 1:NUM_CLASSES].astype(np.float32))
-    return [_detections(raw_boxes, scores[:, k]) for k in range(NUM_CLASSES - 1)]
-
+    best = np.argmax(scores, axis=0)
+    best_scores = scores[best, np.arange(NUM_CLASSES - 1)]
+    counts = np.zeros(NUM_CLASSES - 1, np.float32)
+    for k in np.flatnonzero(best_scores > COUNT_THRESHOLD):
+        above = np.flatnonzero(scores[:, k] > COUNT_THRESHOLD)
+        boxes = decode_boxes(raw_boxes[above], anchors()[above])
+        counts[k] = len(nms(scores[above, k], boxes))
+    rows = evidence_rows(best_scores, decode_boxes(raw_boxes[best], anchors()[best]), counts)
+    rows[best_scores < MIN_SCORE] = 0.0
+    return rows

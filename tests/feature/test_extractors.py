@@ -203,6 +203,29 @@ def test_lite_classes_follow_the_packages_label_map() -> None:
     assert [c.name for c in LITE_CLASSES] == [line.strip() for line in labels[1:] if line]
 
 
+def test_every_class_evidence_equals_each_class_suppressed_whole() -> None:
+    """The fast rows (suppression only among confident boxes) are exactly what decoding
+    and suppressing every candidate of each class gives: outputs with many overlapping
+    confident boxes, saturated (tied) scores, classes never seen and boxes off the image."""
+    rng = np.random.default_rng(7)
+    counted = unseen = 0
+    for case in range(40):
+        raw_boxes = rng.normal(0, 3, (ssd.NUM_ANCHORS, 4)).astype(np.float32)
+        logits = rng.normal(-6, 2, (ssd.NUM_ANCHORS, ssd.NUM_CLASSES)).astype(np.float32)
+        for k in rng.choice(np.arange(1, ssd.NUM_CLASSES), int(rng.integers(0, 8))):
+            hot = rng.choice(ssd.NUM_ANCHORS, int(rng.integers(1, 60)), replace=False)
+            logits[hot, k] = rng.normal(1, 3, len(hot))
+            if case % 3 == 0:
+                logits[hot[:3], k] = 40.0  # sigmoid saturates at 1.0: a tie for the best
+        logits[:, rng.integers(1, ssd.NUM_CLASSES)] = -30.0  # a class with no candidate
+        expected = np.stack([evidence_vector(*ssd.class_detections(raw_boxes, logits, k))
+                             for k in range(1, ssd.NUM_CLASSES)])
+        assert np.array_equal(ssd.every_class_evidence(raw_boxes, logits), expected), case
+        counted += int((expected[:, 9] > 1).sum())
+        unseen += int((expected[:, 0] == 0).sum())
+    assert counted > 20 and unseen >= 40, (counted, unseen)
+
+
 def test_evidence_counts_confident_detections_and_clips_boxes() -> None:
     evidence = evidence_vector(np.array([0.4, 0.95, 0.6]),
                                np.array([[0, 0, 1, 1], [-0.1, 0.2, 0.5, 1.2], [0, 0, 1, 1]]))
