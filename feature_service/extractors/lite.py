@@ -67,14 +67,26 @@ def detector_pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(resized, dtype=np.uint8)
 
 
+def _planar_float(pixels: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 to a new (N, 3, H, W) float32: transposed while a byte a value,
+    then converted once (a quarter of the memory traffic of the other order)."""
+    return np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)).astype(np.float32)
+
+
 def embedder_batch(pixels: np.ndarray) -> np.ndarray:
     """(N, 260, 260, 3) uint8 to the embedder's (N, 3, 260, 260) (pixel - 127) / 128."""
-    return ((pixels.astype(np.float32) - 127.0) / 128.0).transpose(0, 3, 1, 2).copy()
+    x = _planar_float(pixels)
+    x -= 127.0
+    x /= 128.0
+    return x
 
 
 def detector_batch(pixels: np.ndarray) -> np.ndarray:
     """(N, 300, 300, 3) uint8 to the detector's (N, 3, 300, 300) in [-1, 1]."""
-    return (pixels.astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2).copy()
+    x = _planar_float(pixels)
+    x /= 127.5
+    x -= 1.0
+    return x
 
 
 def embedder_input(image: Image.Image) -> np.ndarray:

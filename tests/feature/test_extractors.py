@@ -327,6 +327,17 @@ def test_lite_baseline_computes_the_same_vectors(lite: Extractor) -> None:
         np.testing.assert_allclose(baseline(path), vectors(lite, [path])[0], atol=1e-3)
 
 
+def test_lite_normalises_pixels_as_each_model_was_trained() -> None:
+    from feature_service.extractors.lite import detector_batch, embedder_batch
+
+    pixels = np.random.default_rng(3).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    planar = pixels.transpose(0, 3, 1, 2).astype(np.float64)
+    assert embedder_batch(pixels).dtype == np.float32
+    np.testing.assert_allclose(embedder_batch(pixels), (planar - 127) / 128, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(detector_batch(pixels), planar / 127.5 - 1, rtol=0, atol=1e-6)
+    assert detector_batch(pixels).flags.c_contiguous
+
+
 def test_lite_accepts_any_image_mode_and_tiny_images(lite: Extractor) -> None:
     grey = Image.new("L", (1, 1), 128)
     rgba = Image.new("RGBA", (500, 40), (10, 200, 30, 0))
