@@ -2,9 +2,12 @@
 parts named `image`, classified by the model in use. Every image gets its own result or
 error, in request order; a bad image never costs the others their answers.
 
-An upload is forwarded as it is read: parts go to the trainer in calls of a few MiB while
-the next parts are read, so a request never holds all its images at once, and the
-process's byte budget (`uploads`) bounds what all requests hold together. An oversized
+An upload is forwarded as it is read: parts go to the feature service in calls of a few
+MiB while the next parts are read, so a request never holds all its images at once, and
+the process's byte budget (`uploads`) bounds what all requests hold together. The trainer
+gets each call's vectors (ClassifyRequest.embedded), not its images: a megabyte costs a
+gRPC server in Python a few ms of its event loop to receive, and the trainer's loop is
+the one every annotator's next image waits on. An oversized
 request is refused (413) after at most the limit has been read. Each annotator has a rate
 (GATEWAY_CLASSIFY_RATE)."""
 
@@ -15,11 +18,12 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from annotation_gateway.errors import ApiError
-from annotation_gateway.handlers import CONFIG, TRAINER, task_of
+from annotation_gateway.errors import ApiError, rpc_api_error
+from annotation_gateway.handlers import CONFIG, FEATURES, TRAINER, task_of
 from annotation_gateway.ratelimit import RateLimit, caller_key
 from annotation_gateway.uploads import UPLOADS, Held, unread
 from hitl.redact import without_addresses
@@ -39,13 +43,14 @@ CALLS_IN_FLIGHT = 2
 FORBIDDEN = "forbidden_url: the URL's host is not a public address"
 DECISIONS = {common_pb2.LABEL_POSITIVE: "positive", common_pb2.LABEL_NEGATIVE: "negative"}
 CLASSIFY_RATE = web.AppKey("classify_rate", RateLimit)
-# A call to the trainer, filled part by part: each image's bytes are copied once, into the
-# message that is sent (a list of ImageRefs passed to ClassifyRequest(images=...) would be
-# copied again whole, on the event loop, and held twice against a budget counting once).
-Call = trainer_pb2.ClassifyRequest
+# A call to the feature service, filled part by part: each image's bytes are copied once,
+# into the message that is sent (a list of ImageRefs passed to EmbedRequest(images=...)
+# would be copied again whole, on the event loop, and held twice against a budget counting
+# once). Images go without an id: the feature service keys new images by their content.
+Call = feature_pb2.EmbedRequest
 
 
-def _refs_from_json(body: bytes, max_images: int) -> tuple[list[str], list[feature_pb2.ImageRef]]:
+def _call_from_json(body: bytes, max_images: int) -> tuple[list[str], Call]:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -58,18 +63,19 @@ def _refs_from_json(body: bytes, max_images: int) -> tuple[list[str], list[featu
         raise ApiError(400, "too_many_images", f"at most {max_images} images per request")
     if any(len(u) > MAX_URL_CHARS for u in urls):
         raise ApiError(400, "invalid_urls", f"URLs are at most {MAX_URL_CHARS} characters")
-    return list(urls), [feature_pb2.ImageRef(id=str(k), url=u) for k, u in enumerate(urls)]
+    return list(urls), Call(images=[feature_pb2.ImageRef(url=u) for u in urls],
+                            include_class_evidence=True)
 
 
 async def _calls(request: web.Request, held: Held, names: list[str], max_images: int,
-                 max_bytes: int, task: str) -> AsyncIterator[tuple[Call, int]]:
+                 max_bytes: int) -> AsyncIterator[tuple[Call, int]]:
     """The upload's parts, read one after the other, gathered into calls of about
     CALL_BYTES: (the call, bytes its images hold of the budget)."""
     try:
         reader = await request.multipart()
     except MALFORMED:
         raise ApiError(400, "invalid_multipart", "the multipart body cannot be read") from None
-    call = Call(task=task)
+    call = Call(include_class_evidence=True)
     size = total = 0
     while True:
         try:
@@ -90,12 +96,17 @@ async def _calls(request: web.Request, held: Held, names: list[str], max_images:
                            "the multipart body cannot be read") from None
         total += len(data)
         names.append((part.filename or f"image {len(names) + 1}")[:MAX_NAME_CHARS])
-        call.images.add(id=str(len(names) - 1), data=data)
+        # An empty part is sent without a source: the feature service answers it INVALID
+        # (an image given as neither bytes nor URL), not as bytes that fail to decode.
+        if data:
+            call.images.add(data=data)
+        else:
+            call.images.add()
         size += len(data)
         del data  # the message holds the only copy now
         if size >= CALL_BYTES:
             yield call, size
-            call, size = Call(task=task), 0
+            call, size = Call(include_class_evidence=True), 0
     if call.images:
         yield call, size
     if not names:
@@ -120,16 +131,36 @@ def _result(name: str, r: trainer_pb2.ClassifyResult) -> dict[str, Any]:
             "evidence": {"score": e.score, "box": box, "count": e.count}}
 
 
+def _deadline(request: web.Request) -> float:
+    return asyncio.get_running_loop().time() + request.app[CONFIG].classify_deadline_s
+
+
+async def _classified(request: web.Request, call: Call, deadline: float
+                      ) -> trainer_pb2.ClassifyResponse:
+    """`call`'s images embedded by the feature service, then classified by the trainer
+    from their vectors, both within the request's deadline."""
+    loop = asyncio.get_running_loop()
+    try:
+        embedded = await request.app[FEATURES].Embed(
+            call, timeout=max(deadline - loop.time(), 0.001))
+    except grpc.aio.AioRpcError as exc:
+        raise rpc_api_error(exc, "feature") from None
+    call.Clear()  # its bytes are the feature service's now
+    return await request.app[TRAINER].Classify(
+        trainer_pb2.ClassifyRequest(task=task_of(request), embedded=embedded),
+        timeout=max(deadline - loop.time(), 0.001))
+
+
 async def _forward(request: web.Request, held: Held, names: list[str]
                    ) -> list[trainer_pb2.ClassifyResponse]:
     """Sends the upload's calls as they fill, at most CALLS_IN_FLIGHT at once; each call's
     bytes go back to the budget when its answer is in."""
     config = request.app[CONFIG]
-    stub = request.app[TRAINER]
+    deadline = _deadline(request)
 
     async def send(call: Call, size: int) -> trainer_pb2.ClassifyResponse:
         try:
-            return await stub.Classify(call, timeout=config.classify_deadline_s)
+            return await _classified(request, call, deadline)
         finally:
             call.Clear()
             await held.release(size)
@@ -137,7 +168,7 @@ async def _forward(request: web.Request, held: Held, names: list[str]
     pending: list[asyncio.Task[trainer_pb2.ClassifyResponse]] = []
     try:
         async for call, size in _calls(request, held, names, config.classify_max_images,
-                                       config.classify_max_bytes, task_of(request)):
+                                       config.classify_max_bytes):
             if len(pending) >= CALLS_IN_FLIGHT:
                 await asyncio.wait(pending[:1])
             pending.append(asyncio.create_task(send(call, size)))
@@ -167,11 +198,9 @@ async def classify(request: web.Request) -> web.Response:
     limit = MAX_JSON_BYTES if json_body else config.classify_max_bytes + MULTIPART_SLACK
     async with request.app[UPLOADS].slot(request, limit, caller_key(request)) as held:
         if json_body:
-            names, refs = _refs_from_json(await held.read(request.content.read, MAX_JSON_BYTES),
+            names, call = _call_from_json(await held.read(request.content.read, MAX_JSON_BYTES),
                                           config.classify_max_images)
-            responses = [await request.app[TRAINER].Classify(
-                trainer_pb2.ClassifyRequest(images=refs, task=task_of(request)),
-                timeout=config.classify_deadline_s)]
+            responses = [await _classified(request, call, _deadline(request))]
         else:
             names = []
             responses = await _forward(request, held, names)

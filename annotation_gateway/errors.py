@@ -57,10 +57,15 @@ class ApiError(Exception):
 
 
 def from_rpc_error(exc: grpc.aio.AioRpcError, service: str) -> web.Response:
+    return rpc_api_error(exc, service).response()
+
+
+def rpc_api_error(exc: grpc.aio.AioRpcError, service: str) -> ApiError:
+    """A failed call to `service` as the error the browser gets."""
     code = exc.code()
     status = HTTP_STATUS.get(code, 502)
     if code in _CLIENT_FACING:
         message = without_addresses(exc.details() or code.name.lower())
     else:
         message = _GENERIC.get(code, f"the {service} service failed")
-    return error_response(status, code.name.lower(), message)
+    return ApiError(status, code.name.lower(), message)

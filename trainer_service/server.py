@@ -23,7 +23,8 @@ from trainer_service.config import Config
 from trainer_service.core import Trainer, exported, open_task
 from trainer_service.datasets import download, is_url
 from trainer_service.datasets.images import item_image
-from trainer_service.domain import DatasetKind, Label, Status
+from trainer_service.domain import DatasetKind, Label, Status, TrainerError
+from trainer_service.features.calls import embed_results
 from trainer_service.outputs.records import ModelFormat, PredictionOrder
 from trainer_service.shared import Shared
 from trainer_service.tasks.file import declared_tasks
@@ -166,8 +167,15 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     async def Classify(self, request: trainer_pb2.ClassifyRequest,
                        context: AnyContext) -> trainer_pb2.ClassifyResponse:
         trainer = self.tasks.get(request.task)
-        results, version, threshold = await trainer.outputs.classify(
-            convert.image_sources(request.images))
+        if not request.HasField("embedded"):
+            results, version, threshold = await trainer.outputs.classify(
+                convert.image_sources(request.images))
+        elif request.images:
+            raise TrainerError(grpc.StatusCode.INVALID_ARGUMENT,
+                               "send either images or embedded, not both")
+        else:
+            results, version, threshold = trainer.outputs.classify_embedded(
+                *embed_results(request.embedded, trainer.outputs.features.task))
         return convert.classify_response(results, version, threshold)
 
     @streamed

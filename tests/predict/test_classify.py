@@ -170,3 +170,47 @@ async def test_an_upload_waits_for_room_in_the_byte_budget(
         too_big = await c.post("/api/classify", headers=CSRF,
                                data=upload(("big.jpg", b"\xff" * (budget + 1))))
         assert too_big.status == 413
+
+
+def test_the_trainer_classifies_what_the_feature_service_embedded_as_it_classifies_images(
+        predict_trainer: TrainerProcess, predict_feature: Feature) -> None:
+    """ClassifyRequest.embedded (the gateway's way: the bytes go to the feature service
+    alone) gives what ClassifyRequest.images gives for the same images; the trainer still
+    refuses features of another extractor, and a call that sends both."""
+    import grpc
+
+    from hitl.v1 import feature_pb2, feature_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+
+    photos = [(PHOTOS / name).read_bytes() for name in ("dog.jpg", "person.jpg")]
+    images = [feature_pb2.ImageRef(data=p) for p in photos] + [
+        feature_pb2.ImageRef(data=photos[0][:2000])]
+    with grpc.insecure_channel(predict_feature.addr) as f, \
+            grpc.insecure_channel(predict_trainer.addr) as t:
+        trainer = trainer_pb2_grpc.TrainerServiceStub(t)
+        embedded = feature_pb2_grpc.FeatureServiceStub(f).Embed(
+            feature_pb2.EmbedRequest(images=images, include_class_evidence=True), timeout=60)
+        direct = trainer.Classify(trainer_pb2.ClassifyRequest(images=images), timeout=60)
+        forwarded = trainer.Classify(trainer_pb2.ClassifyRequest(embedded=embedded),
+                                     timeout=60)
+        assert forwarded.model_version == direct.model_version
+        assert [r.WhichOneof("outcome") for r in forwarded.results] == [
+            "classification", "classification", "error"]
+        for a, b in zip(forwarded.results, direct.results, strict=True):
+            assert a.classification == b.classification and a.error.kind == b.error.kind
+        assert forwarded.results[0].classification.evidence.score > 0.5
+
+        other = feature_pb2.EmbedResponse()
+        other.CopyFrom(embedded)
+        other.extractor.version = "another"
+        for request, code in [
+                (trainer_pb2.ClassifyRequest(embedded=other), grpc.StatusCode.FAILED_PRECONDITION),
+                (trainer_pb2.ClassifyRequest(images=images, embedded=embedded),
+                 grpc.StatusCode.INVALID_ARGUMENT),
+                (trainer_pb2.ClassifyRequest(embedded=feature_pb2.EmbedResponse(
+                    extractor=embedded.extractor)), grpc.StatusCode.INVALID_ARGUMENT)]:
+            try:
+                trainer.Classify(request, timeout=30)
+            except grpc.RpcError as exc:
+                assert exc.code() == code, exc
+            else:
+                raise AssertionError(f"{request} was answered")

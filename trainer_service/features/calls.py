@@ -65,14 +65,17 @@ class FeatureServiceError(Exception):
 def embedded(result: feature_pb2.EmbedResult, extractor: ExtractorRecord) -> Embedded:
     """The task's vector and evidence (its detector class's), and the stored vector."""
     if result.WhichOneof("outcome") == "features":
-        stored = np.frombuffer(stored_vector(result.features, extractor), dtype="<f4")
-        if len(stored) != int(extractor["stored_dimension"]):
+        raw = stored_vector(result.features, extractor)
+        if len(raw) != 4 * int(extractor["stored_dimension"]):
             return Embedded(result.id, None, error=ImageError(
                 "INTERNAL", "feature vector of the wrong length", False))
+        stored = np.frombuffer(raw, dtype="<f4")
         vector = task_matrix(extractor, stored)[0]
         return Embedded(result.id, vector,
                         task_evidence(vector[int(extractor["embedding_dimension"]):]), stored)
-    kind = feature_pb2.ErrorKind.Name(result.error.kind).removeprefix("ERROR_KIND_")
+    known = result.error.kind in feature_pb2.ErrorKind.values()  # a forwarded answer's too
+    kind = (feature_pb2.ErrorKind.Name(result.error.kind).removeprefix("ERROR_KIND_")
+            if known else "INTERNAL")
     return Embedded(result.id, None, error=ImageError(kind, result.error.message,
                                                       result.error.retryable))
 
@@ -101,6 +104,13 @@ async def embed_images(stub: FeatureStub, images: list[ImageSource],
         response = await stub.Embed(request, timeout=deadline_s)
     except grpc.aio.AioRpcError as exc:
         raise FeatureServiceError(exc.code().name, exc.details() or "") from None
+    return embed_results(response, task)
+
+
+def embed_results(response: feature_pb2.EmbedResponse, task: Task
+                  ) -> tuple[ExtractorRecord, list[Embedded]]:
+    """(the extractor, one result per image in order) of an Embed's answer: one the
+    trainer asked for, or one a client forwards to classify (ClassifyRequest.embedded)."""
     extractor = extractor_key(response.extractor, task)
     return extractor, [embedded(r, extractor) for r in response.results]
 

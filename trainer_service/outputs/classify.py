@@ -47,41 +47,61 @@ def _invalid(image: ImageSource) -> ImageError | None:
     return None
 
 
-async def classify(images: list[ImageSource], model: LinearModel | None,
-                   info: ModelInfo | None, embed: Embed, limit: int) -> list[Classification]:
-    """One classification or error per image, in order."""
+def _check(ids: list[str], model: LinearModel | None, info: ModelInfo | None,
+           limit: int) -> tuple[LinearModel, ModelInfo]:
     if model is None or info is None:
         raise TrainerError(grpc.StatusCode.FAILED_PRECONDITION,
                            "no model yet: label some images of each class first")
-    if not images:
+    if not ids:
         raise TrainerError(grpc.StatusCode.INVALID_ARGUMENT, "send at least one image")
-    if len(images) > limit:
+    if len(ids) > limit:
         raise TrainerError(grpc.StatusCode.INVALID_ARGUMENT, f"at most {limit} images per call")
-    if any(len(i.id) > MAX_ID_CHARS for i in images):
+    if any(len(i) > MAX_ID_CHARS for i in ids):
         raise TrainerError(grpc.StatusCode.INVALID_ARGUMENT,
                            f"ids are at most {MAX_ID_CHARS} characters")
+    return model, info
+
+
+async def classify(images: list[ImageSource], model: LinearModel | None,
+                   info: ModelInfo | None, embed: Embed, limit: int) -> list[Classification]:
+    """One classification or error per image, in order."""
+    model, info = _check([i.id for i in images], model, info, limit)
     results: list[Classification | None] = [
         Classification(i.id, error=bad) if (bad := _invalid(i)) else None for i in images]
     todo = [k for k, r in enumerate(results) if r is None]
     if todo:
         extractor, embedded = await embed([images[k] for k in todo])
-        if extractor != info.extractor:
-            raise TrainerError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"model {info.version} was trained on features of {info.extractor['name']} "
-                f"{info.extractor['version']}; the feature service now gives "
-                f"{extractor['name']} {extractor['version']}")
-        dimension = len(model.weight)
-        good = [(k, e.vector, e.evidence) for k, e in zip(todo, embedded, strict=True)
-                if e.vector is not None and len(e.vector) == dimension]
-        p = probabilities(model, np.stack([v for _, v, _ in good])) if good else np.zeros(0)
-        for (k, _, evidence), probability in zip(good, p.tolist(), strict=True):
-            results[k] = Classification(images[k].id, probability,
-                                        decision(probability, model.threshold),
-                                        info.version, evidence)
-        for k, e in zip(todo, embedded, strict=True):
-            if results[k] is None:
-                error = e.error or ImageError("INTERNAL", "feature vector of the wrong length",
-                                              True)
-                results[k] = Classification(images[k].id, error=error)
+        scored = _score([images[k].id for k in todo], extractor, embedded, model, info)
+        for k, classification in zip(todo, scored, strict=True):
+            results[k] = classification
     return [r for r in results if r is not None]
+
+
+def classify_embedded(extractor: ExtractorRecord, embedded: list[Embedded],
+                      model: LinearModel | None, info: ModelInfo | None,
+                      limit: int) -> list[Classification]:
+    """One classification or error per image a client had the feature service embed
+    (`embedded`, in its order), as `classify` gives for the same images."""
+    model, info = _check([e.id for e in embedded], model, info, limit)
+    return _score([e.id for e in embedded], extractor, embedded, model, info)
+
+
+def _score(ids: list[str], extractor: ExtractorRecord, embedded: list[Embedded],
+           model: LinearModel, info: ModelInfo) -> list[Classification]:
+    if extractor != info.extractor:
+        raise TrainerError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"model {info.version} was trained on features of {info.extractor['name']} "
+            f"{info.extractor['version']}; the feature service now gives "
+            f"{extractor['name']} {extractor['version']}")
+    dimension = len(model.weight)
+    good = [(k, e.vector) for k, e in enumerate(embedded)
+            if e.vector is not None and len(e.vector) == dimension]
+    p = probabilities(model, np.stack([v for _, v in good])) if good else np.zeros(0)
+    results = [Classification(i, error=e.error or ImageError(
+                   "INTERNAL", "feature vector of the wrong length", True))
+               for i, e in zip(ids, embedded, strict=True)]
+    for (k, _), probability in zip(good, p.tolist(), strict=True):
+        results[k] = Classification(ids[k], probability, decision(probability, model.threshold),
+                                    info.version, embedded[k].evidence)
+    return results

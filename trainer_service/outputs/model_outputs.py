@@ -10,10 +10,10 @@ from trainer_service.config import Config
 from trainer_service.datasets import Catalog
 from trainer_service.domain import Estimate, ScoringProgress
 from trainer_service.features.extraction import Extraction
-from trainer_service.features.records import ImageSource
+from trainer_service.features.records import Embedded, ExtractorRecord, ImageSource
 from trainer_service.features.store import TaskFeatures
 from trainer_service.models.training import Training
-from trainer_service.outputs.classify import classify, feature_service
+from trainer_service.outputs.classify import classify, classify_embedded, feature_service
 from trainer_service.outputs.model_catalog import ModelCatalog
 from trainer_service.outputs.predictions import Predictions
 from trainer_service.outputs.records import (
@@ -50,6 +50,14 @@ class ModelOutputs:
                                 self.features.task)
         results = await classify(images, model, info, embed, self.config.max_classify)
         assert model is not None and info is not None  # classify refuses to work without
+        return results, info.version, model.threshold
+
+    def classify_embedded(self, extractor: ExtractorRecord, embedded: list[Embedded]
+                          ) -> tuple[list[Classification], str, float]:
+        """The same for images a client had the feature service embed."""
+        model, info = self.training.model, self.training.model_info
+        results = classify_embedded(extractor, embedded, model, info, self.config.max_classify)
+        assert model is not None and info is not None
         return results, info.version, model.threshold
 
     async def prediction_batches(self) -> Iterator[PredictionBatch]:
