@@ -1,6 +1,6 @@
 """The floods benchmark against the real services, in a tiny shape: two annotators, a
 few seconds a phase, a small classify flood and one EmbedStream of large images; it must
-run whole and report both phases side by side with their ratios (the figures themselves
+run whole and report every phase side by side with its ratios (the figures themselves
 are for `make bench`, never asserted here)."""
 
 import pytest
@@ -30,7 +30,9 @@ def test_the_floods_bench_reports_both_phases_and_their_ratios(tmp_path):
             "feature grpc health"}
     assert sum(result["flooded"]["classify_flood"]["answers"].values()) > 0
     assert result["flooded"]["stream_flood"]["results"] > 0
-    assert result["ratios"]["flooded: next_image_p99_ms / alone"] > 0
+    assert result["ratios"]["flooded: next_image_p99_ms / alone before and after"] > 0
+    assert result["ratios"]["drift: next_image_p99_ms alone, last / first"] > 0
+    assert list(floods.PHASES)[::2] == ["alone", "alone_2", "alone_3", "alone_4"]
     assert "classify_flood" in result["classify_only"]
     assert "stream_flood" in result["stream_only"] and "classify_flood" not in result[
         "stream_only"]
