@@ -7,9 +7,8 @@ MiB while the next parts are read, so a request never holds all its images at on
 the process's byte budget (`uploads`) bounds what all requests hold together. The trainer
 gets each call's vectors (ClassifyRequest.embedded), not its images: a megabyte costs a
 gRPC server in Python a few ms of its event loop to receive, and the trainer's loop is
-the one every annotator's next image waits on. An oversized
-request is refused (413) after at most the limit has been read. Each annotator has a rate
-(GATEWAY_CLASSIFY_RATE)."""
+the one every annotator's next image waits on. An oversized request is refused (413)
+after at most the limit has been read. Each annotator has a rate (GATEWAY_CLASSIFY_RATE)."""
 
 from __future__ import annotations
 
@@ -135,20 +134,24 @@ def _deadline(request: web.Request) -> float:
     return asyncio.get_running_loop().time() + request.app[CONFIG].classify_deadline_s
 
 
+def _left(deadline: float) -> float:
+    return max(deadline - asyncio.get_running_loop().time(), 0.001)
+
+
 async def _classified(request: web.Request, call: Call, deadline: float
                       ) -> trainer_pb2.ClassifyResponse:
     """`call`'s images embedded by the feature service, then classified by the trainer
-    from their vectors, both within the request's deadline."""
-    loop = asyncio.get_running_loop()
+    from their vectors, both within the request's deadline. The call's bytes are dropped
+    as soon as the feature service has answered (or failed)."""
     try:
-        embedded = await request.app[FEATURES].Embed(
-            call, timeout=max(deadline - loop.time(), 0.001))
+        embedded = await request.app[FEATURES].Embed(call, timeout=_left(deadline))
     except grpc.aio.AioRpcError as exc:
         raise rpc_api_error(exc, "feature") from None
-    call.Clear()  # its bytes are the feature service's now
+    finally:
+        call.Clear()
     return await request.app[TRAINER].Classify(
         trainer_pb2.ClassifyRequest(task=task_of(request), embedded=embedded),
-        timeout=max(deadline - loop.time(), 0.001))
+        timeout=_left(deadline))
 
 
 async def _forward(request: web.Request, held: Held, names: list[str]
@@ -162,7 +165,6 @@ async def _forward(request: web.Request, held: Held, names: list[str]
         try:
             return await _classified(request, call, deadline)
         finally:
-            call.Clear()
             await held.release(size)
 
     pending: list[asyncio.Task[trainer_pb2.ClassifyResponse]] = []
