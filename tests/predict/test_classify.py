@@ -214,3 +214,25 @@ def test_the_trainer_classifies_what_the_feature_service_embedded_as_it_classifi
                 assert exc.code() == code, exc
             else:
                 raise AssertionError(f"{request} was answered")
+
+
+async def test_a_feature_service_that_cannot_be_reached_is_a_503_and_nothing_else_breaks(
+        predict_trainer: TrainerProcess, predict_feature: Feature):
+    """Uploads go from the gateway to the feature service itself: where it is away, an
+    upload and a URL both get 503 with a JSON body, the budget is given back (the same
+    annotator's next upload is answered, not refused as busy) and labelling goes on."""
+    from tools.probes import free_port
+
+    away = Feature(f"127.0.0.1:{free_port()}", predict_feature.log_path)
+    small = (PHOTOS / "person.jpg").read_bytes()
+    async with client(gateway_config(predict_trainer, away)) as c:
+        await sign_in(c, "uploader")
+        for _ in range(2):
+            r = await c.post("/api/classify", headers=CSRF, data=upload(("p.jpg", small)))
+            assert r.status == 503, await r.text()
+            assert (await error_of(r))["code"] == "unavailable"
+        r = await c.post("/api/classify", headers=CSRF,
+                         json={"urls": ["https://example.org/a.jpg"]})
+        assert r.status == 503 and (await error_of(r))["code"] == "unavailable"
+        items = await c.get("/api/items/next?n=1")
+        assert items.status == 200 and (await items.json())["items"]
