@@ -96,32 +96,15 @@ def nms(scores: np.ndarray, boxes: np.ndarray, iou: float = NMS_IOU) -> np.ndarr
     return np.asarray(keep, dtype=np.int64)
 
 
-def class_detections(raw_boxes: np.ndarray, logits: np.ndarray,
-                     class_index: int = BICYCLE) -> tuple[np.ndarray, np.ndarray]:
-    """One image's detections of one class: scores (K,) and normalised boxes (K, 4).
-
-    Every anchor is scored for the class (like torchvision's per-class post-processing),
-    weak ones are dropped and overlapping ones suppressed.
-    """
-    return _detections(raw_boxes, sigmoid(logits[:, class_index].astype(np.float32)))
-
-
-def _detections(raw_boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    candidates = np.flatnonzero(scores >= MIN_SCORE)
-    if len(candidates) == 0:
-        return np.zeros(0, np.float32), np.zeros((0, 4), np.float32)
-    boxes = decode_boxes(raw_boxes[candidates], anchors()[candidates])
-    keep = nms(scores[candidates], boxes)
-    return scores[candidates][keep], boxes[keep]
-
-
 def every_class_evidence(raw_boxes: np.ndarray, logits: np.ndarray) -> np.ndarray:
     """One image's (NUM_CLASSES - 1, EVIDENCE_DIM) evidence rows of classes 1..23, in
-    order: each equal to `evidence_vector(*class_detections(...))` of its class, without
-    decoding and suppressing every candidate of every class (that took 2.8 ms an image,
-    a tenth of the service's work). A row needs only the best detection, which suppression
-    always keeps, and how many kept ones score above COUNT_THRESHOLD; greedy suppression
-    keeps or drops a box by higher-scored boxes alone, so it runs only among those."""
+    order. A class's detections are every anchor scored for it (like torchvision's
+    per-class post-processing), those under MIN_SCORE dropped and the rest suppressed;
+    its row (`hitl.evidence`) needs only the best detection, which suppression always
+    keeps, and how many kept ones score above COUNT_THRESHOLD. Greedy suppression keeps or
+    drops a box by higher-scored boxes alone, so it runs only among those: the same rows
+    as decoding and suppressing every candidate of every class (tests/feature/
+    ssd_reference.py), which took 2.8 ms an image, a tenth of the service's work."""
     scores = sigmoid(logits[:, 1:NUM_CLASSES].astype(np.float32))
     best = np.argmax(scores, axis=0)
     best_scores = scores[best, np.arange(NUM_CLASSES - 1)]

@@ -38,6 +38,7 @@ from feature_service.extractors.resnext_frcnn import (
     frcnn_evidence,
 )
 from feature_service.extractors.runtime import reduced_dtype
+from tests.feature.ssd_reference import class_detections
 from tests.support import MODELS, PHOTOS, TILES, require_data, require_lite_models
 
 HERE = Path(__file__).parent
@@ -218,7 +219,7 @@ def test_every_class_evidence_equals_each_class_suppressed_whole() -> None:
             if case % 3 == 0:
                 logits[hot[:3], k] = 40.0  # sigmoid saturates at 1.0: a tie for the best
         logits[:, rng.integers(1, ssd.NUM_CLASSES)] = -30.0  # a class with no candidate
-        expected = np.stack([evidence_vector(*ssd.class_detections(raw_boxes, logits, k))
+        expected = np.stack([evidence_vector(*class_detections(raw_boxes, logits, k))
                              for k in range(1, ssd.NUM_CLASSES)])
         assert np.array_equal(ssd.every_class_evidence(raw_boxes, logits), expected), case
         counted += int((expected[:, 9] > 1).sum())
@@ -280,8 +281,9 @@ def test_lite_scores_photos_without_bicycles_low(lite: Extractor) -> None:
 
 
 def test_lite_gives_every_class_its_own_evidence(lite: Extractor) -> None:
-    """Each class's row is that class's detections, as `class_detections` finds them; the
-    Car row scores car tiles above bicycle tiles, and the dog photo's Dog row is high."""
+    """Each class's row is that class's detections, as `ssd_reference.class_detections`
+    finds them; the Car row scores car tiles above bicycle tiles, and the dog photo's Dog
+    row is high."""
     require_data(PHOTOS)
     from feature_service.extractors.lite import detector_batch, prepare_lite
 
@@ -296,7 +298,7 @@ def test_lite_gives_every_class_its_own_evidence(lite: Extractor) -> None:
     raw_boxes, logits = session.run(None, {session.get_inputs()[0].name: x})
     for name in ("Bicycle", "Dog", "Person", "Car"):
         k = lite_row(name)
-        expected = evidence_vector(*ssd.class_detections(raw_boxes[0], logits[0], k + 1))
+        expected = evidence_vector(*class_detections(raw_boxes[0], logits[0], k + 1))
         np.testing.assert_allclose(dog[k], expected, atol=1e-5)
 
 
