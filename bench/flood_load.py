@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from bench.gateway import CSRF, percentile
 ANNOTATORS = 8
 PROBE_EVERY_S = 0.25
 PROBE_DEADLINE_S = 1.0
+READY_WITHIN_S = 120.0  # a flood's start at the lowest priority on two busy cores
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,15 @@ def multipart_body(image: bytes, count: int) -> tuple[bytes, str]:
     return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-async def classify_flood(base: str, shape: Shape, stop: asyncio.Event) -> dict:
+def _say_ready() -> None:
+    """Tell the benchmark this flood's payload is built and it is about to send: a phase
+    is timed from here, so that a slow start (imports and images made at the lowest
+    priority on busy cores) never leaves a phase without its flood."""
+    print("ready", flush=True)
+
+
+async def classify_flood(base: str, shape: Shape, stop: asyncio.Event,
+                         ready: Callable[[], None] = _say_ready) -> dict:
     """One annotator's requests of 16 images of 2 MB, `classify_requests` at a time, each
     sent again as soon as it is answered, whatever the answer."""
     image = noise_jpeg(1800, 1400, shape.classify_image_bytes, seed=1)
@@ -149,6 +159,7 @@ async def classify_flood(base: str, shape: Shape, stop: asyncio.Event) -> dict:
         # up by the one before (which would make the later phase a flood of refusals).
         await http.post("/api/session", json={"annotator": f"flooder-{os.getpid()}"},
                         headers=CSRF)
+        ready()
 
         async def loop() -> None:
             while not stop.is_set():
@@ -165,7 +176,8 @@ async def classify_flood(base: str, shape: Shape, stop: asyncio.Event) -> dict:
     return {"image_bytes": len(image), "answers": answers}
 
 
-async def stream_flood(feature: str, shape: Shape, stop: asyncio.Event) -> dict:
+async def stream_flood(feature: str, shape: Shape, stop: asyncio.Event,
+                       ready: Callable[[], None] = _say_ready) -> dict:
     """Another team's EmbedStream calls, each streaming batches of large images as fast
     as the service takes them."""
     import grpc
@@ -200,6 +212,7 @@ async def stream_flood(feature: str, shape: Shape, stop: asyncio.Event) -> dict:
                 done["errors"] += 1
                 await asyncio.sleep(0.2)
 
+    ready()
     tasks = [asyncio.create_task(one(i)) for i in range(shape.stream_calls)]
     await stop.wait()
     for task in tasks:
@@ -221,10 +234,16 @@ async def _flood_until_terminated(kind: str, target: str, shape: Shape) -> dict:
 async def flood_process(kind: str, target: str, shape: Shape) -> asyncio.subprocess.Process:
     """A flood (`classify` at a gateway's URL, `stream` at a feature service's address)
     in a process of its own, so that its client work never stalls the annotators' or the
-    probes' event loop (a real flood comes from elsewhere); `stop_flood` ends it."""
-    return await asyncio.create_subprocess_exec(
+    probes' event loop (a real flood comes from elsewhere); `stop_flood` ends it. Returns
+    once the flood says it is sending."""
+    process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.flood_load", kind, target, json.dumps(asdict(shape)),
         stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), READY_WITHIN_S)
+    if line.strip() != b"ready":
+        raise RuntimeError(f"the {kind} flood did not start: {line!r}")
+    return process
 
 
 async def stop_flood(process: asyncio.subprocess.Process) -> dict:
