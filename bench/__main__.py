@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = {"features": "bench.features", "precision": "bench.precision",
+PARTS = {"features": "bench.features", "lite_stages": "bench.lite_stages",
+         "precision": "bench.precision",
          "embedding": "bench.embed_dataset",
          "trainer": "bench.trainer", "gateway": "bench.gateway", "startup": "bench.startup",
          "predictions": "bench.predictions", "floods": "bench.floods", "tasks": "bench.tasks"}

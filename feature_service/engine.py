@@ -54,19 +54,20 @@ class Engine:
         workers do ("workers")."""
         self.plan, self.workers, self.extractor = plan, workers, extractor
         if extractor is None:
-            self._model = FairBatcher(self._embed_batch, slots=workers.count,
+            self._model = FairBatcher(self._embed_batch, slots=workers.slots,
                                       max_batch=plan.max_batch, max_wait_s=max_wait_s,
-                                      weights=weights)
+                                      weights=weights, parallel=workers.count)
             self._prepare: FairBatcher | None = None
         else:
             self._inference = ThreadPoolExecutor(1, thread_name_prefix="inference")
             self._model = FairBatcher(self._infer, slots=1, max_batch=plan.max_batch,
                                       max_wait_s=max_wait_s, weights=weights)
-            self._prepare = FairBatcher(self._prepare_one, slots=workers.count, max_batch=1,
-                                        max_wait_s=0.0, weights=weights, model_batches=False)
+            self._prepare = FairBatcher(self._prepare_one, slots=workers.slots, max_batch=1,
+                                        max_wait_s=0.0, weights=weights, model_batches=False,
+                                        parallel=workers.count)
             # Prepared images are large (megabytes each at 800 px): only this many wait
             # for the model at once; the rest wait as encoded bytes.
-            self._prepared = asyncio.Semaphore(3 * plan.max_batch + workers.count)
+            self._prepared = asyncio.Semaphore(3 * plan.max_batch + workers.slots)
 
     def start(self) -> None:
         self._model.start()
@@ -85,22 +86,24 @@ class Engine:
                 raise problem
             return _vector(await self._model.submit(prepared, caller))
 
-    async def _embed_batch(self, blobs: list[object]) -> list[object]:
+    async def _embed_batch(self, blobs: list[object], large: bool) -> list[object]:
         started = time.perf_counter()
         try:
-            outcomes = await self.workers.run(Job("embed", self.plan.settings, tuple(blobs)))  # type: ignore[arg-type]
+            outcomes = await self.workers.run(
+                Job("embed", self.plan.settings, tuple(blobs)), large)  # type: ignore[arg-type]
         except WorkerStopped:
             raise ItemFailure(Kind.INTERNAL, "a worker process stopped; retry") from None
-        metrics.INFERENCE_SECONDS.observe((time.perf_counter() - started) / self.workers.count)
+        metrics.INFERENCE_SECONDS.observe((time.perf_counter() - started) / self.workers.slots)
         return list(outcomes)
 
-    async def _prepare_one(self, blobs: list[object]) -> list[object]:
+    async def _prepare_one(self, blobs: list[object], large: bool) -> list[object]:
         try:
-            return [await self.workers.run(Job("prepare", self.plan.settings, (blobs[0],)))]  # type: ignore[arg-type]
+            return [await self.workers.run(
+                Job("prepare", self.plan.settings, (blobs[0],)), large)]  # type: ignore[arg-type]
         except WorkerStopped:
             raise ItemFailure(Kind.INTERNAL, "a worker process stopped; retry") from None
 
-    async def _infer(self, prepared: list[object]) -> list[object]:
+    async def _infer(self, prepared: list[object], large: bool) -> list[object]:
         assert self.extractor is not None
         started = time.perf_counter()
         outcomes = await asyncio.get_running_loop().run_in_executor(

@@ -5,10 +5,12 @@ Each caller has its own queue. A batch is filled round robin across the callers 
 images waiting (a caller of weight w gives up to w images per turn, FEATURE_CALLER_WEIGHTS),
 so one caller's backlog never makes another wait for all of it; the trainer is a caller
 like any other. A batch closes when it holds `max_batch` images, or `max_wait_s` after
-its oldest image arrived, and runs on one of `slots` workers; fewer images than would
-fill every worker are spread over them rather than all given to one. A large image
-(over LARGE_PIXELS) runs alone, and large images never hold the last free worker, so a
-small image always finds one within the time of one small batch.
+its oldest image arrived, and goes to one of `slots` places with the workers (a worker
+process holds its next batch while it runs one); fewer images than would fill every
+worker running at once (`parallel`) are spread over them rather than all given to one. A
+large image (over LARGE_PIXELS) runs alone, and large images never hold the last of the
+workers (nor does a small batch wait behind one: feature_service/workers.py), so a small
+image always finds a worker within the time of one or two small batches.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ log = logging.getLogger(__name__)
 # 1,000 photo); street tiles and web thumbnails are far below it.
 LARGE_PIXELS = 1_000_000
 
-RunBatch = Callable[[list[object]], Awaitable[list[object]]]
+# A batch's payloads, and whether it is a large image (alone) -> an outcome each.
+RunBatch = Callable[[list[object], bool], Awaitable[list[object]]]
 
 
 @dataclass
@@ -42,8 +45,12 @@ class _Item:
 
 class FairBatcher:
     def __init__(self, run: RunBatch, *, slots: int, max_batch: int, max_wait_s: float,
-                 weights: Mapping[str, int] | None = None, model_batches: bool = True) -> None:
+                 weights: Mapping[str, int] | None = None, model_batches: bool = True,
+                 parallel: int | None = None) -> None:
+        """`slots` batches may be given out at once, of which `parallel` (default: all)
+        run at the same time: a worker process holds its next batch while it runs one."""
         self._run_batch, self.slots = run, slots
+        self.parallel = parallel or slots
         self.max_batch, self.max_wait_s = max_batch, max_wait_s
         self._weights = dict(weights or {})
         self._model_batches = model_batches  # counted in feature_batch_size
@@ -74,7 +81,7 @@ class FairBatcher:
         return await item.future
 
     def _large_allowed(self) -> bool:
-        return self._large_running < max(1, self.slots - 1)
+        return self._large_running < max(1, self.parallel - 1)
 
     def _take(self, size: int) -> list[_Item]:
         """Up to `size` items, round robin across callers; a large item alone."""
@@ -122,7 +129,7 @@ class FairBatcher:
                     continue
                 # Spread over all the workers, not only those free now: a worker that
                 # frees up soon takes its part, rather than one taking everything.
-                batch = self._take(min(self.max_batch, -(-self.waiting // self.slots)))
+                batch = self._take(min(self.max_batch, -(-self.waiting // self.parallel)))
                 if batch:
                     self._dispatch(batch)
                     continue
@@ -140,7 +147,7 @@ class FairBatcher:
         if self._model_batches:
             metrics.BATCH_SIZE.observe(len(batch))
         try:
-            outcomes = await self._run_batch([item.payload for item in batch])
+            outcomes = await self._run_batch([item.payload for item in batch], large)
         except Exception as exc:
             error = exc if isinstance(exc, ItemFailure) else ItemFailure(
                 Kind.INTERNAL, f"the batch failed: {type(exc).__name__}")

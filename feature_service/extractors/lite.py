@@ -187,11 +187,20 @@ class LiteExtractor(Extractor):
         if not prepared:
             return np.zeros((0, self.info.stored_dimension), np.float32)
         items = base.own_inputs(prepared, LiteInput)
-        embeddings = self._embedder.run(
-            None, {"image": embedder_batch(np.stack([p.embedder for p in items]))})[0]
-        raw_boxes, logits = self._detector.run(
-            None, {self._detector_input: detector_batch(np.stack([p.detector for p in items]))})
+        embeddings = self.embed(embedder_batch(np.stack([p.embedder for p in items])))
+        raw_boxes, logits = self.detect(detector_batch(np.stack([p.detector for p in items])))
         return lite_vectors(embeddings, raw_boxes, logits)
+
+    # The two models on their own (bench.lite_stages times them apart).
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 3, 260, 260) float32 to (N, 1280) embeddings."""
+        embeddings: np.ndarray = self._embedder.run(None, {"image": batch})[0]
+        return embeddings
+
+    def detect(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 3, 300, 300) float32 to the SSD's raw boxes and class logits."""
+        raw_boxes, logits = self._detector.run(None, {self._detector_input: batch})
+        return raw_boxes, logits
 
 
 def efficientnet_lite2(weights: Path | None) -> torch.nn.Module:

@@ -170,3 +170,84 @@ def test_lowering_a_threads_priority_leaves_the_others() -> None:
     thread.join()
     assert seen == [min(own + 3, 19)] * 2
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
+
+
+# ProcessWorkers on their own: each worker process holds its next job while it runs one.
+
+def _embed_job(images: list[tuple[bytes, np.ndarray]]):  # type: ignore[no-untyped-def]
+    from feature_service.extractors.base import Settings
+    from feature_service.jobs import Job
+
+    return Job("embed", Settings(), tuple(data for data, _ in images))
+
+
+@pytest.fixture
+async def one_worker():  # type: ignore[no-untyped-def]
+    from feature_service.jobs import Limits
+    from feature_service.workers import ProcessWorkers
+
+    workers = ProcessWorkers(1, TinyBuilder(delay_s=0.02), Limits(max_pixels=10**7))
+    await workers.start()
+    yield workers
+    await workers.close()
+
+
+async def test_jobs_queued_in_a_worker_each_get_their_own_answers(one_worker) -> None:
+    from feature_service.workers import DEPTH
+
+    assert one_worker.slots == DEPTH >= 2
+    jobs = [_images(1000 + 10 * k, 3) for k in range(12)]
+    answers = await asyncio.gather(*(one_worker.run(_embed_job(j)) for j in jobs))
+    for job, answer in zip(jobs, answers, strict=True):
+        for (_, expected), vector in zip(job, answer, strict=True):
+            np.testing.assert_allclose(vector, expected, rtol=1e-6)
+
+
+async def test_a_killed_worker_fails_every_job_it_held_and_is_replaced(one_worker) -> None:
+    from feature_service.extractors.base import Settings
+    from feature_service.jobs import Job
+    from feature_service.workers import WorkerStopped
+
+    # Two long jobs: one running, one waiting in the worker's pipe.
+    held = [asyncio.create_task(one_worker.run(Job("time", Settings(), _blobs(2000), 1, 5.0)))
+            for _ in range(2)]
+    await asyncio.sleep(1.0)
+    (worker,) = [p for p in multiprocessing.active_children()
+                 if p.name == "feature-worker" and p.is_alive()]
+    os.kill(worker.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    outcomes = await asyncio.gather(*held, return_exceptions=True)
+    assert [type(o) for o in outcomes] == [WorkerStopped, WorkerStopped]
+    images = _images(2100, 2)
+    answer = await one_worker.run(_embed_job(images))
+    np.testing.assert_allclose(answer[0], images[0][1], rtol=1e-6)
+
+
+def _blobs(seed: int) -> tuple[bytes, ...]:
+    return tuple(data for data, _ in _images(seed, 1))
+
+
+async def test_a_small_job_never_waits_behind_a_large_one() -> None:
+    from feature_service.extractors.base import Settings
+    from feature_service.jobs import Job, Limits
+    from feature_service.workers import ProcessWorkers
+
+    workers = ProcessWorkers(2, TinyBuilder(delay_s=0.02), Limits(max_pixels=10**7))
+    await workers.start()
+    try:
+        finished: list[str] = []
+
+        async def run(name: str, job: Job, large: bool) -> None:
+            await workers.run(job, large)
+            finished.append(name)
+
+        # A large image (2 s of work here) on one process; small jobs after it, two at a
+        # time, find the other process (or wait for room there), never the queue behind it.
+        large = asyncio.create_task(run("large", Job("time", Settings(), _blobs(3000), 1, 2.0),
+                                        True))
+        await asyncio.sleep(0.2)
+        await asyncio.gather(*(run(f"small {k}", _embed_job(_images(3100 + k, 1)), False)
+                               for k in range(6)))
+        await large
+        assert finished[-1] == "large", finished
+    finally:
+        await workers.close()
