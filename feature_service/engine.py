@@ -87,13 +87,12 @@ class Engine:
             return _vector(await self._model.submit(prepared, caller))
 
     async def _embed_batch(self, blobs: list[object], large: bool) -> list[object]:
-        started = time.perf_counter()
         try:
-            outcomes = await self.workers.run(
+            outcomes, seconds = await self.workers.run_timed(
                 Job("embed", self.plan.settings, tuple(blobs)), large)  # type: ignore[arg-type]
         except WorkerStopped:
             raise ItemFailure(Kind.INTERNAL, "a worker process stopped; retry") from None
-        metrics.INFERENCE_SECONDS.observe((time.perf_counter() - started) / self.workers.slots)
+        metrics.INFERENCE_SECONDS.observe(seconds / self.workers.count)
         return list(outcomes)
 
     async def _prepare_one(self, blobs: list[object], large: bool) -> list[object]:

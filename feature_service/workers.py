@@ -5,8 +5,9 @@
 `Builder`, so decoding, resizing and the models never hold the service process's GIL,
 and each worker's intra-op threads are its own (workers x threads never exceeds what the
 calibration chose). The service keeps up to DEPTH jobs in each one's pipe and reads the
-answers on threads of its own. A worker that dies (out of memory, a crash in a decoder) is replaced;
-its images fail with a retryable INTERNAL error and the service keeps serving.
+answers on threads of its own. A worker that dies (out of memory, a crash in a decoder)
+is replaced; its images fail with a retryable INTERNAL error and the service keeps
+serving.
 `ThreadWorkers` run the same jobs on threads of the service process around one extractor
 object: for tests, and for extractors that cannot be rebuilt elsewhere.
 """
@@ -18,6 +19,7 @@ import contextlib
 import logging
 import multiprocessing
 import signal
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -40,12 +42,18 @@ def _serve(conn: Connection, builder: Builder | None, limits: Limits,
         while True:
             job = conn.recv()
             try:
-                result: object = ("ok", state.run(job))
+                result: object = ("ok", *_run_timed(state, job))
             except Exception as exc:
-                result = ("error", f"{type(exc).__name__}: {exc}")
+                result = ("error", f"{type(exc).__name__}: {exc}", 0.0)
             conn.send(result)
     except (EOFError, OSError):
         return
+
+
+def _run_timed(state: State, job: Job) -> tuple[object, float]:
+    """The job's answer and the seconds spent on it (a queued job's wait not included)."""
+    started = time.perf_counter()
+    return state.run(job), time.perf_counter() - started
 
 
 class WorkerStopped(RuntimeError):
@@ -145,6 +153,11 @@ class ProcessWorkers:
 
     async def run(self, job: Job, large: bool = False) -> Any:
         """`job`'s answer; `large`: the job is one large image."""
+        value, _ = await self.run_timed(job, large)
+        return value
+
+    async def run_timed(self, job: Job, large: bool = False) -> tuple[Any, float]:
+        """`job`'s answer and the seconds the worker spent on it."""
         loop = asyncio.get_running_loop()
         index = await self._take(large)
         process = self._processes[index]
@@ -169,10 +182,10 @@ class ProcessWorkers:
             raise
         finally:
             self._give_back(index, large)
-        status, value = reply
+        status, value, seconds = reply
         if status == "error":
             raise RuntimeError(value)
-        return value
+        return value, seconds
 
     async def shrink(self, count: int) -> None:
         """Stops all but `count` workers (the calibration chose fewer) once their jobs
@@ -214,8 +227,12 @@ class ThreadWorkers:
         self.count = count
 
     async def run(self, job: Job, large: bool = False) -> Any:
+        value, _ = await self.run_timed(job, large)
+        return value
+
+    async def run_timed(self, job: Job, large: bool = False) -> tuple[Any, float]:
         return await asyncio.get_running_loop().run_in_executor(
-            self._threads, self._state.run, job)
+            self._threads, _run_timed, self._state, job)
 
     async def close(self) -> None:
         self._threads.shutdown(wait=True)

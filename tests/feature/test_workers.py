@@ -251,3 +251,19 @@ async def test_a_small_job_never_waits_behind_a_large_one() -> None:
         assert finished[-1] == "large", finished
     finally:
         await workers.close()
+
+
+async def test_inference_time_is_what_the_workers_spent(start) -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(f"feature_inference_seconds_{name}") or 0.0
+
+    stub = await start(inference="workers", decode_workers=2, max_batch=4)
+    count, total = sample("count"), sample("sum")
+    await _embed_and_check(stub, seed=800)
+    batches = sample("count") - count
+    # TinyBuilder sleeps 0.01 s a batch, in each worker; the figure is per batch over the
+    # two that run at once, so at least half of that each.
+    assert batches >= 6  # 24 images in batches of at most 4
+    assert sample("sum") - total >= batches * 0.01 / 2
