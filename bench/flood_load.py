@@ -25,6 +25,7 @@ ANNOTATORS = 8
 PROBE_EVERY_S = 0.25
 PROBE_DEADLINE_S = 1.0
 READY_WITHIN_S = 120.0  # a flood's start at the lowest priority on two busy cores
+FIRST_ANSWER_AFTER_STOP_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -206,8 +207,6 @@ async def stream_flood(feature: str, shape: Shape, stop: asyncio.Event,
             try:
                 async for reply in stub.EmbedStream(requests()):
                     done["results"] += len(reply.results)
-                    if stop.is_set():
-                        break
             except grpc.aio.AioRpcError:
                 done["errors"] += 1
                 await asyncio.sleep(0.2)
@@ -215,6 +214,11 @@ async def stream_flood(feature: str, shape: Shape, stop: asyncio.Event,
     ready()
     tasks = [asyncio.create_task(one(i)) for i in range(shape.stream_calls)]
     await stop.wait()
+    # A flood that was sending but had no answer yet (a short phase on busy cores) waits
+    # for its first one: the images it sent are answered once the requests end.
+    waited = time.monotonic() + FIRST_ANSWER_AFTER_STOP_S
+    while not done["results"] and time.monotonic() < waited:
+        await asyncio.sleep(0.05)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
