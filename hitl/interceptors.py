@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 
 from hitl import auth
 from hitl.logs import REQUEST_ID_KEY, caller_name, new_request_id, request_id
-from hitl.metrics import RPCS
+from hitl.metrics import RPCS, STARTED
 from hitl.rpc_types import AnyContext
 
 log = logging.getLogger("hitl.grpc_server")
@@ -137,6 +137,7 @@ def _observed(method: str, caller: str, context: AnyContext) -> Iterator[None]:
     """One call's request id, caller, log line and count, however it ends."""
     _adopt_request_id(context)
     caller_name.set(caller)
+    STARTED.labels(method, caller).inc()
     started, error = time.perf_counter(), None
     try:
         yield

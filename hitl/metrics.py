@@ -10,6 +10,10 @@ import prometheus_client
 RPCS = prometheus_client.Counter(
     "grpc_server_handled", "gRPC calls answered, by method, status code and caller",
     ["grpc_method", "grpc_code", "caller"])
+# Calls received, by method and caller: with the answered ones, what is under way.
+STARTED = prometheus_client.Counter(
+    "grpc_server_started", "gRPC calls received, by method and caller",
+    ["grpc_method", "caller"])
 
 
 def start_metrics_server(port: int, addr: str = "127.0.0.1") -> int:

@@ -186,9 +186,12 @@ async def test_a_replica_added_after_clients_connect_gets_calls_within_the_conne
                 for stub in stubs:
                     await stub.Describe(feature_pb2.DescribeRequest())
 
-            for _ in range(10):
+            # Both are in use (round robin sends to the connections that are up, so the
+            # second may take a moment to connect on a loaded machine).
+            started = time.monotonic()
+            while not all(calls_answered(m) > 0 for m in metrics):
+                assert time.monotonic() - started < 30, "one replica got no calls"
                 await call_all()
-            assert all(calls_answered(m) > 0 for m in metrics)  # both are in use
 
             # The autoscaler adds a replica; once it is ready, DNS lists it.
             manager, third_metrics = replica(2)
@@ -196,9 +199,11 @@ async def test_a_replica_added_after_clients_connect_gets_calls_within_the_conne
             replicas.addresses.append(hosts[2])
             ready = time.monotonic()
             while calls_answered(third_metrics) == 0:
-                assert time.monotonic() - ready < 1.1 * age_s + 3.0, (
+                # Within the connection age and a reconnection (slow on a loaded
+                # machine); without a maximum age it never gets one.
+                assert time.monotonic() - ready < 2 * age_s + 10.0, (
                     "the new replica got no calls from the connected clients within "
-                    f"the connection age ({age_s} s)")
+                    f"twice the connection age ({age_s} s) and 10 s")
                 await call_all()
                 await asyncio.sleep(0.05)
             for client in clients:

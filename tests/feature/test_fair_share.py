@@ -104,7 +104,9 @@ async def test_one_caller_holding_streams_leaves_health_describe_and_others_serv
 
 async def test_an_idle_stream_is_closed_after_the_configured_time(service_factory) -> None:  # type: ignore[no-untyped-def]
     """Issue 21: streams had no idle timeout, so an idle one held its slot forever."""
-    running = await service_factory(TinyExtractor(), stream_idle_s=0.5)
+    # Ten times the steady sender's pause below: client and server share this event
+    # loop, and a loaded machine can stall it for a good part of a second.
+    running = await service_factory(TinyExtractor(), stream_idle_s=2.0)
     never = asyncio.Event()
     call = running.stub.EmbedStream(_held(never, seed=960), timeout=30)
     assert outcome((await call.read()).results[0]) == OK

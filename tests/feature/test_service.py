@@ -181,7 +181,10 @@ async def test_requests_past_the_byte_budget_are_refused_or_wait_and_nothing_is_
         service_factory, image_server: ImageServer) -> None:  # type: ignore[no-untyped-def]
     # One caller may use the whole budget here: this is about the service's own bound
     # (test_fair_share.py holds the per-caller one).
-    feature = await service_factory(max_inflight_bytes=1 << 20, caller_max_bytes=1 << 20)
+    # The slow URL holds its call for read_timeout_s: long enough that the checks below
+    # run while it is still under way, on a loaded machine too.
+    feature = await service_factory(max_inflight_bytes=1 << 20, caller_max_bytes=1 << 20,
+                                    read_timeout_s=6.0)
     ballast = by_data(b"\0" * (600 << 10), id="ballast")  # 600 KB, not an image
     busy = asyncio.ensure_future(feature.stub.Embed(E.EmbedRequest(
         images=[by_url(image_server.url("/slow")), ballast])))
@@ -379,17 +382,19 @@ async def test_reflection_lists_the_service(feature: Running) -> None:
 async def test_stop_drains_calls_in_flight_within_the_grace_period(service_factory) -> None:  # type: ignore[no-untyped-def]
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    running = await service_factory(TinyExtractor(delay_s=0.5), grace_s=3.0)
+    running = await service_factory(TinyExtractor(delay_s=0.5), grace_s=10.0)
     health = health_pb2_grpc.HealthStub(running.channel)
     check = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
     assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.SERVING
     request = E.EmbedRequest(images=[by_data(encode(gradient(seed=600 + i), "PNG"))
                                      for i in range(4)])
     in_flight = asyncio.ensure_future(running.stub.Embed(request))
-    await asyncio.sleep(0.1)  # the call is now waiting for the model
+    while not running.extractor.batches:  # until the call is in the model
+        await asyncio.sleep(0.01)
     started = asyncio.get_running_loop().time()
     await running.service.stop()
-    assert asyncio.get_running_loop().time() - started < 3.0
+    # Stopped once the call was answered, before the grace period ran out.
+    assert asyncio.get_running_loop().time() - started < 10.0
     assert [outcome(r) for r in (await in_flight).results] == [OK] * 4
     with pytest.raises(grpc.aio.AioRpcError):
         await running.stub.Describe(E.DescribeRequest(), timeout=1)

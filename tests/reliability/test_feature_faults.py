@@ -116,12 +116,28 @@ async def _embed_until(stub, refs, stop: asyncio.Event, outcomes: list[str]) -> 
             outcomes.append(exc.code().name)
 
 
+def _started(replica, method: str) -> float:  # type: ignore[no-untyped-def]
+    """Calls of `method` the replica has received (grpc_server_started)."""
+    samples = rs.prometheus(int(replica.env["FEATURE_METRICS_PORT"]))
+    return sum(v for k, v in samples.items()
+               if k.startswith("grpc_server_started_total{") and f'"{method}"' in k)
+
+
+async def _until_started(replica, method: str, count: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 60
+    while _started(replica, method) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} {method} calls arrived"
+        await asyncio.sleep(0.02)
+
+
 def test_sigterm_drains_calls_in_flight_within_the_grace_period(replica, tiles, shape: Shape):
     grace = float(replica.env["FEATURE_GRACE_S"])
     calls = shape.pick(6, 12)
     # Enough work per call (bypassing the cache) that most calls are still running when
     # SIGTERM arrives, however fast the machine.
     refs = _tile_refs(tiles, 32, "drain-")
+
+    before = _started(replica, "/hitl.v1.FeatureService/Embed")
 
     async def scenario() -> tuple[list[str], str, float]:
         channel = open_channel(f"127.0.0.1:{replica.port}", rs.FEATURE, security=rs.ADMIN)
@@ -138,7 +154,7 @@ def test_sigterm_drains_calls_in_flight_within_the_grace_period(replica, tiles, 
                 return "ok" if ok and len(reply.results) == len(batch) else "bad result"
 
             in_flight = [asyncio.create_task(one(n)) for n in range(calls)]
-            await asyncio.sleep(0.3)  # the calls are on the server now
+            await _until_started(replica, "/hitl.v1.FeatureService/Embed", before + calls)
             started = time.monotonic()
             replica.popen.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
             running = sum(not t.done() for t in in_flight)
@@ -179,16 +195,22 @@ def test_round_robin_calls_continue_when_a_replica_is_killed(replica, shared_fea
         try:
             workers = [asyncio.create_task(_embed_until(stub, refs, stop, outcomes))
                        for _ in range(6)]
-            await asyncio.sleep(3.0)
-            served = rs.prometheus(int(replica.env["FEATURE_METRICS_PORT"]))
-            assert served.get('feature_items_total{outcome="features"}', 0) > before.get(
-                'feature_items_total{outcome="features"}', 0), "round robin never used replica"
+            # Until the replica has served (round robin uses it), at most 60 s.
+            key = 'feature_items_total{outcome="features"}'
+            deadline = time.monotonic() + 60
+            while rs.prometheus(int(replica.env["FEATURE_METRICS_PORT"])).get(
+                    key, 0) <= before.get(key, 0):
+                assert time.monotonic() < deadline, "round robin never used replica"
+                await asyncio.sleep(0.5)
             await asyncio.to_thread(rs.kill, replica)
             killed_at = len(outcomes)
-            await asyncio.sleep(3.0)
+            # Calls go on after the kill: wait for more than six of them, at most 60 s.
+            deadline = time.monotonic() + 60
+            while len(outcomes) <= killed_at + 6:
+                assert time.monotonic() < deadline, "calls stopped after the kill"
+                await asyncio.sleep(0.2)
             stop.set()
             await asyncio.gather(*workers)
-            assert len(outcomes) > killed_at + 6, "calls stopped after the kill"
             return outcomes
         finally:
             await channel.close()
