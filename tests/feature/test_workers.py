@@ -240,9 +240,9 @@ async def test_a_small_job_never_waits_behind_a_large_one() -> None:
             await workers.run(job, large)
             finished.append(name)
 
-        # A large image (2 s of work here) on one process; small jobs after it, two at a
+        # A large image (5 s of work here) on one process; small jobs after it, two at a
         # time, find the other process (or wait for room there), never the queue behind it.
-        large = asyncio.create_task(run("large", Job("time", Settings(), _blobs(3000), 1, 2.0),
+        large = asyncio.create_task(run("large", Job("time", Settings(), _blobs(3000), 1, 5.0),
                                         True))
         await asyncio.sleep(0.2)
         await asyncio.gather(*(run(f"small {k}", _embed_job(_images(3100 + k, 1)), False)

@@ -48,7 +48,7 @@ def test_an_answer_is_taken_within_its_lease_and_grace_and_a_change_after(
         shared_feature, tiles: Path, tmp_path: Path):
     """Seen failing before: the answer long after the lease ended was accepted."""
     trainer = rs.trainer_service(tmp_path, shared_feature.address, tiles,
-                                 TRAINER_LEASE_S="1", TRAINER_ANSWER_GRACE_S="1")
+                                 TRAINER_LEASE_S="3", TRAINER_ANSWER_GRACE_S="2")
     rs.start(trainer)
     try:
         rs.wait_status(trainer.address, _loaded, what="dataset loaded")
@@ -56,7 +56,7 @@ def test_an_answer_is_taken_within_its_lease_and_grace_and_a_change_after(
             calls = Calls(channel)
             first, second = calls.lease("ann", 2)
             answered = calls.answer("ann", first.id, POS)
-            time.sleep(2.5)  # past the lease and the grace
+            time.sleep(5.5)  # past the lease and the grace
             assert calls.refused("ann", second.id) == grpc.StatusCode.PERMISSION_DENIED
             # The page's "change an earlier answer": undo it, answer again; the new answer
             # keeps why the item was served.
