@@ -12,7 +12,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -146,8 +145,7 @@ def _say_ready() -> None:
     print("ready", flush=True)
 
 
-async def classify_flood(base: str, shape: Shape, stop: asyncio.Event,
-                         ready: Callable[[], None] = _say_ready) -> dict:
+async def classify_flood(base: str, shape: Shape, stop: asyncio.Event) -> dict:
     """One annotator's requests of 16 images of 2 MB, `classify_requests` at a time, each
     sent again as soon as it is answered, whatever the answer."""
     image = noise_jpeg(1800, 1400, shape.classify_image_bytes, seed=1)
@@ -160,7 +158,7 @@ async def classify_flood(base: str, shape: Shape, stop: asyncio.Event,
         # up by the one before (which would make the later phase a flood of refusals).
         await http.post("/api/session", json={"annotator": f"flooder-{os.getpid()}"},
                         headers=CSRF)
-        ready()
+        _say_ready()
 
         async def loop() -> None:
             while not stop.is_set():
@@ -177,8 +175,7 @@ async def classify_flood(base: str, shape: Shape, stop: asyncio.Event,
     return {"image_bytes": len(image), "answers": answers}
 
 
-async def stream_flood(feature: str, shape: Shape, stop: asyncio.Event,
-                       ready: Callable[[], None] = _say_ready) -> dict:
+async def stream_flood(feature: str, shape: Shape, stop: asyncio.Event) -> dict:
     """Another team's EmbedStream calls, each streaming batches of large images as fast
     as the service takes them."""
     import grpc
@@ -211,7 +208,7 @@ async def stream_flood(feature: str, shape: Shape, stop: asyncio.Event,
                 done["errors"] += 1
                 await asyncio.sleep(0.2)
 
-    ready()
+    _say_ready()
     tasks = [asyncio.create_task(one(i)) for i in range(shape.stream_calls)]
     await stop.wait()
     # A flood that was sending but had no answer yet (a short phase on busy cores) waits

@@ -22,13 +22,12 @@ import aiohttp
 
 from bench import stack
 from bench.flood_load import Shape, flood_process, probe, stop_flood
-from bench.gateway import CSRF, percentile
+from bench.gateway import CSRF, past, percentile
 
 ROOT = stack.ROOT
 TILES = ROOT.parent / "shared" / "data" / "streetview-tiles" / "labels.csv"
 CACHE = ROOT / ".run" / "sim-cache"
 ITEMS_PER_LEASE = 5
-FIRST_LABEL_GRACE_S = 60.0
 # The targets: the annotators' p99 next-image latency under the floods at most this many
 # times the same annotators' alone, and every health probe answered in time.
 P99_RATIO_TARGET = 2.0
@@ -57,10 +56,7 @@ async def _annotator(http: aiohttp.ClientSession, name: str, until: float, think
         if r.status != 200:
             raise RuntimeError(f"POST /api/session: {r.status}")
     held: list[dict] = []
-    while time.monotonic() < until or (
-            # A phase reports at least one label: on a loaded machine a short phase
-            # could otherwise end before its first lease was answered.
-            tally.labels == 0 and time.monotonic() < until + FIRST_LABEL_GRACE_S):
+    while not past(until, tally.labels > 0):
         started = time.perf_counter()
         if held:
             item = held.pop(0)

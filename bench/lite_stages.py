@@ -46,24 +46,28 @@ def stage_times(paths: list[Path], batch: int, precision: str) -> dict[str, floa
 
     extractor = lite.LiteExtractor(MODELS / "lite", Settings(precision, threads=1))
     blobs = [p.read_bytes() for p in paths]
-    images = [Image.open(io.BytesIO(b)).convert("RGB") for b in blobs]
+
+    def decode() -> list[Image.Image]:
+        return [Image.open(io.BytesIO(b)).convert("RGB") for b in blobs]
+
+    def to_floats() -> tuple[list[np.ndarray], list[np.ndarray]]:
+        return ([lite.embedder_batch(np.stack([p.embedder for p in g])) for g in groups],
+                [lite.detector_batch(np.stack([p.detector for p in g])) for g in groups])
+
+    images = decode()
     pixels = [lite.prepare_lite(image) for image in images]
     groups = [pixels[i:i + batch] for i in range(0, len(pixels), batch)]
-    embedder_in = [lite.embedder_batch(np.stack([p.embedder for p in g])) for g in groups]
-    detector_in = [lite.detector_batch(np.stack([p.detector for p in g])) for g in groups]
+    embedder_in, detector_in = to_floats()
     detections = [extractor.detect(x) for x in detector_in]
     embeddings = [extractor.embed(x) for x in embedder_in]
     n = len(paths)
     return {
-        "decode": best_ms_per_image(
-            lambda: [Image.open(io.BytesIO(b)).convert("RGB") for b in blobs], n),
+        "decode": best_ms_per_image(decode, n),
         "resize_embedder": best_ms_per_image(
             lambda: [lite.embedder_pixels(i) for i in images], n),
         "resize_detector": best_ms_per_image(
             lambda: [lite.detector_pixels(i) for i in images], n),
-        "to_floats": best_ms_per_image(lambda: [
-            (lite.embedder_batch(np.stack([p.embedder for p in g])),
-             lite.detector_batch(np.stack([p.detector for p in g]))) for g in groups], n),
+        "to_floats": best_ms_per_image(to_floats, n),
         "embedder": best_ms_per_image(lambda: [extractor.embed(x) for x in embedder_in], n),
         "detector": best_ms_per_image(lambda: [extractor.detect(x) for x in detector_in], n),
         "evidence": best_ms_per_image(lambda: [
