@@ -28,10 +28,11 @@ install: $(VENV)/.installed $(BUF) $(STUBS) models
 	the browser tests will skip (apt-get install chromium)"
 
 # Every service's dependencies and the development tools, at the exact versions and hashes
-# of requirements/dev.txt.
+# of requirements/dev.txt. No pip cache: the environment is about 6.5 GB (torch with its
+# CUDA libraries), and a cached copy of every wheel beside it would nearly double that.
 $(VENV)/.installed: requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r requirements/dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-cache-dir --require-hashes -r requirements/dev.txt
 	touch $@
 
 # The locks, from pyproject.toml's version ranges (needs PyPI): one per service image, protoc
