@@ -8,7 +8,8 @@ them as JSON. Run from the repository root:
   pretrained ones);
 - decode cost: JPEG decode + resize per image on one core, on the real photos;
 - trainer: memory per catalog item, and the time of the real ranking code
-  (trainer_service.selection.ranking.rank) at growing numbers of embedded items;
+  (trainer_service.selection.ranking.rank) at growing numbers of embedded items, and
+  of the near-duplicate screen and lease guard at 5,000 candidates and 3,000 labels;
 - LMDB: bytes on disk per cached feature vector, with the real FeatureCache.
 
 Extrapolations to 1M and 100M items are done in docs/scaling.md, from these figures.
@@ -158,7 +159,37 @@ def trainer_cost(quick: bool) -> dict[str, Any]:
     per_item = [timings[s] / s for s in sizes]
     out["rank_seconds_per_item"] = per_item[-1]
     out["feature_bytes_per_item"] = d * 4
+    out["near_duplicates"] = screen_cost()
     return out
+
+
+def screen_cost() -> dict[str, float]:
+    """The near-duplicate screen at 5,000 candidates and 3,000 labels (lite's 1,280-d
+    embedding): the first screening, the next after 25 new labels (the incremental path,
+    as a share of the first), and a lease of 50 items against 1,000 leased."""
+    from trainer_service.selection.near_duplicates import LabelledScreen, LeaseGuard
+
+    rng = np.random.default_rng(3)
+    dims, threshold = 1280, 0.95
+    x = rng.normal(size=(10_000, dims + 10)).astype(np.float32)
+    screen = LabelledScreen(threshold)
+    candidates = np.arange(5_000)
+    started = time.perf_counter()
+    screen.keep(x, dims, candidates, np.arange(5_000, 8_000))
+    first = time.perf_counter() - started
+    started = time.perf_counter()
+    screen.keep(x, dims, candidates[25:], np.arange(5_000, 8_025))
+    incremental = time.perf_counter() - started
+    index = {f"i{k}": k for k in range(10_000)}
+    started = time.perf_counter()
+    guard = LeaseGuard(x, index, dims, [f"i{k}" for k in range(8_000, 9_000)], threshold, 50)
+    for k in range(9_000, 9_050):
+        if guard.admits(f"i{k}"):
+            guard.taken(f"i{k}")
+    lease = time.perf_counter() - started
+    return {"first_s": round(first, 4), "after_25_labels_s": round(incremental, 4),
+            "after_25_labels_vs_first": round(incremental / first, 4),
+            "lease_50_against_1000_s": round(lease, 4)}
 
 
 def lmdb_cost(quick: bool) -> dict[str, Any]:
