@@ -26,6 +26,10 @@ def test_resnext50_frcnn_is_measured_with_random_weights_when_its_weights_are_ab
     assert result["cold_images_per_s"] > 0 and result["baseline_images_per_s"] > 0
     assert result["cold_vs_baseline"] == pytest.approx(
         result["cold_images_per_s"] / result["baseline_images_per_s"], rel=0.02)
+    # The baseline ran before the service and after it; the ratio is against both.
+    before, after = result["baseline_before_images_per_s"], result["baseline_after_images_per_s"]
+    assert before > 0 and after > 0
+    assert result["baseline_images_per_s"] == pytest.approx((before + after) / 2, rel=0.01)
     assert 1 <= result["cold_mean_batch"] <= 4  # Faster R-CNN's CPU batches: 1, 2 or 4
     settings = result["settings"]  # what the service measured at start, and from what
     assert settings["inference"] == "workers" and settings["calibration"]
@@ -34,3 +38,11 @@ def test_resnext50_frcnn_is_measured_with_random_weights_when_its_weights_are_ab
     assert result["peak_rss_mib"] > 0
     assert "float16_vs_float32" not in result  # random features have no F1 to report
     assert "random weights" in features.markdown({"extractors": {"resnext50-frcnn": result}})
+
+
+def test_the_baseline_around_the_service_is_the_mean_of_its_two_passes():
+    before = {"baseline_images_per_s": 10.0, "baseline_cpu_s_per_image": 0.1}
+    after = {"baseline_images_per_s": 12.0, "baseline_cpu_s_per_image": 0.08}
+    assert features.around(before, after) == {
+        "baseline_images_per_s": 11.0, "baseline_cpu_s_per_image": 0.09,
+        "baseline_before_images_per_s": 10.0, "baseline_after_images_per_s": 12.0}
