@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from bench import stack
-from bench.features import TILES, measure_baseline
+from bench.baseline import measure_baseline
+from bench.features import TILES
 from bench.service_settings import settings_of
 
 TARGET_S = 180.0

@@ -36,13 +36,13 @@ import grpc
 import numpy as np
 
 from bench import stack
+from bench.baseline import around, measure_baseline, rate
 from bench.service_settings import calibration_table, settings_of
 from bench.stack import ROOT, feature_service, free_port
 from bench.vector_diff import float16_effect
 
 TILES = Path(os.environ.get("HITL_TEST_DATA", ROOT.parent / "shared" / "data")) / \
     "streetview-tiles"
-MODELS = ROOT / ".models"
 LOOKUP_ITEMS = 1000
 # (images through the service, images through the baseline), short and full, on a CPU.
 # Faster R-CNN at 800 px takes seconds per image on a CPU, hence the small counts.
@@ -71,59 +71,6 @@ def scrape(port: int, name: str) -> float:
             if line.startswith(name + " "):
                 return float(line.split()[1])
     return 0.0
-
-
-def rate(count: int, seconds: float) -> float:
-    return round(count / seconds, 2)
-
-
-def measure_baseline(name: str, paths: list[Path], budget_s: float, device: str = "cpu",
-                     untrained: bool = False) -> dict:
-    """The demo's way, at torch's default thread count and at one thread.
-
-    On a busy 2-core machine the default threads (OpenMP spin-waiting) can be many times
-    slower than one thread, so the ratios use the faster of the two: the conservative
-    comparison. Each pass stops after `budget_s` (at least 3 images). On a GPU the
-    thread count hardly matters, and one pass at the default is measured.
-    """
-    import torch
-
-    from bench.baseline import load_baseline
-
-    extract = load_baseline(name, MODELS, device, untrained=untrained)
-    extract(paths[0])  # first-call costs are not the demo's steady state
-    default_threads = torch.get_num_threads()
-    rates, cpu = {}, []
-    passes = [("default_threads", default_threads)]
-    if device == "cpu":
-        passes.append(("one_thread", 1))
-    for label, threads in passes:
-        torch.set_num_threads(threads)
-        started, done, cpu_started = time.perf_counter(), 0, time.process_time()
-        for path in paths:
-            extract(path)
-            done += 1
-            if done >= 3 and time.perf_counter() - started > budget_s:
-                break
-        rates[f"baseline_{label}_images_per_s"] = rate(done, time.perf_counter() - started)
-        cpu.append((time.process_time() - cpu_started) / done)
-    torch.set_num_threads(default_threads)
-    rates["baseline_images_per_s"] = max(rates.values())
-    # CPU seconds per image of its cheapest pass: what the loop costs without the wait
-    # for other processes on a shared machine.
-    rates["baseline_cpu_s_per_image"] = round(min(cpu), 4)
-    return rates
-
-
-def around(before: dict, after: dict) -> dict:
-    """The baseline measured before and after the service, as one: the mean of each
-    figure. A virtual machine's speed drifts by about 10% over minutes; with the service
-    timed between two passes of the baseline, a steady drift cancels out of the ratio
-    instead of flattering or hurting it by the luck of which side ran first."""
-    both = {key: round((before[key] + after[key]) / 2, 4) for key in before}
-    both["baseline_before_images_per_s"] = before["baseline_images_per_s"]
-    both["baseline_after_images_per_s"] = after["baseline_images_per_s"]
-    return both
 
 
 def embed_all(stub, refs: list, feature_pb2) -> tuple[float, list]:  # type: ignore[no-untyped-def]

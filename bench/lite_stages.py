@@ -7,7 +7,7 @@ for each image: decode, the two resizes, the conversion of pixels to the models'
 the embedder, the detector and the evidence of every class. Their sum, per image, over
 the cores is a ceiling for the service: it leaves out the service process's receiving,
 scheduling and caching, so `bench.features` can only approach it. Against the
-one-at-a-time baseline measured in the same run (`bench.features.measure_baseline`), it
+one-at-a-time baseline measured in the same run (`bench.baseline.measure_baseline`), it
 says whether a ratio target is within reach of the models as they are.
 """
 
@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.features import MODELS, TILES, measure_baseline, tile_set
+from bench.baseline import MODELS, measure_baseline
+from bench.features import TILES, tile_set
 
 REPEATS = 5  # best of: load from other processes skews each stage as little as possible
 

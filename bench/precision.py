@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.features import MODELS, TILES, tile_set
+from bench.baseline import MODELS
+from bench.features import TILES, tile_set
 from bench.vector_diff import compare
 
 COUNTS = {True: 128, False: 512}

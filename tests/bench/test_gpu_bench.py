@@ -30,6 +30,7 @@ def test_the_gpu_benchmark_runs_its_measurements_on_the_cpu(monkeypatch, tmp_pat
     assert result["extractor_alone"][2]["way"] == "bfloat16, channels_last, compiled"
     service = result["service"]
     assert service["version"].startswith("untrained") and service["cold_images_per_s"] > 0
+    # Ratios are given to two decimals: within half a hundredth.
     assert service["cold_vs_baseline"] == pytest.approx(
-        service["cold_images_per_s"] / service["baseline_images_per_s"], rel=0.02)
+        service["cold_images_per_s"] / service["baseline_images_per_s"], rel=0.02, abs=0.005)
     assert service["settings"]["calibration"]

@@ -21,8 +21,9 @@ def test_every_stage_is_timed_and_the_ceiling_is_what_they_leave():
     assert result["sum_ms_per_image"] == pytest.approx(sum(stages.values()), abs=0.01)
     assert result["ceiling_images_per_s"] == pytest.approx(
         result["cores"] * 1e3 / result["sum_ms_per_image"], rel=0.01)
+    # Ratios are given to two decimals: within half a hundredth.
     assert result["ceiling_vs_baseline"] == pytest.approx(
-        result["ceiling_images_per_s"] / result["baseline_images_per_s"], rel=0.02)
+        result["ceiling_images_per_s"] / result["baseline_images_per_s"], rel=0.02, abs=0.005)
     # The two models are the largest stages of all (the resizes and the rest are small).
     assert min(stages["embedder"], stages["detector"]) > max(
         ms for name, ms in stages.items() if name not in ("embedder", "detector"))
