@@ -4,7 +4,7 @@ against the float32 one-at-a-time baseline, both on real tiles."""
 
 import pytest
 
-from bench import features
+from bench import baseline, features
 from tests.support import TILES, require_data
 
 pytestmark = pytest.mark.slow  # minutes of CPU: in `make test`, not `make test-fast`
@@ -44,6 +44,6 @@ def test_resnext50_frcnn_is_measured_with_random_weights_when_its_weights_are_ab
 def test_the_baseline_around_the_service_is_the_mean_of_its_two_passes():
     before = {"baseline_images_per_s": 10.0, "baseline_cpu_s_per_image": 0.1}
     after = {"baseline_images_per_s": 12.0, "baseline_cpu_s_per_image": 0.08}
-    assert features.around(before, after) == {
+    assert baseline.around(before, after) == {
         "baseline_images_per_s": 11.0, "baseline_cpu_s_per_image": 0.09,
         "baseline_before_images_per_s": 10.0, "baseline_after_images_per_s": 12.0}
