@@ -9,7 +9,7 @@ import signal
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -123,11 +123,13 @@ def _started(replica, method: str) -> float:  # type: ignore[no-untyped-def]
                if k.startswith("grpc_server_started_total{") and f'"{method}"' in k)
 
 
-async def _until_started(replica, method: str, count: float) -> None:  # type: ignore[no-untyped-def]
+async def _until(done: Callable[[], bool], failure: str, every_s: float) -> None:
+    """Waits for `done` (checked every `every_s`), at most 60 s: then fails saying
+    `failure`. An event to wait for, not a length of time that a loaded machine outlasts."""
     deadline = time.monotonic() + 60
-    while _started(replica, method) < count:
-        assert time.monotonic() < deadline, f"fewer than {count} {method} calls arrived"
-        await asyncio.sleep(0.02)
+    while not done():
+        assert time.monotonic() < deadline, failure
+        await asyncio.sleep(every_s)
 
 
 def test_sigterm_drains_calls_in_flight_within_the_grace_period(replica, tiles, shape: Shape):
@@ -154,7 +156,9 @@ def test_sigterm_drains_calls_in_flight_within_the_grace_period(replica, tiles, 
                 return "ok" if ok and len(reply.results) == len(batch) else "bad result"
 
             in_flight = [asyncio.create_task(one(n)) for n in range(calls)]
-            await _until_started(replica, "/hitl.v1.FeatureService/Embed", before + calls)
+            embed = "/hitl.v1.FeatureService/Embed"
+            await _until(lambda: _started(replica, embed) >= before + calls,
+                         f"fewer than {calls} Embed calls arrived", 0.02)
             started = time.monotonic()
             replica.popen.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
             running = sum(not t.done() for t in in_flight)
@@ -195,20 +199,15 @@ def test_round_robin_calls_continue_when_a_replica_is_killed(replica, shared_fea
         try:
             workers = [asyncio.create_task(_embed_until(stub, refs, stop, outcomes))
                        for _ in range(6)]
-            # Until the replica has served (round robin uses it), at most 60 s.
+            # Until the replica has served (round robin uses it).
             key = 'feature_items_total{outcome="features"}'
-            deadline = time.monotonic() + 60
-            while rs.prometheus(int(replica.env["FEATURE_METRICS_PORT"])).get(
-                    key, 0) <= before.get(key, 0):
-                assert time.monotonic() < deadline, "round robin never used replica"
-                await asyncio.sleep(0.5)
+            await _until(lambda: rs.prometheus(int(replica.env["FEATURE_METRICS_PORT"])).get(
+                key, 0) > before.get(key, 0), "round robin never used replica", 0.5)
             await asyncio.to_thread(rs.kill, replica)
             killed_at = len(outcomes)
-            # Calls go on after the kill: wait for more than six of them, at most 60 s.
-            deadline = time.monotonic() + 60
-            while len(outcomes) <= killed_at + 6:
-                assert time.monotonic() < deadline, "calls stopped after the kill"
-                await asyncio.sleep(0.2)
+            # Calls go on after the kill: more than six of them.
+            await _until(lambda: len(outcomes) > killed_at + 6,
+                         "calls stopped after the kill", 0.2)
             stop.set()
             await asyncio.gather(*workers)
             return outcomes
